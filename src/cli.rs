@@ -1,0 +1,66 @@
+//! Command-line arguments: raw values only. Resolution into a [`Config`]
+//! happens in `main.rs`; stages never see these types.
+//!
+//! [`Config`]: nightscreen::Config
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use nightscreen::runtime::Device;
+
+/// Batch screening of DICOM studies with ONNX models: a triaged worklist for
+/// clinicians and Parquet tables for analysts.
+#[derive(Debug, Parser)]
+#[command(name = "nightscreen", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Screen every DICOM file under the inputs and write OUT.
+    ///
+    /// Exit codes: 0 all inputs accounted for without error; 1 finished, but
+    /// some inputs could not be read (see OUT/errors); 2 fatal setup error
+    /// (bad config or arguments, missing or mismatched model, no ONNX Runtime,
+    /// unwritable output).
+    Run(RunArgs),
+    /// Check the installation: ONNX Runtime, execution providers, models.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Input folder, DICOMDIR or file (repeatable).
+    #[arg(long = "input", short = 'i', value_name = "DIR", required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Output folder.
+    #[arg(long, short = 'o', value_name = "OUT")]
+    pub out: PathBuf,
+    /// Run configuration (TOML).
+    #[arg(long, short = 'c', value_name = "FILE", env = "NIGHTSCREEN_CONFIG", default_value = "configs/default.toml")]
+    pub config: PathBuf,
+    /// Execution provider: cpu, cuda (fails if unavailable) or auto.
+    #[arg(long, value_enum)]
+    pub device: Option<Device>,
+    /// Images per inference batch.
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Cores to use in all (decode + inference); default: all.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Replace a previous run's outputs in OUT.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// No progress output; warnings and errors only.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Folder of model cards to check.
+    #[arg(long, value_name = "DIR", default_value = "models")]
+    pub models: PathBuf,
+}

@@ -1,0 +1,31 @@
+//! Crate-level errors: only what stops a whole run (setup, output I/O).
+//!
+//! A failure on one input file is never an [`Error`]: it becomes a
+//! [`crate::message::Rejected`] row and the batch goes on.
+
+use std::path::PathBuf;
+
+/// A fatal error: the run cannot start or cannot write its outputs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("cannot read config {path}")]
+    ConfigRead { path: PathBuf, #[source] source: std::io::Error },
+    #[error("config {path} is not valid")]
+    ConfigParse { path: PathBuf, #[source] source: toml::de::Error },
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    #[error("writing {path}")]
+    Output { path: PathBuf, #[source] source: std::io::Error },
+    #[error("writing Parquet {path}")]
+    Parquet { path: PathBuf, #[source] source: parquet::errors::ParquetError },
+    #[error("a pipeline stage stopped unexpectedly: {0}")]
+    Stage(String),
+}
+
+/// Result alias for fatal errors.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

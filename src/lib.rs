@@ -1,0 +1,29 @@
+//! nightscreen: a batch screening pipeline for medical imaging.
+//!
+//! The data path is the architecture: **ingest → decode → preprocess →
+//! infer → triage → sinks**, one module per stage, joined by typed
+//! messages ([`message`]) over bounded channels ([`pipeline`]). Each stage
+//! has a config section, a runtime value built from it, a pure per-item
+//! method (easy to test and bench) and a `run` loop.
+
+pub mod config;
+pub mod decode;
+pub mod doctor;
+pub mod error;
+pub mod infer;
+pub mod ingest;
+pub mod message;
+pub mod model;
+pub mod pipeline;
+pub mod preprocess;
+pub mod progress;
+pub mod runtime;
+pub mod sink;
+pub mod triage;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use pipeline::{run, RunSummary};
+
+/// The software version recorded on every output row and in `run.json`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,81 @@
+//! The `nightscreen` binary: parses the command line, calls the library and
+//! maps the outcome to an exit code. Everything else lives in the library.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use cli::{Cli, Command, DoctorArgs, RunArgs};
+use nightscreen::config::{Config, Overrides};
+use nightscreen::progress::{Mode, Progress};
+
+/// Finished, but some inputs could not be read.
+const EXIT_INPUT_ERRORS: u8 = 1;
+/// The run could not start or could not write its outputs.
+const EXIT_FATAL: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quiet = matches!(&cli.command, Command::Run(a) if a.quiet);
+    init_logging(quiet);
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Doctor(args) => doctor(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("nightscreen: error: {err:#}");
+            ExitCode::from(EXIT_FATAL)
+        }
+    }
+}
+
+fn init_logging(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+        .format_target(false)
+        .init();
+}
+
+fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let overrides = Overrides {
+        inputs: args.inputs.clone(),
+        out: Some(args.out.clone()),
+        device: args.device,
+        batch_size: args.batch_size,
+        threads: args.threads,
+        overwrite: args.overwrite,
+    };
+    let cfg = Config::load(&args.config)
+        .with_context(|| format!("loading config {}", args.config.display()))?
+        .with_overrides(&overrides);
+    let progress = Progress::new(Mode::detect(args.quiet));
+    let summary = nightscreen::run(&cfg, &progress)?;
+    let bands: Vec<String> = summary.bands.iter().map(|(b, n)| format!("{b} {n}")).collect();
+    log::info!(
+        "done in {:.1} s on {}: {} files, {} frames scored, {} studies ({}), {} skipped, {} errors",
+        summary.seconds,
+        summary.execution_provider,
+        summary.files_seen,
+        summary.frames_scored,
+        summary.studies,
+        bands.join(", "),
+        summary.skipped,
+        summary.errors
+    );
+    log::info!("worklist: {}", summary.out.join("worklist.csv").display());
+    if summary.errors > 0 {
+        log::warn!("{} input(s) could not be read: see {}", summary.errors, summary.out.join("errors").display());
+        return Ok(EXIT_INPUT_ERRORS);
+    }
+    Ok(0)
+}
+
+fn doctor(args: DoctorArgs) -> anyhow::Result<u8> {
+    let mut stdout = std::io::stdout().lock();
+    let healthy = nightscreen::doctor::report(&args.models, &mut stdout).context("writing the report")?;
+    Ok(if healthy { 0 } else { EXIT_FATAL })
+}

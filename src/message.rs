@@ -1,0 +1,205 @@
+//! The typed messages that travel between stages.
+//!
+//! ingest → [`Instance`] → decode → [`DecodedImage`] → preprocess →
+//! [`Prepared`] → infer → [`Scored`] → triage/sinks. Failures travel as
+//! [`Rejected`] inside [`Msg`], so every input file reaches the sinks as a
+//! row, an error or a counted skip, whatever stage dropped it.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A DICOM unique identifier. Kept as its own type so a study UID can never
+/// be passed where an instance UID is expected.
+macro_rules! uid_type {
+    ($name:ident, $what:literal) => {
+        #[doc = concat!("A ", $what, " UID (trailing padding removed).")]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+        pub struct $name(pub String);
+
+        impl $name {
+            /// Wraps a UID read from a header, trimming DICOM's NUL / space padding.
+            pub fn new(raw: &str) -> Self {
+                Self(raw.trim_end_matches(|c: char| c == '\0' || c.is_whitespace()).to_string())
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+uid_type!(StudyUid, "Study Instance");
+uid_type!(SeriesUid, "Series Instance");
+uid_type!(SopInstanceUid, "SOP Instance");
+
+/// The pipeline stage where an input was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stage {
+    Ingest,
+    Decode,
+    Preprocess,
+    Infer,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Ingest => "ingest",
+            Stage::Decode => "decode",
+            Stage::Preprocess => "preprocess",
+            Stage::Infer => "infer",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an input produced no result: skipped by design, or an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RejectKind {
+    /// Not an image we screen (no pixel data, not DICOM, no model accepts it).
+    /// The string is a short stable reason key used for counting.
+    Skip(&'static str),
+    /// The file should have been readable but was not.
+    Error,
+}
+
+/// An input dropped by some stage, kept so sinks can report it.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub path: PathBuf,
+    pub stage: Stage,
+    pub kind: RejectKind,
+    /// Human-readable reason, with the failing detail (never patient data).
+    pub reason: String,
+    /// Identity of the object when the header could be read.
+    pub header: Option<Arc<Header>>,
+    /// Frame number for per-frame failures.
+    pub frame: Option<u32>,
+}
+
+/// What every channel carries.
+pub type Msg<T> = Result<T, Rejected>;
+
+/// The header fields read at ingest, shared by every frame of an instance.
+#[derive(Debug, Clone, Default)]
+pub struct Header {
+    pub study_uid: StudyUid,
+    pub series_uid: SeriesUid,
+    pub sop_instance_uid: SopInstanceUid,
+    pub sop_class_uid: String,
+    pub transfer_syntax: String,
+    pub modality: String,
+    pub photometric: String,
+    pub rows: u32,
+    pub columns: u32,
+    pub frames: u32,
+    pub samples_per_pixel: u16,
+    pub bits_allocated: u16,
+    /// ImageLaterality, else Laterality ("R", "L", "B" or empty).
+    pub laterality: String,
+    pub body_part: String,
+    pub series_number: Option<i32>,
+    pub instance_number: Option<i32>,
+    /// StudyDate + StudyTime, when both parse.
+    pub study_datetime: Option<chrono::NaiveDateTime>,
+    pub study_description: String,
+    /// Identifiers for the clinicians' worklist only; never in analyst tables.
+    pub patient_id: String,
+    pub patient_name: String,
+    pub accession_number: String,
+}
+
+/// One image object found by ingest, with the file it lives in.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub path: PathBuf,
+    /// Path relative to the input root it was found under (for display).
+    pub rel_path: String,
+    pub header: Arc<Header>,
+    /// Models (by index into the run's model list) that accept this image.
+    pub models: Vec<usize>,
+}
+
+impl Instance {
+    /// Turns a stage failure on this instance into a [`Rejected`] error.
+    pub fn reject(&self, stage: Stage, reason: impl fmt::Display) -> Rejected {
+        Rejected {
+            path: self.path.clone(),
+            stage,
+            kind: RejectKind::Error,
+            reason: reason.to_string(),
+            header: Some(self.header.clone()),
+            frame: None,
+        }
+    }
+}
+
+/// One decoded frame in display space: greyscale (1 channel) or RGB
+/// (3 channels, interleaved), values in `0.0..=1.0`, MONOCHROME1 already
+/// inverted and the VOI window applied.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub width: u32,
+    pub height: u32,
+    pub channels: u8,
+    pub pixels: Vec<f32>,
+}
+
+/// Summary of the stored pixel values of a frame before any display
+/// transform, recorded on every image row so analysts can spot drift.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PixelStats {
+    pub mean: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// Where a frame came from and what its stored pixels looked like: all a
+/// row needs once the pixels themselves are gone.
+#[derive(Debug, Clone)]
+pub struct ImageMeta {
+    pub instance: Arc<Instance>,
+    pub frame_index: u32,
+    /// Size of the decoded frame (before any model resize).
+    pub width: u32,
+    pub height: u32,
+    pub stored: PixelStats,
+}
+
+/// One frame of an instance, decoded.
+#[derive(Debug, Clone)]
+pub struct DecodedImage {
+    pub meta: Arc<ImageMeta>,
+    pub frame: Frame,
+}
+
+/// A frame turned into one model's input tensor (without batch dimension).
+/// The pixels are dropped here, so only tensors wait in the infer queue.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub meta: Arc<ImageMeta>,
+    pub model: usize,
+    pub tensor: Vec<f32>,
+}
+
+/// One model's output for one frame.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    pub meta: Arc<ImageMeta>,
+    pub model: usize,
+    /// Output values in the order of the card's labels.
+    pub outputs: Vec<f32>,
+    pub scored_at: chrono::DateTime<chrono::Utc>,
+}

@@ -1,0 +1,196 @@
+//! Model cards: the TOML file beside each `.onnx` that says what the model
+//! is, what it accepts and how its input must be prepared.
+//!
+//! The card is the contract between a model's authors and the pipeline:
+//! preprocess reads the input spec from it, routing reads `accepts`, triage
+//! reads the labels and thresholds, and every prediction row names the
+//! card's id, version and sha256. A model file whose digest differs from the
+//! card is refused, so a row can always be traced to exact weights.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::message::Header;
+
+/// The card as written in `<model>.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelCard {
+    pub id: String,
+    pub version: String,
+    /// ONNX file name, relative to the card.
+    pub file: String,
+    /// Lower-case hex SHA-256 of the ONNX file.
+    pub sha256: String,
+    pub intended_use: String,
+    /// Free text shown in `doctor` and `run.json`: limitations, training data.
+    #[serde(default)]
+    pub limitations: String,
+    /// Cards of research or fixture models say so; the worklist repeats it.
+    #[serde(default)]
+    pub clinical_use: bool,
+    pub input: InputSpec,
+    pub output: OutputSpec,
+    #[serde(default)]
+    pub accepts: Accepts,
+    /// Operating thresholds per output label, e.g. `referable = 0.42`.
+    #[serde(default)]
+    pub thresholds: BTreeMap<String, f32>,
+}
+
+/// Memory layout of the input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Layout {
+    NCHW,
+    NHWC,
+}
+
+/// Order of colour channels in the tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum ChannelOrder {
+    RGB,
+    BGR,
+}
+
+/// How the model's input tensor is built from a display-space frame
+/// (values in 0..=1): resize to `height × width`, multiply by `scale`,
+/// then `(x - mean[c]) / std[c]` per channel.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    pub name: String,
+    pub layout: Layout,
+    /// 1 (greyscale; colour images are converted) or 3 (RGB; greyscale is
+    /// replicated).
+    pub channels: u8,
+    pub height: u32,
+    pub width: u32,
+    #[serde(default = "one")]
+    pub scale: f32,
+    #[serde(default)]
+    pub mean: Vec<f32>,
+    #[serde(default)]
+    pub std: Vec<f32>,
+    #[serde(default = "rgb")]
+    pub channel_order: ChannelOrder,
+}
+
+fn one() -> f32 {
+    1.0
+}
+fn rgb() -> ChannelOrder {
+    ChannelOrder::RGB
+}
+
+/// What the model's output means.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    pub name: String,
+    /// One label per output value, in order.
+    pub labels: Vec<String>,
+    /// Applied by the pipeline when the graph outputs logits.
+    #[serde(default)]
+    pub activation: Activation,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    #[default]
+    None,
+    Sigmoid,
+    Softmax,
+}
+
+/// Which images a model is meant for. An empty list accepts anything.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Accepts {
+    pub modalities: Vec<String>,
+    pub sop_classes: Vec<String>,
+    pub photometric: Vec<String>,
+}
+
+impl Accepts {
+    /// Whether an image with this header falls inside the model's domain.
+    pub fn matches(&self, header: &Header) -> bool {
+        fn ok(list: &[String], value: &str) -> bool {
+            list.is_empty() || list.iter().any(|v| v.eq_ignore_ascii_case(value))
+        }
+        ok(&self.modalities, &header.modality)
+            && ok(&self.sop_classes, &header.sop_class_uid)
+            && ok(&self.photometric, &header.photometric)
+    }
+}
+
+/// Problems with a card, found before any file is read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CardError {
+    #[error("cannot read model card {path}")]
+    Read { path: PathBuf, #[source] source: std::io::Error },
+    #[error("model card {path} is not valid")]
+    Parse { path: PathBuf, #[source] source: toml::de::Error },
+    #[error("model card {path}: {problem}")]
+    Invalid { path: PathBuf, problem: String },
+}
+
+impl ModelCard {
+    /// Reads and checks a card; does not touch the ONNX file.
+    ///
+    /// # Errors
+    /// The file cannot be read, is not valid TOML for a card, or is
+    /// inconsistent (see [`ModelCard::problems`]).
+    pub fn load(path: &Path) -> Result<Self, CardError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| CardError::Read { path: path.to_path_buf(), source })?;
+        let card: ModelCard = toml::from_str(&text)
+            .map_err(|source| CardError::Parse { path: path.to_path_buf(), source })?;
+        let problems = card.problems();
+        if !problems.is_empty() {
+            return Err(CardError::Invalid { path: path.to_path_buf(), problem: problems.join("; ") });
+        }
+        Ok(card)
+    }
+
+    /// Every inconsistency in the card, so one run reports them all.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let c = self.input.channels as usize;
+        if c != 1 && c != 3 {
+            out.push(format!("input.channels must be 1 or 3, not {c}"));
+        }
+        if self.input.height == 0 || self.input.width == 0 {
+            out.push("input.height and input.width must be positive".into());
+        }
+        if !self.input.mean.is_empty() && self.input.mean.len() != c {
+            out.push(format!("input.mean has {} values for {c} channels", self.input.mean.len()));
+        }
+        if !self.input.std.is_empty() && self.input.std.len() != c {
+            out.push(format!("input.std has {} values for {c} channels", self.input.std.len()));
+        }
+        if self.input.std.iter().any(|s| *s == 0.0) {
+            out.push("input.std must not contain 0".into());
+        }
+        if self.output.labels.is_empty() {
+            out.push("output.labels is empty".into());
+        }
+        for label in self.thresholds.keys() {
+            if !self.output.labels.contains(label) {
+                out.push(format!("threshold for unknown label {label:?}"));
+            }
+        }
+        if self.sha256.len() != 64 || !self.sha256.chars().all(|ch| ch.is_ascii_hexdigit()) {
+            out.push("sha256 must be 64 hex digits".into());
+        }
+        out
+    }
+
+    /// Index of an output label.
+    pub fn label_index(&self, label: &str) -> Option<usize> {
+        self.output.labels.iter().position(|l| l == label)
+    }
+}

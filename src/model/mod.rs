@@ -1,0 +1,114 @@
+//! Models: finding cards in a models folder, checking each ONNX file against
+//! its card's digest, and deciding which models see which image.
+
+pub mod card;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+pub use card::{Accepts, Activation, CardError, ChannelOrder, InputSpec, Layout, ModelCard};
+
+use crate::message::Header;
+
+/// A model whose file matched its card, ready for a session.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifiedModel {
+    pub card: ModelCard,
+    pub card_path: PathBuf,
+    pub onnx_path: PathBuf,
+    /// Extra routing filter from the run config, on top of the card's.
+    pub route: Accepts,
+}
+
+impl VerifiedModel {
+    /// Whether this model should score an image with this header.
+    pub fn accepts(&self, header: &Header) -> bool {
+        self.card.accepts.matches(header) && self.route.matches(header)
+    }
+}
+
+/// Why a model cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    #[error(transparent)]
+    Card(#[from] CardError),
+    #[error("no model card for {id:?} in {dir} (looked for {dir}/*.toml with id = {id:?})")]
+    NotFound { id: String, dir: PathBuf },
+    #[error("cannot read models folder {dir}")]
+    Dir { dir: PathBuf, #[source] source: std::io::Error },
+    #[error("cannot read model file {path}")]
+    Onnx { path: PathBuf, #[source] source: std::io::Error },
+    #[error("model {id}: {path} has sha256 {actual}, but its card says {expected}; refusing to use it")]
+    DigestMismatch { id: String, path: PathBuf, expected: String, actual: String },
+}
+
+/// Hex SHA-256 of a file, streamed so large models need no extra memory.
+///
+/// # Errors
+/// The file cannot be opened or read.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Every card (`*.toml`) in a models folder, sorted by file name, each
+/// loaded or with the reason it could not be.
+///
+/// # Errors
+/// The folder itself cannot be listed.
+pub fn discover(dir: &Path) -> Result<Vec<(PathBuf, Result<ModelCard, CardError>)>, ModelError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| ModelError::Dir { dir: dir.to_path_buf(), source })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    Ok(paths.into_iter().map(|p| { let card = ModelCard::load(&p); (p, card) }).collect())
+}
+
+/// Checks a card's ONNX file against its digest.
+///
+/// # Errors
+/// The file is missing, unreadable or has another digest.
+pub fn verify(card: ModelCard, card_path: &Path, route: Accepts) -> Result<VerifiedModel, ModelError> {
+    let onnx_path = card_path.parent().unwrap_or(Path::new(".")).join(&card.file);
+    let actual = sha256_file(&onnx_path).map_err(|source| ModelError::Onnx { path: onnx_path.clone(), source })?;
+    if !actual.eq_ignore_ascii_case(&card.sha256) {
+        return Err(ModelError::DigestMismatch {
+            id: card.id.clone(),
+            path: onnx_path,
+            expected: card.sha256.clone(),
+            actual,
+        });
+    }
+    Ok(VerifiedModel { card, card_path: card_path.to_path_buf(), onnx_path, route })
+}
+
+/// Finds the card with this id in `dir` and verifies its model.
+///
+/// # Errors
+/// No card has that id, the card is invalid, or the model fails [`verify`].
+pub fn load(dir: &Path, id: &str, route: Accepts) -> Result<VerifiedModel, ModelError> {
+    for (path, card) in discover(dir)? {
+        // A broken card that is not the one asked for must not stop the run.
+        match card {
+            Ok(card) if card.id == id => return verify(card, &path, route),
+            Err(err) if path.file_stem().is_some_and(|s| s == id) => return Err(err.into()),
+            _ => {}
+        }
+    }
+    Err(ModelError::NotFound { id: id.to_string(), dir: dir.to_path_buf() })
+}

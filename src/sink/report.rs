@@ -1,0 +1,96 @@
+//! `run.json`: the audit record of one run — which software, config and
+//! models (with digests) ran where and when, on which execution provider,
+//! what happened to every input and how long it took.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::Counts;
+use crate::error::{Error, Result};
+
+/// Provenance of one model, as recorded.
+#[derive(Debug, Serialize)]
+pub struct ModelRecord {
+    pub id: String,
+    pub version: String,
+    pub sha256: String,
+    pub onnx_path: String,
+    pub card_path: String,
+    pub card: crate::model::ModelCard,
+}
+
+/// Which ONNX Runtime ran, and how.
+#[derive(Debug, Serialize)]
+pub struct RuntimeRecord {
+    pub library: String,
+    pub version: String,
+    pub execution_provider: String,
+    pub available_providers: Vec<String>,
+    pub device_requested: String,
+    pub intra_op_threads: usize,
+    pub decode_threads: usize,
+    pub batch_size: usize,
+}
+
+/// Wall-clock seconds per phase.
+#[derive(Debug, Default, Serialize)]
+pub struct Timings {
+    pub setup_seconds: f64,
+    pub ingest_seconds: f64,
+    pub pipeline_seconds: f64,
+    pub total_seconds: f64,
+    /// Frames scored per second of pipeline time.
+    pub frames_per_second: f64,
+}
+
+/// Input accounting: every file seen ends in exactly one outcome.
+#[derive(Debug, Default, Serialize)]
+pub struct InputRecord {
+    pub roots: Vec<String>,
+    pub files_seen: u64,
+    pub image_files: u64,
+}
+
+/// The whole `run.json`.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub software: &'static str,
+    pub software_version: &'static str,
+    pub run_id: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub finished_at: chrono::DateTime<chrono::Utc>,
+    pub host: String,
+    pub config_path: Option<String>,
+    pub config_sha256: String,
+    pub config: String,
+    pub models: Vec<ModelRecord>,
+    pub runtime: RuntimeRecord,
+    pub inputs: InputRecord,
+    pub counts: Counts,
+    pub timings: Timings,
+    /// "ok", or "completed_with_errors" when some inputs could not be read.
+    pub outcome: &'static str,
+    pub exit_code: u8,
+}
+
+impl RunReport {
+    /// Writes `OUT/run.json`.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn write(&self, out: &Path) -> Result<()> {
+        let path = out.join("run.json");
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::Output { path: path.clone(), source: std::io::Error::other(e) })?;
+        super::write_atomically(&path, &json)
+    }
+}
+
+/// This machine's name, for the audit trail.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default()
+}

@@ -1,0 +1,167 @@
+//! The analyst tables' columns, built from stage messages.
+//!
+//! Each `*_batch` function is the single definition of a table's schema:
+//! arrow infers it from the arrays, so the order and types here are what
+//! DuckDB, pyarrow and polars see. Analyst tables carry no patient
+//! identifiers (names, IDs, accession numbers): those stay in the worklist.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{ListBuilder, StringBuilder};
+use arrow_array::types::Float32Type;
+use arrow_array::{
+    ArrayRef, Float32Array, Float64Array, Int32Array, ListArray, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+
+use crate::message::Rejected;
+use crate::triage::{Finding, StudyResult};
+
+/// Values every row of a run shares (provenance).
+#[derive(Debug, Clone)]
+pub struct RunStamp {
+    pub run_id: String,
+    pub software_version: String,
+    pub config_sha256: String,
+}
+
+/// Per-model provenance, by model index.
+#[derive(Debug, Clone)]
+pub struct ModelStamp {
+    pub id: String,
+    pub version: String,
+    pub sha256: String,
+    pub labels: Vec<String>,
+}
+
+fn strings<'a>(values: impl IntoIterator<Item = &'a str>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(values))
+}
+
+fn opt_strings<'a>(values: impl IntoIterator<Item = Option<&'a str>>) -> ArrayRef {
+    Arc::new(StringArray::from_iter(values))
+}
+
+fn repeat(value: &str, n: usize) -> ArrayRef {
+    strings(std::iter::repeat_n(value, n))
+}
+
+fn string_lists<'a>(rows: impl IntoIterator<Item = &'a [String]>) -> ArrayRef {
+    let mut b = ListBuilder::new(StringBuilder::new());
+    for row in rows {
+        for v in row {
+            b.values().append_value(v);
+        }
+        b.append(true);
+    }
+    Arc::new(b.finish())
+}
+
+fn micros(t: &chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn naive_micros(t: &chrono::NaiveDateTime) -> i64 {
+    t.and_utc().timestamp_micros()
+}
+
+fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
+    // Column lengths are equal by construction; a mismatch is a bug here,
+    // not bad input, so it is reported as an empty batch rather than a panic.
+    RecordBatch::try_from_iter(columns).unwrap_or_else(|e| {
+        log::error!("internal error building a table batch: {e}");
+        RecordBatch::new_empty(Arc::new(arrow_schema::Schema::empty()))
+    })
+}
+
+/// `images/`: one row per (frame, model).
+pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], band_names: &[String]) -> RecordBatch {
+    let n = rows.len();
+    let h = |f: &Finding| Arc::clone(&f.scored.meta.instance.header);
+    let heads: Vec<_> = rows.iter().map(h).collect();
+    let model = |f: &Finding| &models[f.scored.model];
+    let top: Vec<(Option<&str>, Option<f32>)> = rows
+        .iter()
+        .map(|f| {
+            let best = f.scored.outputs.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1));
+            match best {
+                Some((i, v)) => (model(f).labels.get(i).map(String::as_str), Some(*v)),
+                None => (None, None),
+            }
+        })
+        .collect();
+    batch(vec![
+        ("run_id", repeat(&run.run_id, n)),
+        ("study_uid", strings(heads.iter().map(|h| h.study_uid.as_str()))),
+        ("series_uid", strings(heads.iter().map(|h| h.series_uid.as_str()))),
+        ("sop_instance_uid", strings(heads.iter().map(|h| h.sop_instance_uid.as_str()))),
+        ("frame", Arc::new(Int32Array::from_iter_values(rows.iter().map(|f| f.scored.meta.frame_index as i32)))),
+        ("source_path", strings(rows.iter().map(|f| f.scored.meta.instance.path.to_str().unwrap_or("<non-UTF-8 path>")))),
+        ("sop_class_uid", strings(heads.iter().map(|h| h.sop_class_uid.as_str()))),
+        ("modality", strings(heads.iter().map(|h| h.modality.as_str()))),
+        ("photometric", strings(heads.iter().map(|h| h.photometric.as_str()))),
+        ("transfer_syntax", strings(heads.iter().map(|h| h.transfer_syntax.as_str()))),
+        ("laterality", strings(heads.iter().map(|h| h.laterality.as_str()))),
+        ("study_datetime", Arc::new(TimestampMicrosecondArray::from(heads.iter().map(|h| h.study_datetime.as_ref().map(naive_micros)).collect::<Vec<_>>()))),
+        ("width", Arc::new(Int32Array::from_iter_values(rows.iter().map(|f| f.scored.meta.width as i32)))),
+        ("height", Arc::new(Int32Array::from_iter_values(rows.iter().map(|f| f.scored.meta.height as i32)))),
+        ("stored_mean", Arc::new(Float64Array::from_iter_values(rows.iter().map(|f| f.scored.meta.stored.mean)))),
+        ("stored_min", Arc::new(Float64Array::from_iter_values(rows.iter().map(|f| f.scored.meta.stored.min)))),
+        ("stored_max", Arc::new(Float64Array::from_iter_values(rows.iter().map(|f| f.scored.meta.stored.max)))),
+        ("model_id", strings(rows.iter().map(|f| model(f).id.as_str()))),
+        ("model_version", strings(rows.iter().map(|f| model(f).version.as_str()))),
+        ("model_sha256", strings(rows.iter().map(|f| model(f).sha256.as_str()))),
+        ("labels", string_lists(rows.iter().map(|f| model(f).labels.as_slice()))),
+        ("outputs", Arc::new(ListArray::from_iter_primitive::<Float32Type, _, _>(rows.iter().map(|f| Some(f.scored.outputs.iter().map(|v| Some(*v)).collect::<Vec<_>>()))))),
+        ("top_label", opt_strings(top.iter().map(|t| t.0))),
+        ("top_score", Arc::new(Float32Array::from(top.iter().map(|t| t.1).collect::<Vec<_>>()))),
+        ("band", opt_strings(rows.iter().map(|f| f.band().and_then(|b| band_names.get(b)).map(String::as_str)))),
+        ("scored_at", Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|f| micros(&f.scored.scored_at))).with_timezone_utc())),
+        ("software_version", repeat(&run.software_version, n)),
+        ("config_sha256", repeat(&run.config_sha256, n)),
+    ])
+}
+
+/// `errors/` and `skipped/`: one row per file (or frame) that gave no result.
+pub fn rejected_batch(rows: &[(Rejected, chrono::DateTime<chrono::Utc>)], run: &RunStamp) -> RecordBatch {
+    let n = rows.len();
+    let uid = |r: &Rejected, f: fn(&crate::message::Header) -> &str| r.header.as_deref().map(f).filter(|s| !s.is_empty()).map(str::to_string);
+    let study: Vec<Option<String>> = rows.iter().map(|(r, _)| uid(r, |h| h.study_uid.as_str())).collect();
+    let sop: Vec<Option<String>> = rows.iter().map(|(r, _)| uid(r, |h| h.sop_instance_uid.as_str())).collect();
+    batch(vec![
+        ("run_id", repeat(&run.run_id, n)),
+        ("source_path", strings(rows.iter().map(|(r, _)| r.path.to_str().unwrap_or("<non-UTF-8 path>")))),
+        ("stage", strings(rows.iter().map(|(r, _)| r.stage.as_str()))),
+        ("reason_key", strings(rows.iter().map(|(r, _)| match r.kind {
+            crate::message::RejectKind::Skip(key) => key,
+            crate::message::RejectKind::Error => "error",
+        }))),
+        ("message", strings(rows.iter().map(|(r, _)| r.reason.as_str()))),
+        ("study_uid", opt_strings(study.iter().map(Option::as_deref))),
+        ("sop_instance_uid", opt_strings(sop.iter().map(Option::as_deref))),
+        ("frame", Arc::new(Int32Array::from(rows.iter().map(|(r, _)| r.frame.map(|f| f as i32)).collect::<Vec<_>>()))),
+        ("recorded_at", Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|(_, t)| micros(t))).with_timezone_utc())),
+        ("software_version", repeat(&run.software_version, n)),
+    ])
+}
+
+/// `studies/`: one row per study, in worklist order.
+pub fn studies_batch(rows: &[StudyResult], run: &RunStamp) -> RecordBatch {
+    let n = rows.len();
+    batch(vec![
+        ("run_id", repeat(&run.run_id, n)),
+        ("rank", Arc::new(Int32Array::from_iter_values(rows.iter().map(|s| s.rank as i32)))),
+        ("study_uid", strings(rows.iter().map(|s| s.header.study_uid.as_str()))),
+        ("study_datetime", Arc::new(TimestampMicrosecondArray::from(rows.iter().map(|s| s.header.study_datetime.as_ref().map(naive_micros)).collect::<Vec<_>>()))),
+        ("modalities", string_lists(rows.iter().map(|s| s.modalities.as_slice()))),
+        ("band", strings(rows.iter().map(|s| s.band.as_str()))),
+        ("score", Arc::new(Float32Array::from(rows.iter().map(|s| s.score).collect::<Vec<_>>()))),
+        ("reason", strings(rows.iter().map(|s| s.reason.as_str()))),
+        ("images_scored", Arc::new(Int32Array::from_iter_values(rows.iter().map(|s| s.images_scored as i32)))),
+        ("files_failed", Arc::new(Int32Array::from_iter_values(rows.iter().map(|s| s.files_failed as i32)))),
+        ("files_skipped", Arc::new(Int32Array::from_iter_values(rows.iter().map(|s| s.files_skipped as i32)))),
+        ("models", string_lists(rows.iter().map(|s| s.models.as_slice()))),
+        ("software_version", repeat(&run.software_version, n)),
+        ("config_sha256", repeat(&run.config_sha256, n)),
+    ])
+}

@@ -1,0 +1,82 @@
+//! The graders' worklist: one row per study, most urgent first, each saying
+//! why in words. Unlike the analyst tables it carries patient identifiers,
+//! because a grader must find the patient; keep it where clinical data lives.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::triage::StudyResult;
+
+/// One worklist row, as written to CSV and JSON.
+#[derive(Debug, Serialize)]
+pub struct WorklistRow<'a> {
+    pub rank: u32,
+    pub band: &'a str,
+    pub score: Option<f32>,
+    pub reason: &'a str,
+    pub patient_id: &'a str,
+    pub patient_name: &'a str,
+    pub accession_number: &'a str,
+    pub study_datetime: Option<String>,
+    pub study_description: &'a str,
+    pub modalities: String,
+    pub images_scored: u32,
+    pub files_failed: u32,
+    pub files_skipped: u32,
+    pub study_uid: &'a str,
+    pub models: String,
+}
+
+fn rows(studies: &[StudyResult]) -> Vec<WorklistRow<'_>> {
+    studies
+        .iter()
+        .map(|s| WorklistRow {
+            rank: s.rank,
+            band: &s.band,
+            score: s.score.map(|v| (v * 10_000.0).round() / 10_000.0),
+            reason: &s.reason,
+            patient_id: &s.header.patient_id,
+            patient_name: &s.header.patient_name,
+            accession_number: &s.header.accession_number,
+            study_datetime: s.header.study_datetime.map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string()),
+            study_description: &s.header.study_description,
+            modalities: s.modalities.join("/"),
+            images_scored: s.images_scored,
+            files_failed: s.files_failed,
+            files_skipped: s.files_skipped,
+            study_uid: s.header.study_uid.as_str(),
+            models: s.models.join("; "),
+        })
+        .collect()
+}
+
+/// Writes `worklist.csv` and `worklist.json` into `out` (via temporary files).
+///
+/// # Errors
+/// A file cannot be written.
+pub fn write(out: &Path, studies: &[StudyResult]) -> Result<()> {
+    let rows = rows(studies);
+    let csv_path = out.join("worklist.csv");
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e: std::io::Error| Error::Output { path, source: e }
+    };
+    let mut csv_bytes = Vec::new();
+    {
+        let mut w = csv::Writer::from_writer(&mut csv_bytes);
+        for row in &rows {
+            w.serialize(row).map_err(|e| Error::Output { path: csv_path.clone(), source: std::io::Error::other(e) })?;
+        }
+        w.flush().map_err(io(&csv_path))?;
+    }
+    if rows.is_empty() {
+        // csv writes the header with the first row; an empty worklist still gets one.
+        csv_bytes = b"rank,band,score,reason,patient_id,patient_name,accession_number,study_datetime,study_description,modalities,images_scored,files_failed,files_skipped,study_uid,models\n".to_vec();
+    }
+    super::write_atomically(&csv_path, &csv_bytes)?;
+    let json_path = out.join("worklist.json");
+    let json = serde_json::to_vec_pretty(&rows).map_err(|e| Error::Output { path: json_path.clone(), source: std::io::Error::other(e) })?;
+    super::write_atomically(&json_path, &json)
+}

@@ -1,0 +1,9 @@
+//! nightscreen's integration tests: one binary, a module per stage, plus
+//! end-to-end runs of the real `nightscreen` executable.
+
+mod util;
+
+mod decode;
+mod infer;
+mod cli;
+mod pipeline;

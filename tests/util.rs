@@ -1,0 +1,135 @@
+//! Shared test helpers: where the real test data, ONNX Runtime and the
+//! Python checkers are, and how to read our Parquet back.
+//!
+//! Tests that need something `make test` installs skip with a message when
+//! run bare (`cargo test`), and fail when `NIGHTSCREEN_STRICT=1` (as
+//! `make test` sets), so CI can never pass by skipping.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use arrow_array::RecordBatch;
+
+pub fn strict() -> bool {
+    std::env::var("NIGHTSCREEN_STRICT").is_ok_and(|v| v == "1")
+}
+
+fn missing(what: &str) -> Option<PathBuf> {
+    if strict() {
+        panic!("{what} is missing (NIGHTSCREEN_STRICT=1): run `make test`");
+    }
+    eprintln!("skipping: {what} is missing; `make test` installs it");
+    None
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `.deps/testdata` (pydicom and pydicom-data test files).
+pub fn testdata() -> Option<PathBuf> {
+    let dir = std::env::var_os("NIGHTSCREEN_TESTDATA").map(PathBuf::from).unwrap_or_else(|| root().join(".deps/testdata"));
+    if dir.join("pydicom").is_dir() && dir.join("pydicom-data").is_dir() {
+        Some(dir)
+    } else {
+        missing(&format!("test data at {}", dir.display()))
+    }
+}
+
+/// The ONNX Runtime library the binary will load.
+pub fn onnxruntime() -> Option<PathBuf> {
+    match nightscreen::runtime::locate_library() {
+        Ok(path) => Some(path),
+        Err(_) => missing("the ONNX Runtime library"),
+    }
+}
+
+/// Python with DuckDB, pyarrow and polars.
+pub fn python() -> Option<PathBuf> {
+    let py = std::env::var_os("NIGHTSCREEN_PYTHON").map(PathBuf::from).unwrap_or_else(|| root().join(".deps/venv/bin/python"));
+    if py.exists() { Some(py) } else { missing(&format!("python at {}", py.display())) }
+}
+
+/// The `nightscreen` binary under test.
+pub fn nightscreen() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nightscreen"));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Every batch of every part file of one table.
+pub fn read_table(out: &Path, table: &str) -> Vec<RecordBatch> {
+    let mut batches = Vec::new();
+    let dir = out.join(table);
+    let mut parts: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    parts.sort();
+    assert!(!parts.is_empty(), "no part files in {}", dir.display());
+    for part in parts {
+        let file = std::fs::File::open(&part).expect("open part");
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .expect("parquet metadata")
+            .build()
+            .expect("parquet reader");
+        for batch in reader {
+            batches.push(batch.expect("batch"));
+        }
+    }
+    batches
+}
+
+/// One string column of a table, all rows.
+pub fn strings(batches: &[RecordBatch], column: &str) -> Vec<Option<String>> {
+    use arrow_array::cast::AsArray;
+    batches
+        .iter()
+        .flat_map(|b| {
+            let col = b.column_by_name(column).unwrap_or_else(|| panic!("no column {column}"));
+            col.as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// One i32 column of a table, all rows.
+pub fn ints(batches: &[RecordBatch], column: &str) -> Vec<Option<i32>> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int32Type;
+    batches
+        .iter()
+        .flat_map(|b| {
+            let col = b.column_by_name(column).unwrap_or_else(|| panic!("no column {column}"));
+            col.as_primitive::<Int32Type>().iter().collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// One f64 column of a table, all rows.
+pub fn floats(batches: &[RecordBatch], column: &str) -> Vec<f64> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float64Type;
+    batches
+        .iter()
+        .flat_map(|b| {
+            let col = b.column_by_name(column).unwrap_or_else(|| panic!("no column {column}"));
+            col.as_primitive::<Float64Type>().values().to_vec()
+        })
+        .collect()
+}
+
+/// The `outputs` list column as vectors.
+pub fn outputs(batches: &[RecordBatch]) -> Vec<Vec<f32>> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float32Type;
+    batches
+        .iter()
+        .flat_map(|b| {
+            let list = b.column_by_name("outputs").expect("outputs").as_list::<i32>().clone();
+            (0..list.len())
+                .map(|i| list.value(i).as_primitive::<Float32Type>().values().to_vec())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
