@@ -34,7 +34,9 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(quiet: bool) {
-    let default = if quiet { "warn" } else { "info" };
+    // OpenJPEG logs every tile, and codestream errors that reach us anyway
+    // as error rows with their reason: keep its messages out of the log.
+    let default = if quiet { "warn,openjp2=off,jpeg2k=off" } else { "warn,openjp2=off,jpeg2k=off,nightscreen=info" };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
         .format_target(false)
         .init();

@@ -217,6 +217,16 @@ struct StudyAcc {
     models: std::collections::BTreeSet<usize>,
 }
 
+/// Groups by StudyInstanceUID; an object without one is a study of its
+/// own (keyed by its path), never merged with other UID-less files.
+fn study_key(header: &Header, path: &std::path::Path) -> StudyUid {
+    if header.study_uid.0.is_empty() {
+        StudyUid(format!("(no StudyInstanceUID) {}", path.display()))
+    } else {
+        header.study_uid.clone()
+    }
+}
+
 /// Gathers findings and rejects by study, then orders the worklist.
 pub struct StudyBook<'r> {
     rules: &'r RuleSet,
@@ -232,7 +242,7 @@ impl<'r> StudyBook<'r> {
     pub fn add_finding(&mut self, f: &Finding) {
         let header = &f.scored.meta.instance.header;
         let best_here = f.hits.first().map(|hit| (hit.band, hit.value, self.describe(f, hit)));
-        let acc = self.studies.entry(header.study_uid.clone()).or_default();
+        let acc = self.studies.entry(study_key(header, &f.scored.meta.instance.path)).or_default();
         acc.header.get_or_insert_with(|| Arc::clone(header));
         acc.modalities.insert(header.modality.clone());
         acc.frames.insert((header.sop_instance_uid.0.clone(), f.scored.meta.frame_index));
@@ -251,10 +261,7 @@ impl<'r> StudyBook<'r> {
     /// Records a file that failed or was skipped, when its study is known.
     pub fn add_rejected(&mut self, r: &Rejected) {
         let Some(header) = &r.header else { return };
-        if header.study_uid.0.is_empty() {
-            return;
-        }
-        let acc = self.studies.entry(header.study_uid.clone()).or_default();
+        let acc = self.studies.entry(study_key(header, &r.path)).or_default();
         acc.header.get_or_insert_with(|| Arc::clone(header));
         match r.kind {
             RejectKind::Error => {
@@ -267,28 +274,24 @@ impl<'r> StudyBook<'r> {
     fn describe(&self, f: &Finding, hit: &Hit) -> String {
         let h = &f.scored.meta.instance.header;
         let (id, version, _) = &self.rules.models[f.scored.model];
-        let mut where_ = match h.laterality.as_str() {
-            "R" => "right eye".to_string(),
-            "L" => "left eye".to_string(),
-            "B" => "both eyes".to_string(),
-            _ => String::new(),
+        let eye = match h.laterality.as_str() {
+            "R" => "right eye",
+            "L" => "left eye",
+            "B" => "both eyes",
+            _ => "",
         };
-        if !h.modality.is_empty() {
-            if !where_.is_empty() {
-                where_.push_str(", ");
-            }
-            where_.push_str(&h.modality);
-        }
+        let mut image = h.modality.clone();
         if let Some(n) = h.instance_number {
-            where_.push_str(&format!(" image {n}"));
+            image = format!("{image} image {n}");
         }
         if h.frames > 1 {
-            where_.push_str(&format!(" frame {}", f.scored.meta.frame_index + 1));
+            image = format!("{image} frame {}", f.scored.meta.frame_index + 1);
         }
+        let where_: Vec<&str> = [eye, image.trim()].into_iter().filter(|s| !s.is_empty()).collect();
         format!(
-            "{} suspected, {}, {}={:.2} ≥ {:.2} ({} {})",
+            "{} suspected, {}{}={:.2} ≥ {:.2} ({} {})",
             hit.finding,
-            where_.trim(),
+            where_.iter().map(|w| format!("{w}, ")).collect::<String>(),
             hit.label,
             hit.value,
             hit.threshold,
@@ -307,12 +310,19 @@ impl<'r> StudyBook<'r> {
                 let header = acc.header?;
                 let scored = acc.frames.len() as u32;
                 let failed = acc.failed_files.len() as u32;
+                // Only skipped objects (an SR, a plan): nothing to screen.
+                if scored == 0 && failed == 0 {
+                    return None;
+                }
                 let (band_index, score, mut reason) = match acc.best {
                     Some((band, value, why)) => (band, Some(value), why),
                     None if scored == 0 => (rules.incomplete_band, None, "no image in this study could be scored".to_string()),
                     None if failed > 0 => (rules.incomplete_band, None, "no finding in the readable images, but some could not be read".to_string()),
                     None => (rules.default_band, None, format!("no rule fired on {scored} image(s)")),
                 };
+                if header.study_uid.0.is_empty() {
+                    reason.push_str("; the file has no StudyInstanceUID");
+                }
                 if failed > 0 {
                     reason.push_str(&format!("; {failed} file(s) could not be read"));
                 }
@@ -358,5 +368,100 @@ pub fn run(
         if tx.send(msg.map(|s| rules.evaluate(s))).is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::message::{ImageMeta, Instance, PixelStats};
+    use crate::model::card::{Accepts, Activation, InputSpec, Layout, ModelCard, OutputSpec};
+    use crate::model::ChannelOrder;
+
+    fn model() -> VerifiedModel {
+        VerifiedModel {
+            card: ModelCard {
+                id: "m".into(),
+                version: "2.1".into(),
+                file: "m.onnx".into(),
+                sha256: "0".repeat(64),
+                intended_use: String::new(),
+                limitations: String::new(),
+                clinical_use: false,
+                input: InputSpec { name: "x".into(), layout: Layout::NCHW, channels: 3, height: 8, width: 8, scale: 1.0, mean: vec![], std: vec![], channel_order: ChannelOrder::RGB },
+                output: OutputSpec { name: "y".into(), labels: vec!["r3".into(), "r2".into()], activation: Activation::None },
+                accepts: Accepts::default(),
+                thresholds: [("r2".to_string(), 0.4)].into_iter().collect(),
+            },
+            card_path: PathBuf::new(),
+            onnx_path: PathBuf::new(),
+            route: Accepts::default(),
+        }
+    }
+
+    fn config() -> TriageConfig {
+        TriageConfig {
+            rules: vec![
+                Rule { model: "m".into(), label: "r3".into(), at_least: Some(0.8), band: "URGENT".into(), finding: Some("R3".into()) },
+                Rule { model: "m".into(), label: "r2".into(), at_least: None, band: "ROUTINE".into(), finding: None },
+            ],
+            ..TriageConfig::default()
+        }
+    }
+
+    fn scored(study: &str, laterality: &str, outputs: Vec<f32>) -> Scored {
+        let header = Header { study_uid: StudyUid::new(study), laterality: laterality.into(), modality: "OP".into(), ..Header::default() };
+        let instance = Arc::new(Instance { path: format!("/{study}/{laterality}.dcm").into(), rel_path: String::new(), header: Arc::new(header), models: vec![0] });
+        let meta = Arc::new(ImageMeta { instance, frame_index: 0, width: 8, height: 8, stored: PixelStats::default() });
+        Scored { meta, model: 0, outputs, scored_at: chrono::Utc::now() }
+    }
+
+    #[test]
+    fn card_threshold_is_used_when_a_rule_gives_none_and_unknown_labels_are_refused() {
+        let rules = RuleSet::new(&config(), &[model()]).expect("rules");
+        assert_eq!(rules.evaluate(scored("1", "R", vec![0.1, 0.45])).band(), Some(1));
+        assert_eq!(rules.evaluate(scored("1", "R", vec![0.1, 0.35])).band(), None);
+        let mut bad = config();
+        bad.rules[0].label = "r9".into();
+        assert!(RuleSet::new(&bad, &[model()]).is_err());
+        assert!(!config().problems().iter().any(|p| p.contains("band")));
+    }
+
+    #[test]
+    fn studies_sort_by_band_then_strength_and_say_why() {
+        let rules = RuleSet::new(&config(), &[model()]).expect("rules");
+        let mut book = StudyBook::new(&rules);
+        for (study, lat, out) in [
+            ("calm", "R", vec![0.1, 0.1]),
+            ("routine", "L", vec![0.2, 0.5]),
+            ("urgent-weak", "R", vec![0.81, 0.9]),
+            ("urgent-strong", "L", vec![0.95, 0.1]),
+        ] {
+            book.add_finding(&rules.evaluate(scored(study, lat, out)));
+        }
+        let list = book.finish();
+        let order: Vec<&str> = list.iter().map(|s| s.header.study_uid.as_str()).collect();
+        assert_eq!(order, ["urgent-strong", "urgent-weak", "routine", "calm"]);
+        assert_eq!(list[0].band, "URGENT");
+        assert!(list[0].reason.starts_with("R3 suspected, left eye"), "{}", list[0].reason);
+        assert!(list[0].reason.contains("r3=0.95"), "{}", list[0].reason);
+        assert!(list[0].reason.contains("not validated for clinical use"));
+        assert_eq!(list[3].band, "NO_FINDING");
+        assert_eq!(list.iter().map(|s| s.rank).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_study_with_unreadable_files_is_never_placed_in_the_quiet_band() {
+        let rules = RuleSet::new(&config(), &[model()]).expect("rules");
+        let mut book = StudyBook::new(&rules);
+        book.add_finding(&rules.evaluate(scored("s", "R", vec![0.1, 0.1])));
+        let mut broken = scored("s", "L", vec![]).meta.instance.reject(crate::message::Stage::Decode, "truncated");
+        broken.path = "/s/L-broken.dcm".into();
+        book.add_rejected(&broken);
+        let list = book.finish();
+        assert_eq!(list[0].band, "REVIEW");
+        assert!(list[0].reason.contains("1 file(s) could not be read"), "{}", list[0].reason);
     }
 }

@@ -59,7 +59,7 @@ def check_table(out, name, expected_rows):
     if leaked:
         fail(f"{name}: identifying columns {sorted(leaked)}")
     n_arrow = table.num_rows
-    n_duck = duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}')").fetchone()[0]
+    n_duck = duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}')").fetchall()[0][0]
     n_polars = pl.scan_parquet(glob).select(pl.len()).collect().item()
     if not (n_arrow == n_duck == n_polars):
         fail(f"{name}: readers disagree on rows: pyarrow {n_arrow}, duckdb {n_duck}, polars {n_polars}")
@@ -81,7 +81,7 @@ def main():
         f"SELECT count(*) FROM read_parquet('{args.out}/images/*.parquet') "
         "WHERE len(model_sha256) <> 64 OR model_id = '' OR len(outputs) <> len(labels) "
         "OR list_any_value(outputs) IS NULL OR isnan(top_score)"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     if bad:
         fail(f"images: {bad} rows with missing provenance or outputs")
     # The studies table is the worklist order: ranks 1..n without gaps.

@@ -66,9 +66,11 @@ fn naive_micros(t: &chrono::NaiveDateTime) -> i64 {
 }
 
 fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
+    // Every column is declared nullable: the schema must not depend on
+    // whether the first batch (often an empty one) happened to hold nulls.
     // Column lengths are equal by construction; a mismatch is a bug here,
     // not bad input, so it is reported as an empty batch rather than a panic.
-    RecordBatch::try_from_iter(columns).unwrap_or_else(|e| {
+    RecordBatch::try_from_iter_with_nullable(columns.into_iter().map(|(name, array)| (name, array, true))).unwrap_or_else(|e| {
         log::error!("internal error building a table batch: {e}");
         RecordBatch::new_empty(Arc::new(arrow_schema::Schema::empty()))
     })
@@ -116,7 +118,7 @@ pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], ban
         ("top_label", opt_strings(top.iter().map(|t| t.0))),
         ("top_score", Arc::new(Float32Array::from(top.iter().map(|t| t.1).collect::<Vec<_>>()))),
         ("band", opt_strings(rows.iter().map(|f| f.band().and_then(|b| band_names.get(b)).map(String::as_str)))),
-        ("scored_at", Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|f| micros(&f.scored.scored_at))).with_timezone_utc())),
+        ("scored_at", Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|f| micros(&f.scored.scored_at))).with_timezone("UTC"))),
         ("software_version", repeat(&run.software_version, n)),
         ("config_sha256", repeat(&run.config_sha256, n)),
     ])
@@ -140,7 +142,7 @@ pub fn rejected_batch(rows: &[(Rejected, chrono::DateTime<chrono::Utc>)], run: &
         ("study_uid", opt_strings(study.iter().map(Option::as_deref))),
         ("sop_instance_uid", opt_strings(sop.iter().map(Option::as_deref))),
         ("frame", Arc::new(Int32Array::from(rows.iter().map(|(r, _)| r.frame.map(|f| f as i32)).collect::<Vec<_>>()))),
-        ("recorded_at", Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|(_, t)| micros(t))).with_timezone_utc())),
+        ("recorded_at", Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|(_, t)| micros(t))).with_timezone("UTC"))),
         ("software_version", repeat(&run.software_version, n)),
     ])
 }
