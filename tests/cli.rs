@@ -8,7 +8,7 @@ fn one_colour_file(dir: &Path) -> Option<std::path::PathBuf> {
     let data = util::testdata()?;
     let input = dir.join("in");
     std::fs::create_dir_all(&input).expect("mkdir");
-    std::fs::copy(data.join("pydicom/SC_rgb.dcm"), input.join("SC_rgb.dcm")).expect("copy");
+    std::fs::copy(data.join("pydicom-data/SC_rgb.dcm"), input.join("SC_rgb.dcm")).expect("copy");
     Some(input)
 }
 

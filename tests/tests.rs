@@ -6,4 +6,5 @@ mod util;
 mod decode;
 mod infer;
 mod cli;
+mod ingest;
 mod pipeline;

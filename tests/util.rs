@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch};
 
 pub fn strict() -> bool {
     std::env::var("NIGHTSCREEN_STRICT").is_ok_and(|v| v == "1")

@@ -1,0 +1,134 @@
+//! `nightscreen doctor`: can a run work on this machine?
+//!
+//! Reports where ONNX Runtime was looked for and what was found (version,
+//! execution providers, CUDA), then every model card in the models folder
+//! with its digest check and, when the runtime loaded, whether a session
+//! opens and matches the card. It never stops at the first problem and
+//! never panics, so its answer is useful exactly when something is wrong.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::model::{self, ModelError, VerifiedModel};
+use crate::runtime::{self, Device, Runtime, CUDA_PROVIDER};
+
+/// Writes the report; returns whether everything needed for a run is fine.
+///
+/// # Errors
+/// Only failures writing to `out`.
+pub fn report(models_dir: &Path, out: &mut impl Write) -> std::io::Result<bool> {
+    let mut healthy = true;
+
+    writeln!(out, "ONNX Runtime")?;
+    match runtime::ort_dylib_path_env() {
+        Some(v) if !v.is_empty() => writeln!(out, "  ORT_DYLIB_PATH: {}", Path::new(&v).display())?,
+        _ => writeln!(out, "  ORT_DYLIB_PATH: not set")?,
+    }
+    writeln!(out, "  searched (after ORT_DYLIB_PATH):")?;
+    for dir in runtime::search_dirs() {
+        writeln!(out, "    {}", dir.display())?;
+    }
+    let rt = match Runtime::load(Device::Cpu) {
+        Ok(rt) => {
+            writeln!(out, "  library: {}", rt.library_path.display())?;
+            writeln!(out, "  version: {}", rt.version)?;
+            writeln!(out, "  build: {}", rt.build_info.trim())?;
+            writeln!(out, "  loaded in: {:.0} ms", rt.load_time.as_secs_f64() * 1000.0)?;
+            writeln!(out, "  providers: {}", rt.available_providers.join(", "))?;
+            let cuda = if rt.has_cuda() {
+                match Runtime::load(Device::Cuda) {
+                    Ok(_) => "yes".to_string(),
+                    Err(err) => format!("built in, but cannot start: {}", chain(&err)),
+                }
+            } else {
+                format!("no ({CUDA_PROVIDER} is not in this build; --device cuda will fail, auto uses CPU)")
+            };
+            writeln!(out, "  CUDA: {cuda}")?;
+            Some(rt)
+        }
+        Err(err) => {
+            healthy = false;
+            writeln!(out, "  NOT USABLE: {}", chain(&err))?;
+            None
+        }
+    };
+
+    writeln!(out)?;
+    writeln!(out, "Models in {}", models_dir.display())?;
+    let cards = match model::discover(models_dir) {
+        Ok(cards) => cards,
+        Err(err) => {
+            writeln!(out, "  {}", chain(&err))?;
+            return Ok(false);
+        }
+    };
+    if cards.is_empty() {
+        writeln!(out, "  no model cards (*.toml) found")?;
+        healthy = false;
+    }
+    for (path, card) in cards {
+        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let card = match card {
+            Ok(card) => card,
+            Err(err) => {
+                healthy = false;
+                writeln!(out, "  {name}: INVALID CARD: {}", chain(&err))?;
+                continue;
+            }
+        };
+        writeln!(out, "  {name}: id {}, version {}, file {}", card.id, card.version, card.file)?;
+        let verified = match model::verify(card, &path, Default::default()) {
+            Ok(m) => {
+                writeln!(out, "    sha256: ok")?;
+                m
+            }
+            Err(ModelError::DigestMismatch { expected, actual, .. }) => {
+                healthy = false;
+                writeln!(out, "    sha256: MISMATCH expected {expected} got {actual}")?;
+                continue;
+            }
+            Err(ModelError::Onnx { path, source }) if source.kind() == std::io::ErrorKind::NotFound => {
+                healthy = false;
+                writeln!(out, "    sha256: missing file {}", path.display())?;
+                continue;
+            }
+            Err(err) => {
+                healthy = false;
+                writeln!(out, "    sha256: cannot check: {}", chain(&err))?;
+                continue;
+            }
+        };
+        if let Some(rt) = &rt {
+            healthy &= check_session(rt, &verified, out)?;
+        }
+    }
+    writeln!(out)?;
+    writeln!(out, "{}", if healthy { "healthy" } else { "NOT healthy: see above" })?;
+    Ok(healthy)
+}
+
+/// Opens a session (one thread) to check the graph against the card.
+fn check_session(rt: &Runtime, model: &VerifiedModel, out: &mut impl Write) -> std::io::Result<bool> {
+    match rt.session(model, 1) {
+        Ok(_) => {
+            writeln!(out, "    session: ok ({})", rt.provider)?;
+            Ok(true)
+        }
+        Err(err) => {
+            writeln!(out, "    session: FAILED: {}", chain(&err))?;
+            Ok(false)
+        }
+    }
+}
+
+/// An error with its sources, `{:#}` style.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

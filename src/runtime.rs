@@ -1,0 +1,599 @@
+//! ONNX Runtime: finding the shared library, loading it once per process,
+//! choosing the execution provider and opening one session per model.
+//!
+//! The library is not linked at build time (`ort` with `load-dynamic`): a
+//! run finds `libonnxruntime.so` at start-up ([`locate_library`]) and every
+//! failure — missing file, wrong version, no CUDA — is a [`RuntimeError`]
+//! with the fix in its message, never a panic. `ort` allows one
+//! environment per process and cannot unload or swap the library, so the
+//! first successful [`Runtime::load`] is shared by every later one.
+
+use std::ffi::{c_char, c_int, CStr, OsStr, OsString};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ort::environment::Environment;
+use ort::logging::LogLevel;
+use ort::session::builder::SessionBuilder;
+use ort::session::Session;
+use ort::value::{TensorElementType, ValueType};
+use ort::AsPointer;
+
+use crate::infer::ModelSession;
+use crate::model::{Layout, VerifiedModel};
+
+/// The ONNX Runtime minor version `ort`'s `api-31` feature needs.
+pub const MIN_ORT_MINOR: u32 = 31;
+
+/// Names ONNX Runtime uses for the execution providers we choose between.
+pub const CPU_PROVIDER: &str = "CPUExecutionProvider";
+pub const CUDA_PROVIDER: &str = "CUDAExecutionProvider";
+
+/// Where the project keeps its own copy of the library (`make ort`).
+pub const PROJECT_LIB_DIR: &str = ".deps/onnxruntime";
+
+/// How to get the library, repeated wherever it is missing.
+const HOW_TO_GET: &str = "run `make ort` (which runs `tools/fetch_ort.sh .deps/onnxruntime`), \
+or set ORT_DYLIB_PATH to a libonnxruntime.so taken from the `onnxruntime` PyPI wheel (version 1.31 or newer; \
+`onnxruntime-gpu` for CUDA)";
+
+/// Which hardware runs the models.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    /// ONNX Runtime's CPU provider.
+    #[default]
+    Cpu,
+    /// CUDA, or an error if this ONNX Runtime build or machine cannot run it.
+    Cuda,
+    /// CUDA when it works here, else CPU.
+    Auto,
+}
+
+impl Device {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Device::Cpu => "cpu",
+            Device::Cuda => "cuda",
+            Device::Auto => "auto",
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why ONNX Runtime or a model session cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    #[error("ORT_DYLIB_PATH is set to {path}, but there is no file there; fix the path or unset it to use the project's copy")]
+    EnvPathMissing { path: PathBuf },
+    #[error("ONNX Runtime library (libonnxruntime.so) not found; looked in {}; to get it, {HOW_TO_GET}", list_paths(searched))]
+    LibraryNotFound { searched: Vec<PathBuf> },
+    #[error("cannot load ONNX Runtime from {path}: {reason}; {HOW_TO_GET}")]
+    Load { path: PathBuf, reason: String },
+    #[error("ONNX Runtime from {path} could not start")]
+    Environment { path: PathBuf, #[source] source: ort::Error },
+    #[error(
+        "--device cuda was requested, but CUDA cannot be used: {reason} (ONNX Runtime {library}, available providers: {}); \
+         use --device cpu or auto, or point ORT_DYLIB_PATH at libonnxruntime.so from the `onnxruntime-gpu` wheel on a machine with CUDA and cuDNN",
+        available.join(", ")
+    )]
+    CudaUnavailable { library: PathBuf, available: Vec<String>, reason: String },
+    #[error("model {id}: ONNX Runtime cannot open {path}")]
+    Session { id: String, path: PathBuf, #[source] source: ort::Error },
+    #[error("model {id} ({path}) does not match its card: {problem}")]
+    ModelMismatch { id: String, path: PathBuf, problem: String },
+}
+
+fn list_paths(paths: &[PathBuf]) -> String {
+    if paths.is_empty() {
+        return "no places".into();
+    }
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// The folders searched after `ORT_DYLIB_PATH`, in order: beside the
+/// running executable, then `.deps/onnxruntime/` under the current folder
+/// and under the source tree this binary was built from.
+pub fn search_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(dir) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf)) {
+        dirs.push(dir);
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        dirs.push(cwd.join(PROJECT_LIB_DIR));
+    }
+    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(PROJECT_LIB_DIR));
+    dirs.dedup();
+    dirs
+}
+
+/// Finds `libonnxruntime.so`: `ORT_DYLIB_PATH` if set, else the first of
+/// [`search_dirs`] holding it.
+///
+/// # Errors
+/// `ORT_DYLIB_PATH` names a missing file, or no folder holds the library.
+pub fn locate_library() -> Result<PathBuf, RuntimeError> {
+    locate_library_with(std::env::var_os("ORT_DYLIB_PATH").as_deref(), &search_dirs())
+}
+
+/// [`locate_library`] with the value of `ORT_DYLIB_PATH` and the folders
+/// given, so it can be tested without touching the process environment.
+/// An empty value counts as unset (as `ort` itself does).
+///
+/// # Errors
+/// As [`locate_library`].
+pub fn locate_library_with(ort_dylib_path: Option<&OsStr>, dirs: &[PathBuf]) -> Result<PathBuf, RuntimeError> {
+    if let Some(value) = ort_dylib_path.filter(|v| !v.is_empty()) {
+        let path = PathBuf::from(value);
+        return if path.is_file() { Ok(absolute(path)) } else { Err(RuntimeError::EnvPathMissing { path }) };
+    }
+    for dir in dirs {
+        if let Some(found) = library_in(dir) {
+            return Ok(absolute(found));
+        }
+    }
+    Err(RuntimeError::LibraryNotFound { searched: dirs.to_vec() })
+}
+
+/// `dir/libonnxruntime.so`, else the newest-looking `libonnxruntime.so.*`.
+fn library_in(dir: &Path) -> Option<PathBuf> {
+    let plain = dir.join("libonnxruntime.so");
+    if plain.is_file() {
+        return Some(plain);
+    }
+    let mut versioned: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(OsStr::to_str).is_some_and(|n| n.starts_with("libonnxruntime.so.")) && p.is_file()
+        })
+        .collect();
+    versioned.sort_by_key(|p| version_key(p));
+    versioned.pop()
+}
+
+/// Numeric version from a `libonnxruntime.so.1.32.0` file name, for sorting.
+fn version_key(path: &Path) -> Vec<u32> {
+    let name = path.file_name().and_then(OsStr::to_str).unwrap_or_default();
+    name.trim_start_matches("libonnxruntime.so.").split('.').map(|part| part.parse().unwrap_or(0)).collect()
+}
+
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
+}
+
+/// What stays loaded for the life of the process.
+struct Loaded {
+    library_path: PathBuf,
+    version: String,
+    build_info: String,
+    available_providers: Vec<String>,
+    load_time: Duration,
+    env: Environment,
+}
+
+/// `ort` cannot build a second environment in one process, nor load a
+/// second library, so the first successful load is kept here.
+static LOADED: Mutex<Option<Arc<Loaded>>> = Mutex::new(None);
+
+/// A loaded ONNX Runtime with its execution provider chosen.
+#[derive(Clone)]
+pub struct Runtime {
+    pub library_path: PathBuf,
+    /// Library version, e.g. "1.32.0".
+    pub version: String,
+    /// ONNX Runtime's build string (git branch, commit, flags).
+    pub build_info: String,
+    /// Execution providers compiled into this library.
+    pub available_providers: Vec<String>,
+    /// What was asked for.
+    pub device: Device,
+    /// The provider sessions will run on, e.g. "CPUExecutionProvider".
+    pub provider: String,
+    /// How long finding, loading and starting the library took (the first
+    /// time in this process; later loads reuse it).
+    pub load_time: Duration,
+    loaded: Arc<Loaded>,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("library_path", &self.library_path)
+            .field("version", &self.version)
+            .field("available_providers", &self.available_providers)
+            .field("device", &self.device)
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Finds and loads ONNX Runtime (once per process) and picks the
+    /// execution provider for `device`.
+    ///
+    /// # Errors
+    /// The library is missing or unusable, or `device` is
+    /// [`Device::Cuda`] and CUDA cannot run here (no silent CPU fallback).
+    pub fn load(device: Device) -> Result<Runtime, RuntimeError> {
+        let loaded = load_shared()?;
+        let cuda = if device == Device::Cpu { Err("not requested".to_string()) } else { probe_cuda(&loaded) };
+        let provider = match (device, cuda) {
+            (Device::Cpu, _) => CPU_PROVIDER,
+            (_, Ok(())) => CUDA_PROVIDER,
+            (Device::Auto, Err(reason)) => {
+                log::info!("--device auto: using CPU ({reason})");
+                CPU_PROVIDER
+            }
+            (Device::Cuda, Err(reason)) => {
+                return Err(RuntimeError::CudaUnavailable {
+                    library: loaded.library_path.clone(),
+                    available: loaded.available_providers.clone(),
+                    reason,
+                })
+            }
+        };
+        Ok(Runtime {
+            library_path: loaded.library_path.clone(),
+            version: loaded.version.clone(),
+            build_info: loaded.build_info.clone(),
+            available_providers: loaded.available_providers.clone(),
+            device,
+            provider: provider.to_string(),
+            load_time: loaded.load_time,
+            loaded,
+        })
+    }
+
+    /// Whether this library was built with the CUDA execution provider
+    /// (it may still fail to start without a GPU or cuDNN).
+    pub fn has_cuda(&self) -> bool {
+        self.available_providers.iter().any(|p| p == CUDA_PROVIDER)
+    }
+
+    /// Opens a session for a verified model on the chosen provider and
+    /// checks the graph against the card: input and output names, element
+    /// type f32, and every static dimension.
+    ///
+    /// `intra_threads` is ONNX Runtime's intra-op pool size; 0 lets it
+    /// choose (one per core).
+    ///
+    /// # Errors
+    /// The file cannot be opened as a model, the provider cannot be
+    /// registered, or the graph does not match the card.
+    pub fn session(&self, model: &VerifiedModel, intra_threads: usize) -> Result<ModelSession, RuntimeError> {
+        let card = &model.card;
+        let ort_err = |source: ort::Error| RuntimeError::Session {
+            id: card.id.clone(),
+            path: model.onnx_path.clone(),
+            source,
+        };
+        let mut builder = Session::builder(&self.loaded.env).map_err(ort_err)?;
+        if intra_threads > 0 {
+            builder = builder.with_intra_threads(intra_threads).map_err(|e| ort_err(e.into()))?;
+        }
+        if self.provider == CUDA_PROVIDER {
+            append_cuda(&mut builder).map_err(ort_err)?;
+        }
+        let session = builder.commit_from_file(&model.onnx_path).map_err(ort_err)?;
+        let mismatch = |problem: String| RuntimeError::ModelMismatch {
+            id: card.id.clone(),
+            path: model.onnx_path.clone(),
+            problem,
+        };
+
+        let spec = &card.input;
+        let (c, h, w) = (spec.channels as i64, spec.height as i64, spec.width as i64);
+        let expected_in: [i64; 3] = match spec.layout {
+            Layout::NCHW => [c, h, w],
+            Layout::NHWC => [h, w, c],
+        };
+        let input = session
+            .inputs()
+            .iter()
+            .find(|o| o.name() == spec.name)
+            .ok_or_else(|| mismatch(format!("no input named {:?} (the graph has {})", spec.name, names(session.inputs()))))?;
+        if session.inputs().len() > 1 {
+            return Err(mismatch(format!("the graph has {} inputs ({}); only one is supported", session.inputs().len(), names(session.inputs()))));
+        }
+        let in_shape = f32_tensor_shape(input.dtype()).map_err(|e| mismatch(format!("input {:?} {e}", spec.name)))?;
+        let layout_name = format!("{:?}", spec.layout);
+        if in_shape.len() != 4 {
+            return Err(mismatch(format!(
+                "input {:?} has rank {} {}, the card's {layout_name} layout needs rank 4",
+                spec.name,
+                in_shape.len(),
+                dims(&in_shape)
+            )));
+        }
+        for (i, (&got, &want)) in in_shape[1..].iter().zip(&expected_in).enumerate() {
+            if got >= 0 && got != want {
+                return Err(mismatch(format!(
+                    "input {:?} has shape {}, the card says {layout_name} {} (dimension {} is {got}, not {want})",
+                    spec.name,
+                    dims(&in_shape),
+                    dims(&[-1, expected_in[0], expected_in[1], expected_in[2]]),
+                    i + 1
+                )));
+            }
+        }
+        let fixed_batch = (in_shape[0] > 0).then_some(in_shape[0] as usize);
+
+        let out_spec = &card.output;
+        let output = session
+            .outputs()
+            .iter()
+            .find(|o| o.name() == out_spec.name)
+            .ok_or_else(|| mismatch(format!("no output named {:?} (the graph has {})", out_spec.name, names(session.outputs()))))?;
+        let out_shape = f32_tensor_shape(output.dtype()).map_err(|e| mismatch(format!("output {:?} {e}", out_spec.name)))?;
+        if out_shape.is_empty() {
+            return Err(mismatch(format!("output {:?} is a scalar; it needs a batch dimension", out_spec.name)));
+        }
+        let per_image = &out_shape[1..];
+        if per_image.iter().all(|&d| d >= 0) {
+            let n: i64 = per_image.iter().product();
+            if n != out_spec.labels.len() as i64 {
+                return Err(mismatch(format!(
+                    "output {:?} has shape {} ({n} values per image), the card lists {} labels",
+                    out_spec.name,
+                    dims(&out_shape),
+                    out_spec.labels.len()
+                )));
+            }
+        }
+
+        log::debug!(
+            "model {}: session on {} with {} intra-op threads, input {} {}, output {} {}",
+            card.id,
+            self.provider,
+            intra_threads,
+            spec.name,
+            dims(&in_shape),
+            out_spec.name,
+            dims(&out_shape)
+        );
+        let item_shape = expected_in.map(|d| d as usize);
+        Ok(ModelSession::new(session, card, item_shape, fixed_batch, self.provider.clone()))
+    }
+}
+
+fn names(outlets: &[ort::value::Outlet]) -> String {
+    let list: Vec<String> = outlets.iter().map(|o| format!("{:?}", o.name())).collect();
+    if list.is_empty() { "none".into() } else { list.join(", ") }
+}
+
+/// `[-1, 3, 224, 224]` style, with `?` for dynamic dimensions.
+fn dims(shape: &[i64]) -> String {
+    let parts: Vec<String> = shape.iter().map(|&d| if d < 0 { "?".to_string() } else { d.to_string() }).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+fn f32_tensor_shape(ty: &ValueType) -> Result<Vec<i64>, String> {
+    match ty {
+        ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } => Ok(shape.to_vec()),
+        ValueType::Tensor { ty, .. } => Err(format!("has element type {ty:?}; only float32 is supported")),
+        other => Err(format!("is not a tensor ({other:?})")),
+    }
+}
+
+/// Loads the library and environment, or returns the ones already loaded.
+fn load_shared() -> Result<Arc<Loaded>, RuntimeError> {
+    let mut slot = LOADED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(loaded) = slot.as_ref() {
+        return Ok(loaded.clone());
+    }
+    let started = Instant::now();
+    let path = locate_library()?;
+    // `ort` has `expect`s on some failure paths (e.g. a library that
+    // exports no API); a panic must still become an error, not a crash.
+    let result = std::panic::catch_unwind(|| init(&path)).unwrap_or_else(|panic| {
+        let reason = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(RuntimeError::Load { path: path.clone(), reason: format!("ort panicked: {reason}") })
+    });
+    let mut loaded = result?;
+    loaded.load_time = started.elapsed();
+    log::debug!(
+        "loaded ONNX Runtime {} from {} in {:.0?}",
+        loaded.version,
+        loaded.library_path.display(),
+        loaded.load_time
+    );
+    let loaded = Arc::new(loaded);
+    *slot = Some(loaded.clone());
+    Ok(loaded)
+}
+
+fn init(path: &Path) -> Result<Loaded, RuntimeError> {
+    let builder = ort::init_from(path).map_err(|e| RuntimeError::Load { path: path.to_path_buf(), reason: e.to_string() })?;
+    // ORT logs through our callback into `log` (target "onnxruntime"), so
+    // its warnings follow RUST_LOG instead of going straight to stderr.
+    let logger: ort::logging::LoggerFunction = Arc::new(|level, category, _id, location, message| {
+        let level = match level {
+            LogLevel::Verbose => log::Level::Trace,
+            LogLevel::Info => log::Level::Debug,
+            LogLevel::Warning => log::Level::Warn,
+            LogLevel::Error | LogLevel::Fatal => log::Level::Error,
+        };
+        log::log!(target: "onnxruntime", level, "[{category}] {message} ({location})");
+    });
+    let env = builder
+        .with_name("nightscreen")
+        // Telemetry events are off; ORT may still write a small cache
+        // under ~/.cache (or XDG_CACHE_HOME), which nothing here reads.
+        .with_telemetry(false)
+        .with_logger(logger)
+        .build()
+        .map_err(|source| RuntimeError::Environment { path: path.to_path_buf(), source })?;
+    // With a custom logger ORT starts at verbose; only warnings matter.
+    env.set_log_level(LogLevel::Warning);
+    let build_info = ort::info().to_string();
+    let version = library_version(path)
+        .or_else(|| version_from_build_info(&build_info))
+        .or_else(|| version_from_file_name(path))
+        .unwrap_or_else(|| "unknown".into());
+    let available_providers = available_providers()
+        .map_err(|source| RuntimeError::Environment { path: path.to_path_buf(), source })?;
+    Ok(Loaded {
+        library_path: path.to_path_buf(),
+        version,
+        build_info,
+        available_providers,
+        load_time: Duration::ZERO,
+        env,
+    })
+}
+
+/// The providers compiled into the loaded library.
+fn available_providers() -> Result<Vec<String>, ort::Error> {
+    let api = ort::api();
+    let mut list: *mut *mut c_char = std::ptr::null_mut();
+    let mut len: c_int = 0;
+    // SAFETY: out-pointers are valid; on success ORT owns `list` until
+    // ReleaseAvailableProviders, which is called once below.
+    unsafe { ort::Error::result_from_status((api.GetAvailableProviders)(&mut list, &mut len))? };
+    if list.is_null() {
+        return Ok(Vec::new());
+    }
+    let names = (0..len.max(0) as usize)
+        .filter_map(|i| {
+            // SAFETY: `list` holds `len` NUL-terminated strings.
+            let p = unsafe { *list.add(i) };
+            (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+        })
+        .collect();
+    // SAFETY: releases exactly what GetAvailableProviders returned.
+    unsafe { ort::Error::result_from_status((api.ReleaseAvailableProviders)(list, len))? };
+    Ok(names)
+}
+
+/// Registers CUDA (device 0) on a session builder. Registration reports
+/// its failure directly, so nothing falls back to CPU silently (the same
+/// effect as `ep::CUDA::default().build().error_on_failure()`, which needs
+/// `ort`'s `cuda` feature).
+fn append_cuda(builder: &mut SessionBuilder) -> Result<(), ort::Error> {
+    let api = ort::api();
+    let mut options: *mut ort::sys::OrtCUDAProviderOptionsV2 = std::ptr::null_mut();
+    // SAFETY: standard create / append / release sequence of the C API;
+    // the options are copied by Append and released exactly once.
+    unsafe {
+        ort::Error::result_from_status((api.CreateCUDAProviderOptions)(&mut options))?;
+        let appended = ort::Error::result_from_status((api.SessionOptionsAppendExecutionProvider_CUDA_V2)(builder.ptr_mut(), options));
+        (api.ReleaseCUDAProviderOptions)(options);
+        appended
+    }
+}
+
+/// Whether CUDA can run here: compiled in, and its provider library (with
+/// CUDA and cuDNN) loads. Registration on a throwaway builder loads it.
+fn probe_cuda(loaded: &Loaded) -> Result<(), String> {
+    if !loaded.available_providers.iter().any(|p| p == CUDA_PROVIDER) {
+        return Err(format!("this ONNX Runtime build has no {CUDA_PROVIDER}"));
+    }
+    let mut builder = Session::builder(&loaded.env).map_err(|e| format!("cannot create session options: {e}"))?;
+    append_cuda(&mut builder).map_err(|e| format!("{CUDA_PROVIDER} failed to start: {e}"))
+}
+
+/// The version string the library reports (`OrtGetApiBase()->GetVersionString()`).
+fn library_version(path: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let cpath = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: RTLD_NOLOAD only returns a handle to the already loaded
+    // library (no constructors run); the symbol has the C API's signature;
+    // the handle is closed, which only drops the extra reference.
+    unsafe {
+        let handle = libc::dlopen(cpath.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD);
+        if handle.is_null() {
+            return None;
+        }
+        let sym = libc::dlsym(handle, c"OrtGetApiBase".as_ptr());
+        let version = if sym.is_null() {
+            None
+        } else {
+            let get_base: unsafe extern "C" fn() -> *const ort::sys::OrtApiBase = std::mem::transmute(sym);
+            let base = get_base();
+            if base.is_null() {
+                None
+            } else {
+                let v = ((*base).GetVersionString)();
+                (!v.is_null()).then(|| CStr::from_ptr(v).to_string_lossy().into_owned())
+            }
+        };
+        libc::dlclose(handle);
+        version
+    }
+}
+
+/// "1.32.0" from "... git-branch=rel-1.32.0, ...".
+fn version_from_build_info(info: &str) -> Option<String> {
+    let rest = info.split("git-branch=rel-").nth(1)?;
+    let v: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    (!v.is_empty()).then_some(v)
+}
+
+/// "1.32.0" from "libonnxruntime.so.1.32.0" (after resolving a symlink).
+fn version_from_file_name(path: &Path) -> Option<String> {
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let name = real.file_name()?.to_str()?;
+    name.strip_prefix("libonnxruntime.so.").map(str::to_string)
+}
+
+/// The value of `ORT_DYLIB_PATH`, for reports.
+pub fn ort_dylib_path_env() -> Option<OsString> {
+    std::env::var_os("ORT_DYLIB_PATH")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_path_must_exist() {
+        let err = locate_library_with(Some(OsStr::new("/nonexistent/libonnxruntime.so")), &[]).unwrap_err();
+        assert!(matches!(err, RuntimeError::EnvPathMissing { .. }));
+        assert!(err.to_string().contains("/nonexistent/libonnxruntime.so"), "{err}");
+    }
+
+    #[test]
+    fn not_found_says_how_to_get_it() {
+        let dir = std::env::temp_dir().join("nightscreen-no-ort-here");
+        let err = locate_library_with(None, std::slice::from_ref(&dir)).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("make ort") && msg.contains("ORT_DYLIB_PATH") && msg.contains(&dir.display().to_string()), "{msg}");
+        // An empty value counts as unset.
+        let err = locate_library_with(Some(OsStr::new("")), &[]).unwrap_err();
+        assert!(matches!(err, RuntimeError::LibraryNotFound { .. }));
+    }
+
+    #[test]
+    fn finds_versioned_file_in_dir() {
+        let dir = std::env::temp_dir().join(format!("nightscreen-ort-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("libonnxruntime.so.1.9.0"), b"").unwrap();
+        std::fs::write(dir.join("libonnxruntime.so.1.32.0"), b"").unwrap();
+        let found = locate_library_with(None, &[dir.join("missing"), dir.clone()]).unwrap();
+        assert_eq!(found.file_name().unwrap(), "libonnxruntime.so.1.32.0");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn versions_from_strings() {
+        assert_eq!(
+            version_from_build_info("ORT Build Info: git-branch=rel-1.32.0, git-commit-id=abc").as_deref(),
+            Some("1.32.0")
+        );
+        assert_eq!(version_from_build_info("nothing"), None);
+        assert_eq!(dims(&[-1, 3, 224, 224]), "[?, 3, 224, 224]");
+    }
+}

@@ -1,0 +1,85 @@
+//! Ingest on real and hostile trees: every file is classified, nothing panics.
+
+use std::collections::BTreeMap;
+
+use nightscreen::ingest::{self, IngestConfig};
+use nightscreen::message::RejectKind;
+
+use crate::util;
+
+fn outcomes(inputs: &[std::path::PathBuf], cfg: &IngestConfig) -> BTreeMap<String, String> {
+    let (files, walk_rejects) = ingest::discover(cfg, inputs);
+    let models = Vec::new();
+    let inventory = ingest::scan(files, &models);
+    let mut out = BTreeMap::new();
+    for r in walk_rejects.into_iter().chain(inventory.items.into_iter().filter_map(Result::err)) {
+        let name = r.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let kind = match r.kind {
+            RejectKind::Skip(key) => key.to_string(),
+            RejectKind::Error => format!("error: {}", r.reason),
+        };
+        out.insert(name, kind);
+    }
+    out
+}
+
+#[test]
+fn non_dicom_empty_and_truncated_files_are_classified_not_fatal() {
+    let Some(data) = util::testdata() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(d.join("empty.dcm"), b"").expect("write");
+    std::fs::write(d.join("notes.dcm"), b"this is not DICOM at all, despite the name").expect("write");
+    let real = std::fs::read(data.join("pydicom/CT_small.dcm")).expect("CT_small");
+    std::fs::write(d.join("truncated.dcm"), &real[..400]).expect("write");
+    std::fs::write(d.join(".hidden.dcm"), &real).expect("write");
+    let got = outcomes(&[d.to_path_buf()], &IngestConfig::default());
+    assert_eq!(got.get("empty.dcm").map(String::as_str), Some("not_dicom"));
+    assert_eq!(got.get("notes.dcm").map(String::as_str), Some("not_dicom"));
+    assert!(got.get("truncated.dcm").is_some_and(|k| k.starts_with("error: cannot parse DICOM header")), "{got:?}");
+    assert!(!got.contains_key(".hidden.dcm"), "hidden files are skipped by default");
+}
+
+#[cfg(unix)]
+#[test]
+fn symlink_loops_are_reported_once_and_the_walk_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("a/b")).expect("mkdir");
+    std::os::unix::fs::symlink(d.join("a"), d.join("a/b/loop")).expect("symlink");
+    std::fs::write(d.join("a/b/file.txt"), b"text").expect("write");
+    // Not following links: the link is a counted skip.
+    let got = outcomes(&[d.to_path_buf()], &IngestConfig::default());
+    assert_eq!(got.get("loop").map(String::as_str), Some("symlink_not_followed"), "{got:?}");
+    assert_eq!(got.get("file.txt").map(String::as_str), Some("not_dicom"));
+    // Following links: the loop is an error row naming the loop.
+    let cfg = IngestConfig { follow_symlinks: true, ..IngestConfig::default() };
+    let got = outcomes(&[d.to_path_buf()], &cfg);
+    assert!(got.get("loop").is_some_and(|k| k.contains("symbolic link loop")), "{got:?}");
+    assert_eq!(got.get("file.txt").map(String::as_str), Some("not_dicom"));
+}
+
+#[test]
+fn pydicom_non_image_objects_are_skipped_with_their_kind() {
+    let Some(data) = util::testdata() else { return };
+    let got = outcomes(&[data.join("pydicom")], &IngestConfig::default());
+    assert_eq!(got.get("rtplan.dcm").map(String::as_str), Some("rt_plan"));
+    assert_eq!(got.get("DICOMDIR").map(String::as_str), Some("dicomdir"));
+    assert!(got.values().any(|k| k == "structured_report"), "{got:?}");
+    // With no model configured, images are skipped as unrouted, never dropped.
+    assert_eq!(got.get("CT_small.dcm").map(String::as_str), Some("no_model_accepts"));
+}
+
+#[test]
+fn dicomdir_records_are_followed_and_cannot_escape_its_folder() {
+    let Some(data) = util::testdata() else { return };
+    let dicomdir = data.join("pydicom/dicomdirtests/DICOMDIR");
+    let (files, rejects) = ingest::discover(&IngestConfig::default(), &[dicomdir.clone()]);
+    assert!(rejects.is_empty(), "{rejects:?}");
+    assert!(!files.is_empty());
+    let base = dicomdir.parent().expect("parent");
+    for f in &files {
+        assert!(f.path.starts_with(base), "{} outside {}", f.path.display(), base.display());
+        assert!(f.path.is_file(), "{} listed but missing", f.path.display());
+    }
+}
