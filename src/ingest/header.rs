@@ -68,6 +68,7 @@ pub fn probe(path: &Path) -> Result<Probe, HeaderError> {
         Ok(false) => return Ok(Probe::NotDicom("no DICOM Part 10 preamble or file meta group".into())),
         Err(e) => return Err(HeaderError(format!("cannot read file: {e}"))),
     }
+    super::guard::check(path).map_err(|e| HeaderError(format!("malformed DICOM: {e}")))?;
     // Float and double pixel data come before Pixel Data in tag order.
     let obj = OpenFileOptions::new()
         .read_until(tags::FLOAT_PIXEL_DATA)

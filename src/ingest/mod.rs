@@ -6,6 +6,7 @@
 //! error row here, so no file is ever silently passed over.
 
 mod dicomdir;
+pub mod guard;
 mod header;
 
 use std::collections::HashSet;

@@ -1,0 +1,259 @@
+//! A cheap structural check run before dicom-rs sees a file.
+//!
+//! dicom-rs allocates an element's declared length before reading it, so a
+//! header claiming gigabytes (a corrupt or hostile length) costs gigabytes of
+//! memory before the read fails, and deeply nested sequences recurse without
+//! limit. This walk reads only tags and lengths, and refuses a file whose
+//! declared lengths cannot fit in it or whose nesting is absurd — so the
+//! parser only ever sees files whose every length is bounded by the file size.
+
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
+
+/// Deeper nesting than this is refused (real objects rarely exceed 10).
+pub const MAX_SEQUENCE_DEPTH: usize = 64;
+
+const UNDEFINED: u32 = 0xFFFF_FFFF;
+const ITEM: (u16, u16) = (0xFFFE, 0xE000);
+const ITEM_END: (u16, u16) = (0xFFFE, 0xE00D);
+const SEQ_END: (u16, u16) = (0xFFFE, 0xE0DD);
+
+#[derive(Clone, Copy, PartialEq)]
+enum Syntax {
+    ExplicitLittle,
+    ImplicitLittle,
+    ExplicitBig,
+}
+
+struct Walk<R> {
+    src: R,
+    pos: u64,
+    size: u64,
+}
+
+impl<R: Read + Seek> Walk<R> {
+    fn bytes<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let mut buf = [0u8; N];
+        self.src.read_exact(&mut buf).map_err(|_| format!("file ends inside an element header at byte {}", self.pos))?;
+        self.pos += N as u64;
+        Ok(buf)
+    }
+
+    fn u16(&mut self, big: bool) -> Result<u16, String> {
+        let b = self.bytes::<2>()?;
+        Ok(if big { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) })
+    }
+
+    fn u32(&mut self, big: bool) -> Result<u32, String> {
+        let b = self.bytes::<4>()?;
+        Ok(if big { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
+    }
+
+    fn skip(&mut self, n: u64) -> Result<(), String> {
+        self.src.seek(SeekFrom::Current(n as i64)).map_err(|e| e.to_string())?;
+        self.pos += n;
+        Ok(())
+    }
+
+    fn fits(&self, tag: (u16, u16), len: u32) -> Result<(), String> {
+        if len != UNDEFINED && self.pos + u64::from(len) > self.size {
+            return Err(format!(
+                "element ({:04X},{:04X}) declares {len} bytes but only {} remain in the file",
+                tag.0,
+                tag.1,
+                self.size - self.pos
+            ));
+        }
+        Ok(())
+    }
+
+    /// One element header: tag, VR (if explicit) and length.
+    fn header(&mut self, syntax: Syntax) -> Result<((u16, u16), Option<[u8; 2]>, u32), String> {
+        let big = syntax == Syntax::ExplicitBig;
+        let group = self.u16(big)?;
+        let element = self.u16(big)?;
+        let tag = (group, element);
+        if group == 0xFFFE || syntax == Syntax::ImplicitLittle {
+            let len = self.u32(big)?;
+            return Ok((tag, None, len));
+        }
+        let vr = self.bytes::<2>()?;
+        let long = matches!(&vr, b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV");
+        let len = if long {
+            self.skip(2)?;
+            self.u32(big)?
+        } else {
+            u32::from(self.u16(big)?)
+        };
+        Ok((tag, Some(vr), len))
+    }
+}
+
+/// Checks a DICOM Part 10 file's declared lengths up to its pixel data.
+///
+/// # Errors
+/// A description of the first impossible length or excessive nesting.
+pub fn check(path: &Path) -> Result<(), String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let size = file.metadata().map_err(|e| e.to_string())?.len();
+    let mut w = Walk { src: BufReader::new(file), pos: 0, size };
+    // Preamble + "DICM", or (rarely) the meta group straight away.
+    let head = w.bytes::<4>().ok();
+    if head.as_ref() != Some(b"DICM") && head.map(|h| h[0..2] == [0x02, 0x00]) != Some(true) {
+        w.skip(124)?;
+        if w.bytes::<4>().ok().as_ref() != Some(b"DICM") {
+            return Ok(()); // not Part 10: ingest classifies it, nothing to allocate
+        }
+    } else if head.as_ref() != Some(b"DICM") {
+        w.src.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+        w.pos = 0;
+    }
+    // File meta group: always explicit VR little endian.
+    let mut syntax = Syntax::ExplicitLittle;
+    loop {
+        let start = w.pos;
+        let Ok((tag, _, len)) = w.header(Syntax::ExplicitLittle) else { return Ok(()) };
+        if tag.0 != 0x0002 {
+            w.src.seek(SeekFrom::Start(start)).map_err(|e| e.to_string())?;
+            w.pos = start;
+            break;
+        }
+        w.fits(tag, len)?;
+        if tag == (0x0002, 0x0010) && len < 256 {
+            let mut uid = vec![0u8; len as usize];
+            w.src.read_exact(&mut uid).map_err(|e| e.to_string())?;
+            w.pos += u64::from(len);
+            let uid = String::from_utf8_lossy(&uid);
+            syntax = match uid.trim_end_matches(['\0', ' ']) {
+                "1.2.840.10008.1.2" => Syntax::ImplicitLittle,
+                "1.2.840.10008.1.2.2" => Syntax::ExplicitBig,
+                // Deflated data sets cannot be walked without inflating.
+                "1.2.840.10008.1.2.1.99" => return Ok(()),
+                _ => Syntax::ExplicitLittle,
+            };
+        } else {
+            w.skip(u64::from(len))?;
+        }
+    }
+    walk_data_set(&mut w, syntax)
+}
+
+/// An open sequence, item or encapsulated pixel data, with its end offset
+/// when its length is defined.
+struct Open {
+    end: Option<u64>,
+    fragments: bool,
+}
+
+fn walk_data_set<R: Read + Seek>(w: &mut Walk<R>, syntax: Syntax) -> Result<(), String> {
+    let mut open: Vec<Open> = Vec::new();
+    loop {
+        while open.last().is_some_and(|o| o.end.is_some_and(|end| w.pos >= end)) {
+            open.pop();
+        }
+        if w.pos >= w.size {
+            return Ok(());
+        }
+        let (tag, vr, len) = w.header(syntax)?;
+        w.fits(tag, len)?;
+        let end = (len != UNDEFINED).then(|| w.pos + u64::from(len));
+        match tag {
+            ITEM_END | SEQ_END => {
+                open.pop();
+            }
+            // Encapsulated pixel data: items are compressed fragments, not elements.
+            ITEM if open.last().is_some_and(|o| o.fragments) => w.skip(u64::from(len))?,
+            ITEM => open.push(Open { end, fragments: false }),
+            _ if open.is_empty() && tag.0 == 0x7FE0 => return Ok(()),
+            (0x7FE0, 0x0010) if len == UNDEFINED => open.push(Open { end: None, fragments: true }),
+            // dicom-rs misreads these (it allocates a length taken from the
+            // sequence's content), so refuse them here with a clear reason.
+            _ if vr.as_ref() == Some(b"UN") && len == UNDEFINED => {
+                return Err(format!(
+                    "element ({:04X},{:04X}) is an undefined-length UN sequence, which the DICOM parser cannot read",
+                    tag.0, tag.1
+                ));
+            }
+            _ if vr.as_ref() == Some(b"SQ") || (vr.is_none() && len == UNDEFINED) => {
+                open.push(Open { end, fragments: false });
+            }
+            _ if len == UNDEFINED => {
+                return Err(format!("element ({:04X},{:04X}) has an undefined length", tag.0, tag.1));
+            }
+            _ => w.skip(u64::from(len))?,
+        }
+        if open.len() > 2 * MAX_SEQUENCE_DEPTH {
+            return Err(format!("sequences nested deeper than {MAX_SEQUENCE_DEPTH} levels"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part10(body: &[u8], ts: &str) -> tempfile::NamedTempFile {
+        use std::io::Write;
+        let mut meta = Vec::new();
+        let mut uid = ts.as_bytes().to_vec();
+        if uid.len() % 2 == 1 {
+            uid.push(0);
+        }
+        meta.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I']);
+        meta.extend_from_slice(&(uid.len() as u16).to_le_bytes());
+        meta.extend_from_slice(&uid);
+        let mut f = tempfile::NamedTempFile::new().expect("temp");
+        f.write_all(&[0u8; 128]).expect("w");
+        f.write_all(b"DICM").expect("w");
+        f.write_all(&meta).expect("w");
+        f.write_all(body).expect("w");
+        f
+    }
+
+    fn element(tag: (u16, u16), vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+        let mut e = Vec::new();
+        e.extend_from_slice(&tag.0.to_le_bytes());
+        e.extend_from_slice(&tag.1.to_le_bytes());
+        e.extend_from_slice(vr);
+        e.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        e.extend_from_slice(value);
+        e
+    }
+
+    const EXPLICIT: &str = "1.2.840.10008.1.2.1";
+
+    #[test]
+    fn a_sane_file_passes() {
+        let mut body = element((0x0010, 0x0010), b"PN", b"DOE^J ");
+        body.extend(element((0x0028, 0x0010), b"US", &4u16.to_le_bytes()));
+        assert_eq!(check(part10(&body, EXPLICIT).path()), Ok(()));
+    }
+
+    #[test]
+    fn pixel_data_longer_than_the_file_is_refused_before_any_allocation() {
+        let mut body = element((0x0028, 0x0010), b"US", &4u16.to_le_bytes());
+        body.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0]);
+        body.extend_from_slice(&0xF000_0000u32.to_le_bytes());
+        body.extend_from_slice(&[0u8; 16]);
+        let err = check(part10(&body, EXPLICIT).path()).expect_err("must refuse");
+        assert!(err.contains("(7FE0,0010) declares 4026531840 bytes"), "{err}");
+    }
+
+    #[test]
+    fn absurdly_deep_sequences_are_refused() {
+        let mut body = Vec::new();
+        for _ in 0..(MAX_SEQUENCE_DEPTH + 5) {
+            body.extend_from_slice(&[0x08, 0x00, 0x15, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
+            body.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        }
+        let err = check(part10(&body, EXPLICIT).path()).expect_err("must refuse");
+        assert!(err.contains("nested deeper"), "{err}");
+    }
+
+    #[test]
+    fn a_truncated_header_is_refused() {
+        let body = element((0x0010, 0x0010), b"PN", b"DOE^J ");
+        let f = part10(&body[..body.len() - 3], EXPLICIT);
+        assert!(check(f.path()).is_err());
+    }
+}
