@@ -36,7 +36,8 @@ fn non_dicom_empty_and_truncated_files_are_classified_not_fatal() {
     let got = outcomes(&[d.to_path_buf()], &IngestConfig::default());
     assert_eq!(got.get("empty.dcm").map(String::as_str), Some("not_dicom"));
     assert_eq!(got.get("notes.dcm").map(String::as_str), Some("not_dicom"));
-    assert!(got.get("truncated.dcm").is_some_and(|k| k.starts_with("error: cannot parse DICOM header")), "{got:?}");
+    // Cut at an element boundary or inside one: an error either way, never a skip.
+    assert!(got.get("truncated.dcm").is_some_and(|k| k.starts_with("error: ")), "{got:?}");
     assert!(!got.contains_key(".hidden.dcm"), "hidden files are skipped by default");
 }
 

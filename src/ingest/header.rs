@@ -17,6 +17,9 @@ pub enum Probe {
     Image(Header),
     /// A DICOM object with no image to screen; the reason key is counted.
     NoImage { reason: &'static str, detail: String, header: Header },
+    /// An image storage object whose pixel data is missing: broken, not
+    /// merely uninteresting, so it becomes an error row.
+    MissingPixels { detail: String, header: Header },
     /// Not a DICOM Part 10 file at all.
     NotDicom(String),
 }
@@ -38,6 +41,9 @@ const NON_IMAGE_CLASSES: &[(&str, &str)] = &[
     ("1.2.840.10008.5.1.4.1.1.66", "raw_or_registration"),
     ("1.2.840.10008.5.1.4.1.1.9.", "waveform"),
 ];
+
+/// Storage SOP classes under this root are images unless listed above.
+const IMAGE_STORAGE_PREFIX: &str = "1.2.840.10008.5.1.4.1.1.";
 
 /// True when the file starts like DICOM Part 10: "DICM" after the 128-byte
 /// preamble, or (preamble missing) a File Meta group at offset 0.
@@ -100,7 +106,14 @@ fn classify(obj: &DefaultDicomObject) -> Probe {
         && obj.get(tags::COLUMNS).is_some()
         && obj.get(tags::BITS_ALLOCATED).is_some();
     if !has_image_module {
-        let detail = format!("no image pixel module (SOP class {})", header.sop_class_uid);
+        if header.sop_class_uid.starts_with(IMAGE_STORAGE_PREFIX) {
+            let detail = format!(
+                "image object (SOP class {}) has no image pixel module (Rows, Columns, BitsAllocated): truncated or stripped",
+                header.sop_class_uid
+            );
+            return Probe::MissingPixels { detail, header };
+        }
+        let detail = format!("no image pixel module (SOP class {:?})", header.sop_class_uid);
         return Probe::NoImage { reason: "no_pixel_data", detail, header };
     }
     Probe::Image(header)

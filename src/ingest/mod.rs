@@ -155,6 +155,7 @@ fn classify(found: Found, models: &[VerifiedModel]) -> Msg<Instance> {
         Ok(Probe::NoImage { reason, detail, header }) => {
             Err(reject(&found, RejectKind::Skip(reason), detail, Some(header)))
         }
+        Ok(Probe::MissingPixels { detail, header }) => Err(reject(&found, RejectKind::Error, detail, Some(header))),
         Ok(Probe::Image(header)) => {
             let routed: Vec<usize> = (0..models.len()).filter(|&i| models[i].accepts(&header)).collect();
             if routed.is_empty() {

@@ -1,0 +1,329 @@
+//! Where a frame's stored values come from, by transfer syntax.
+//!
+//! Native data is read straight from the element; RLE and JPEG
+//! baseline/extended are decoded here frame by frame (see `rle.rs`,
+//! `jpeg.rs`); everything else (JPEG lossless, JPEG-LS, JPEG 2000, ...)
+//! goes through dicom-pixeldata one frame at a time, so a large
+//! multi-frame object never holds more than one decoded frame.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use dicom_core::value::Value;
+use dicom_dictionary_std::tags;
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_object::DefaultDicomObject;
+use dicom_pixeldata::PixelDecoder;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+
+use super::attrs::{native_stream, Photometric, PixelAttrs, PixelElement};
+use super::pixels::{read_frame, Endian, Layout, SampleKind, Stored};
+use super::{fragments, jpeg, rle, DecodeError};
+
+const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
+const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
+const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+const JPEG_LS: [&str; 2] = ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"];
+const JPEG_2000: [&str; 4] = [
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.4.92",
+    "1.2.840.10008.1.2.4.93",
+];
+
+/// How the pixel data of one object is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Codec {
+    /// Implicit/explicit VR little endian, deflated (inflated on read), or
+    /// explicit VR big endian.
+    Native(Endian),
+    Jpeg,
+    Rle,
+    /// dicom-pixeldata's registry.
+    Library,
+}
+
+impl Codec {
+    /// # Errors
+    /// The transfer syntax is unknown, or known but without a decoder here.
+    pub fn for_transfer_syntax(uid: &str) -> Result<Self, DecodeError> {
+        Ok(match uid {
+            "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.1.99" => {
+                Codec::Native(Endian::Little)
+            }
+            "1.2.840.10008.1.2.2" => Codec::Native(Endian::Big),
+            JPEG_BASELINE | JPEG_EXTENDED => Codec::Jpeg,
+            RLE_LOSSLESS => Codec::Rle,
+            _ => match TransferSyntaxRegistry.get(uid) {
+                None => {
+                    return Err(DecodeError::UnsupportedTransferSyntax {
+                        uid: uid.to_string(),
+                        name: "unknown".into(),
+                    })
+                }
+                Some(ts) if !ts.can_decode_all() => {
+                    return Err(DecodeError::UnsupportedTransferSyntax {
+                        uid: uid.to_string(),
+                        name: ts.name().to_string(),
+                    })
+                }
+                Some(_) => Codec::Library,
+            },
+        })
+    }
+
+    /// Byte order of values stored outside the pixel data (LUT data).
+    pub fn endian(self) -> Endian {
+        match self {
+            Codec::Native(e) => e,
+            _ => Endian::Little,
+        }
+    }
+}
+
+/// Yields one frame's stored values at a time.
+pub(crate) enum Source<'a> {
+    Native {
+        stream: Cow<'a, [u8]>,
+        layout: Layout,
+        ybr: bool,
+    },
+    Jpeg {
+        fragments: &'a [Vec<u8>],
+        frames: Vec<Range<usize>>,
+    },
+    Rle {
+        fragments: &'a [Vec<u8>],
+        frames: Vec<Range<usize>>,
+    },
+    Library {
+        obj: &'a DefaultDicomObject,
+        ts: String,
+    },
+}
+
+impl<'a> Source<'a> {
+    /// Prepares the pixel data of `obj` for frame-by-frame reading.
+    ///
+    /// # Errors
+    /// The pixel data element does not have the form the transfer syntax
+    /// says, or its fragments cannot be assigned to frames.
+    pub fn new(
+        obj: &'a DefaultDicomObject,
+        a: &PixelAttrs,
+        codec: Codec,
+        ts: &str,
+    ) -> Result<Self, DecodeError> {
+        if a.element != PixelElement::Int && !matches!(codec, Codec::Native(_)) {
+            return Err(DecodeError::Invalid(
+                "float pixel data in an encapsulated transfer syntax".into(),
+            ));
+        }
+        Ok(match codec {
+            Codec::Native(endian) => Source::Native {
+                stream: native_stream(obj, a.element, endian, a.bits_allocated)?,
+                layout: layout(
+                    a,
+                    endian,
+                    a.photometric == Photometric::YbrFull422,
+                    int_bits(a),
+                ),
+                ybr: a.photometric.is_ybr(),
+            },
+            Codec::Jpeg | Codec::Rle => {
+                let fragments = encapsulated(obj)?;
+                let offsets = obj
+                    .get(tags::PIXEL_DATA)
+                    .and_then(|e| e.value().offset_table())
+                    .unwrap_or(&[]);
+                let frames = fragments::split(fragments, offsets, a.frames, codec == Codec::Jpeg)?;
+                if codec == Codec::Jpeg {
+                    Source::Jpeg { fragments, frames }
+                } else {
+                    Source::Rle { fragments, frames }
+                }
+            }
+            Codec::Library => Source::Library {
+                obj,
+                ts: ts.to_string(),
+            },
+        })
+    }
+
+    /// The stored values of frame `i`.
+    ///
+    /// # Errors
+    /// The frame is truncated, corrupt or uses an unsupported feature.
+    pub fn frame(&self, i: u32, a: &PixelAttrs) -> Result<Stored, DecodeError> {
+        match self {
+            Source::Native {
+                stream,
+                layout,
+                ybr,
+            } => {
+                let bits = layout.frame_bits();
+                let start = u64::from(i) * bits;
+                let have = stream.len() as u64;
+                if (start + bits).div_ceil(8) > have {
+                    return Err(DecodeError::Truncated {
+                        frame: i,
+                        offset: start / 8,
+                        needed: bits.div_ceil(8),
+                        have,
+                    });
+                }
+                read_frame(stream, start, layout, *ybr)
+            }
+            Source::Jpeg { fragments, frames } => {
+                let data = fragments::frame_bytes(fragments, frame_range(frames, i)?);
+                let (px, channels) = jpeg::decode_frame(&data, &a.photometric, a.rows, a.cols)?;
+                if u16::from(channels) != a.samples {
+                    return Err(DecodeError::Invalid(format!(
+                        "JPEG frame has {channels} components, SamplesPerPixel is {}",
+                        a.samples
+                    )));
+                }
+                let jpeg_attrs = PixelAttrs {
+                    bits_allocated: 8,
+                    planar: false,
+                    ..a.clone()
+                };
+                let bits = a.bits_stored.min(8);
+                read_frame(
+                    &px,
+                    0,
+                    &layout(&jpeg_attrs, Endian::Little, false, bits),
+                    false,
+                )
+            }
+            Source::Rle { fragments, frames } => {
+                let data = fragments::frame_bytes(fragments, frame_range(frames, i)?);
+                if !matches!(a.bits_allocated, 8 | 16 | 32) {
+                    return Err(DecodeError::Unsupported(format!(
+                        "RLE with BitsAllocated {}",
+                        a.bits_allocated
+                    )));
+                }
+                let bytes = usize::from(a.bits_allocated / 8);
+                let px = rle::decode_frame(
+                    &data,
+                    a.rows as usize * a.cols as usize,
+                    usize::from(a.samples),
+                    bytes,
+                )?;
+                let l = layout(
+                    &PixelAttrs {
+                        planar: false,
+                        ..a.clone()
+                    },
+                    Endian::Little,
+                    false,
+                    int_bits(a),
+                );
+                read_frame(&px, 0, &l, a.photometric.is_ybr())
+            }
+            Source::Library { obj, ts } => {
+                let px = obj
+                    .decode_pixel_data_frame(i)
+                    .map_err(DecodeError::Pixels)?;
+                let is_j2k = JPEG_2000.contains(&ts.as_str());
+                let bits = if is_j2k {
+                    j2k_bits(obj, a, i)
+                } else if JPEG_LS.contains(&ts.as_str()) && !a.signed {
+                    // pydicom corrects JPEG-LS only for signed data.
+                    a.bits_allocated
+                } else {
+                    a.bits_stored
+                };
+                let l = layout(
+                    &PixelAttrs {
+                        planar: false,
+                        ..a.clone()
+                    },
+                    Endian::Little,
+                    false,
+                    bits,
+                );
+                // Codecs other than JPEG 2000 (which applies the inverse
+                // colour transform itself) hand back YBR as stored.
+                read_frame(px.data(), 0, &l, a.photometric.is_ybr() && !is_j2k)
+            }
+        }
+    }
+}
+
+fn frame_range(frames: &[Range<usize>], i: u32) -> Result<Range<usize>, DecodeError> {
+    frames
+        .get(i as usize)
+        .cloned()
+        .ok_or_else(|| DecodeError::Invalid(format!("no fragments for frame {i}")))
+}
+
+fn encapsulated(obj: &DefaultDicomObject) -> Result<&[Vec<u8>], DecodeError> {
+    match obj.get(tags::PIXEL_DATA).map(|e| e.value()) {
+        Some(Value::PixelSequence(seq)) => Ok(seq.fragments()),
+        Some(_) => Err(DecodeError::Invalid(
+            "transfer syntax is encapsulated but pixel data is not".into(),
+        )),
+        None => Err(DecodeError::MissingAttribute { name: "PixelData" }),
+    }
+}
+
+/// Significant bits of native integer data: BitsStored.
+fn int_bits(a: &PixelAttrs) -> u16 {
+    a.bits_stored
+}
+
+fn layout(a: &PixelAttrs, endian: Endian, ybr422: bool, bits: u16) -> Layout {
+    Layout {
+        rows: a.rows,
+        cols: a.cols,
+        samples: a.samples,
+        bits_allocated: a.bits_allocated,
+        kind: match a.element {
+            PixelElement::Int => SampleKind::Int {
+                bits,
+                signed: a.signed,
+            },
+            PixelElement::Float | PixelElement::Double => SampleKind::Float,
+        },
+        planar: a.planar,
+        endian,
+        ybr422,
+    }
+}
+
+/// JPEG 2000 codestreams record their own signedness and precision (SIZ).
+/// When the signedness disagrees with PixelRepresentation, pydicom
+/// re-interprets the low `precision` bits (this is what fixes
+/// `J2K_pixelrep_mismatch.dcm`); otherwise it keeps the decoded values.
+fn j2k_bits(obj: &DefaultDicomObject, a: &PixelAttrs, frame: u32) -> u16 {
+    let siz = obj
+        .get(tags::PIXEL_DATA)
+        .and_then(|e| e.value().fragments())
+        .and_then(|f| {
+            if f.len() == a.frames as usize {
+                f.get(frame as usize)
+            } else {
+                f.first()
+            }
+        })
+        .and_then(|f| j2k_siz(f));
+    match siz {
+        Some((signed, precision)) if signed != a.signed => precision,
+        Some(_) => a.bits_allocated,
+        None => a.bits_stored,
+    }
+}
+
+/// (signed, precision) of the first component, from the SIZ marker
+/// segment (ISO 15444-1 A.5.1), in a raw codestream or a JP2 file.
+pub(crate) fn j2k_siz(data: &[u8]) -> Option<(bool, u16)> {
+    let at = data
+        .windows(4)
+        .take(4096)
+        .position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])?;
+    // SOC(2) SIZ(2) Lsiz(2) Rsiz(2) 8 x u32 Csiz(2), then Ssiz.
+    let ssiz = *data.get(at + 2 + 2 + 2 + 2 + 32 + 2)?;
+    Some((ssiz & 0x80 != 0, u16::from(ssiz & 0x7F) + 1))
+}

@@ -1,0 +1,150 @@
+//! JPEG baseline / extended (8-bit) frames, decoded with `jpeg-decoder`.
+//!
+//! Done here rather than by dicom-pixeldata so that decode controls the
+//! colour transform: an RGB object whose JPEG stream has neither a JFIF nor
+//! an Adobe marker holds RGB components, and converting them as YCbCr (what
+//! a plain JPEG decoder assumes for component ids 1, 2, 3) gives wrong
+//! colours without any error (pydicom's `SC_jpeg_no_color_transform.dcm`).
+//! This is also where reduced-size (DCT-scaled) decoding belongs.
+
+use jpeg_decoder::{ColorTransform, Decoder, PixelFormat};
+
+use super::attrs::Photometric;
+use super::DecodeError;
+
+/// What the markers before the first scan say about a JPEG stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct JpegHeader {
+    /// SOF sample precision (8 or 12 for DCT processes).
+    pub precision: u8,
+    pub component_ids: Vec<u8>,
+    /// JFIF APP0: components are YCbCr.
+    pub jfif: bool,
+    /// Adobe APP14 transform flag: 0 none (RGB), 1 YCbCr, 2 YCCK.
+    pub adobe_transform: Option<u8>,
+}
+
+/// Reads markers up to the first SOS.
+///
+/// # Errors
+/// Not a JPEG stream, or no frame header before the scan.
+pub(crate) fn scan_header(data: &[u8]) -> Result<JpegHeader, DecodeError> {
+    let bad = |why: &str| DecodeError::Invalid(format!("JPEG stream: {why}"));
+    if !data.starts_with(&[0xFF, 0xD8]) {
+        return Err(bad("does not start with SOI"));
+    }
+    let mut h = JpegHeader::default();
+    let mut seen_sof = false;
+    let mut pos = 2;
+    loop {
+        // Skip to the next marker (fill bytes FF are allowed before it).
+        while pos < data.len() && data[pos] != 0xFF {
+            pos += 1;
+        }
+        while pos < data.len() && data[pos] == 0xFF {
+            pos += 1;
+        }
+        let Some(&marker) = data.get(pos) else { break };
+        pos += 1;
+        if marker == 0xD8 || marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
+            continue; // no length field
+        }
+        let Some(len) = data
+            .get(pos..pos + 2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        else {
+            break;
+        };
+        let seg = data
+            .get(pos + 2..pos + len.max(2))
+            .ok_or_else(|| bad("segment runs past end"))?;
+        match marker {
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+                let ncomp = usize::from(*seg.get(5).ok_or_else(|| bad("short SOF"))?);
+                h.precision = seg[0];
+                h.component_ids = (0..ncomp)
+                    .filter_map(|i| seg.get(6 + 3 * i).copied())
+                    .collect();
+                seen_sof = true;
+            }
+            0xE0 if seg.starts_with(b"JFIF\0") => h.jfif = true,
+            0xEE if seg.starts_with(b"Adobe") => h.adobe_transform = seg.get(11).copied(),
+            0xDA | 0xD9 => break,
+            _ => {}
+        }
+        pos += len;
+    }
+    if !seen_sof {
+        return Err(bad("no frame header (SOF) before the scan"));
+    }
+    Ok(h)
+}
+
+/// The colour transform for a 3-component stream: the stream's own
+/// markers win (RGB component ids, Adobe, JFIF), then the DICOM
+/// PhotometricInterpretation.
+pub(crate) fn color_transform(h: &JpegHeader, pi: &Photometric) -> ColorTransform {
+    if h.component_ids == b"RGB" {
+        return ColorTransform::RGB;
+    }
+    match h.adobe_transform {
+        Some(0) => return ColorTransform::RGB,
+        Some(1) => return ColorTransform::YCbCr,
+        _ => {}
+    }
+    if h.jfif {
+        return ColorTransform::YCbCr;
+    }
+    match pi {
+        Photometric::Rgb => ColorTransform::RGB,
+        _ => ColorTransform::YCbCr,
+    }
+}
+
+/// Decodes one frame to 8-bit samples (interleaved RGB or grey).
+/// Returns the samples and the channel count.
+///
+/// # Errors
+/// 12-bit streams (jpeg-decoder has no 12-bit DCT), a size different from
+/// Rows/Columns, or a corrupt stream.
+pub(crate) fn decode_frame(
+    data: &[u8],
+    pi: &Photometric,
+    rows: u32,
+    cols: u32,
+) -> Result<(Vec<u8>, u8), DecodeError> {
+    let header = scan_header(data)?;
+    match header.precision {
+        8 => {}
+        12 => return Err(DecodeError::Jpeg12Bit),
+        p => {
+            return Err(DecodeError::Unsupported(format!(
+                "JPEG sample precision {p}"
+            )))
+        }
+    }
+    let mut dec = Decoder::new(data);
+    if header.component_ids.len() == 3 {
+        dec.set_color_transform(color_transform(&header, pi));
+    }
+    let pixels = dec.decode().map_err(DecodeError::Jpeg)?;
+    let info = dec
+        .info()
+        .ok_or_else(|| DecodeError::Invalid("JPEG stream has no frame".into()))?;
+    if u32::from(info.width) != cols || u32::from(info.height) != rows {
+        return Err(DecodeError::Invalid(format!(
+            "JPEG frame is {}x{} but Columns x Rows is {cols}x{rows}",
+            info.width, info.height
+        )));
+    }
+    let channels = match info.pixel_format {
+        PixelFormat::L8 => 1,
+        PixelFormat::RGB24 => 3,
+        other => {
+            return Err(DecodeError::Unsupported(format!(
+                "JPEG pixel format {other:?}"
+            )))
+        }
+    };
+    Ok((pixels, channels))
+}

@@ -1,0 +1,316 @@
+//! Stored sample values: raw native bytes of one frame → interleaved
+//! numbers, as pydicom's `pixel_array` would return them.
+//!
+//! Every codec path ends here (native data directly, codecs after they
+//! produced little-endian native bytes), so bit handling, de-planarising
+//! and YBR → RGB happen in one place and match the references in
+//! `tests/data/pixel_references.csv`. Values are kept as `f32`: exact for
+//! every integer up to 24 bits, which covers all but 32-bit samples; the
+//! statistics are accumulated in `f64` from the exact integers.
+
+use crate::message::PixelStats;
+
+use super::DecodeError;
+
+/// Byte order of the sample stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endian {
+    Little,
+    Big,
+}
+
+/// What a stored sample is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SampleKind {
+    /// An integer of `bits_allocated` bits, of which the low `bits` are
+    /// significant (the rest are masked off, or replaced by the sign).
+    Int { bits: u16, signed: bool },
+    /// IEEE float of `bits_allocated` (32 or 64) bits.
+    Float,
+}
+
+/// How one frame's samples are laid out in its byte stream.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    pub rows: u32,
+    pub cols: u32,
+    pub samples: u16,
+    /// 1, 8, 16, 32 or 64.
+    pub bits_allocated: u16,
+    pub kind: SampleKind,
+    /// PlanarConfiguration 1: RRR..GGG..BBB.. instead of RGBRGB..
+    pub planar: bool,
+    pub endian: Endian,
+    /// Native YBR_FULL_422: two luma samples share one Cb and one Cr,
+    /// stored as Y0 Y1 Cb Cr (PS3.5 8.2.1), so a frame is 2/3 the size.
+    pub ybr422: bool,
+}
+
+impl Layout {
+    pub fn pixels(&self) -> usize {
+        self.rows as usize * self.cols as usize
+    }
+
+    /// Number of samples stored for one frame.
+    pub fn stored_samples(&self) -> usize {
+        if self.ybr422 {
+            self.pixels() * 2
+        } else {
+            self.pixels() * self.samples as usize
+        }
+    }
+
+    /// Size of one frame in bits (bits, not bytes: 1-bit frames need not
+    /// start on a byte boundary).
+    pub fn frame_bits(&self) -> u64 {
+        self.stored_samples() as u64 * u64::from(self.bits_allocated)
+    }
+}
+
+/// One frame's stored values, interleaved, YBR already turned into RGB.
+#[derive(Debug, Clone)]
+pub(crate) struct Stored {
+    pub values: Vec<f32>,
+    pub channels: u8,
+    pub stats: PixelStats,
+}
+
+/// Reads one frame from `raw`, which starts at bit `bit_offset` (non-zero
+/// only for 1-bit data) and must hold at least [`Layout::frame_bits`].
+///
+/// YBR (`ybr` true, or `layout.ybr422`) is converted to RGB the way
+/// pydicom does, which is what the references record.
+pub(crate) fn read_frame(
+    raw: &[u8],
+    bit_offset: u64,
+    layout: &Layout,
+    ybr: bool,
+) -> Result<Stored, DecodeError> {
+    let n = layout.stored_samples();
+    let need_bits = bit_offset + layout.frame_bits();
+    if (raw.len() as u64) * 8 < need_bits {
+        return Err(DecodeError::Invalid(format!(
+            "decoded frame has {} bytes, Rows/Columns/SamplesPerPixel/BitsAllocated need {}",
+            raw.len(),
+            need_bits.div_ceil(8)
+        )));
+    }
+    let (mut values, exact) = read_samples(raw, bit_offset, n, layout)?;
+    if layout.planar && layout.samples > 1 && !layout.ybr422 {
+        values = deplanarize(&values, layout.samples as usize);
+    }
+    let channels = if layout.samples >= 3 { 3 } else { 1 };
+    if layout.samples != 1 && layout.samples != 3 {
+        return Err(DecodeError::Unsupported(format!(
+            "SamplesPerPixel {}",
+            layout.samples
+        )));
+    }
+    let stats = if layout.ybr422 || ybr {
+        if layout.ybr422 {
+            values = expand_ybr422(&values);
+        }
+        let bits = match layout.kind {
+            SampleKind::Int { bits, .. } => bits,
+            SampleKind::Float => {
+                return Err(DecodeError::Unsupported(
+                    "YBR colour with float samples".into(),
+                ))
+            }
+        };
+        ybr_to_rgb(&mut values, bits);
+        stats_of(&values)
+    } else {
+        exact
+    };
+    Ok(Stored {
+        values,
+        channels,
+        stats,
+    })
+}
+
+/// Reads `n` samples; returns them with exact statistics.
+fn read_samples(
+    raw: &[u8],
+    bit_offset: u64,
+    n: usize,
+    layout: &Layout,
+) -> Result<(Vec<f32>, PixelStats), DecodeError> {
+    let mut acc = StatsAcc::default();
+    let mut out = Vec::with_capacity(n);
+    let ba = layout.bits_allocated;
+    match (layout.kind, ba) {
+        (SampleKind::Int { .. }, 1) => {
+            // pydicom unpacks little-endian bit order: bit 0 is the first pixel.
+            for i in 0..n as u64 {
+                let bit = bit_offset + i;
+                let v = (raw[(bit / 8) as usize] >> (bit % 8)) & 1;
+                acc.push(f64::from(v));
+                out.push(f32::from(v));
+            }
+        }
+        (SampleKind::Int { bits, signed }, 8 | 16 | 32) => {
+            let bytes = usize::from(ba / 8);
+            let start = (bit_offset / 8) as usize;
+            let fix = BitFix::new(ba, bits, signed);
+            for chunk in raw[start..start + n * bytes].chunks_exact(bytes) {
+                let v = fix.apply(read_uint(chunk, layout.endian));
+                acc.push(v as f64);
+                out.push(v as f32);
+            }
+        }
+        (SampleKind::Float, 32 | 64) => {
+            let bytes = usize::from(ba / 8);
+            let start = (bit_offset / 8) as usize;
+            for chunk in raw[start..start + n * bytes].chunks_exact(bytes) {
+                let bits = read_uint(chunk, layout.endian);
+                let v = if ba == 32 {
+                    f64::from(f32::from_bits(bits as u32))
+                } else {
+                    f64::from_bits(bits)
+                };
+                acc.push(v);
+                out.push(v as f32);
+            }
+        }
+        (kind, ba) => {
+            return Err(DecodeError::Unsupported(format!(
+                "BitsAllocated {ba} for {} samples",
+                if kind == SampleKind::Float {
+                    "float"
+                } else {
+                    "integer"
+                }
+            )))
+        }
+    }
+    Ok((out, acc.finish()))
+}
+
+fn read_uint(chunk: &[u8], endian: Endian) -> u64 {
+    let fold = |acc: u64, &b: &u8| (acc << 8) | u64::from(b);
+    match endian {
+        Endian::Big => chunk.iter().fold(0, fold),
+        Endian::Little => chunk.iter().rev().fold(0, fold),
+    }
+}
+
+/// Keeps the significant bits of a sample: pydicom's "unused bits"
+/// correction (shift left then right in the sample's own type), which masks
+/// unsigned values and sign-extends signed ones from `bits`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BitFix {
+    bits: u32,
+    signed: bool,
+}
+
+impl BitFix {
+    pub fn new(bits_allocated: u16, bits: u16, signed: bool) -> Self {
+        let bits = u32::from(bits.clamp(1, bits_allocated.max(1)));
+        Self { bits, signed }
+    }
+
+    pub fn apply(self, v: u64) -> i64 {
+        let mask = if self.bits >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.bits) - 1
+        };
+        let v = v & mask;
+        if self.signed && self.bits < 64 && (v >> (self.bits - 1)) & 1 == 1 {
+            v as i64 - (1i64 << self.bits)
+        } else {
+            v as i64
+        }
+    }
+}
+
+/// RRR..GGG..BBB.. → RGBRGB..
+pub(crate) fn deplanarize<T: Copy>(planes: &[T], channels: usize) -> Vec<T> {
+    let n = planes.len() / channels;
+    let mut out = Vec::with_capacity(n * channels);
+    for p in 0..n {
+        for c in 0..channels {
+            out.push(planes[c * n + p]);
+        }
+    }
+    out
+}
+
+/// Y0 Y1 Cb Cr (two pixels) → Y0 Cb Cr Y1 Cb Cr, as pydicom does: over the
+/// flat frame, ignoring row ends (odd widths are not allowed for 422).
+pub(crate) fn expand_ybr422(packed: &[f32]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(packed.len() / 2 * 3);
+    for q in packed.chunks_exact(4) {
+        out.extend_from_slice(&[q[0], q[2], q[3], q[1], q[2], q[3]]);
+    }
+    out
+}
+
+/// YBR_FULL → RGB in place, with pydicom's coefficients (float32) and
+/// rounding (`floor(x + 0.5)`, then clipped to the sample range), so that
+/// lossless YBR objects match its `pixel_array` exactly (PS3.3 C.7.6.3.1.2).
+pub(crate) fn ybr_to_rgb(values: &mut [f32], bits: u16) {
+    let half = (1u32 << (bits.clamp(1, 24) - 1)) as f32;
+    let max = (2.0 * half) - 1.0;
+    // numpy computes these in f64, then stores them in the f32 matrix.
+    let g_cb = (-0.114f64 * 1.772 / 0.587) as f32;
+    let g_cr = (-0.299f64 * 1.402 / 0.587) as f32;
+    for px in values.chunks_exact_mut(3) {
+        let y = px[0];
+        let cb = px[1] - half;
+        let cr = px[2] - half;
+        let r = y + 1.402f32 * cr;
+        let g = y + g_cb * cb + g_cr * cr;
+        let b = y + 1.772f32 * cb;
+        for (o, v) in px.iter_mut().zip([r, g, b]) {
+            *o = (v + 0.5).floor().clamp(0.0, max);
+        }
+    }
+}
+
+/// Mean, min and max of values already held exactly.
+pub(crate) fn stats_of(values: &[f32]) -> PixelStats {
+    let mut acc = StatsAcc::default();
+    for &v in values {
+        acc.push(f64::from(v));
+    }
+    acc.finish()
+}
+
+#[derive(Default)]
+struct StatsAcc {
+    sum: f64,
+    min: f64,
+    max: f64,
+    n: u64,
+}
+
+impl StatsAcc {
+    #[inline]
+    fn push(&mut self, v: f64) {
+        if self.n == 0 {
+            self.min = v;
+            self.max = v;
+        } else {
+            self.min = self.min.min(v);
+            self.max = self.max.max(v);
+        }
+        self.sum += v;
+        self.n += 1;
+    }
+
+    fn finish(self) -> PixelStats {
+        let mean = if self.n == 0 {
+            0.0
+        } else {
+            self.sum / self.n as f64
+        };
+        PixelStats {
+            mean,
+            min: self.min,
+            max: self.max,
+        }
+    }
+}
