@@ -109,6 +109,8 @@ pub struct Header {
     pub bits_allocated: u16,
     /// ImageLaterality, else Laterality ("R", "L", "B" or empty).
     pub laterality: String,
+    /// Fundus field, "macula" or "disc", when the header says (see ingest).
+    pub field: String,
     pub body_part: String,
     pub series_number: Option<i32>,
     pub instance_number: Option<i32>,

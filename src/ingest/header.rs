@@ -145,7 +145,13 @@ fn read_header(obj: &DefaultDicomObject) -> Header {
     if laterality.is_empty() {
         laterality = text(obj, tags::LATERALITY);
     }
+    let field = fundus_field(&[
+        text(obj, tags::IMAGE_COMMENTS),
+        text(obj, tags::SERIES_DESCRIPTION),
+        text(obj, tags::ACQUISITION_DEVICE_PROCESSING_DESCRIPTION),
+    ]);
     Header {
+        field,
         study_uid: StudyUid::new(&text(obj, tags::STUDY_INSTANCE_UID)),
         series_uid: SeriesUid::new(&text(obj, tags::SERIES_INSTANCE_UID)),
         sop_instance_uid: SopInstanceUid::new(&sop_instance),
@@ -168,6 +174,21 @@ fn read_header(obj: &DefaultDicomObject) -> Header {
         patient_name: text(obj, tags::PATIENT_NAME),
         accession_number: text(obj, tags::ACCESSION_NUMBER),
     }
+}
+
+/// The fundus field named in free-text descriptions: cameras and the
+/// programme's own protocol write "macula" / "disc" (or "optic disc").
+fn fundus_field(texts: &[String]) -> String {
+    for t in texts {
+        let t = t.to_ascii_lowercase();
+        if t.contains("macula") {
+            return "macula".into();
+        }
+        if t.contains("disc") || t.contains("disk") {
+            return "disc".into();
+        }
+    }
+    String::new()
 }
 
 /// DA (YYYYMMDD) + TM (HHMMSS.ffffff, any prefix) → a timestamp; a missing

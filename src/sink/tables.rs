@@ -92,6 +92,7 @@ pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], ban
             }
         })
         .collect();
+    let grades: Vec<Option<String>> = rows.iter().map(|f| f.grade.map(|g| g.label())).collect();
     batch(vec![
         ("run_id", repeat(&run.run_id, n)),
         ("study_uid", strings(heads.iter().map(|h| h.study_uid.as_str()))),
@@ -104,6 +105,7 @@ pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], ban
         ("photometric", strings(heads.iter().map(|h| h.photometric.as_str()))),
         ("transfer_syntax", strings(heads.iter().map(|h| h.transfer_syntax.as_str()))),
         ("laterality", strings(heads.iter().map(|h| h.laterality.as_str()))),
+        ("field", strings(heads.iter().map(|h| h.field.as_str()))),
         ("study_datetime", Arc::new(TimestampMicrosecondArray::from(heads.iter().map(|h| h.study_datetime.as_ref().map(naive_micros)).collect::<Vec<_>>()))),
         ("width", Arc::new(Int32Array::from_iter_values(rows.iter().map(|f| f.scored.meta.width as i32)))),
         ("height", Arc::new(Int32Array::from_iter_values(rows.iter().map(|f| f.scored.meta.height as i32)))),
@@ -118,6 +120,7 @@ pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], ban
         ("top_label", opt_strings(top.iter().map(|t| t.0))),
         ("top_score", Arc::new(Float32Array::from(top.iter().map(|t| t.1).collect::<Vec<_>>()))),
         ("band", opt_strings(rows.iter().map(|f| f.band().and_then(|b| band_names.get(b)).map(String::as_str)))),
+        ("image_grade", opt_strings(grades.iter().map(Option::as_deref))),
         ("scored_at", Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|f| micros(&f.scored.scored_at))).with_timezone("UTC"))),
         ("software_version", repeat(&run.software_version, n)),
         ("config_sha256", repeat(&run.config_sha256, n)),
@@ -159,6 +162,8 @@ pub fn studies_batch(rows: &[StudyResult], run: &RunStamp) -> RecordBatch {
         ("band", strings(rows.iter().map(|s| s.band.as_str()))),
         ("score", Arc::new(Float32Array::from(rows.iter().map(|s| s.score).collect::<Vec<_>>()))),
         ("reason", strings(rows.iter().map(|s| s.reason.as_str()))),
+        ("right_eye_grade", opt_strings(rows.iter().map(|s| s.eyes.get("R").map(String::as_str)))),
+        ("left_eye_grade", opt_strings(rows.iter().map(|s| s.eyes.get("L").map(String::as_str)))),
         ("images_scored", Arc::new(Int32Array::from_iter_values(rows.iter().map(|s| s.images_scored as i32)))),
         ("files_failed", Arc::new(Int32Array::from_iter_values(rows.iter().map(|s| s.files_failed as i32)))),
         ("files_skipped", Arc::new(Int32Array::from_iter_values(rows.iter().map(|s| s.files_skipped as i32)))),

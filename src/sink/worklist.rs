@@ -16,6 +16,9 @@ pub struct WorklistRow<'a> {
     pub band: &'a str,
     pub score: Option<f32>,
     pub reason: &'a str,
+    /// DESP grade of each eye ("R2M0", "U"), empty when not graded.
+    pub right_eye: &'a str,
+    pub left_eye: &'a str,
     pub patient_id: &'a str,
     pub patient_name: &'a str,
     pub accession_number: &'a str,
@@ -37,6 +40,8 @@ fn rows(studies: &[StudyResult]) -> Vec<WorklistRow<'_>> {
             band: &s.band,
             score: s.score.map(|v| (v * 10_000.0).round() / 10_000.0),
             reason: &s.reason,
+            right_eye: s.eyes.get("R").map_or("", String::as_str),
+            left_eye: s.eyes.get("L").map_or("", String::as_str),
             patient_id: &s.header.patient_id,
             patient_name: &s.header.patient_name,
             accession_number: &s.header.accession_number,
@@ -73,7 +78,7 @@ pub fn write(out: &Path, studies: &[StudyResult]) -> Result<()> {
     }
     if rows.is_empty() {
         // csv writes the header with the first row; an empty worklist still gets one.
-        csv_bytes = b"rank,band,score,reason,patient_id,patient_name,accession_number,study_datetime,study_description,modalities,images_scored,files_failed,files_skipped,study_uid,models\n".to_vec();
+        csv_bytes = b"rank,band,score,reason,right_eye,left_eye,patient_id,patient_name,accession_number,study_datetime,study_description,modalities,images_scored,files_failed,files_skipped,study_uid,models\n".to_vec();
     }
     super::write_atomically(&csv_path, &csv_bytes)?;
     let json_path = out.join("worklist.json");

@@ -1,0 +1,259 @@
+//! Triage: model outputs → per-image findings → one worklist place per study.
+//!
+//! Rules come from the config (`[[triage.rules]]`): "if model M's output L is
+//! at or above T, the study belongs at least in band B". A study takes the
+//! most urgent band any of its images reached, and sorts within the band by
+//! the strongest evidence. The reason is written in words, so a grader sees
+//! why a study is where it is. Studies with unreadable images never land in
+//! the least urgent band: a human must look at what the machine could not.
+
+mod book;
+pub mod desp;
+
+use serde::{Deserialize, Serialize};
+
+pub use book::{StudyBook, StudyResult};
+pub use desp::{DespConfig, ImageGrade};
+
+use crate::message::{Msg, Scored};
+use crate::model::VerifiedModel;
+
+/// How studies are placed: by generic rules, or by DESP grading.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TriageMode {
+    /// `[[triage.rules]]`: a study takes the most urgent band any image reached.
+    #[default]
+    Rules,
+    /// DESP: image grades → eye grades → study outcome (`[triage.desp]`).
+    Desp,
+}
+
+/// One rule of the `[[triage.rules]]` list.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub model: String,
+    pub label: String,
+    /// Fires when the output is at or above this; omitted → the card's
+    /// operating threshold for the label.
+    #[serde(default)]
+    pub at_least: Option<f32>,
+    pub band: String,
+    /// Words used in the reason, e.g. "referable DR suspected"; default: the label.
+    #[serde(default)]
+    pub finding: Option<String>,
+}
+
+/// The `[triage]` table.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TriageConfig {
+    pub mode: TriageMode,
+    /// Band names, most urgent first.
+    pub bands: Vec<String>,
+    /// Band of a study where no rule fired.
+    pub default_band: String,
+    /// Band of a study with no readable image, or none that fired while
+    /// some of its files failed.
+    pub incomplete_band: String,
+    pub rules: Vec<Rule>,
+    pub desp: DespConfig,
+}
+
+impl Default for TriageConfig {
+    fn default() -> Self {
+        Self {
+            bands: ["URGENT", "ROUTINE", "REVIEW", "NO_FINDING"].map(String::from).to_vec(),
+            default_band: "NO_FINDING".into(),
+            incomplete_band: "REVIEW".into(),
+            rules: Vec::new(),
+            mode: TriageMode::Rules,
+            desp: DespConfig::default(),
+        }
+    }
+}
+
+impl TriageConfig {
+    /// Problems that need no models to find.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let known = |b: &str| self.bands.iter().any(|x| x == b);
+        for (what, band) in [("default_band", &self.default_band), ("incomplete_band", &self.incomplete_band)] {
+            if !known(band) {
+                out.push(format!("triage.{what} {band:?} is not in triage.bands"));
+            }
+        }
+        if self.mode == TriageMode::Desp {
+            for band in desp::BANDS {
+                if !known(band) {
+                    out.push(format!("triage.mode = \"desp\" needs band {band:?} in triage.bands"));
+                }
+            }
+        }
+        for rule in &self.rules {
+            if !known(&rule.band) {
+                out.push(format!("triage rule for {}/{}: band {:?} is not in triage.bands", rule.model, rule.label, rule.band));
+            }
+        }
+        out
+    }
+}
+
+/// A rule bound to a model's output index and threshold.
+#[derive(Debug, Clone)]
+struct BoundRule {
+    model: usize,
+    output: usize,
+    threshold: f32,
+    band: usize,
+    finding: String,
+}
+
+/// Why triage cannot start with these models.
+#[derive(Debug, thiserror::Error)]
+#[error("triage rule for {model}/{label}: {problem}")]
+pub struct RuleError {
+    pub model: String,
+    pub label: String,
+    pub problem: String,
+}
+
+/// A rule that fired on one image.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    pub band: usize,
+    pub finding: String,
+    pub label: String,
+    pub value: f32,
+    pub threshold: f32,
+}
+
+/// One scored image with the rules it fired (most urgent first) and, for
+/// the DESP model's images, its grade.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub scored: Scored,
+    pub hits: Vec<Hit>,
+    pub grade: Option<ImageGrade>,
+}
+
+impl Finding {
+    /// The most urgent band this image reached, if any.
+    pub fn band(&self) -> Option<usize> {
+        self.hits.first().map(|h| h.band)
+    }
+}
+
+/// The rules, bound to the run's models.
+pub struct RuleSet {
+    bands: Vec<String>,
+    default_band: usize,
+    incomplete_band: usize,
+    rules: Vec<BoundRule>,
+    models: Vec<(String, String, bool)>,
+    labels: Vec<Vec<String>>,
+    /// The DESP grader: the DR model's index, its output indices, thresholds.
+    desp: Option<(usize, desp::Outputs, DespConfig)>,
+}
+
+impl RuleSet {
+    /// Binds each rule to its model and output label.
+    ///
+    /// # Errors
+    /// A rule names a model not in the run, a label the card lacks, or
+    /// omits its threshold when the card has none.
+    pub fn new(cfg: &TriageConfig, models: &[VerifiedModel]) -> Result<Self, RuleError> {
+        let band_of = |b: &str| cfg.bands.iter().position(|x| x == b).unwrap_or(cfg.bands.len().saturating_sub(1));
+        let mut rules = Vec::new();
+        for rule in &cfg.rules {
+            let fail = |problem: String| RuleError { model: rule.model.clone(), label: rule.label.clone(), problem };
+            let model = models
+                .iter()
+                .position(|m| m.card.id == rule.model)
+                .ok_or_else(|| fail("model is not in this run's [[models]]".into()))?;
+            let card = &models[model].card;
+            let output = card.label_index(&rule.label).ok_or_else(|| fail(format!("model has no output label (labels: {})", card.output.labels.join(", "))))?;
+            let threshold = match rule.at_least.or_else(|| card.thresholds.get(&rule.label).copied()) {
+                Some(t) => t,
+                None => return Err(fail("no at_least given and the card has no threshold for it".into())),
+            };
+            rules.push(BoundRule { model, output, threshold, band: band_of(&rule.band), finding: rule.finding.clone().unwrap_or_else(|| rule.label.clone()) });
+        }
+        let desp = match cfg.mode {
+            TriageMode::Rules => None,
+            TriageMode::Desp => {
+                let fail = |problem: String| RuleError { model: cfg.desp.model.clone(), label: String::new(), problem };
+                let model = models
+                    .iter()
+                    .position(|m| m.card.id == cfg.desp.model)
+                    .ok_or_else(|| fail("triage.desp.model is not in this run's [[models]]".into()))?;
+                let outputs = desp::Outputs::find(&models[model].card.output.labels)
+                    .map_err(|label| fail(format!("DESP grading needs output label {label:?}")))?;
+                Some((model, outputs, cfg.desp.clone()))
+            }
+        };
+        Ok(Self {
+            desp,
+            bands: cfg.bands.clone(),
+            default_band: band_of(&cfg.default_band),
+            incomplete_band: band_of(&cfg.incomplete_band),
+            rules,
+            models: models.iter().map(|m| (m.card.id.clone(), m.card.version.clone(), m.card.clinical_use)).collect(),
+            labels: models.iter().map(|m| m.card.output.labels.clone()).collect(),
+        })
+    }
+
+    /// Whether DESP grading is on.
+    pub fn desp_enabled(&self) -> bool {
+        self.desp.is_some()
+    }
+
+    /// Index of a band name (validated at config load; the last band otherwise).
+    pub fn band_index(&self, name: &str) -> usize {
+        self.bands.iter().position(|b| b == name).unwrap_or(self.bands.len().saturating_sub(1))
+    }
+
+    pub fn band_name(&self, band: usize) -> &str {
+        self.bands.get(band).map_or("", String::as_str)
+    }
+
+    /// Evaluates every rule for this image's model.
+    pub fn evaluate(&self, scored: Scored) -> Finding {
+        let mut hits: Vec<Hit> = self
+            .rules
+            .iter()
+            .filter(|r| r.model == scored.model)
+            .filter_map(|r| {
+                let value = *scored.outputs.get(r.output)?;
+                (value >= r.threshold).then(|| Hit {
+                    band: r.band,
+                    finding: r.finding.clone(),
+                    label: self.labels[r.model][r.output].clone(),
+                    value,
+                    threshold: r.threshold,
+                })
+            })
+            .collect();
+        hits.sort_by(|a, b| a.band.cmp(&b.band).then(b.value.total_cmp(&a.value)));
+        let grade = match &self.desp {
+            Some((model, outputs, cfg)) if *model == scored.model => Some(cfg.grade(outputs, &scored.outputs)),
+            _ => None,
+        };
+        Finding { scored, hits, grade }
+    }
+}
+
+/// The triage stage: evaluates rules per image and forwards findings.
+pub fn run(
+    rules: &RuleSet,
+    rx: crossbeam_channel::Receiver<Msg<Scored>>,
+    tx: crossbeam_channel::Sender<Msg<Finding>>,
+) {
+    for msg in rx {
+        if tx.send(msg.map(|s| rules.evaluate(s))).is_err() {
+            return;
+        }
+    }
+}
+
