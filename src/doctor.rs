@@ -38,7 +38,7 @@ pub fn report(models_dir: &Path, out: &mut impl Write) -> std::io::Result<bool> 
             let cuda = if rt.has_cuda() {
                 match Runtime::load(Device::Cuda) {
                     Ok(_) => "yes".to_string(),
-                    Err(err) => format!("built in, but cannot start: {}", chain(&err)),
+                    Err(err) => format!("built in, but cannot start: {}", crate::error::chain(&err)),
                 }
             } else {
                 format!("no ({CUDA_PROVIDER} is not in this build; --device cuda will fail, auto uses CPU)")
@@ -48,7 +48,7 @@ pub fn report(models_dir: &Path, out: &mut impl Write) -> std::io::Result<bool> 
         }
         Err(err) => {
             healthy = false;
-            writeln!(out, "  NOT USABLE: {}", chain(&err))?;
+            writeln!(out, "  NOT USABLE: {}", crate::error::chain(&err))?;
             None
         }
     };
@@ -58,7 +58,7 @@ pub fn report(models_dir: &Path, out: &mut impl Write) -> std::io::Result<bool> 
     let cards = match model::discover(models_dir) {
         Ok(cards) => cards,
         Err(err) => {
-            writeln!(out, "  {}", chain(&err))?;
+            writeln!(out, "  {}", crate::error::chain(&err))?;
             return Ok(false);
         }
     };
@@ -72,7 +72,7 @@ pub fn report(models_dir: &Path, out: &mut impl Write) -> std::io::Result<bool> 
             Ok(card) => card,
             Err(err) => {
                 healthy = false;
-                writeln!(out, "  {name}: INVALID CARD: {}", chain(&err))?;
+                writeln!(out, "  {name}: INVALID CARD: {}", crate::error::chain(&err))?;
                 continue;
             }
         };
@@ -94,7 +94,7 @@ pub fn report(models_dir: &Path, out: &mut impl Write) -> std::io::Result<bool> 
             }
             Err(err) => {
                 healthy = false;
-                writeln!(out, "    sha256: cannot check: {}", chain(&err))?;
+                writeln!(out, "    sha256: cannot check: {}", crate::error::chain(&err))?;
                 continue;
             }
         };
@@ -115,20 +115,9 @@ fn check_session(rt: &Runtime, model: &VerifiedModel, out: &mut impl Write) -> s
             Ok(true)
         }
         Err(err) => {
-            writeln!(out, "    session: FAILED: {}", chain(&err))?;
+            writeln!(out, "    session: FAILED: {}", crate::error::chain(&err))?;
             Ok(false)
         }
     }
 }
 
-/// An error with its sources, `{:#}` style.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}

@@ -29,3 +29,16 @@ pub enum Error {
 
 /// Result alias for fatal errors.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error with all its sources, "outer: inner: root" — for reject rows
+/// and reports, which are data rather than `{:#}`-formatted output.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

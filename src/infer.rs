@@ -242,17 +242,6 @@ pub fn activate(activation: Activation, values: &mut [f32]) {
     }
 }
 
-/// The error with its sources, for a reject row (no `{:#}` there).
-fn reason_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
 
 fn reject(meta: &ImageMeta, reason: String) -> Rejected {
     Rejected {
@@ -353,7 +342,7 @@ fn flush(session: &mut ModelSession, model: usize, items: Vec<Prepared>, tx: &Se
         match session.check_input(&p.tensor) {
             Ok(()) => good.push(p),
             Err(err) => {
-                if tx.send(Err(reject(&p.meta, reason_chain(&err)))).is_err() {
+                if tx.send(Err(reject(&p.meta, crate::error::chain(&err)))).is_err() {
                     return false;
                 }
             }
@@ -377,7 +366,7 @@ fn flush(session: &mut ModelSession, model: usize, items: Vec<Prepared>, tx: &Se
             }
         }
         Err(err) => {
-            let reason = reason_chain(&err);
+            let reason = crate::error::chain(&err);
             log::warn!("batch of {} failed: {reason}", good.len());
             for p in good {
                 if tx.send(Err(reject(&p.meta, reason.clone()))).is_err() {

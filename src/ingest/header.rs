@@ -79,20 +79,10 @@ pub fn probe(path: &Path) -> Result<Probe, HeaderError> {
     let obj = OpenFileOptions::new()
         .read_until(tags::FLOAT_PIXEL_DATA)
         .open_file(path)
-        .map_err(|e| HeaderError(format!("cannot parse DICOM header: {}", chain(&e))))?;
+        .map_err(|e| HeaderError(format!("cannot parse DICOM header: {}", crate::error::chain(&e))))?;
     Ok(classify(&obj))
 }
 
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
 
 fn classify(obj: &DefaultDicomObject) -> Probe {
     let header = read_header(obj);
