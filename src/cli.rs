@@ -28,6 +28,9 @@ pub enum Command {
     Run(RunArgs),
     /// Check the installation: ONNX Runtime, execution providers, models.
     Doctor(DoctorArgs),
+    /// Write synthetic diabetic eye screening studies (fundus photographs,
+    /// 2 eyes x 2 fields per study) with their grades in truth.csv.
+    Synth(SynthArgs),
 }
 
 #[derive(Debug, Args)]
@@ -63,4 +66,20 @@ pub struct DoctorArgs {
     /// Folder of model cards to check.
     #[arg(long, value_name = "DIR", default_value = "models")]
     pub models: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Number of studies (4 images each).
+    #[arg(long, value_name = "N")]
+    pub studies: usize,
+    /// Output folder (created; must be empty unless --overwrite).
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub out: PathBuf,
+    /// Random seed: the same seed gives byte-identical files.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub seed: u64,
+    /// Replace a previous synthetic data set in DIR.
+    #[arg(long)]
+    pub overwrite: bool,
 }

@@ -19,6 +19,7 @@ pub mod preprocess;
 pub mod progress;
 pub mod runtime;
 pub mod sink;
+pub mod synth;
 pub mod triage;
 
 pub use config::Config;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use cli::{Cli, Command, DoctorArgs, RunArgs};
+use cli::{Cli, Command, DoctorArgs, RunArgs, SynthArgs};
 use nightscreen::config::{Config, Overrides};
 use nightscreen::progress::{Mode, Progress};
 
@@ -23,6 +23,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Doctor(args) => doctor(args),
+        Command::Synth(args) => synth(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -80,4 +81,23 @@ fn doctor(args: DoctorArgs) -> anyhow::Result<u8> {
     let mut stdout = std::io::stdout().lock();
     let healthy = nightscreen::doctor::report(&args.models, &mut stdout).context("writing the report")?;
     Ok(if healthy { 0 } else { EXIT_FATAL })
+}
+
+fn synth(args: SynthArgs) -> anyhow::Result<u8> {
+    let mut cfg = nightscreen::synth::SynthConfig::new(args.studies, args.out, args.seed);
+    cfg.overwrite = args.overwrite;
+    let summary = nightscreen::synth::run(&cfg)?;
+    let outcomes: Vec<String> = summary.outcomes.iter().map(|(o, n)| format!("{o} {n}")).collect();
+    let grades: Vec<String> = summary.eye_grades.iter().map(|(g, n)| format!("{g} {n}")).collect();
+    log::info!(
+        "{} studies, {} images ({} ungradable) in {:.1} s",
+        summary.studies,
+        summary.images,
+        summary.ungradable_images,
+        summary.seconds
+    );
+    log::info!("eyes: {}", grades.join(", "));
+    log::info!("studies: {}", outcomes.join(", "));
+    log::info!("truth: {}", cfg.out.join("truth.csv").display());
+    Ok(0)
 }

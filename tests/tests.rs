@@ -8,3 +8,4 @@ mod infer;
 mod cli;
 mod ingest;
 mod pipeline;
+mod synth;

@@ -1,0 +1,241 @@
+//! Writing one photograph as a fundus camera would: Ophthalmic Photography
+//! 8 Bit Image Storage, JPEG baseline (YBR_FULL_422), one encapsulated
+//! fragment behind a basic offset table.
+//!
+//! How the pipeline tells the images of a study apart:
+//! - eye: ImageLaterality (0020,0062) and the series' Laterality (0020,0060),
+//!   `R` or `L`;
+//! - field: SeriesDescription (0008,103E) is exactly `MACULA` (DESP field 1,
+//!   macula-centred) or `DISC` (field 2, disc-centred); ImageComments
+//!   (0020,4000) repeats it as `DESP field 1 MACULA` / `DESP field 2 DISC`.
+//!   Each image is its own series (SeriesNumber 1–4: R macula, R disc,
+//!   L macula, L disc).
+
+use std::path::Path;
+
+use dicom_core::value::{DataSetSequence, PixelFragmentSequence};
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
+
+use super::study::{EyePlan, ImagePlan, StudyPlan};
+use super::SynthError;
+
+/// Ophthalmic Photography 8 Bit Image Storage.
+pub const OP_8BIT: &str = "1.2.840.10008.5.1.4.1.1.77.1.5.1";
+/// JPEG Baseline (Process 1).
+pub const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
+/// JPEG quality: 90 is what camera vendors ship by default, fine enough
+/// that microaneurysms survive, about 0.4 MB per 1600 × 1200 image.
+pub const JPEG_QUALITY: u8 = 90;
+
+/// Encodes interleaved RGB as a baseline JPEG in YCbCr with 4:2:2 chroma
+/// subsampling (what YBR_FULL_422 declares), padded to an even length as a
+/// DICOM fragment must be.
+///
+/// # Errors
+/// When the encoder refuses the image (zero or over-large dimensions).
+pub fn encode_jpeg(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>, SynthError> {
+    let (w, h) = match (u16::try_from(width), u16::try_from(height)) {
+        (Ok(w), Ok(h)) => (w, h),
+        _ => return Err(SynthError::Size { width, height }),
+    };
+    let mut jpeg = Vec::with_capacity(rgb.len() / 8);
+    let mut enc = Encoder::new(&mut jpeg, JPEG_QUALITY);
+    enc.set_sampling_factor(SamplingFactor::F_2_1);
+    enc.encode(rgb, w, h, ColorType::Rgb)
+        .map_err(SynthError::Jpeg)?;
+    if jpeg.len() % 2 == 1 {
+        jpeg.push(0);
+    }
+    Ok(jpeg)
+}
+
+fn put(obj: &mut InMemDicomObject, tag: Tag, vr: VR, value: impl Into<PrimitiveValue>) {
+    obj.put(DataElement::new(tag, vr, value.into()));
+}
+
+fn put_seq(obj: &mut InMemDicomObject, tag: Tag, items: Vec<InMemDicomObject>) {
+    obj.put(DataElement::new(tag, VR::SQ, DataSetSequence::from(items)));
+}
+
+/// A code sequence item (CodeValue, CodingSchemeDesignator, CodeMeaning).
+fn code(value: &str, scheme: &str, meaning: &str) -> InMemDicomObject {
+    let mut item = InMemDicomObject::new_empty();
+    put(&mut item, tags::CODE_VALUE, VR::SH, value);
+    put(&mut item, tags::CODING_SCHEME_DESIGNATOR, VR::SH, scheme);
+    put(&mut item, tags::CODE_MEANING, VR::LO, meaning);
+    item
+}
+
+/// Writes one image to `path`.
+///
+/// # Errors
+/// When the object cannot be assembled or the file cannot be written.
+pub fn write(
+    path: &Path,
+    study: &StudyPlan,
+    eye: &EyePlan,
+    image: &ImagePlan,
+    jpeg: Vec<u8>,
+    width: u32,
+    height: u32,
+) -> Result<(), SynthError> {
+    let mut o = InMemDicomObject::new_empty();
+    let p = &study.patient;
+    // SOP common, patient, study.
+    put(&mut o, tags::SOP_CLASS_UID, VR::UI, OP_8BIT);
+    put(
+        &mut o,
+        tags::SOP_INSTANCE_UID,
+        VR::UI,
+        image.sop_uid.as_str(),
+    );
+    put(&mut o, tags::STUDY_DATE, VR::DA, study.date.as_str());
+    put(&mut o, tags::SERIES_DATE, VR::DA, study.date.as_str());
+    put(&mut o, tags::CONTENT_DATE, VR::DA, study.date.as_str());
+    put(&mut o, tags::STUDY_TIME, VR::TM, study.time.as_str());
+    put(&mut o, tags::SERIES_TIME, VR::TM, study.time.as_str());
+    put(&mut o, tags::CONTENT_TIME, VR::TM, study.time.as_str());
+    put(
+        &mut o,
+        tags::ACQUISITION_DATE_TIME,
+        VR::DT,
+        format!("{}{}", study.date, study.time),
+    );
+    put(
+        &mut o,
+        tags::ACCESSION_NUMBER,
+        VR::SH,
+        study.accession.as_str(),
+    );
+    put(&mut o, tags::MODALITY, VR::CS, "OP");
+    put(&mut o, tags::MANUFACTURER, VR::LO, "nightscreen synth");
+    put(
+        &mut o,
+        tags::INSTITUTION_NAME,
+        VR::LO,
+        "Synthetic Diabetic Eye Screening",
+    );
+    put(&mut o, tags::REFERRING_PHYSICIAN_NAME, VR::PN, "");
+    put(
+        &mut o,
+        tags::STUDY_DESCRIPTION,
+        VR::LO,
+        "Diabetic eye screening",
+    );
+    put(&mut o, tags::SERIES_DESCRIPTION, VR::LO, image.field.code());
+    put(
+        &mut o,
+        tags::MANUFACTURER_MODEL_NAME,
+        VR::LO,
+        "synthetic 45 degree fundus camera",
+    );
+    put(&mut o, tags::PATIENT_NAME, VR::PN, p.name.as_str());
+    put(&mut o, tags::PATIENT_ID, VR::LO, p.id.as_str());
+    put(
+        &mut o,
+        tags::PATIENT_BIRTH_DATE,
+        VR::DA,
+        p.birth_date.as_str(),
+    );
+    put(&mut o, tags::PATIENT_SEX, VR::CS, p.sex);
+    put(&mut o, tags::PATIENT_IDENTITY_REMOVED, VR::CS, "YES");
+    put(&mut o, tags::DEVICE_SERIAL_NUMBER, VR::LO, "SYNTH-0001");
+    put(
+        &mut o,
+        tags::SOFTWARE_VERSIONS,
+        VR::LO,
+        format!("nightscreen {}", crate::VERSION),
+    );
+    put(
+        &mut o,
+        tags::STUDY_INSTANCE_UID,
+        VR::UI,
+        study.study_uid.as_str(),
+    );
+    put(
+        &mut o,
+        tags::SERIES_INSTANCE_UID,
+        VR::UI,
+        image.series_uid.as_str(),
+    );
+    put(&mut o, tags::STUDY_ID, VR::SH, study.study_id.as_str());
+    put(
+        &mut o,
+        tags::SERIES_NUMBER,
+        VR::IS,
+        image.series_number.to_string(),
+    );
+    put(&mut o, tags::INSTANCE_NUMBER, VR::IS, "1");
+    put(&mut o, tags::LATERALITY, VR::CS, eye.eye.code());
+    put(&mut o, tags::IMAGE_LATERALITY, VR::CS, eye.eye.code());
+    put(
+        &mut o,
+        tags::IMAGE_COMMENTS,
+        VR::LT,
+        format!("DESP field {} {}", image.field.number(), image.field.code()),
+    );
+    // Ophthalmic photography image and acquisition parameters.
+    put(
+        &mut o,
+        tags::IMAGE_TYPE,
+        VR::CS,
+        PrimitiveValue::Strs(["ORIGINAL".to_string(), "PRIMARY".to_string()].into()),
+    );
+    put(&mut o, tags::BURNED_IN_ANNOTATION, VR::CS, "NO");
+    put(&mut o, tags::PATIENT_EYE_MOVEMENT_COMMANDED, VR::CS, "NO");
+    put(&mut o, tags::HORIZONTAL_FIELD_OF_VIEW, VR::FL, 45.0f32);
+    put(&mut o, tags::PUPIL_DILATED, VR::CS, "YES");
+    put(&mut o, tags::DETECTOR_TYPE, VR::CS, "CCD");
+    put_seq(
+        &mut o,
+        tags::ANATOMIC_REGION_SEQUENCE,
+        vec![code("5665001", "SCT", "Retina")],
+    );
+    put_seq(&mut o, tags::ACQUISITION_CONTEXT_SEQUENCE, Vec::new());
+    // Image pixel description.
+    put(&mut o, tags::SAMPLES_PER_PIXEL, VR::US, 3u16);
+    put(
+        &mut o,
+        tags::PHOTOMETRIC_INTERPRETATION,
+        VR::CS,
+        "YBR_FULL_422",
+    );
+    put(&mut o, tags::PLANAR_CONFIGURATION, VR::US, 0u16);
+    put(&mut o, tags::ROWS, VR::US, height as u16);
+    put(&mut o, tags::COLUMNS, VR::US, width as u16);
+    put(&mut o, tags::BITS_ALLOCATED, VR::US, 8u16);
+    put(&mut o, tags::BITS_STORED, VR::US, 8u16);
+    put(&mut o, tags::HIGH_BIT, VR::US, 7u16);
+    put(&mut o, tags::PIXEL_REPRESENTATION, VR::US, 0u16);
+    put(&mut o, tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "01");
+    let ratio = (width as f64 * height as f64 * 3.0) / jpeg.len() as f64;
+    put(
+        &mut o,
+        tags::LOSSY_IMAGE_COMPRESSION_RATIO,
+        VR::DS,
+        format!("{ratio:.2}"),
+    );
+    put(
+        &mut o,
+        tags::LOSSY_IMAGE_COMPRESSION_METHOD,
+        VR::CS,
+        "ISO_10918_1",
+    );
+    // One frame: a basic offset table with its single offset, one fragment.
+    let pixels = PixelFragmentSequence::new(vec![0u32], vec![jpeg]);
+    o.put(DataElement::new(tags::PIXEL_DATA, VR::OB, pixels));
+    let file = o
+        .with_meta(FileMetaTableBuilder::new().transfer_syntax(JPEG_BASELINE))
+        .map_err(|source| SynthError::Meta {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })?;
+    file.write_to_file(path)
+        .map_err(|source| SynthError::Write {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
+}

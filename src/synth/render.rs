@@ -1,0 +1,478 @@
+//! Pixels: one field of one eye, as a 45° fundus camera would record it.
+//!
+//! [`Retina`] + [`View`] in, 8-bit interleaved RGB out. 4 000 images must
+//! render in well under a minute on two cores, next to a JPEG encoder that
+//! alone takes about 15 ms per image, so the work per pixel is kept small:
+//! the smooth background (pigment, texture, macula, disc, light) is shaded
+//! on a coarse grid and interpolated; vessels and lesions are stamped into
+//! 8-bit masks over their own bounding boxes ([`super::stamp`]); then one
+//! pass per pixel combines grid, masks, haze and noise straight into bytes.
+//! Only defocused or hazy (ungradable) photographs take a blur and a
+//! second pass.
+
+use super::optics::{box_blur, smoothstep, Look};
+use super::retina::{Retina, P};
+use super::rng::{PixelNoise, Rng};
+use super::stamp::Masks;
+use super::study::{Defect, Field};
+
+/// Field of view radius in DD: a 45° field is about 7 disc diameters
+/// across, so the disc is about 1/7 of the field's diameter.
+pub const FOV_DD: f32 = 3.5;
+
+/// Where the camera looks and how the field maps to pixels.
+#[derive(Debug, Clone)]
+pub struct View {
+    /// Retina point at the centre of the field (DD).
+    pub centre: P,
+    /// Pixels per DD.
+    pub ppd: f32,
+    /// Small rotation of the eye or camera (radians).
+    pub rot: f32,
+    /// Field-of-view centre and radius in pixels.
+    pub c: [f32; 2],
+    pub radius: f32,
+}
+
+impl View {
+    /// The macula- or disc-centred view of `retina`, with the aiming and
+    /// magnification errors of a real photographer.
+    pub fn new(retina: &Retina, field: Field, width: u32, height: u32, rng: &mut Rng) -> Self {
+        let target = match field {
+            Field::Macula => retina.fovea,
+            Field::Disc => retina.disc,
+        };
+        let radius = 0.47 * height as f32 * rng.range(0.97, 1.0);
+        let fov = FOV_DD * rng.range(0.97, 1.03);
+        View {
+            centre: [
+                target[0] + 0.12 * rng.normal(),
+                target[1] + 0.12 * rng.normal(),
+            ],
+            ppd: radius / fov,
+            rot: 0.04 * rng.normal(),
+            c: [
+                width as f32 / 2.0 + 4.0 * rng.normal(),
+                height as f32 / 2.0 + 3.0 * rng.normal(),
+            ],
+            radius,
+        }
+    }
+
+    /// Field-of-view radius in DD.
+    pub fn radius_dd(&self) -> f32 {
+        self.radius / self.ppd
+    }
+
+    pub fn to_px(&self, p: P) -> [f32; 2] {
+        let (dx, dy) = (
+            (p[0] - self.centre[0]) * self.ppd,
+            (p[1] - self.centre[1]) * self.ppd,
+        );
+        let (s, c) = self.rot.sin_cos();
+        [self.c[0] + c * dx + s * dy, self.c[1] - s * dx + c * dy]
+    }
+}
+
+/// Per-channel absorption of arteries, veins (deoxygenated, darker) and
+/// of blood outside vessels.
+const ARTERY: [f32; 3] = [0.2, 0.5, 0.45];
+const VEIN: [f32; 3] = [0.4, 0.68, 0.6];
+const BLOOD: [f32; 3] = [0.5, 0.82, 0.78];
+const DISC_RIM: [f32; 3] = [240.0, 168.0, 100.0];
+const DISC_CUP: [f32; 3] = [250.0, 225.0, 180.0];
+const EXUDATE: [f32; 3] = [250.0, 232.0, 140.0];
+
+/// The smooth background is shaded every 4 pixels and interpolated: it has
+/// no detail finer than the texture grid (0.05 DD, 8 px).
+const BASE_STEP: usize = 4;
+/// Channels of the background grid: R, G, B and the light level.
+const BASE_CH: usize = 4;
+
+/// Reusable per-worker buffers, so 4 000 images do not each fault in tens
+/// of megabytes of fresh pages.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    masks: Masks,
+    /// Background grid ([`BASE_STEP`], [`BASE_CH`]).
+    base: Vec<f32>,
+    row: Row,
+    /// Camera noise: a fixed table of unit-variance values; each row and
+    /// channel reads it from its own random offset ([`NOISE_LEN`]).
+    noise: Vec<f32>,
+    /// f32 RGB image, for photographs that are blurred before noise.
+    rgb: Vec<f32>,
+    tmp: Vec<f32>,
+    /// The finished 8-bit RGB image.
+    out: Vec<u8>,
+}
+
+/// Length of the noise table: rows read it at random offsets, so no
+/// pattern repeats visibly, and drawing a fresh value per pixel and channel
+/// (4.6 M per image) would cost more than everything else in this pass.
+const NOISE_LEN: usize = 1 << 16;
+
+/// One image row, planar, so the per-pixel loops vectorise.
+#[derive(Debug, Default)]
+struct Row {
+    c: [Vec<f32>; 3],
+    light: Vec<f32>,
+    edge: Vec<f32>,
+    /// Grid rows `grid_row` and `grid_row + 1`, expanded to full width.
+    above: Vec<f32>,
+    below: Vec<f32>,
+    grid_row: Option<usize>,
+}
+
+/// Renders one field; returns `width × height` interleaved RGB bytes
+/// (borrowed from `scratch`).
+pub fn render<'s>(
+    retina: &Retina,
+    view: &View,
+    defect: Option<Defect>,
+    rng: &mut Rng,
+    width: u32,
+    height: u32,
+    scratch: &'s mut Scratch,
+) -> &'s [u8] {
+    let (w, h) = (width as usize, height as usize);
+    let look = Look::new(defect, rng);
+    let Scratch {
+        masks,
+        base,
+        row,
+        noise,
+        rgb,
+        tmp,
+        out,
+    } = scratch;
+    masks.reset(w, h);
+    for v in &retina.vessels {
+        masks.vessel(view, v);
+    }
+    for l in &retina.lesions {
+        masks.lesion(view, l.kind, &l.blobs);
+    }
+    shade_base(base, w, h, retina, view, &look);
+    if noise.len() < NOISE_LEN + w {
+        // Always the same table (fixed seed), so output never depends on
+        // which worker renders an image.
+        let mut r = Rng::new(0x6e6f697365);
+        *noise = (0..NOISE_LEN + w).map(|_| r.normal()).collect();
+    }
+    let [c0, c1, c2] = &mut row.c;
+    for v in [c0, c1, c2, &mut row.light, &mut row.edge] {
+        v.resize(w, 0.0);
+    }
+    // Exudates are lighter than the background by a per-channel factor, so
+    // they inherit its light and the macula's tint.
+    let exu_gain = [0, 1, 2].map(|k| EXUDATE[k] / retina.pigment[k]);
+    let fin = Finish::new(&look);
+    let noise_seed = rng.next_u64();
+    out.clear();
+    out.resize(w * h * 3, 0);
+    let (radius, passes) = look.blur;
+    let blurred = radius > 0;
+    row.grid_row = None;
+    if blurred {
+        rgb.clear();
+        rgb.resize(w * h * 3, 0.0);
+    }
+    for y in 0..h {
+        let Some(span) = fov_span(view, w, y) else {
+            continue;
+        };
+        background_row(row, base, w, y, span);
+        tissue_row(row, masks, y, span, &exu_gain);
+        if blurred {
+            // Defocus blurs the retina, not the camera's noise or field stop.
+            let dst = &mut rgb[y * w * 3..(y + 1) * w * 3];
+            for x in span.0..span.1 {
+                for k in 0..3 {
+                    dst[3 * x + k] = row.c[k][x];
+                }
+            }
+        } else {
+            finish_row(
+                row,
+                &fin,
+                view,
+                noise,
+                noise_seed,
+                y,
+                span,
+                &mut out[y * w * 3..(y + 1) * w * 3],
+            );
+        }
+    }
+    if blurred {
+        box_blur(rgb, tmp, w, h, radius, passes);
+        row.grid_row = None;
+        for y in 0..h {
+            let Some(span) = fov_span(view, w, y) else {
+                continue;
+            };
+            background_row(row, base, w, y, span);
+            let src = &rgb[y * w * 3..(y + 1) * w * 3];
+            for x in span.0..span.1 {
+                for k in 0..3 {
+                    row.c[k][x] = src[3 * x + k];
+                }
+            }
+            finish_row(
+                row,
+                &fin,
+                view,
+                noise,
+                noise_seed,
+                y,
+                span,
+                &mut out[y * w * 3..(y + 1) * w * 3],
+            );
+        }
+    }
+    out
+}
+
+/// Interpolates the background grid at row `y` into `row.c` and
+/// `row.light` over `span`. The two grid rows around `y` are first
+/// expanded to full width (once per [`BASE_STEP`] rows), so the per-row
+/// work is one contiguous, vectorisable lerp.
+fn background_row(row: &mut Row, base: &[f32], w: usize, y: usize, (x0, x1): (usize, usize)) {
+    let (j, fy) = (y / BASE_STEP, (y % BASE_STEP) as f32 / BASE_STEP as f32);
+    if row.grid_row != Some(j) {
+        if row.grid_row == Some(j.wrapping_sub(1)) {
+            std::mem::swap(&mut row.above, &mut row.below);
+        } else {
+            expand(&mut row.above, base, w, j);
+        }
+        expand(&mut row.below, base, w, j + 1);
+        row.grid_row = Some(j);
+    }
+    let [c0, c1, c2] = &mut row.c;
+    for (k, dst) in [c0, c1, c2, &mut row.light].into_iter().enumerate() {
+        let (a, b) = (
+            &row.above[k * w + x0..k * w + x1],
+            &row.below[k * w + x0..k * w + x1],
+        );
+        for ((d, a), b) in dst[x0..x1].iter_mut().zip(a).zip(b) {
+            *d = a + (b - a) * fy;
+        }
+    }
+}
+
+/// Grid row `j`, linearly interpolated to `w` pixels, planar by channel.
+fn expand(dst: &mut Vec<f32>, base: &[f32], w: usize, j: usize) {
+    const STEPS: [f32; BASE_STEP] = [0.0, 0.25, 0.5, 0.75];
+    let gw = w / BASE_STEP + 2;
+    let src = &base[j * gw * BASE_CH..(j + 1) * gw * BASE_CH];
+    dst.resize(BASE_CH * w, 0.0);
+    for k in 0..BASE_CH {
+        for (i, cell) in dst[k * w..(k + 1) * w].chunks_mut(BASE_STEP).enumerate() {
+            let (a, b) = (src[i * BASE_CH + k], src[(i + 1) * BASE_CH + k]);
+            for (v, t) in cell.iter_mut().zip(STEPS) {
+                *v = a + (b - a) * t;
+            }
+        }
+    }
+}
+
+/// The retina's colour along a row: background times the absorption of
+/// vessels and blood, lightened by exudates.
+fn tissue_row(row: &mut Row, m: &Masks, y: usize, (x0, x1): (usize, usize), exu_gain: &[f32; 3]) {
+    const S: f32 = 1.0 / 255.0;
+    let o = y * m.w;
+    let (art, vein) = (&m.art[o + x0..o + x1], &m.vein[o + x0..o + x1]);
+    let (blood, exu) = (&m.blood[o + x0..o + x1], &m.exudate[o + x0..o + x1]);
+    // Vessels and lesions cover a small part of the field: skip runs of
+    // 16 pixels where every mask is empty.
+    const RUN: usize = 16;
+    let word = |m: &[u8], i: usize| m[i..i + RUN].iter().fold(0u8, |acc, &v| acc | v);
+    let n = x1 - x0;
+    let mut i = 0;
+    while i < n {
+        let end = (i + RUN).min(n);
+        if end - i == RUN && (word(art, i) | word(vein, i) | word(blood, i) | word(exu, i)) == 0 {
+            i = end;
+            continue;
+        }
+        for k in 0..3 {
+            let (ka, kv, kb, g) = (ARTERY[k] * S, VEIN[k] * S, BLOOD[k] * S, exu_gain[k]);
+            let c = &mut row.c[k][x0 + i..x0 + end];
+            for (j, c) in c.iter_mut().enumerate() {
+                let (b, p) = (*c, i + j);
+                let t = b
+                    * (1.0 - f32::from(art[p]) * ka)
+                    * (1.0 - f32::from(vein[p]) * kv)
+                    * (1.0 - f32::from(blood[p]) * kb);
+                *c = t + f32::from(exu[p]) * S * (b * g - t);
+            }
+        }
+        i = end;
+    }
+}
+
+/// Haze, noise and the field stop, hoisted out of the per-pixel loop.
+struct Finish {
+    clear: f32,
+    haze: [f32; 3],
+    noise: f32,
+}
+
+impl Finish {
+    fn new(look: &Look) -> Self {
+        Finish {
+            clear: 1.0 - look.haze,
+            haze: look.haze_colour.map(|c| c * look.haze),
+            noise: look.noise,
+        }
+    }
+}
+
+/// Haze, camera noise and the field stop, then 8 bits, for one row.
+#[allow(clippy::too_many_arguments)]
+fn finish_row(
+    row: &mut Row,
+    fin: &Finish,
+    view: &View,
+    noise: &[f32],
+    seed: u64,
+    y: usize,
+    (x0, x1): (usize, usize),
+    out: &mut [u8],
+) {
+    // Field stop: 1 inside, a one-pixel soft edge, computed exactly only
+    // where the row meets the rim.
+    let dy = y as f32 + 0.5 - view.c[1];
+    let inner = (view.radius - 1.0).powi(2) - dy * dy;
+    let (i0, i1) = if inner > 0.0 {
+        let half = inner.sqrt();
+        (
+            ((view.c[0] - half).ceil().max(x0 as f32) as usize).min(x1),
+            ((view.c[0] + half).floor().max(0.0) as usize).clamp(x0, x1),
+        )
+    } else {
+        (x1, x1)
+    };
+    let i1 = i1.max(i0);
+    row.edge[i0..i1].fill(1.0);
+    for x in (x0..i0).chain(i1..x1) {
+        let dx = x as f32 + 0.5 - view.c[0];
+        row.edge[x] = (view.radius - (dx * dx + dy * dy).sqrt() + 0.5).clamp(0.0, 1.0);
+    }
+    let mut offsets = PixelNoise::new(seed, y as u32);
+    for k in 0..3 {
+        let start = offsets.offset(NOISE_LEN);
+        let n = &noise[start..start + (x1 - x0)];
+        let (c, light, edge) = (&mut row.c[k][x0..x1], &row.light[x0..x1], &row.edge[x0..x1]);
+        let (clear, haze, amp) = (fin.clear, fin.haze[k], fin.noise);
+        for i in 0..c.len() {
+            c[i] = (c[i] * clear + light[i].min(1.2) * haze + amp * n[i]) * edge[i];
+        }
+    }
+    let (r, g, b) = (&row.c[0][x0..x1], &row.c[1][x0..x1], &row.c[2][x0..x1]);
+    for (i, px) in out[3 * x0..3 * x1].chunks_exact_mut(3).enumerate() {
+        // `as u8` saturates: no clamp needed.
+        px[0] = r[i] as u8;
+        px[1] = g[i] as u8;
+        px[2] = b[i] as u8;
+    }
+}
+
+/// Background, macula and disc, lit and vignetted, on a grid every
+/// [`BASE_STEP`] pixels (one extra row and column for interpolation).
+fn shade_base(base: &mut Vec<f32>, w: usize, h: usize, retina: &Retina, view: &View, look: &Look) {
+    let (gw, gh) = (w / BASE_STEP + 2, h / BASE_STEP + 2);
+    base.clear();
+    base.reserve(gw * gh * BASE_CH);
+    let (s, c) = view.rot.sin_cos();
+    let inv_ppd = 1.0 / view.ppd;
+    let cup_centre = [
+        retina.disc[0] - 0.08 * retina.disc[0].signum(),
+        retina.disc[1],
+    ];
+    let macula_sigma2 = 2.0 * 0.6f32.powi(2);
+    let fovea_sigma2 = 2.0 * 0.12f32.powi(2);
+    for j in 0..gh {
+        let fy = (j * BASE_STEP) as f32 + 0.5 - view.c[1];
+        for i in 0..gw {
+            let fx = (i * BASE_STEP) as f32 + 0.5 - view.c[0];
+            let q = [
+                view.centre[0] + (c * fx - s * fy) * inv_ppd,
+                view.centre[1] + (s * fx + c * fy) * inv_ppd,
+            ];
+            let t = retina.texture.at(q);
+            let mut col = [0, 1, 2].map(|k| retina.pigment[k] * (1.0 + 0.07 * t));
+            // Macular pigment absorbs blue and green most.
+            let df2 = (q[0] - retina.fovea[0]).powi(2) + (q[1] - retina.fovea[1]).powi(2);
+            if df2 < 4.0 {
+                let m = (-df2 / macula_sigma2).exp();
+                let f = (-df2 / fovea_sigma2).exp();
+                col[0] *= 1.0 - 0.25 * m - 0.1 * f;
+                col[1] *= 1.0 - 0.4 * m - 0.15 * f;
+                col[2] *= 1.0 - 0.45 * m - 0.15 * f;
+            }
+            // Optic disc: orange-yellow rim, paler cup, a soft margin.
+            let du = [
+                (q[0] - retina.disc[0]) / retina.disc_r[0],
+                (q[1] - retina.disc[1]) / retina.disc_r[1],
+            ];
+            let rho2 = du[0] * du[0] + du[1] * du[1];
+            if rho2 < 2.0 {
+                let rho = rho2.sqrt();
+                let rim = smoothstep(1.04, 0.94, rho);
+                let halo = 0.08 * smoothstep(1.35, 1.0, rho) * (1.0 - rim);
+                let cu = [
+                    (q[0] - cup_centre[0]) / retina.disc_r[0],
+                    (q[1] - cup_centre[1]) / retina.disc_r[1],
+                ];
+                let cup = smoothstep(
+                    retina.cup + 0.12,
+                    retina.cup - 0.12,
+                    (cu[0] * cu[0] + cu[1] * cu[1]).sqrt(),
+                );
+                for k in 0..3 {
+                    let disc = DISC_RIM[k] + (DISC_CUP[k] - DISC_RIM[k]) * cup;
+                    col[k] = (col[k] * (1.0 + halo)) * (1.0 - rim) + disc * rim;
+                }
+            }
+            let light = look.illum(fx / view.radius, fy / view.radius);
+            base.extend((0..3).map(|k| col[k] * light * look.tint[k]));
+            base.push(light);
+        }
+    }
+}
+
+/// The columns of row `y` inside the field stop (radius + 1 px), if any.
+fn fov_span(view: &View, w: usize, y: usize) -> Option<(usize, usize)> {
+    let dy = y as f32 + 0.5 - view.c[1];
+    let r = view.radius + 1.0;
+    let half2 = r * r - dy * dy;
+    if half2 <= 0.0 {
+        return None;
+    }
+    let half = half2.sqrt();
+    let x0 = (view.c[0] - half).floor().max(0.0) as usize;
+    let x1 = ((view.c[0] + half).ceil().max(0.0) as usize).min(w);
+    (x0 < x1).then_some((x0, x1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::study::Eye;
+
+    #[test]
+    fn field_is_a_disc_on_black() {
+        let retina = Retina::generate(Eye::Right, 0, false, 1);
+        let mut rng = Rng::new(2);
+        let (w, h) = (400, 300);
+        let view = View::new(&retina, Field::Macula, w, h, &mut rng);
+        let mut scratch = Scratch::default();
+        let rgb = render(&retina, &view, None, &mut rng, w, h, &mut scratch);
+        let px = |x: usize, y: usize| &rgb[3 * (y * w as usize + x)..3 * (y * w as usize + x) + 3];
+        assert!(px(2, 2).iter().all(|&v| v < 10));
+        let centre = px(200, 150);
+        assert!(centre[0] > centre[1] && centre[1] > centre[2], "{centre:?}");
+    }
+}

@@ -1,0 +1,417 @@
+//! Anatomy and lesions of one synthetic eye, in retina coordinates.
+//!
+//! Units are optic-disc diameters (DD), origin at the fovea, `x` to the
+//! image's right and `y` down, as a fundus photograph shows the eye. The eye
+//! is built as a right eye (disc nasal = to the right of the fovea) and
+//! mirrored for a left eye. Each photograph is then a view window over this
+//! one retina ([`super::render::View`]), so a lesion shows in every field
+//! that covers it, and the per-image grade is computed from what each field
+//! actually shows ([`Retina::grade_in`]).
+
+use std::f32::consts::{FRAC_PI_2, FRAC_PI_4, PI};
+
+use super::rng::Rng;
+use super::study::Eye;
+
+/// A point in retina coordinates (DD).
+pub type P = [f32; 2];
+
+/// Disc centre of a right eye: 2.5 DD nasal to the fovea and slightly above
+/// it, the textbook geometry (fovea about 15° temporal, 1.5° below).
+pub(super) const DISC: P = [2.5, -0.25];
+/// Vessel growth step (DD): about 6 px at 1600 × 1200, fine enough that
+/// polylines look smooth.
+const STEP: f32 = 0.04;
+/// Vessels thinner than this (DD, about 2 px) end.
+const MIN_WIDTH: f32 = 0.015;
+/// Foveal avascular zone radius (DD): capillaries stop short of the fovea.
+const FAZ: f32 = 0.33;
+/// Nothing is grown beyond this distance from the fovea (DD).
+const EXTENT: f32 = 7.5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VesselKind {
+    Artery,
+    Vein,
+    /// Proliferative new vessels (R3): fine, tortuous, lighter.
+    New,
+}
+
+/// A polyline with a width (DD) per point.
+#[derive(Debug, Clone)]
+pub struct Vessel {
+    pub kind: VesselKind,
+    pub pts: Vec<P>,
+    pub widths: Vec<f32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LesionKind {
+    Microaneurysm,
+    DotHaemorrhage,
+    BlotHaemorrhage,
+    Exudate,
+    /// Pre-retinal (sub-hyaloid) haemorrhage: boat-shaped, with a flat,
+    /// horizontal fluid level on top.
+    Preretinal,
+    /// A tuft of new vessels; its vessels are in [`Retina::vessels`].
+    NewVessels,
+    /// Venous beading on one stretch of a vein (drawn through the vein's widths).
+    Beading,
+}
+
+/// An ellipse: centre, semi-axes (DD) and rotation (radians).
+#[derive(Debug, Clone, Copy)]
+pub struct Blob {
+    pub c: P,
+    pub a: f32,
+    pub b: f32,
+    pub angle: f32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Lesion {
+    pub kind: LesionKind,
+    pub centre: P,
+    /// The ellipses whose union is the lesion (empty for vessel lesions).
+    /// For [`LesionKind::Preretinal`] one blob: half-width `a`, depth `b`,
+    /// flat top through `c`.
+    pub blobs: Vec<Blob>,
+}
+
+/// One eye's fundus.
+#[derive(Debug, Clone)]
+pub struct Retina {
+    pub eye: Eye,
+    pub fovea: P,
+    pub disc: P,
+    /// Disc semi-axes (DD): slightly taller than wide.
+    pub disc_r: [f32; 2],
+    /// Cup-to-disc ratio.
+    pub cup: f32,
+    /// Background colour at the posterior pole (0–255 scale, before lighting).
+    pub pigment: [f32; 3],
+    /// Strength of the choroidal (tigroid) pattern, 0–1.
+    pub tessellation: f32,
+    pub texture: Texture,
+    pub vessels: Vec<Vessel>,
+    pub lesions: Vec<Lesion>,
+}
+
+/// Smooth background texture on a grid in retina coordinates, so two fields
+/// of the same eye show the same choroidal pattern where they overlap.
+#[derive(Debug, Clone)]
+pub struct Texture {
+    cols: usize,
+    rows: usize,
+    values: Vec<f32>,
+}
+
+/// Grid spacing of [`Texture`] (DD): about 8 px.
+const TEX_CELL: f32 = 0.05;
+const TEX_HALF: f32 = 7.0;
+
+impl Texture {
+    fn new(rng: &mut Rng, tessellation: f32) -> Self {
+        let cols = (2.0 * TEX_HALF / TEX_CELL) as usize + 2;
+        let rows = cols;
+        // Coarse value noise (every 6 cells) for uneven pigment, plus fine
+        // grain; tessellated fundi add a ridged pattern (dark lines where
+        // the coarse noise crosses its mean) like choroidal vessels.
+        let coarse_n = cols / 6 + 2;
+        let coarse: Vec<f32> = (0..coarse_n * coarse_n).map(|_| rng.normal()).collect();
+        let ridge: Vec<f32> = (0..coarse_n * coarse_n).map(|_| rng.normal()).collect();
+        let sample = |g: &[f32], x: f32, y: f32| {
+            let (x0, y0) = (x.floor() as usize, y.floor() as usize);
+            let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+            let (fx, fy) = (fx * fx * (3.0 - 2.0 * fx), fy * fy * (3.0 - 2.0 * fy));
+            let at = |i: usize, j: usize| g[j.min(coarse_n - 1) * coarse_n + i.min(coarse_n - 1)];
+            let top = at(x0, y0) * (1.0 - fx) + at(x0 + 1, y0) * fx;
+            let bot = at(x0, y0 + 1) * (1.0 - fx) + at(x0 + 1, y0 + 1) * fx;
+            top * (1.0 - fy) + bot * fy
+        };
+        let mut values = Vec::with_capacity(cols * rows);
+        for j in 0..rows {
+            for i in 0..cols {
+                let (x, y) = (i as f32 / 6.0, j as f32 / 6.0);
+                let c = 0.6 * sample(&coarse, x, y);
+                let r = sample(&ridge, x * 1.7, y * 1.7);
+                let ridged = (1.0 - (r.abs() * 3.0).min(1.0)).powi(2);
+                values.push(c + 0.35 * rng.normal() - 1.6 * tessellation * ridged);
+            }
+        }
+        Self { cols, rows, values }
+    }
+
+    /// Bilinear sample at a retina point; about ±1 in the middle of the range.
+    #[inline]
+    pub fn at(&self, p: P) -> f32 {
+        let x = ((p[0] + TEX_HALF) / TEX_CELL).clamp(0.0, (self.cols - 2) as f32);
+        let y = ((p[1] + TEX_HALF) / TEX_CELL).clamp(0.0, (self.rows - 2) as f32);
+        let (i, j) = (x as usize, y as usize);
+        let (fx, fy) = (x - i as f32, y - j as f32);
+        let k = j * self.cols + i;
+        let v = &self.values;
+        let top = v[k] + (v[k + 1] - v[k]) * fx;
+        let bot = v[k + self.cols] + (v[k + self.cols + 1] - v[k + self.cols]) * fx;
+        top + (bot - top) * fy
+    }
+}
+
+pub(super) fn dist(a: P, b: P) -> f32 {
+    ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt()
+}
+
+/// How a growing vessel chooses its heading.
+#[derive(Debug, Clone, Copy)]
+enum Steer {
+    /// Arc around the fovea (the temporal arcades): `sense` −1 superior,
+    /// +1 inferior; `r0` the arc radius at the disc (DD).
+    Arcade { sense: f32, r0: f32 },
+    /// Keep roughly to the starting heading.
+    Straight { heading: f32 },
+}
+
+struct Grower<'a> {
+    rng: &'a mut Rng,
+    out: Vec<Vessel>,
+}
+
+impl Grower<'_> {
+    /// Grows one vessel and, recursively, its branches.
+    #[allow(clippy::too_many_arguments)]
+    fn grow(
+        &mut self,
+        kind: VesselKind,
+        start: P,
+        heading: f32,
+        width: f32,
+        len: f32,
+        steer: Steer,
+        depth: u32,
+    ) {
+        let mut p = start;
+        let mut h = heading;
+        let mut w = width;
+        let mut curl = 0.0f32;
+        let mut pts = vec![p];
+        let mut widths = vec![w];
+        let tortuosity = if depth == 0 { 0.012 } else { 0.03 };
+        let branch_rate = if depth == 0 { 0.5 } else { 0.35 };
+        let mut travelled = 0.0;
+        while travelled < len {
+            // Smoothly varying curvature gives the gentle wiggle of real vessels.
+            curl = 0.85 * curl + tortuosity * self.rng.normal();
+            h += curl;
+            let target = match steer {
+                Steer::Arcade { sense, r0 } => {
+                    let r = (p[0] * p[0] + p[1] * p[1]).sqrt().max(1e-3);
+                    let phi = p[1].atan2(p[0]).abs(); // 0 at the disc, π temporally
+                    let r_target = r0 + 0.2 * phi + 0.7 * (phi - 1.7).max(0.0).powi(2);
+                    // Tangent to the circle round the fovea, going over the
+                    // top (superior) or under the bottom (inferior) ...
+                    let (tx, ty) = if sense < 0.0 {
+                        (p[1] / r, -p[0] / r)
+                    } else {
+                        (-p[1] / r, p[0] / r)
+                    };
+                    // ... pulled in or out towards the target radius.
+                    let k = 0.8 * (r - r_target);
+                    let (dx, dy) = (tx - k * p[0] / r, ty - k * p[1] / r);
+                    // Leaving the disc the trunk first runs vertically.
+                    if travelled < 0.35 {
+                        h
+                    } else {
+                        dy.atan2(dx)
+                    }
+                }
+                Steer::Straight { heading } => heading,
+            };
+            let mut diff = target - h;
+            while diff > PI {
+                diff -= 2.0 * PI;
+            }
+            while diff < -PI {
+                diff += 2.0 * PI;
+            }
+            h += diff
+                * if matches!(steer, Steer::Arcade { .. }) {
+                    0.12
+                } else {
+                    0.03
+                };
+            p = [p[0] + STEP * h.cos(), p[1] + STEP * h.sin()];
+            travelled += STEP;
+            w *= 0.998;
+            pts.push(p);
+            widths.push(w);
+            let r_fovea = (p[0] * p[0] + p[1] * p[1]).sqrt();
+            if r_fovea < FAZ + 0.1 * self.rng.f32() || r_fovea > EXTENT || w < MIN_WIDTH {
+                break;
+            }
+            if depth < 3 && travelled > 0.4 && self.rng.chance(branch_rate * STEP) {
+                let side = if self.rng.chance(0.5) { 1.0 } else { -1.0 };
+                let angle = h + side * self.rng.range(0.5, 1.3);
+                let ratio = self.rng.range(0.45, 0.75);
+                let child_len = self.rng.range(1.0, 4.0) * ratio + 0.5;
+                w *= 0.93;
+                self.grow(
+                    kind,
+                    p,
+                    angle,
+                    w * ratio,
+                    child_len,
+                    Steer::Straight { heading: angle },
+                    depth + 1,
+                );
+            }
+        }
+        if pts.len() >= 2 {
+            self.out.push(Vessel { kind, pts, widths });
+        }
+    }
+}
+
+impl Retina {
+    /// Builds an eye with R grade `r` (0–3) and maculopathy `m1`.
+    pub fn generate(eye: Eye, r: u8, m1: bool, seed: u64) -> Self {
+        let root = Rng::new(seed);
+        let mut rng = root.fork(1);
+        // Pigmentation from a light, orange fundus to a dark, brown-red one.
+        let k = rng.f32();
+        let light = [238.0, 112.0, 42.0];
+        let dark = [170.0, 62.0, 24.0];
+        let pigment = [0, 1, 2].map(|c| light[c] + (dark[c] - light[c]) * k);
+        let tessellation = if rng.chance(0.3) {
+            rng.range(0.1, 0.35)
+        } else {
+            0.0
+        };
+        let texture = Texture::new(&mut root.fork(2), tessellation);
+        let disc = [DISC[0] + 0.15 * rng.normal(), DISC[1] + 0.1 * rng.normal()];
+        let disc_r = [rng.range(0.47, 0.52), rng.range(0.52, 0.58)];
+        let cup = rng.range(0.25, 0.5);
+        let mut retina = Retina {
+            eye,
+            fovea: [0.0, 0.0],
+            disc,
+            disc_r,
+            cup,
+            pigment,
+            tessellation,
+            texture,
+            vessels: Vec::new(),
+            lesions: Vec::new(),
+        };
+        retina.vessels = vessel_tree(&mut root.fork(3), disc);
+        retina.add_lesions(&mut root.fork(4), r, m1);
+        if eye == Eye::Left {
+            retina.mirror();
+        }
+        retina
+    }
+
+    fn mirror(&mut self) {
+        let flip = |p: &mut P| p[0] = -p[0];
+        flip(&mut self.disc);
+        for v in &mut self.vessels {
+            v.pts.iter_mut().for_each(flip);
+        }
+        for l in &mut self.lesions {
+            flip(&mut l.centre);
+            for b in &mut l.blobs {
+                flip(&mut b.c);
+                b.angle = -b.angle;
+            }
+        }
+    }
+}
+
+/// Four arcades of arteries and veins from the disc (superior and inferior,
+/// temporal and nasal), a few small papillomacular vessels, all branching.
+fn vessel_tree(rng: &mut Rng, disc: P) -> Vec<Vessel> {
+    let mut g = Grower {
+        rng,
+        out: Vec::new(),
+    };
+    for (kind, width) in [(VesselKind::Vein, 0.095), (VesselKind::Artery, 0.072)] {
+        let offset = if kind == VesselKind::Vein {
+            0.06
+        } else {
+            -0.06
+        };
+        for sense in [-1.0f32, 1.0] {
+            let start = [
+                disc[0] + offset + 0.03 * g.rng.normal(),
+                disc[1] + 0.05 * sense,
+            ];
+            // Temporal arcade: leaves the disc vertically, arcs round the macula.
+            let r0 = 2.25
+                + if kind == VesselKind::Vein { 0.15 } else { 0.0 }
+                + 0.2 * g.rng.normal()
+                + 0.15 * sense;
+            let len = g.rng.range(7.0, 9.0);
+            g.grow(
+                kind,
+                start,
+                sense * FRAC_PI_2 - 0.15,
+                width,
+                len,
+                Steer::Arcade { sense, r0 },
+                0,
+            );
+            // Nasal vessel: up-right or down-right.
+            let h = sense * (FRAC_PI_4 + 0.3 * g.rng.normal());
+            let len = g.rng.range(4.0, 6.0);
+            g.grow(
+                kind,
+                start,
+                h,
+                width * 0.8,
+                len,
+                Steer::Straight { heading: h },
+                1,
+            );
+        }
+        // Small papillomacular vessels heading for the fovea.
+        for _ in 0..g.rng.int(1, 3) {
+            let start = [disc[0] - 0.15, disc[1] + 0.3 * g.rng.normal()];
+            let h = PI + 0.25 * g.rng.normal();
+            g.grow(
+                kind,
+                start,
+                h,
+                width * 0.35,
+                2.5,
+                Steer::Straight { heading: h },
+                2,
+            );
+        }
+    }
+    g.out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn left_eye_mirrors_the_disc() {
+        let r = Retina::generate(Eye::Right, 0, false, 4);
+        let l = Retina::generate(Eye::Left, 0, false, 4);
+        assert!(r.disc[0] > 2.0 && l.disc[0] < -2.0);
+        assert!(r.vessels.len() > 20, "{}", r.vessels.len());
+    }
+
+    #[test]
+    fn grades_follow_the_lesions() {
+        for seed in 0..20 {
+            let r0 = Retina::generate(Eye::Right, 0, false, seed);
+            assert_eq!(r0.grade_in(r0.fovea, 3.5), (0, false));
+            let r3 = Retina::generate(Eye::Right, 3, true, seed);
+            let both = [r3.grade_in(r3.fovea, 3.5), r3.grade_in(r3.disc, 3.5)];
+            assert!(both.iter().any(|g| g.0 == 3), "seed {seed}: {both:?}");
+            assert!(both.iter().all(|g| g.0 >= 1));
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Vessels and lesions as masks: each is stamped over its own bounding box
+//! into an 8-bit mask, max-blended so that overlapping pieces (segment
+//! joints, the ellipses of one blot) do not darken twice. The shading pass
+//! in [`super::render`] then reads every mask once per pixel.
+
+use super::render::View;
+use super::retina::{Blob, LesionKind, Vessel, VesselKind};
+
+/// The masks of one image, each `w × h`, 0–255.
+#[derive(Debug, Default)]
+pub struct Masks {
+    pub w: usize,
+    pub h: usize,
+    /// Absorption by arteries and new vessels.
+    pub art: Vec<u8>,
+    /// Absorption by veins.
+    pub vein: Vec<u8>,
+    /// Absorption by intraretinal and pre-retinal blood.
+    pub blood: Vec<u8>,
+    /// Coverage by hard exudates.
+    pub exudate: Vec<u8>,
+}
+
+impl Masks {
+    pub fn reset(&mut self, w: usize, h: usize) {
+        (self.w, self.h) = (w, h);
+        for m in [
+            &mut self.art,
+            &mut self.vein,
+            &mut self.blood,
+            &mut self.exudate,
+        ] {
+            m.clear();
+            m.resize(w * h, 0);
+        }
+    }
+
+    /// The clipped pixel box `[x0, x1) × [y0, y1)` around `[min, max]`.
+    fn bbox(&self, min: [f32; 2], max: [f32; 2]) -> (usize, usize, usize, usize) {
+        let clip = |v: f32, n: usize| (v.max(0.0) as usize).min(n);
+        (
+            clip(min[0].floor(), self.w),
+            clip(max[0].ceil(), self.w),
+            clip(min[1].floor(), self.h),
+            clip(max[1].ceil(), self.h),
+        )
+    }
+
+    /// Stamps one vessel's absorption profile.
+    pub fn vessel(&mut self, view: &View, v: &Vessel) {
+        // Fewer, longer segments cost less: keep every third point where
+        // the vessel is smooth and its width steady (not beads, not the
+        // tortuous new vessels).
+        let mut keep = vec![0];
+        for i in 1..v.pts.len() {
+            let last = *keep.last().unwrap_or(&0);
+            let steady = (v.widths[i] - v.widths[last]).abs() < 0.04 * v.widths[last];
+            if i + 1 == v.pts.len() || i - last >= 3 || !steady || v.kind == VesselKind::New {
+                keep.push(i);
+            }
+        }
+        let px: Vec<[f32; 2]> = keep.iter().map(|&i| view.to_px(v.pts[i])).collect();
+        let widths: Vec<f32> = keep.iter().map(|&i| v.widths[i]).collect();
+        let reflex = v.kind == VesselKind::Artery;
+        let w = self.w;
+        for i in 1..px.len() {
+            let (a, b) = (px[i - 1], px[i]);
+            let (wa, wb) = (widths[i - 1] * view.ppd * 0.5, widths[i] * view.ppd * 0.5);
+            let pad = wa.max(wb) + 1.5;
+            let (x0, x1, y0, y1) = self.bbox(
+                [a[0].min(b[0]) - pad, a[1].min(b[1]) - pad],
+                [a[0].max(b[0]) + pad, a[1].max(b[1]) + pad],
+            );
+            let mask = if v.kind == VesselKind::Vein {
+                &mut self.vein
+            } else {
+                &mut self.art
+            };
+            let (ex, ey) = (b[0] - a[0], b[1] - a[1]);
+            let len2 = (ex * ex + ey * ey).max(1e-6);
+            // Most of the tree lies outside the field of view.
+            let (mx, my) = (
+                (a[0] + b[0]) / 2.0 - view.c[0],
+                (a[1] + b[1]) / 2.0 - view.c[1],
+            );
+            let reach = view.radius + pad + len2.sqrt();
+            if mx * mx + my * my > reach * reach {
+                continue;
+            }
+            // On each row the vessel covers a short run around its centre
+            // line; for steep segments scan only that run, not the box.
+            let steep = ey.abs() > 0.3 * len2.sqrt();
+            let run = if steep {
+                pad * len2.sqrt() / ey.abs() + 1.0
+            } else {
+                0.0
+            };
+            for y in y0..y1 {
+                let fy = y as f32 + 0.5 - a[1];
+                let (x0, x1) = if steep {
+                    let xc = a[0] + fy * ex / ey;
+                    (
+                        ((xc - run).floor().max(x0 as f32) as usize).min(x1),
+                        ((xc + run).ceil().max(0.0) as usize).clamp(x0, x1),
+                    )
+                } else {
+                    (x0, x1)
+                };
+                for x in x0..x1 {
+                    let fx = x as f32 + 0.5 - a[0];
+                    let t = ((fx * ex + fy * ey) / len2).clamp(0.0, 1.0);
+                    let (dx, dy) = (fx - t * ex, fy - t * ey);
+                    let d2 = dx * dx + dy * dy;
+                    let hw = wa + (wb - wa) * t;
+                    if d2 >= (hw + 0.75) * (hw + 0.75) {
+                        continue;
+                    }
+                    // A 1.5-pixel soft edge: the slight blur of real optics.
+                    let d = d2.sqrt();
+                    let cover = ((hw + 0.75 - d) / 1.5).min(1.0);
+                    let u = (d / hw.max(0.5)).min(1.0);
+                    // Darker along the axis (more blood in the light path) ...
+                    let mut s = cover * (0.55 + 0.45 * (1.0 - u * u).sqrt());
+                    // ... except the arteries' central light reflex.
+                    if reflex && hw > 3.0 {
+                        s *= 1.0 - 0.3 * (-(u * u) * 25.0).exp();
+                    }
+                    let m = &mut mask[y * w + x];
+                    *m = (*m).max((s * 255.0) as u8);
+                }
+            }
+        }
+    }
+
+    /// Stamps one lesion made of ellipses (haemorrhages, exudates) or the
+    /// boat shape of a pre-retinal haemorrhage.
+    pub fn lesion(&mut self, view: &View, kind: LesionKind, blobs: &[Blob]) {
+        if blobs.is_empty() {
+            return;
+        }
+        // Ellipses in pixels: centre, semi-axes, cos/sin of the angle.
+        let px: Vec<_> = blobs
+            .iter()
+            .map(|b| {
+                let c = view.to_px(b.c);
+                let (sn, cs) = (b.angle - view.rot).sin_cos();
+                (c[0], c[1], b.a * view.ppd, b.b * view.ppd, cs, sn)
+            })
+            .collect();
+        let reach = px.iter().map(|p| p.2.max(p.3)).fold(0.0, f32::max) + 3.0;
+        let min = [
+            px.iter().map(|p| p.0).fold(f32::MAX, f32::min) - reach,
+            px.iter().map(|p| p.1).fold(f32::MAX, f32::min) - reach,
+        ];
+        let max = [
+            px.iter().map(|p| p.0).fold(f32::MIN, f32::max) + reach,
+            px.iter().map(|p| p.1).fold(f32::MIN, f32::max) + reach,
+        ];
+        let (x0, x1, y0, y1) = self.bbox(min, max);
+        let w = self.w;
+        for y in y0..y1 {
+            for x in x0..x1 {
+                let (fx, fy) = (x as f32 + 0.5, y as f32 + 0.5);
+                let i = y * w + x;
+                match kind {
+                    LesionKind::Exudate => {
+                        let (cover, centre) = blobs_cover(&px, fx, fy, 0.8);
+                        let a = cover * (0.75 + 0.25 * centre);
+                        self.exudate[i] = self.exudate[i].max((a * 255.0) as u8);
+                    }
+                    LesionKind::Preretinal => {
+                        // Flat top (the fluid level is horizontal in the
+                        // photograph whatever the eye's rotation), round keel.
+                        let (cx, top, hw, depth) = (px[0].0, px[0].1, px[0].2, px[0].3);
+                        let dy = fy - top;
+                        let level = (dy / 2.0 + 0.5).clamp(0.0, 1.0);
+                        let q = ((fx - cx) / hw).powi(2) + (dy.max(0.0) / depth).powi(2);
+                        let cover =
+                            level * ((1.0 - q.sqrt()) * hw.min(depth) / 4.0 + 0.5).clamp(0.0, 1.0);
+                        // Blood in front of the retina hides its vessels.
+                        let keep = 1.0 - 0.9 * cover;
+                        self.art[i] = (f32::from(self.art[i]) * keep) as u8;
+                        self.vein[i] = (f32::from(self.vein[i]) * keep) as u8;
+                        let a = 0.95 * cover * (0.9 + 0.1 * (dy / depth).clamp(0.0, 1.0));
+                        self.blood[i] = self.blood[i].max((a * 255.0) as u8);
+                    }
+                    _ => {
+                        let (cover, centre) = blobs_cover(&px, fx, fy, 2.0);
+                        let a = cover * (0.75 + 0.25 * centre);
+                        self.blood[i] = self.blood[i].max((a * 255.0) as u8);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Coverage (0–1) of a union of ellipses at pixel `(x, y)`, with `soft`
+/// pixels of edge, plus how central the pixel is (1 at a centre).
+#[inline]
+fn blobs_cover(px: &[(f32, f32, f32, f32, f32, f32)], x: f32, y: f32, soft: f32) -> (f32, f32) {
+    let mut best = (0.0f32, 0.0f32);
+    for &(cx, cy, a, b, cs, sn) in px {
+        let (dx, dy) = (x - cx, y - cy);
+        let (u, v) = ((dx * cs + dy * sn) / a, (-dx * sn + dy * cs) / b);
+        let q = (u * u + v * v).sqrt();
+        let cover = ((1.0 - q) * a.min(b) / soft + 0.5).clamp(0.0, 1.0);
+        if cover > best.0 {
+            best = (cover, (1.0 - q).max(0.0));
+        }
+    }
+    best
+}

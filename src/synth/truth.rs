@@ -1,0 +1,214 @@
+//! The answer key: per-eye and per-image grades and the per-study outcome,
+//! written as `truth.csv` and `truth_images.csv` beside the studies.
+//!
+//! `truth.csv` — one row per eye: `study_uid, patient_id, eye (R/L),
+//! r_grade (R0–R3 or U), m_grade (M0/M1 or U), gradable (true/false),
+//! outcome` (the study's outcome, repeated on both rows).
+//! `truth_images.csv` — one row per image: `study_uid, sop_instance_uid,
+//! eye, field (MACULA/DISC), r_grade, m_grade, gradable, path` (relative to
+//! the output folder, `/`-separated) and `defect` (empty, or why the image
+//! is ungradable: blur, dark, overexposed, small_pupil, media_opacity).
+//!
+//! An image's grade is what that field shows (lesions outside its field of
+//! view do not count); an eye's grade is the worst of its gradable fields,
+//! and U when neither is gradable (the DESP rule). The study outcome is the
+//! more urgent eye's, in the order URGENT (R3) > ROUTINE (R2 or M1) >
+//! UNGRADABLE (U) > REVIEW (R1) > NO_DISEASE (R0M0).
+
+use std::path::Path;
+
+use super::SynthError;
+
+/// DESP grade of one image or eye; `None` means ungradable (U).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grade(pub Option<(u8, bool)>);
+
+impl Grade {
+    pub fn r(self) -> String {
+        self.0.map_or("U".into(), |(r, _)| format!("R{r}"))
+    }
+
+    pub fn m(self) -> String {
+        self.0
+            .map_or("U".into(), |(_, m)| if m { "M1" } else { "M0" }.into())
+    }
+
+    /// The worse of two grades, ignoring ungradable ones.
+    pub fn worst_gradable(a: Grade, b: Grade) -> Grade {
+        match (a.0, b.0) {
+            (Some((ra, ma)), Some((rb, mb))) => Grade(Some((ra.max(rb), ma || mb))),
+            (Some(g), None) | (None, Some(g)) => Grade(Some(g)),
+            (None, None) => Grade(None),
+        }
+    }
+}
+
+/// Study outcome, most urgent first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    NoDisease,
+    Review,
+    Ungradable,
+    Routine,
+    Urgent,
+}
+
+impl Outcome {
+    pub fn of_eye(g: Grade) -> Outcome {
+        match g.0 {
+            None => Outcome::Ungradable,
+            Some((3, _)) => Outcome::Urgent,
+            Some((2, _)) | Some((_, true)) => Outcome::Routine,
+            Some((1, false)) => Outcome::Review,
+            Some(_) => Outcome::NoDisease,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Urgent => "URGENT",
+            Outcome::Routine => "ROUTINE",
+            Outcome::Ungradable => "UNGRADABLE",
+            Outcome::Review => "REVIEW",
+            Outcome::NoDisease => "NO_DISEASE",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ImageTruth {
+    pub sop_uid: String,
+    pub eye: &'static str,
+    pub field: &'static str,
+    pub grade: Grade,
+    pub path: String,
+    pub defect: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub struct EyeTruth {
+    pub eye: &'static str,
+    pub grade: Grade,
+}
+
+#[derive(Debug, Clone)]
+pub struct StudyTruth {
+    pub study_uid: String,
+    pub patient_id: String,
+    pub eyes: Vec<EyeTruth>,
+    pub images: Vec<ImageTruth>,
+}
+
+impl StudyTruth {
+    pub fn outcome(&self) -> Outcome {
+        self.eyes
+            .iter()
+            .map(|e| Outcome::of_eye(e.grade))
+            .max()
+            .unwrap_or(Outcome::Ungradable)
+    }
+}
+
+/// Writes both truth files into `dir`, studies in index order.
+///
+/// # Errors
+/// When a file cannot be created or written.
+pub fn write(dir: &Path, studies: &[StudyTruth]) -> Result<(), SynthError> {
+    let csv_err = |name: &str| {
+        let path = dir.join(name);
+        move |source: csv::Error| SynthError::Truth {
+            path: path.clone(),
+            source,
+        }
+    };
+    let mut eyes = csv::Writer::from_path(dir.join("truth.csv")).map_err(csv_err("truth.csv"))?;
+    eyes.write_record([
+        "study_uid",
+        "patient_id",
+        "eye",
+        "r_grade",
+        "m_grade",
+        "gradable",
+        "outcome",
+    ])
+    .map_err(csv_err("truth.csv"))?;
+    let mut images = csv::Writer::from_path(dir.join("truth_images.csv"))
+        .map_err(csv_err("truth_images.csv"))?;
+    images
+        .write_record([
+            "study_uid",
+            "sop_instance_uid",
+            "eye",
+            "field",
+            "r_grade",
+            "m_grade",
+            "gradable",
+            "path",
+            "defect",
+        ])
+        .map_err(csv_err("truth_images.csv"))?;
+    for s in studies {
+        let outcome = s.outcome().name();
+        for e in &s.eyes {
+            let gradable = e.grade.0.is_some().to_string();
+            eyes.write_record([
+                &s.study_uid,
+                &s.patient_id,
+                e.eye,
+                &e.grade.r(),
+                &e.grade.m(),
+                &gradable,
+                outcome,
+            ])
+            .map_err(csv_err("truth.csv"))?;
+        }
+        for i in &s.images {
+            let gradable = i.grade.0.is_some().to_string();
+            images
+                .write_record([
+                    &s.study_uid,
+                    &i.sop_uid,
+                    i.eye,
+                    i.field,
+                    &i.grade.r(),
+                    &i.grade.m(),
+                    &gradable,
+                    &i.path,
+                    i.defect,
+                ])
+                .map_err(csv_err("truth_images.csv"))?;
+        }
+    }
+    eyes.flush().map_err(|e| csv_err("truth.csv")(e.into()))?;
+    images
+        .flush()
+        .map_err(|e| csv_err("truth_images.csv")(e.into()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(r: u8, m: bool) -> Grade {
+        Grade(Some((r, m)))
+    }
+
+    #[test]
+    fn outcome_order_follows_desp() {
+        assert_eq!(Outcome::of_eye(g(3, false)), Outcome::Urgent);
+        assert_eq!(Outcome::of_eye(g(1, true)), Outcome::Routine);
+        assert_eq!(Outcome::of_eye(g(2, false)), Outcome::Routine);
+        assert_eq!(Outcome::of_eye(Grade(None)), Outcome::Ungradable);
+        assert_eq!(Outcome::of_eye(g(1, false)), Outcome::Review);
+        assert_eq!(Outcome::of_eye(g(0, false)), Outcome::NoDisease);
+        assert!(Outcome::Ungradable > Outcome::Review && Outcome::Routine > Outcome::Ungradable);
+    }
+
+    #[test]
+    fn eye_grade_ignores_ungradable_fields() {
+        assert_eq!(Grade::worst_gradable(g(1, false), Grade(None)), g(1, false));
+        assert_eq!(Grade::worst_gradable(g(1, true), g(2, false)), g(2, true));
+        assert_eq!(Grade::worst_gradable(Grade(None), Grade(None)), Grade(None));
+    }
+}
