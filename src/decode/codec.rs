@@ -211,15 +211,7 @@ impl<'a> Source<'a> {
                     usize::from(a.samples),
                     bytes,
                 )?;
-                let l = layout(
-                    &PixelAttrs {
-                        planar: false,
-                        ..a.clone()
-                    },
-                    Endian::Little,
-                    false,
-                    int_bits(a),
-                );
+                let l = decoded_layout(a, int_bits(a));
                 read_frame(&px, 0, &l, a.photometric.is_ybr())
             }
             Source::Library { obj, ts } => {
@@ -235,15 +227,7 @@ impl<'a> Source<'a> {
                 } else {
                     a.bits_stored
                 };
-                let l = layout(
-                    &PixelAttrs {
-                        planar: false,
-                        ..a.clone()
-                    },
-                    Endian::Little,
-                    false,
-                    bits,
-                );
+                let l = decoded_layout(a, bits);
                 // Codecs other than JPEG 2000 (which applies the inverse
                 // colour transform itself) hand back YBR as stored.
                 read_frame(px.data(), 0, &l, a.photometric.is_ybr() && !is_j2k)
@@ -272,6 +256,12 @@ fn encapsulated(obj: &DefaultDicomObject) -> Result<&[Vec<u8>], DecodeError> {
 /// Significant bits of native integer data: BitsStored.
 fn int_bits(a: &PixelAttrs) -> u16 {
     a.bits_stored
+}
+
+/// Layout of a frame a codec has decoded: interleaved, little endian
+/// (dicom-rs returns native order; we build for x86-64 only), no 4:2:2.
+fn decoded_layout(a: &PixelAttrs, bits: u16) -> Layout {
+    layout(&PixelAttrs { planar: false, ..a.clone() }, Endian::Little, false, bits)
 }
 
 fn layout(a: &PixelAttrs, endian: Endian, ybr422: bool, bits: u16) -> Layout {
