@@ -42,7 +42,7 @@ pub struct RunArgs {
     #[arg(long, short = 'o', value_name = "OUT")]
     pub out: PathBuf,
     /// Run configuration (TOML).
-    #[arg(long, short = 'c', value_name = "FILE", env = "NIGHTSCREEN_CONFIG", default_value = "configs/default.toml")]
+    #[arg(long, short = 'c', value_name = "FILE", env = "NIGHTSCREEN_CONFIG", default_value = "configs/desp.toml")]
     pub config: PathBuf,
     /// Execution provider: cpu, cuda (fails if unavailable) or auto.
     #[arg(long, value_enum)]

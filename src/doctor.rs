@@ -77,6 +77,13 @@ pub fn report(models_dir: &Path, out: &mut impl Write) -> std::io::Result<bool> 
             }
         };
         writeln!(out, "  {name}: id {}, version {}, file {}", card.id, card.version, card.file)?;
+        if !card.clinical_use {
+            writeln!(out, "    not for clinical use (card says clinical_use = false)")?;
+        }
+        if let Some(eval) = &card.evaluation {
+            let figures: Vec<String> = eval.figures.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            writeln!(out, "    evaluated on {} ({}): {}", eval.data, eval.command, figures.join(", "))?;
+        }
         let verified = match model::verify(card, &path, Default::default()) {
             Ok(m) => {
                 writeln!(out, "    sha256: ok")?;

@@ -162,6 +162,7 @@ mod tests {
                 output: OutputSpec { name: "y".into(), labels: vec!["a".into()], activation: Activation::None },
                 accepts: Accepts::default(),
                 thresholds: Default::default(),
+                evaluation: None,
             },
             card_path: "t.toml".into(),
             onnx_path: "t.onnx".into(),

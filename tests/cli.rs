@@ -70,7 +70,7 @@ fn a_model_that_differs_from_its_card_is_refused() {
     // Same file name, other weights: the grey model's bytes.
     std::fs::copy(util::root().join("models/grey-means-nhwc.onnx"), models.join("channel-means.onnx")).expect("copy");
     let config = dir.path().join("config.toml");
-    let text = std::fs::read_to_string(util::root().join("configs/default.toml")).expect("config");
+    let text = std::fs::read_to_string(util::root().join("configs/fixtures.toml")).expect("config");
     std::fs::write(&config, text.replace("models_dir = \"../models\"", "models_dir = \"models\"")).expect("write");
     let out = util::nightscreen()
         .args(["run", "--quiet", "--config"])

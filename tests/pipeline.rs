@@ -24,7 +24,7 @@ fn full_run() -> Option<&'static FullRun> {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("out");
         let output = util::nightscreen()
-            .args(["run", "--quiet", "--config", "configs/default.toml", "--input"])
+            .args(["run", "--quiet", "--config", "configs/fixtures.toml", "--input"])
             .arg(data.join("pydicom"))
             .arg("--input")
             .arg(data.join("pydicom-data"))
@@ -225,7 +225,7 @@ fn a_dicomdir_input_is_followed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
     let status = util::nightscreen()
-        .args(["run", "--quiet", "--input"])
+        .args(["run", "--quiet", "--config", "configs/fixtures.toml", "--input"])
         .arg(&dicomdir)
         .arg("--out")
         .arg(&out)

@@ -4,6 +4,7 @@
 mod util;
 
 mod decode;
+mod desp;
 mod infer;
 mod cli;
 mod ingest;

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Compare a nightscreen DESP run with the synthetic truth.
 
-Usage: evaluate_desp.py OUT TRUTH_CSV [--json FILE] [--check-targets]
+Usage: evaluate_desp.py OUT TRUTH_CSV [--json FILE] [--check-targets] [--card CARD.toml]
 
-OUT is a `nightscreen run --config configs/desp.toml` output folder; TRUTH_CSV
+OUT is a `nightscreen run --config configs/desp.toml` output folder (its
+worklist.csv is read; standard library only); TRUTH_CSV
 is the `truth.csv` that `nightscreen synth` wrote beside the studies (one row
 per eye: study_uid, eye, r_grade, m_grade, gradable, outcome).
 
@@ -15,13 +16,16 @@ Reports, per eye and per study:
     study stands above every truly disease-free study on the worklist.
 With --check-targets, exits 1 unless referable sensitivity >= 97 % with
 specificity >= 90 % (per eye) and ungradable detection >= 95 %.
+With --card, exits 1 unless every figure in the card's [evaluation] table
+equals the one computed here (to the 4 decimals the card prints): this is how
+`make evaluate` shows the card's held-out figures are reproduced.
 """
 import argparse
 import csv
 import json
 import sys
+import tomllib
 
-import pyarrow.dataset as ds
 
 
 def grade_of(value):
@@ -55,14 +59,21 @@ def main():
     ap.add_argument("truth")
     ap.add_argument("--json")
     ap.add_argument("--check-targets", action="store_true")
+    ap.add_argument("--card", help="model card whose [evaluation] figures must be reproduced")
     args = ap.parse_args()
 
-    studies = ds.dataset(f"{args.out}/studies", format="parquet").to_table().to_pylist()
+    # The worklist, not the studies table: it keeps the real StudyInstanceUID
+    # that truth.csv is keyed by (the analyst tables need not), and reading
+    # it takes nothing beyond the standard library.
+    with open(f"{args.out}/worklist.csv", newline="") as f:
+        studies = list(csv.DictReader(f))
+    for s in studies:
+        s["rank"] = int(s["rank"])
     by_study = {s["study_uid"]: s for s in studies}
     with open(args.truth, newline="") as f:
         truth = list(csv.DictReader(f))
 
-    eye = {"ref_tp": 0, "ref_fn": 0, "ref_tn": 0, "ref_fp": 0, "r3_tp": 0, "r3_n": 0,
+    eye = {"ref_tp": 0, "ref_fn": 0, "ref_tn": 0, "ref_fp": 0, "r3_tp": 0, "r3_n": 0, "r3_tn": 0, "r3_neg": 0,
            "u_tp": 0, "u_n": 0, "called_u_gradable": 0, "missing": 0, "n": 0}
     truth_outcome = {}
     study_ref = {}
@@ -70,7 +81,7 @@ def main():
         uid = row["study_uid"]
         truth_outcome[uid] = row.get("outcome", "")
         s = by_study.get(uid)
-        col = "right_eye_grade" if row["eye"].upper().startswith("R") else "left_eye_grade"
+        col = "right_eye" if row["eye"].upper().startswith("R") else "left_eye"
         pred = parse_pred(s[col]) if s else None
         eye["n"] += 1
         if pred is None:
@@ -91,6 +102,9 @@ def main():
         if tr == 3:
             eye["r3_n"] += 1
             eye["r3_tp"] += (not called_u) and pr == 3
+        else:
+            eye["r3_neg"] += 1
+            eye["r3_tn"] += called_u or pr != 3
         st = study_ref.setdefault(uid, [False, False])
         st[0] |= t_ref
         st[1] |= p_ref
@@ -117,6 +131,7 @@ def main():
         "referable_sensitivity_study": ratio(s_tp, s_tp + s_fn),
         "referable_specificity_study": ratio(s_tn, s_tn + s_fp),
         "r3_sensitivity_eye": ratio(eye["r3_tp"], eye["r3_n"]),
+        "r3_specificity_eye": ratio(eye["r3_tn"], eye["r3_neg"]),
         "ungradable_detected_eye": ratio(eye["u_tp"], eye["u_n"]),
         "gradable_eyes_called_ungradable": eye["called_u_gradable"],
         "counts": {"referable_eyes": eye["ref_tp"] + eye["ref_fn"], "non_referable_eyes": eye["ref_tn"] + eye["ref_fp"],
@@ -125,11 +140,10 @@ def main():
         "band_confusion_truth_to_pipeline": confusion,
         "every_urgent_above_every_no_disease": ordered,
     }
-    text = json.dumps(report, indent=2, sort_keys=True)
-    print(text)
+    print_summary(report)
     if args.json:
         with open(args.json, "w") as f:
-            f.write(text + "\n")
+            f.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
     if args.check_targets:
         ok = (report["referable_sensitivity_eye"] >= 0.97 and report["referable_specificity_eye"] >= 0.90
               and report["ungradable_detected_eye"] >= 0.95 and ordered and eye["missing"] == 0)
@@ -137,6 +151,50 @@ def main():
             print("evaluate_desp: targets NOT met", file=sys.stderr)
             sys.exit(1)
         print("evaluate_desp: targets met", file=sys.stderr)
+    if args.card:
+        check_card(args.card, report)
+
+
+def print_summary(r):
+    pct = lambda v: f"{100 * v:5.1f} %"
+    c = r["counts"]
+    print(f"{c['studies']} studies, {r['eyes']} eyes: {c['referable_eyes']} referable, "
+          f"{c['non_referable_eyes']} not referable, {c['r3_eyes']} R3, {c['ungradable_eyes']} ungradable "
+          f"(truth); {r['eyes_without_result']} without a result")
+    print(f"referable (R2/R3/M1)  sensitivity {pct(r['referable_sensitivity_eye'])} per eye, "
+          f"{pct(r['referable_sensitivity_study'])} per study; specificity {pct(r['referable_specificity_eye'])} "
+          f"per eye, {pct(r['referable_specificity_study'])} per study")
+    print(f"R3 sensitivity {pct(r['r3_sensitivity_eye'])}, specificity {pct(r['r3_specificity_eye'])} per eye; ungradable eyes detected "
+          f"{pct(r['ungradable_detected_eye'])}; gradable eyes called U: {r['gradable_eyes_called_ungradable']}")
+    print(f"study band = truth outcome for {pct(r['study_band_agreement'])} of studies; every URGENT study "
+          f"above every NO_DISEASE study: {'yes' if r['every_urgent_above_every_no_disease'] else 'NO'}")
+    bands = ["URGENT", "ROUTINE", "UNGRADABLE", "REVIEW", "NO_DISEASE"]
+    conf = r["band_confusion_truth_to_pipeline"]
+    cols = bands + sorted({b for row in conf.values() for b in row} - set(bands))
+    print("truth \\ pipeline " + " ".join(f"{b:>10}" for b in cols))
+    for t in [b for b in bands if b in conf] + sorted(set(conf) - set(bands)):
+        print(f"{t:>17} " + " ".join(f"{conf[t].get(b, 0):>10}" for b in cols))
+
+
+def check_card(card_path, report):
+    """Every numeric figure in the card's [evaluation] must match the report."""
+    with open(card_path, "rb") as f:
+        evaluation = tomllib.load(f).get("evaluation")
+    if not evaluation:
+        sys.exit(f"evaluate_desp: {card_path} has no [evaluation] table")
+    flat = {**report, **report["counts"]}
+    wrong = []
+    for key, want in evaluation.items():
+        if isinstance(want, str):
+            continue
+        got = flat.get(key)
+        if got is None or abs(got - want) > 5.1e-5:
+            wrong.append(f"{key}: card {want}, measured {got}")
+    if wrong:
+        print("evaluate_desp: the card's figures are NOT reproduced:\n  " + "\n  ".join(wrong), file=sys.stderr)
+        sys.exit(1)
+    print(f"evaluate_desp: all {sum(not isinstance(v, str) for v in evaluation.values())} figures in "
+          f"{card_path} [evaluation] reproduced", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
-"""Write the model card models/dr-screen.toml from the ONNX file, thresholds and held-out metrics.
+"""Write the model card models/dr-screen.toml.
 
-    python card.py --onnx ../dr-screen.onnx --thresholds thresholds.json --metrics test_metrics.json \
-                   --out ../dr-screen.toml [--val-metrics val_metrics.json]
+    python card.py --onnx ../dr-screen.onnx --out ../dr-screen.toml \
+        [--thresholds thresholds.json] [--evaluation heldout.json --studies 500 --seed 3]
 
-The card schema is nightscreen's (src/model/card.rs, deny_unknown_fields): the
-referable rule and the held-out figures go into comments and `limitations`.
+--thresholds is evaluate.py --choose's output (chosen on the validation seed);
+--evaluation is tools/evaluate_desp.py --json's output on the held-out seed,
+through the real binary. Its figures go into the card's [evaluation] table,
+which `make evaluate` checks against a fresh run. The card schema is
+nightscreen's (src/model/card.rs, deny_unknown_fields).
 """
 import argparse
 import hashlib
@@ -12,6 +15,15 @@ import json
 import os
 
 from model import LABELS, MEAN, SIZE, STD
+
+# evaluate_desp.py report keys copied into [evaluation], in this order.
+FIGURES = [
+    "referable_sensitivity_eye", "referable_specificity_eye",
+    "referable_sensitivity_study", "referable_specificity_study",
+    "r3_sensitivity_eye", "r3_specificity_eye", "ungradable_detected_eye", "study_band_agreement",
+]
+COUNTS = ["studies", "referable_eyes", "non_referable_eyes", "r3_eyes", "ungradable_eyes"]
+DEFAULTS = {"gradable": 0.5, "r3": 0.5, "referable": 0.5, "m1": 0.5, "any_dr": 0.5}
 
 
 def pct(v):
@@ -21,55 +33,67 @@ def pct(v):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--onnx", required=True)
-    ap.add_argument("--thresholds", required=True)
-    ap.add_argument("--metrics", required=True, help="held-out (seed 3) metrics from evaluate.py --json")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--thresholds")
+    ap.add_argument("--evaluation")
+    ap.add_argument("--studies", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--size", type=int, default=SIZE)
     a = ap.parse_args()
 
     with open(a.onnx, "rb") as f:
         sha = hashlib.sha256(f.read()).hexdigest()
-    with open(a.thresholds) as f:
-        t = json.load(f)
-    with open(a.metrics) as f:
-        m = json.load(f)
-
-    figures = (
-        f"referable (R2/R3/M1) sensitivity {pct(m['eye_referable_sens'])} per eye "
-        f"({m['eyes_referable']} eyes), {pct(m['study_referable_sens'])} per study; "
-        f"specificity {pct(m['eye_referable_spec'])} per eye, {pct(m['study_referable_spec'])} per study; "
-        f"R3 sensitivity {pct(m['eye_r3_sens'])} per eye ({m['eyes_r3']} eyes); "
-        f"ungradable detected {pct(m['eye_ungradable_sens'])} of U eyes ({m['eyes_ungradable']}), "
-        f"{pct(m['image_ungradable_sens'])} of ungradable images ({m['images_ungradable']})"
-    )
+    t = dict(DEFAULTS)
+    if a.thresholds:
+        with open(a.thresholds) as f:
+            t.update(json.load(f))
+    held_out = ""
+    evaluation = ""
+    if a.evaluation:
+        with open(a.evaluation) as f:
+            m = json.load(f)
+        c = m["counts"]
+        held_out = (
+            f" Held-out synthetic batch ({c['studies']} studies, seed {a.seed}), thresholds chosen on seed 2, "
+            f"DESP rules through nightscreen: referable (R2/R3/M1) sensitivity "
+            f"{pct(m['referable_sensitivity_eye'])} per eye ({c['referable_eyes']} eyes), "
+            f"{pct(m['referable_sensitivity_study'])} per study; specificity {pct(m['referable_specificity_eye'])} "
+            f"per eye, {pct(m['referable_specificity_study'])} per study; R3 sensitivity "
+            f"{pct(m['r3_sensitivity_eye'])} ({c['r3_eyes']} eyes) with specificity {pct(m['r3_specificity_eye'])} (most R2 "
+            f"eyes are also called R3: the R3 threshold favours sensitivity); ungradable eyes detected "
+            f"{pct(m['ungradable_detected_eye'])} ({c['ungradable_eyes']} eyes). Synthetic figures say nothing "
+            "about performance on real photographs."
+        )
+        lines = [f'data = "synthetic, held out: nightscreen synth --studies {a.studies} --seed {a.seed}; '
+                 'thresholds chosen on seed 2; DESP rules of configs/desp.toml"',
+                 'command = "make evaluate"']
+        lines += [f"{k} = {round(m[k], 4)}" for k in FIGURES]
+        lines += [f"{k} = {c[k]}" for k in COUNTS]
+        evaluation = "\n[evaluation]\n" + "\n".join(lines) + "\n"
     limitations = (
         "Trained ONLY on synthetic fundus images made by `nightscreen synth` (seed 1); it has never seen a real "
         "photograph and is NOT for clinical use: a real programme must replace it with its own validated model. "
         "Per image it gives R0-R3 probabilities (softmax), M1 and gradability probabilities (sigmoid). "
-        f"Held-out synthetic batch (seed 3, {m['studies']} studies), DESP rules (worst gradable field per eye, "
-        f"worse eye per study), thresholds chosen on seed 2: {figures}. "
-        f"Referable rule: p(r2)+p(r3) >= {t['referable']} or p(m1) >= {t['m1']}. "
-        "Recipe, seeds, timings: models/training/README.md."
-    )
-    metric_lines = "\n".join(
-        f"#   {k} = {v:.4f}" if isinstance(v, float) else f"#   {k} = {v}"
-        for k, v in m.items() if k not in ("thresholds", "image_r_confusion_truth_by_argmax")
+        "The whole frame is stretched to the input size, so very different fields of view or aspect ratios are "
+        f"outside what it was trained on.{held_out} Recipe, seeds, timings: models/training/README.md."
     )
     q = lambda s: json.dumps(s, ensure_ascii=False)  # a JSON string is a valid TOML basic string
     floats = lambda xs: "[" + ", ".join(repr(float(x)) for x in xs) + "]"
     text = f"""# Diabetic-retinopathy screening model trained on SYNTHETIC fundus images only.
 # NOT for clinical use. Recipe: models/training/README.md (train seed 1, thresholds
-# from validation seed 2, figures below from held-out seed 3).
+# from validation seed 2, [evaluation] figures from held-out seed 3).
 #
-# Referable rule (not a label, since it is a sum of two outputs):
-#   referable = p(r2) + p(r3) >= {t['referable']}  or  p(m1) >= {t['m1']}
-# applied to gradable images only (p(gradable) >= {t['gradable']}); an eye is graded
-# by its worst gradable field (no gradable field = U), a study by its worse eye.
-#
-# Held-out figures (seed 3, evaluate.py):
-{metric_lines}
+# The programme's operating point lives in configs/desp.toml [triage.desp]; the
+# values chosen on seed 2 were:
+#   gradable_at_least = {t['gradable']}    p(gradable)
+#   r3_at_least = {t['r3']}          p(r3)
+#   referable_at_least = {t['referable']}  p(r2) + p(r3)
+#   m1_at_least = {t['m1']}          p(m1)
+#   any_dr_at_least = {t['any_dr']}      p(r1) + p(r2) + p(r3)
+# applied to gradable images; an eye is graded by its worst gradable field (no
+# gradable field = U), a study by its worse eye.
 id = "dr-screen"
-version = "0.1.0"
+version = "1.0.0"
 file = {q(os.path.basename(a.onnx))}
 sha256 = "{sha}"
 intended_use = "Research and pipeline demonstration: grades each Ophthalmic Photography fundus image (macula or disc field) for diabetic retinopathy in the English DESP scheme: R0-R3, M1 and gradability. Not a medical device; not for clinical use."
@@ -97,11 +121,10 @@ modalities = ["OP"]
 photometric = ["YBR_FULL_422", "YBR_FULL", "RGB"]
 
 [thresholds]
-# referable (not a label): p(r2) + p(r3) >= {t['referable']}
 r3 = {t['r3']}
 m1 = {t['m1']}
 gradable = {t['gradable']}
-"""
+{evaluation}"""
     with open(a.out, "w") as f:
         f.write(text)
     print(f"wrote {a.out} (sha256 {sha})")

@@ -73,15 +73,17 @@ class Batch:
         ok = self.p[:, 5] >= t["gradable"]
         ref = ok & ((self.p[:, 2] + self.p[:, 3] >= t["referable"]) | (self.p[:, 4] >= t["m1"]))
         r3 = ok & (self.p[:, 3] >= t["r3"])
+        dr = ok & (self.p[:, 1] + self.p[:, 2] + self.p[:, 3] >= t.get("any_dr", 0.5))
         u = np.ones(n, bool)
-        pref, pr3 = np.zeros(n, bool), np.zeros(n, bool)
+        pref, pr3, pdr = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
         np.logical_and.at(u, self.img_eye, ~ok)
         np.logical_or.at(pref, self.img_eye, ref)
         np.logical_or.at(pr3, self.img_eye, r3)
-        return u, pref, pr3
+        np.logical_or.at(pdr, self.img_eye, dr)
+        return u, pref, pr3, pdr
 
     def metrics(self, t):
-        u, pref, pr3 = self.eyes(t)
+        u, pref, pr3, pdr = self.eyes(t)
         g = self.eye_gradable
         truth_ref = g & ((self.eye_r >= 2) | (self.eye_m == 1))
         truth_neg = g & ~truth_ref
@@ -95,6 +97,9 @@ class Batch:
             "eye_referable_spec": frac(~pref & ~u, truth_neg),
             "eye_r3_sens": frac(pr3 & ~u, truth_r3),
             "eye_r3_spec": frac(~pr3, g & ~truth_r3),
+            # Any DR (R1 or worse, or M1) vs R0M0, the REVIEW / NO_DISEASE split.
+            "eye_any_dr_sens": frac(pdr & ~u, g & ((self.eye_r >= 1) | (self.eye_m == 1))),
+            "eye_any_dr_spec": frac(~pdr & ~u, g & (self.eye_r == 0) & (self.eye_m == 0)),
             "eye_ungradable_sens": frac(u, ~g),
             "eye_false_u_rate": frac(u, g),
         }
@@ -149,13 +154,19 @@ def logit_mid(a, b):
 
 
 def threshold_for(pos_scores, neg_scores, sens):
-    """Largest threshold (score >= t is positive) that keeps sensitivity >= sens,
-    placed midway (logit space) to the next lower score to leave a margin."""
-    pos = np.sort(pos_scores)
-    k = int(np.floor((1 - sens) * len(pos) + 1e-9))  # positives we may lose
-    t_hi = pos[k]
-    below = np.concatenate([pos[pos < t_hi], neg_scores[neg_scores < t_hi]])
-    return logit_mid(t_hi, below.max()) if len(below) else float(t_hi)
+    """Threshold t (score >= t is positive) with the best specificity among those
+    keeping sensitivity >= sens, then the best sensitivity; placed in the middle
+    (logit space) of the gap between the two scores it falls between."""
+    pos, neg = np.asarray(pos_scores, float), np.asarray(neg_scores, float)
+    s = np.unique(np.concatenate([pos, neg]))
+    cuts = [s[0] / 2] + [logit_mid(a, b) for a, b in zip(s[:-1], s[1:])]
+    best = None
+    for c in cuts:
+        se, sp = np.mean(pos >= c), np.mean(neg < c)
+        key = (se >= sens, sp if se >= sens else se, se)
+        if best is None or key > best[0]:
+            best = (key, c)
+    return float(best[1])
 
 
 def choose(b):
@@ -180,13 +191,23 @@ def choose(b):
     _, t["referable"], t["m1"] = ties[len(ties) // 2]  # the middle of the equally good pairs
     t["referable"], t["m1"] = float(t["referable"]), float(t["m1"])
     # R3: per gradable image of R3 eyes, the eye's best image must reach t_r3.
-    u, _, _ = b.eyes({**t, "r3": 0.5})
+    u, _, _, _ = b.eyes({**t, "r3": 0.5})
     r3_eye = np.zeros(len(b.eye_keys))
     ok = b.p[:, 5] >= t["gradable"]
     np.maximum.at(r3_eye, b.img_eye[ok], b.p[ok, 3])
     g = b.eye_gradable & ~u
     pos = g & (b.eye_r == 3)
     t["r3"] = threshold_for(r3_eye[pos], r3_eye[g & ~pos], TARGET["r3_sens"])
+    # Any DR (R1+ or M1 vs R0M0, per eye): the threshold with the largest
+    # sensitivity + specificity (R1 has no referral target; it sets REVIEW vs NO_DISEASE).
+    dr_eye = np.zeros(len(b.eye_keys))
+    np.maximum.at(dr_eye, b.img_eye[ok], b.p[ok, 1] + b.p[ok, 2] + b.p[ok, 3])
+    pos = g & ((b.eye_r >= 1) | (b.eye_m == 1))
+    neg = g & ~pos
+    cands = np.unique(dr_eye[g])
+    j = [np.mean(dr_eye[pos] >= c) + np.mean(dr_eye[neg] < c) for c in cands]
+    i = int(np.argmax(j))
+    t["any_dr"] = logit_mid(cands[i], cands[i - 1]) if i > 0 else float(cands[i])
     return {k: round(v, 4) for k, v in t.items()}
 
 

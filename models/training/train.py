@@ -153,6 +153,9 @@ def main():
         k = n // a.batch
         print(f"epoch {epoch + 1}/{a.epochs} {time.time() - t0:.0f}s loss R {tot[0] / k:.3f} M {tot[1] / k:.3f} "
               f"G {tot[2] / k:.3f} | val " + " ".join(f"{key} {val:.4f}" for key, val in v.items()), flush=True)
+        # Every epoch, so a run stopped part-way still leaves its latest weights
+        # (under another name: a.out itself means "finished").
+        torch.save(model.state_dict(), a.out + ".last")
     torch.save(model.state_dict(), a.out)
     print(f"trained in {time.time() - t0:.0f} s -> {a.out}")
 

@@ -38,6 +38,23 @@ pub struct ModelCard {
     /// Operating thresholds per output label, e.g. `referable = 0.42`.
     #[serde(default)]
     pub thresholds: BTreeMap<String, f32>,
+    /// Held-out figures, when the authors published them: what data, the
+    /// command that reproduces them, and the numbers. Shown by `doctor` and
+    /// copied into `run.json`, so a board sees what the model was measured at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<Evaluation>,
+}
+
+/// The card's `[evaluation]` table.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Evaluation {
+    /// Which data, e.g. "synthetic, nightscreen synth --studies 500 --seed 3".
+    pub data: String,
+    /// The command that reproduces the figures.
+    pub command: String,
+    /// Figure name -> value, e.g. `referable_sensitivity_eye = 0.981`.
+    #[serde(flatten)]
+    pub figures: BTreeMap<String, f64>,
 }
 
 /// Memory layout of the input tensor.

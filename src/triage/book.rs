@@ -225,6 +225,7 @@ mod tests {
                 output: OutputSpec { name: "y".into(), labels: vec!["r3".into(), "r2".into()], activation: Activation::None },
                 accepts: Accepts::default(),
                 thresholds: [("r2".to_string(), 0.4)].into_iter().collect(),
+                evaluation: None,
             },
             card_path: PathBuf::new(),
             onnx_path: PathBuf::new(),
