@@ -176,9 +176,16 @@ fn voi_for(obj: &Obj, frame: u32, signed: bool, endian: Endian) -> Result<Voi, D
 }
 
 /// Applies `model` to a frame's stored values.
-pub(crate) fn render(stored: &Stored, model: &Model, width: u32, height: u32) -> Frame {
+pub(crate) fn render(stored: Stored, model: &Model, width: u32, height: u32) -> Frame {
     let pixels = match model {
-        Model::Rgb { max } => stored.values.iter().map(|&v| clamp01(v / max)).collect(),
+        // In place: a colour photograph's samples are tens of megabytes.
+        Model::Rgb { max } => {
+            let mut values = stored.values;
+            for v in &mut values {
+                *v = clamp01(*v / max);
+            }
+            values
+        }
         Model::Palette { r, g, b } => {
             let mut out = Vec::with_capacity(stored.values.len() * 3);
             for &v in &stored.values {

@@ -246,13 +246,14 @@ impl Decoder {
                         codec.endian(),
                     )?),
                 };
-                let frame = display::render(&stored, m, a.cols, a.rows);
+                let stats = stored.stats;
+                let frame = display::render(stored, m, a.cols, a.rows);
                 let meta = ImageMeta {
                     instance: inst.clone(),
                     frame_index: i,
                     width: a.cols,
                     height: a.rows,
-                    stored: stored.stats,
+                    stored: stats,
                 };
                 Ok(DecodedImage {
                     meta: Arc::new(meta),
@@ -367,12 +368,12 @@ mod tests {
             },
             voi: window(0.5, 201.0, VoiFunction::Linear),
         };
-        let two = render(&stored, &model(false), 3, 1);
+        let two = render(stored.clone(), &model(false), 3, 1);
         assert_eq!(two.channels, 1);
         assert_eq!(two.pixels[0], 0.0);
         assert!((two.pixels[1] - 0.5).abs() < 1e-6);
         assert_eq!(two.pixels[2], 1.0);
-        let one = render(&stored, &model(true), 3, 1);
+        let one = render(stored.clone(), &model(true), 3, 1);
         for (a, b) in one.pixels.iter().zip(&two.pixels) {
             assert!((a + b - 1.0).abs() < 1e-6);
         }
@@ -488,7 +489,7 @@ mod tests {
             channels: 1,
             stats: Default::default(),
         };
-        let f = render(&stored, &Model::Palette { r, g, b }, 2, 1);
+        let f = render(stored.clone(), &Model::Palette { r, g, b }, 2, 1);
         assert_eq!(f.channels, 3);
         assert_eq!(f.pixels, vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
     }

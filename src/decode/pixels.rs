@@ -150,6 +150,15 @@ fn read_samples(
                 out.push(f32::from(v));
             }
         }
+        (SampleKind::Int { bits: 8, signed: false }, 8) => {
+            // The common case (JPEG baseline output, 8-bit photographs): no
+            // bit fixing, and passes the compiler vectorises, instead of the
+            // general per-sample path, which cost a third of a whole run.
+            let start = (bit_offset / 8) as usize;
+            let bytes = &raw[start..start + n];
+            out.extend(bytes.iter().map(|&b| f32::from(b)));
+            return Ok((out, byte_stats(bytes)));
+        }
         (SampleKind::Int { bits, signed }, 8 | 16 | 32) => {
             let bytes = usize::from(ba / 8);
             let start = (bit_offset / 8) as usize;
@@ -186,6 +195,35 @@ fn read_samples(
         }
     }
     Ok((out, acc.finish()))
+}
+
+/// Exact statistics of unsigned bytes (integer sum, so the same mean as
+/// the general path's f64 accumulation). Lane arrays over fixed chunks let
+/// the compiler use vector min/max/add; per block so u32 lanes never overflow.
+fn byte_stats(bytes: &[u8]) -> PixelStats {
+    const LANES: usize = 32;
+    if bytes.is_empty() {
+        return StatsAcc::default().finish();
+    }
+    let (mut lo, mut hi, mut total) = (u8::MAX, u8::MIN, 0u64);
+    for block in bytes.chunks(1 << 20) {
+        let (mut mn, mut mx, mut sum) = ([u8::MAX; LANES], [u8::MIN; LANES], [0u32; LANES]);
+        let mut chunks = block.chunks_exact(LANES);
+        for chunk in &mut chunks {
+            for i in 0..LANES {
+                mn[i] = mn[i].min(chunk[i]);
+                mx[i] = mx[i].max(chunk[i]);
+                sum[i] += u32::from(chunk[i]);
+            }
+        }
+        for &b in chunks.remainder() {
+            (lo, hi, total) = (lo.min(b), hi.max(b), total + u64::from(b));
+        }
+        lo = lo.min(mn.into_iter().min().unwrap_or(u8::MAX));
+        hi = hi.max(mx.into_iter().max().unwrap_or(u8::MIN));
+        total += sum.iter().map(|&v| u64::from(v)).sum::<u64>();
+    }
+    PixelStats { mean: total as f64 / bytes.len() as f64, min: f64::from(lo), max: f64::from(hi) }
 }
 
 fn read_uint(chunk: &[u8], endian: Endian) -> u64 {
