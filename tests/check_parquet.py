@@ -34,6 +34,8 @@ EXPECTED = {
     "studies": {
         "rank": pa.int32(), "study_uid": pa.string(), "band": pa.string(), "score": pa.float32(),
         "reason": pa.string(), "modalities": pa.list_(pa.string()), "study_datetime": pa.timestamp("us"),
+        "right_eye_grade": pa.string(), "left_eye_grade": pa.string(),
+        **{f"{eye}_eye_p_{p}": pa.float32() for eye in ("right", "left") for p in ("referable", "r3", "m1", "gradable")},
     },
 }
 IDENTIFYING = {"patient_id", "patient_name", "accession_number", "patient_birth_date"}

@@ -135,4 +135,29 @@ fn tables_carry_eye_grades_laterality_field_and_image_grade() {
         assert_eq!(values.len(), STUDIES);
         assert!(values.iter().all(|v| v.as_deref().is_some_and(|v| !v.is_empty())), "{column}: {values:?}");
     }
+    // Per-eye probabilities agree with the eye grades: a referable eye has
+    // the highest p(referable) or p(m1), an ungradable one none at all.
+    for eye in ["right_eye", "left_eye"] {
+        let grades = strings(&studies, &format!("{eye}_grade"));
+        let referable = f32s(&studies, &format!("{eye}_p_referable"));
+        let gradable = f32s(&studies, &format!("{eye}_p_gradable"));
+        for ((grade, p_ref), p_grad) in grades.iter().zip(&referable).zip(&gradable) {
+            let grade = grade.as_deref().unwrap_or_default();
+            assert!(p_grad.is_some_and(|p| (0.0..=1.0).contains(&p)), "{eye} p_gradable {p_grad:?}");
+            if grade == "U" {
+                assert!(p_ref.is_none(), "{eye} is U but has p_referable {p_ref:?}");
+            } else {
+                assert!(p_ref.is_some_and(|p| (0.0..=1.0).contains(&p)), "{eye} {grade} p_referable {p_ref:?}");
+            }
+        }
+    }
+}
+
+fn f32s(batches: &[arrow_array::RecordBatch], column: &str) -> Vec<Option<f32>> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float32Type;
+    batches
+        .iter()
+        .flat_map(|b| b.column_by_name(column).unwrap_or_else(|| panic!("no column {column}")).as_primitive::<Float32Type>().iter().collect::<Vec<_>>())
+        .collect()
 }

@@ -150,6 +150,11 @@ pub fn rejected_batch(rows: &[(Rejected, chrono::DateTime<chrono::Utc>)], run: &
     ])
 }
 
+/// One per-eye probability column; null when the eye was not graded.
+fn eye_prob(rows: &[StudyResult], eye: &str, pick: fn(&crate::triage::desp::EyeProbs) -> Option<f32>) -> ArrayRef {
+    Arc::new(Float32Array::from(rows.iter().map(|s| s.eye_probs.get(eye).and_then(pick)).collect::<Vec<_>>()))
+}
+
 /// `studies/`: one row per study, in worklist order.
 pub fn studies_batch(rows: &[StudyResult], run: &RunStamp) -> RecordBatch {
     let n = rows.len();
@@ -164,6 +169,14 @@ pub fn studies_batch(rows: &[StudyResult], run: &RunStamp) -> RecordBatch {
         ("reason", strings(rows.iter().map(|s| s.reason.as_str()))),
         ("right_eye_grade", opt_strings(rows.iter().map(|s| s.eyes.get("R").map(String::as_str)))),
         ("left_eye_grade", opt_strings(rows.iter().map(|s| s.eyes.get("L").map(String::as_str)))),
+        ("right_eye_p_referable", eye_prob(rows, "R", |p| p.referable)),
+        ("right_eye_p_r3", eye_prob(rows, "R", |p| p.r3)),
+        ("right_eye_p_m1", eye_prob(rows, "R", |p| p.m1)),
+        ("right_eye_p_gradable", eye_prob(rows, "R", |p| Some(p.gradable))),
+        ("left_eye_p_referable", eye_prob(rows, "L", |p| p.referable)),
+        ("left_eye_p_r3", eye_prob(rows, "L", |p| p.r3)),
+        ("left_eye_p_m1", eye_prob(rows, "L", |p| p.m1)),
+        ("left_eye_p_gradable", eye_prob(rows, "L", |p| Some(p.gradable))),
         ("images_scored", Arc::new(Int32Array::from_iter_values(rows.iter().map(|s| s.images_scored as i32)))),
         ("files_failed", Arc::new(Int32Array::from_iter_values(rows.iter().map(|s| s.files_failed as i32)))),
         ("files_skipped", Arc::new(Int32Array::from_iter_values(rows.iter().map(|s| s.files_skipped as i32)))),

@@ -29,6 +29,9 @@ pub struct StudyResult {
     pub models: Vec<String>,
     /// DESP grade per eye ("R" / "L" → "R2M0", "U"), when graded.
     pub eyes: BTreeMap<String, String>,
+    /// The probabilities behind each eye's grade, same keys.
+    #[serde(skip)]
+    pub eye_probs: BTreeMap<String, desp::EyeProbs>,
 }
 
 #[derive(Default)]
@@ -181,6 +184,7 @@ impl<'r> StudyBook<'r> {
                     files_skipped: acc.skipped,
                     models: acc.models.iter().map(|&m| format!("{} {}", rules.models[m].0, rules.models[m].1)).collect(),
                     eyes: eyes.iter().map(|e| (e.eye.clone(), e.label())).collect(),
+                    eye_probs: eyes.iter().map(|e| (e.eye.clone(), e.probs)).collect(),
                 })
             })
             .collect();

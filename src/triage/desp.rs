@@ -144,6 +144,31 @@ pub struct EyeGrade {
     /// The field that decided the grade (the worst gradable one, or the
     /// least ungradable when none is gradable).
     pub decisive: Field,
+    pub probs: EyeProbs,
+}
+
+/// An eye's probabilities for the analyst tables: the highest over its
+/// gradable fields (over all fields for gradability), so they agree with
+/// the grade, which also takes the worst gradable field.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EyeProbs {
+    /// p(r2) + p(r3).
+    pub referable: Option<f32>,
+    pub r3: Option<f32>,
+    pub m1: Option<f32>,
+    pub gradable: f32,
+}
+
+impl EyeProbs {
+    fn of(fields: &[&Field]) -> Self {
+        let top = |f: fn(&ImageGrade) -> f32| fields.iter().filter(|x| x.grade.gradable).map(|x| f(&x.grade)).reduce(f32::max);
+        Self {
+            referable: top(|g| g.p_referable),
+            r3: top(|g| g.p_r3),
+            m1: top(|g| g.p_m1),
+            gradable: fields.iter().map(|x| x.grade.p_gradable).fold(0.0, f32::max),
+        }
+    }
 }
 
 impl EyeGrade {
@@ -165,6 +190,7 @@ pub fn grade_eyes(fields: &[Field]) -> Vec<EyeGrade> {
     eyes.into_iter()
         .filter_map(|eye| {
             let of_eye: Vec<&Field> = fields.iter().filter(|f| f.eye == eye).collect();
+            let probs = EyeProbs::of(&of_eye);
             let gradable = of_eye.iter().filter(|f| f.grade.gradable);
             match gradable.max_by(|a, b| severity(&a.grade).partial_cmp(&severity(&b.grade)).unwrap_or(std::cmp::Ordering::Equal)) {
                 Some(worst) => Some(EyeGrade {
@@ -174,10 +200,11 @@ pub fn grade_eyes(fields: &[Field]) -> Vec<EyeGrade> {
                     m1: of_eye.iter().any(|f| f.grade.gradable && f.grade.m1),
                     unsure: of_eye.iter().any(|f| f.grade.gradable && f.grade.unsure),
                     decisive: (*worst).clone(),
+                    probs,
                 }),
                 None => {
                     let best = of_eye.iter().max_by(|a, b| a.grade.p_gradable.total_cmp(&b.grade.p_gradable))?;
-                    Some(EyeGrade { eye, ungradable: true, r: 0, m1: false, unsure: false, decisive: (*best).clone() })
+                    Some(EyeGrade { eye, ungradable: true, r: 0, m1: false, unsure: false, decisive: (*best).clone(), probs })
                 }
             }
         })
