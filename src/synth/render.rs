@@ -103,7 +103,10 @@ pub struct Scratch {
     /// f32 RGB image, for photographs that are blurred before noise.
     rgb: Vec<f32>,
     tmp: Vec<f32>,
-    /// The finished 8-bit RGB image.
+    /// The finished 8-bit image, one plane per channel (what the JPEG
+    /// encoder reads, and the per-pixel loops write without interleaving).
+    planes: [Vec<u8>; 3],
+    /// The same image interleaved, for [`render`].
     out: Vec<u8>,
 }
 
@@ -135,6 +138,30 @@ pub fn render<'s>(
     height: u32,
     scratch: &'s mut Scratch,
 ) -> &'s [u8] {
+    render_planes(retina, view, defect, rng, width, height, scratch);
+    let Scratch { planes, out, .. } = scratch;
+    out.clear();
+    out.extend(
+        planes[0]
+            .iter()
+            .zip(&planes[1])
+            .zip(&planes[2])
+            .flat_map(|((&r, &g), &b)| [r, g, b]),
+    );
+    out
+}
+
+/// Renders one field; returns its R, G and B planes, `width × height`
+/// bytes each (borrowed from `scratch`). Same pixels as [`render`].
+pub fn render_planes<'s>(
+    retina: &Retina,
+    view: &View,
+    defect: Option<Defect>,
+    rng: &mut Rng,
+    width: u32,
+    height: u32,
+    scratch: &'s mut Scratch,
+) -> [&'s [u8]; 3] {
     let (w, h) = (width as usize, height as usize);
     let look = Look::new(defect, rng);
     let Scratch {
@@ -144,7 +171,8 @@ pub fn render<'s>(
         noise,
         rgb,
         tmp,
-        out,
+        planes,
+        ..
     } = scratch;
     masks.reset(w, h);
     for v in &retina.vessels {
@@ -169,8 +197,10 @@ pub fn render<'s>(
     let exu_gain = [0, 1, 2].map(|k| EXUDATE[k] / retina.pigment[k]);
     let fin = Finish::new(&look);
     let noise_seed = rng.next_u64();
-    out.clear();
-    out.resize(w * h * 3, 0);
+    for p in planes.iter_mut() {
+        p.clear();
+        p.resize(w * h, 0);
+    }
     let (radius, passes) = look.blur;
     let blurred = radius > 0;
     row.grid_row = None;
@@ -201,7 +231,7 @@ pub fn render<'s>(
                 noise_seed,
                 y,
                 span,
-                &mut out[y * w * 3..(y + 1) * w * 3],
+                planes.each_mut().map(|p| &mut p[y * w..(y + 1) * w]),
             );
         }
     }
@@ -227,11 +257,11 @@ pub fn render<'s>(
                 noise_seed,
                 y,
                 span,
-                &mut out[y * w * 3..(y + 1) * w * 3],
+                planes.each_mut().map(|p| &mut p[y * w..(y + 1) * w]),
             );
         }
     }
-    out
+    planes.each_ref().map(Vec::as_slice)
 }
 
 /// Interpolates the background grid at row `y` into `row.c` and
@@ -339,7 +369,7 @@ fn finish_row(
     seed: u64,
     y: usize,
     (x0, x1): (usize, usize),
-    out: &mut [u8],
+    out: [&mut [u8]; 3],
 ) {
     // Field stop: 1 inside, a one-pixel soft edge, computed exactly only
     // where the row meets the rim.
@@ -370,12 +400,11 @@ fn finish_row(
             c[i] = (c[i] * clear + light[i].min(1.2) * haze + amp * n[i]) * edge[i];
         }
     }
-    let (r, g, b) = (&row.c[0][x0..x1], &row.c[1][x0..x1], &row.c[2][x0..x1]);
-    for (i, px) in out[3 * x0..3 * x1].chunks_exact_mut(3).enumerate() {
+    for (k, out) in out.into_iter().enumerate() {
         // `as u8` saturates: no clamp needed.
-        px[0] = r[i] as u8;
-        px[1] = g[i] as u8;
-        px[2] = b[i] as u8;
+        for (o, &c) in out[x0..x1].iter_mut().zip(&row.c[k][x0..x1]) {
+            *o = c as u8;
+        }
     }
 }
 
