@@ -177,13 +177,8 @@ pub fn render_planes<'s>(
         planes,
         ..
     } = scratch;
-    masks.reset(w, h);
-    for v in &retina.vessels {
-        masks.vessel(view, v);
-    }
-    for l in &retina.lesions {
-        masks.lesion(view, l.kind, &l.blobs);
-    }
+    masks.reset(w, h, view);
+    masks.stamp(view, retina);
     grid_cells(cells, view, w, h);
     shade_base(base, cells, w, retina, view, &look);
     if noise.len() < NOISE_LEN + w {
@@ -596,7 +591,7 @@ fn grid_cells(cells: &mut Vec<(usize, usize)>, view: &View, w: usize, h: usize) 
 }
 
 /// The columns of row `y` inside the field stop (radius + 1 px), if any.
-fn fov_span(view: &View, w: usize, y: usize) -> Option<(usize, usize)> {
+pub(super) fn fov_span(view: &View, w: usize, y: usize) -> Option<(usize, usize)> {
     let dy = y as f32 + 0.5 - view.c[1];
     let r = view.radius + 1.0;
     let half2 = r * r - dy * dy;
