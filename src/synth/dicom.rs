@@ -41,7 +41,10 @@ pub fn encode_jpeg(planes: [&[u8]; 3], width: u32, height: u32) -> Result<Vec<u8
         (Ok(w), Ok(h)) if w > 0 && h > 0 => (w, h),
         _ => return Err(SynthError::Size { width, height }),
     };
-    if planes.iter().any(|p| p.len() < usize::from(w) * usize::from(h)) {
+    if planes
+        .iter()
+        .any(|p| p.len() < usize::from(w) * usize::from(h))
+    {
         return Err(SynthError::Size { width, height });
     }
     let mut jpeg = Vec::with_capacity(planes[0].len() / 4);

@@ -243,8 +243,12 @@ pub struct JpegEncoder {
     cr: Vec<u8>,
     /// Where each block of the MCU row went ([`MCU_BLOCKS`] per MCU).
     slots: Vec<Slot>,
-    /// Transformed batches of the MCU row.
+    /// Transformed batches of the MCU row (the first `ndone` are in use;
+    /// kept between rows so they are not zeroed again).
     done: Vec<Coefs>,
+    ndone: usize,
+    /// One batch per quantisation table (luma, chroma).
+    batches: [Batch; 2],
     avx2: bool,
 }
 
@@ -274,11 +278,23 @@ impl Default for Coefs {
 
 /// Blocks waiting for the DCT, all with the same quantisation table:
 /// `x[k][lane]` is natural coefficient `k` of the block in `lane`.
+#[derive(Debug, Clone)]
 struct Batch {
     x: [[i32; LANES]; 64],
+    /// Blocks loaded; 0 when the batch is not open.
     n: usize,
     /// Index in [`JpegEncoder::done`] reserved for the result.
     at: usize,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch {
+            x: [[0; LANES]; 64],
+            n: 0,
+            at: 0,
+        }
+    }
 }
 
 impl JpegEncoder {
@@ -298,6 +314,8 @@ impl JpegEncoder {
             cr: Vec::new(),
             slots: Vec::new(),
             done: Vec::new(),
+            ndone: 0,
+            batches: [Batch::default(), Batch::default()],
             avx2: has_avx2(),
         }
     }
@@ -361,7 +379,13 @@ impl JpegEncoder {
                     }
                     Slot::Lane(at, lane) => (&self.done[at as usize], usize::from(lane)),
                 };
-                write_dc(coefs.zz[lane][0], &mut prev[comp], &self.dc[t], &mut bits, out);
+                write_dc(
+                    coefs.zz[lane][0],
+                    &mut prev[comp],
+                    &self.dc[t],
+                    &mut bits,
+                    out,
+                );
                 write_ac(&coefs.zz[lane], coefs.nz[lane], &self.ac[t], &mut bits, out);
             }
         }
@@ -428,9 +452,7 @@ impl JpegEncoder {
     #[inline(always)]
     fn transform_row(&mut self, mcus: usize, wp: usize) {
         self.slots.clear();
-        self.done.clear();
-        // One open batch per quantisation table (luma, chroma).
-        let mut open: [Option<Batch>; 2] = [None, None];
+        self.ndone = 0;
         for m in 0..mcus {
             for b in 0..MCU_BLOCKS {
                 let (plane, stride, x) = match b {
@@ -445,14 +467,14 @@ impl JpegEncoder {
                     self.slots.push(Slot::Flat(dc));
                     continue;
                 }
-                let batch = open[t].get_or_insert_with(|| {
-                    self.done.push(Coefs::default());
-                    Batch {
-                        x: [[0; LANES]; 64],
-                        n: 0,
-                        at: self.done.len() - 1,
+                let batch = &mut self.batches[t];
+                if batch.n == 0 {
+                    batch.at = self.ndone;
+                    self.ndone += 1;
+                    if self.done.len() < self.ndone {
+                        self.done.push(Coefs::default());
                     }
-                });
+                }
                 let lane = batch.n;
                 for r in 0..8 {
                     let src = &plane[r * stride + x..r * stride + x + 8];
@@ -464,13 +486,19 @@ impl JpegEncoder {
                 self.slots.push(Slot::Lane(batch.at as u32, lane as u8));
                 if batch.n == LANES {
                     dct_quant(&mut batch.x, &self.q[t], &mut self.done[batch.at]);
-                    open[t] = None;
+                    batch.n = 0;
                 }
             }
         }
-        for (t, batch) in open.iter_mut().enumerate() {
-            if let Some(batch) = batch {
+        for (t, batch) in self.batches.iter_mut().enumerate() {
+            if batch.n > 0 {
+                // Lanes not loaded hold an earlier batch's coefficients;
+                // zeros keep their (unread) arithmetic small.
+                for k in batch.x.iter_mut() {
+                    k[batch.n..].fill(0);
+                }
                 dct_quant(&mut batch.x, &self.q[t], &mut self.done[batch.at]);
+                batch.n = 0;
             }
         }
     }
@@ -572,24 +600,75 @@ fn dct_quant(x: &mut [[i32; LANES]; 64], q: &Quant, out: &mut Coefs) {
         let round = if c % 2 == 0 { 1 << (PASS1_BITS - 1) } else { 0 };
         dct8(x, c, 8, true, round);
     }
-    // Quantise in lane order (branch-free, so it vectorises), then give
-    // each block its own zig-zag row for the Huffman coder.
-    let mut qn = [[0i16; LANES]; 64];
-    for k in 0..64 {
+    // Quantise in lane order and zig-zag order (branch-free, so it
+    // vectorises), then give each block its own row for the Huffman coder.
+    let mut qz = [[0i16; LANES]; 64];
+    for (i, &k) in ZIGZAG.iter().enumerate() {
+        let k = usize::from(k);
         let (recip, corr) = (q.recip[k], q.corr[k]);
         for l in 0..LANES {
             // The DCT's output is an i16 in `jpeg-encoder`; it always fits.
             let v = i32::from(x[k][l] as i16);
             let sign = v >> 31;
             let m = ((((v ^ sign) - sign) + corr) * recip) >> 15;
-            qn[k][l] = ((m ^ sign) - sign) as i16;
+            qz[i][l] = ((m ^ sign) - sign) as i16;
         }
     }
+    transpose(&qz, &mut out.zz);
     for l in 0..LANES {
-        for (i, &k) in ZIGZAG.iter().enumerate() {
-            out.zz[l][i] = qn[usize::from(k)][l];
-        }
         out.nz[l] = nonzero(&out.zz[l]);
+    }
+}
+
+/// `dst[l][i] = src[i][l]`, as eight 8 × 8 transposes.
+#[inline(always)]
+fn transpose(src: &[[i16; LANES]; 64], dst: &mut [[i16; 64]; LANES]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            __m128i, _mm_loadu_si128, _mm_storeu_si128, _mm_unpackhi_epi16, _mm_unpackhi_epi32,
+            _mm_unpackhi_epi64, _mm_unpacklo_epi16, _mm_unpacklo_epi32, _mm_unpacklo_epi64,
+        };
+        for j in 0..8 {
+            // SAFETY: SSE2 is part of x86_64; loads read `src[8j..8j + 8]`
+            // (8 lanes of i16 each) and stores write `dst[l][8j..8j + 8]`.
+            unsafe {
+                let r: [__m128i; 8] =
+                    std::array::from_fn(|t| _mm_loadu_si128(src[8 * j + t].as_ptr().cast()));
+                let a = [
+                    _mm_unpacklo_epi16(r[0], r[1]),
+                    _mm_unpackhi_epi16(r[0], r[1]),
+                    _mm_unpacklo_epi16(r[2], r[3]),
+                    _mm_unpackhi_epi16(r[2], r[3]),
+                    _mm_unpacklo_epi16(r[4], r[5]),
+                    _mm_unpackhi_epi16(r[4], r[5]),
+                    _mm_unpacklo_epi16(r[6], r[7]),
+                    _mm_unpackhi_epi16(r[6], r[7]),
+                ];
+                let b = [
+                    _mm_unpacklo_epi32(a[0], a[2]),
+                    _mm_unpackhi_epi32(a[0], a[2]),
+                    _mm_unpacklo_epi32(a[1], a[3]),
+                    _mm_unpackhi_epi32(a[1], a[3]),
+                    _mm_unpacklo_epi32(a[4], a[6]),
+                    _mm_unpackhi_epi32(a[4], a[6]),
+                    _mm_unpacklo_epi32(a[5], a[7]),
+                    _mm_unpackhi_epi32(a[5], a[7]),
+                ];
+                for h in 0..4 {
+                    let lo = _mm_unpacklo_epi64(b[h], b[h + 4]);
+                    let hi = _mm_unpackhi_epi64(b[h], b[h + 4]);
+                    _mm_storeu_si128(dst[2 * h][8 * j..].as_mut_ptr().cast(), lo);
+                    _mm_storeu_si128(dst[2 * h + 1][8 * j..].as_mut_ptr().cast(), hi);
+                }
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    for (l, row) in dst.iter_mut().enumerate() {
+        for (i, v) in row.iter_mut().enumerate() {
+            *v = src[i][l];
+        }
     }
 }
 
@@ -658,7 +737,11 @@ fn write_dc(dc: i16, prev: &mut i16, table: &Huff, bits: &mut BitWriter, out: &m
     *prev = dc;
     let (n, v) = magnitude(diff);
     let s = n as usize;
-    bits.put(out, (u32::from(table.code[s]) << n) | v, u32::from(table.len[s]) + n);
+    bits.put(
+        out,
+        (u32::from(table.code[s]) << n) | v,
+        u32::from(table.len[s]) + n,
+    );
 }
 
 #[inline]
@@ -669,13 +752,7 @@ fn put_eob(table: &Huff, bits: &mut BitWriter, out: &mut Vec<u8>) {
 /// Huffman-codes the AC coefficients of a block, visiting only the
 /// non-zero ones (bits of `nz`).
 #[inline]
-fn write_ac(
-    zz: &[i16; 64],
-    nz: u64,
-    table: &Huff,
-    bits: &mut BitWriter,
-    out: &mut Vec<u8>,
-) {
+fn write_ac(zz: &[i16; 64], nz: u64, table: &Huff, bits: &mut BitWriter, out: &mut Vec<u8>) {
     let mut mask = nz & !1;
     let mut last = 0u32;
     while mask != 0 {
@@ -687,7 +764,11 @@ fn write_ac(
         }
         let (n, v) = magnitude(i32::from(zz[i as usize]));
         let s = ((run << 4) | n) as usize;
-        bits.put(out, (u32::from(table.code[s]) << n) | v, u32::from(table.len[s]) + n);
+        bits.put(
+            out,
+            (u32::from(table.code[s]) << n) | v,
+            u32::from(table.len[s]) + n,
+        );
         last = i;
         mask &= mask - 1;
     }

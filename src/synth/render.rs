@@ -474,22 +474,18 @@ fn finish_row(
         row.edge[x] = (view.radius - (dx * dx + dy * dy).sqrt() + 0.5).clamp(0.0, 1.0);
     }
     let mut offsets = PixelNoise::new(seed, y as u32);
-    for k in 0..3 {
+    for (k, out) in out.into_iter().enumerate() {
         let start = offsets.offset(NOISE_LEN);
         let n = &noise[start..start + (x1 - x0)];
-        let (c, light, edge) = (&mut row.c[k][x0..x1], &row.light[x0..x1], &row.edge[x0..x1]);
+        let (c, light, edge) = (&row.c[k][x0..x1], &row.light[x0..x1], &row.edge[x0..x1]);
         let (clear, haze, amp) = (fin.clear, fin.haze[k], fin.noise);
-        for i in 0..c.len() {
-            c[i] = (c[i] * clear + light[i].min(1.2) * haze + amp * n[i]) * edge[i];
-        }
-    }
-    for (k, out) in out.into_iter().enumerate() {
-        for (o, &c) in out[x0..x1].iter_mut().zip(&row.c[k][x0..x1]) {
-            // What `c as u8` gives (truncation, saturating at 0 and 255,
+        for (i, o) in out[x0..x1].iter_mut().enumerate() {
+            let v = (c[i] * clear + light[i].min(1.2) * haze + amp * n[i]) * edge[i];
+            // What `v as u8` gives (truncation, saturating at 0 and 255,
             // NaN to 0), in a form that vectorises: `max` maps NaN to 0.
-            let c = c.max(0.0).min(255.0);
-            // SAFETY: `c` is finite and within 0..=255 here.
-            *o = unsafe { c.to_int_unchecked::<i32>() } as u8;
+            let v = v.max(0.0).min(255.0);
+            // SAFETY: `v` is finite and within 0..=255 here.
+            *o = unsafe { v.to_int_unchecked::<i32>() } as u8;
         }
     }
 }
