@@ -17,8 +17,8 @@ use dicom_core::value::{DataSetSequence, PixelFragmentSequence};
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
-use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
 
+use super::jpeg::JpegEncoder;
 use super::study::{EyePlan, ImagePlan, StudyPlan};
 use super::SynthError;
 
@@ -30,22 +30,25 @@ pub const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
 /// that microaneurysms survive, about 0.4 MB per 1600 × 1200 image.
 pub const JPEG_QUALITY: u8 = 90;
 
-/// Encodes interleaved RGB as a baseline JPEG in YCbCr with 4:2:2 chroma
-/// subsampling (what YBR_FULL_422 declares), padded to an even length as a
-/// DICOM fragment must be.
+/// Encodes an RGB image given as planes as a baseline JPEG in YCbCr with
+/// 4:2:2 chroma subsampling (what YBR_FULL_422 declares), padded to an even
+/// length as a DICOM fragment must be.
 ///
 /// # Errors
-/// When the encoder refuses the image (zero or over-large dimensions).
-pub fn encode_jpeg(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>, SynthError> {
+/// When a dimension is zero or over 65535, or a plane is too short.
+pub fn encode_jpeg(planes: [&[u8]; 3], width: u32, height: u32) -> Result<Vec<u8>, SynthError> {
     let (w, h) = match (u16::try_from(width), u16::try_from(height)) {
-        (Ok(w), Ok(h)) => (w, h),
+        (Ok(w), Ok(h)) if w > 0 && h > 0 => (w, h),
         _ => return Err(SynthError::Size { width, height }),
     };
-    let mut jpeg = Vec::with_capacity(rgb.len() / 8);
-    let mut enc = Encoder::new(&mut jpeg, JPEG_QUALITY);
-    enc.set_sampling_factor(SamplingFactor::F_2_1);
-    enc.encode(rgb, w, h, ColorType::Rgb)
-        .map_err(SynthError::Jpeg)?;
+    if planes
+        .iter()
+        .any(|p| p.len() < usize::from(w) * usize::from(h))
+    {
+        return Err(SynthError::Size { width, height });
+    }
+    let mut jpeg = Vec::with_capacity(planes[0].len() / 4);
+    JpegEncoder::new(JPEG_QUALITY).encode(planes, w, h, &mut jpeg);
     if jpeg.len() % 2 == 1 {
         jpeg.push(0);
     }

@@ -11,7 +11,7 @@
 //! seed (patient, UIDs, grades, image defects), [`retina`] builds each eye's
 //! anatomy and (with `lesions`) its lesions in retina coordinates, [`render`]
 //! photographs each field as a view over that retina (with [`stamp`] and
-//! [`optics`]), [`dicom`] writes the files and
+//! [`optics`]), [`jpeg`] compresses them, [`dicom`] writes the files and
 //! [`truth`] the answer key. Studies are independent and run on rayon; each
 //! draws from its own stream forked from the seed, so output is
 //! byte-identical for a seed whatever the thread count.
@@ -20,6 +20,7 @@
 //! SeriesNumber (1 R macula, 2 R disc, 3 L macula, 4 L disc).
 
 pub mod dicom;
+pub mod jpeg;
 mod lesions;
 pub mod optics;
 pub mod render;
@@ -83,8 +84,6 @@ pub enum SynthError {
     },
     #[error("image size {width}x{height} is not supported (1..=65535 each)")]
     Size { width: u32, height: u32 },
-    #[error("JPEG encoding failed")]
-    Jpeg(#[source] jpeg_encoder::EncodingError),
     #[error("cannot build the file meta group of {}", path.display())]
     Meta {
         path: PathBuf,
@@ -233,7 +232,7 @@ fn generate_eye(
     let mut eye_grade = Grade(None);
     for image in &eye.images {
         let view = View::new(&retina, image.field, cfg.width, cfg.height, &mut rng);
-        let rgb = render::render(
+        let rgb = render::render_planes(
             &retina,
             &view,
             image.defect,

@@ -1,12 +1,14 @@
 //! Pixels: one field of one eye, as a 45° fundus camera would record it.
 //!
-//! [`Retina`] + [`View`] in, 8-bit interleaved RGB out. 4 000 images must
-//! render in well under a minute on two cores, next to a JPEG encoder that
-//! alone takes about 15 ms per image, so the work per pixel is kept small:
-//! the smooth background (pigment, texture, macula, disc, light) is shaded
-//! on a coarse grid and interpolated; vessels and lesions are stamped into
-//! 8-bit masks over their own bounding boxes ([`super::stamp`]); then one
-//! pass per pixel combines grid, masks, haze and noise straight into bytes.
+//! [`Retina`] + [`View`] in, 8-bit RGB out (planes for the JPEG encoder,
+//! or interleaved). 4 000 images must render and encode in well under a
+//! minute on two cores, about 16 ms of CPU per image in all, so the work
+//! per pixel is kept small: only pixels inside the field stop are worked
+//! on; the smooth background (pigment, texture, macula, disc, light) is
+//! shaded on a coarse grid and interpolated; vessels and lesions are
+//! stamped into 8-bit masks over their own bounding boxes
+//! ([`super::stamp`]); then one pass per row combines grid, masks, haze
+//! and noise straight into bytes, compiled for AVX2 where the CPU has it.
 //! Only defocused or hazy (ungradable) photographs take a blur and a
 //! second pass.
 
@@ -96,6 +98,8 @@ pub struct Scratch {
     masks: Masks,
     /// Background grid ([`BASE_STEP`], [`BASE_CH`]).
     base: Vec<f32>,
+    /// Per grid row, the cells that are shaded ([`grid_cells`]).
+    cells: Vec<(usize, usize)>,
     row: Row,
     /// Camera noise: a fixed table of unit-variance values; each row and
     /// channel reads it from its own random offset ([`NOISE_LEN`]).
@@ -103,7 +107,10 @@ pub struct Scratch {
     /// f32 RGB image, for photographs that are blurred before noise.
     rgb: Vec<f32>,
     tmp: Vec<f32>,
-    /// The finished 8-bit RGB image.
+    /// The finished 8-bit image, one plane per channel (what the JPEG
+    /// encoder reads, and the per-pixel loops write without interleaving).
+    planes: [Vec<u8>; 3],
+    /// The same image interleaved, for [`render`].
     out: Vec<u8>,
 }
 
@@ -135,25 +142,47 @@ pub fn render<'s>(
     height: u32,
     scratch: &'s mut Scratch,
 ) -> &'s [u8] {
+    render_planes(retina, view, defect, rng, width, height, scratch);
+    let Scratch { planes, out, .. } = scratch;
+    out.clear();
+    out.extend(
+        planes[0]
+            .iter()
+            .zip(&planes[1])
+            .zip(&planes[2])
+            .flat_map(|((&r, &g), &b)| [r, g, b]),
+    );
+    out
+}
+
+/// Renders one field; returns its R, G and B planes, `width × height`
+/// bytes each (borrowed from `scratch`). Same pixels as [`render`].
+pub fn render_planes<'s>(
+    retina: &Retina,
+    view: &View,
+    defect: Option<Defect>,
+    rng: &mut Rng,
+    width: u32,
+    height: u32,
+    scratch: &'s mut Scratch,
+) -> [&'s [u8]; 3] {
     let (w, h) = (width as usize, height as usize);
     let look = Look::new(defect, rng);
     let Scratch {
         masks,
         base,
+        cells,
         row,
         noise,
         rgb,
         tmp,
-        out,
+        planes,
+        ..
     } = scratch;
-    masks.reset(w, h);
-    for v in &retina.vessels {
-        masks.vessel(view, v);
-    }
-    for l in &retina.lesions {
-        masks.lesion(view, l.kind, &l.blobs);
-    }
-    shade_base(base, w, h, retina, view, &look);
+    masks.reset(w, h, view);
+    masks.stamp(view, retina);
+    grid_cells(cells, view, w, h);
+    shade_base(base, cells, w, retina, view, &look);
     if noise.len() < NOISE_LEN + w {
         // Always the same table (fixed seed), so output never depends on
         // which worker renders an image.
@@ -169,84 +198,164 @@ pub fn render<'s>(
     let exu_gain = [0, 1, 2].map(|k| EXUDATE[k] / retina.pigment[k]);
     let fin = Finish::new(&look);
     let noise_seed = rng.next_u64();
-    out.clear();
-    out.resize(w * h * 3, 0);
-    let (radius, passes) = look.blur;
-    let blurred = radius > 0;
-    row.grid_row = None;
-    if blurred {
-        rgb.clear();
-        rgb.resize(w * h * 3, 0.0);
+    for p in planes.iter_mut() {
+        // Every byte is written below: no need to clear.
+        p.resize(w * h, 0);
     }
-    for y in 0..h {
-        let Some(span) = fov_span(view, w, y) else {
-            continue;
-        };
-        background_row(row, base, w, y, span);
-        tissue_row(row, masks, y, span, &exu_gain);
-        if blurred {
-            // Defocus blurs the retina, not the camera's noise or field stop.
-            let dst = &mut rgb[y * w * 3..(y + 1) * w * 3];
-            for x in span.0..span.1 {
-                for k in 0..3 {
-                    dst[3 * x + k] = row.c[k][x];
+    let (radius, passes) = look.blur;
+    let mut rows = Rows {
+        row,
+        base,
+        cells,
+        masks,
+        view,
+        fin: &fin,
+        noise,
+        noise_seed,
+        exu_gain,
+        planes: &mut *planes,
+        rgb,
+        w,
+        h,
+    };
+    if radius > 0 {
+        // Defocus blurs the retina, not the camera's noise or field stop.
+        rows.rgb.clear();
+        rows.rgb.resize(w * h * 3, 0.0);
+        rows.run(Stage::Retina);
+        box_blur(&mut rows.rgb[..], tmp, w, h, radius, passes);
+        rows.run(Stage::FinishBlurred);
+    } else {
+        rows.run(Stage::Finish);
+    }
+    planes.each_ref().map(Vec::as_slice)
+}
+
+/// What one pass over the rows does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Retina, then haze, noise and field stop, into the planes.
+    Finish,
+    /// Retina only, into the f32 image (to be blurred).
+    Retina,
+    /// Haze, noise and field stop over the blurred f32 image.
+    FinishBlurred,
+}
+
+/// Everything the per-row passes read and write.
+struct Rows<'a> {
+    row: &'a mut Row,
+    base: &'a [f32],
+    cells: &'a [(usize, usize)],
+    masks: &'a Masks,
+    view: &'a View,
+    fin: &'a Finish,
+    noise: &'a [f32],
+    noise_seed: u64,
+    exu_gain: [f32; 3],
+    planes: &'a mut [Vec<u8>; 3],
+    rgb: &'a mut Vec<f32>,
+    w: usize,
+    h: usize,
+}
+
+impl Rows<'_> {
+    /// One pass over all rows, compiled for AVX2 when the CPU has it (the
+    /// row loops then take eight pixels at a time). The arithmetic is the
+    /// same IEEE operations either way (Rust never fuses them), so are
+    /// the pixels.
+    fn run(&mut self, stage: Stage) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            unsafe { self.run_avx2(stage) };
+            return;
+        }
+        self.pass(stage);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn run_avx2(&mut self, stage: Stage) {
+        self.pass(stage);
+    }
+
+    #[inline(always)]
+    fn pass(&mut self, stage: Stage) {
+        let (w, h) = (self.w, self.h);
+        self.row.grid_row = None;
+        for y in 0..h {
+            let span = fov_span(self.view, w, y);
+            if stage != Stage::Retina {
+                // Black outside the field stop.
+                let (x0, x1) = span.unwrap_or((w, w));
+                for p in self.planes.iter_mut() {
+                    p[y * w..y * w + x0].fill(0);
+                    p[y * w + x1.max(x0)..(y + 1) * w].fill(0);
                 }
             }
-        } else {
-            finish_row(
-                row,
-                &fin,
-                view,
-                noise,
-                noise_seed,
-                y,
-                span,
-                &mut out[y * w * 3..(y + 1) * w * 3],
-            );
-        }
-    }
-    if blurred {
-        box_blur(rgb, tmp, w, h, radius, passes);
-        row.grid_row = None;
-        for y in 0..h {
-            let Some(span) = fov_span(view, w, y) else {
+            let Some(span) = span else {
                 continue;
             };
-            background_row(row, base, w, y, span);
-            let src = &rgb[y * w * 3..(y + 1) * w * 3];
-            for x in span.0..span.1 {
-                for k in 0..3 {
-                    row.c[k][x] = src[3 * x + k];
+            background_row(self.row, self.base, self.cells, w, y, span);
+            let row = &mut *self.row;
+            match stage {
+                Stage::Finish | Stage::Retina => {
+                    tissue_row(row, self.masks, y, span, &self.exu_gain);
                 }
+                Stage::FinishBlurred => {
+                    let src = &self.rgb[y * w * 3..(y + 1) * w * 3];
+                    for x in span.0..span.1 {
+                        for k in 0..3 {
+                            row.c[k][x] = src[3 * x + k];
+                        }
+                    }
+                }
+            }
+            if stage == Stage::Retina {
+                let dst = &mut self.rgb[y * w * 3..(y + 1) * w * 3];
+                for x in span.0..span.1 {
+                    for k in 0..3 {
+                        dst[3 * x + k] = row.c[k][x];
+                    }
+                }
+                continue;
             }
             finish_row(
                 row,
-                &fin,
-                view,
-                noise,
-                noise_seed,
+                self.fin,
+                self.view,
+                self.noise,
+                self.noise_seed,
                 y,
                 span,
-                &mut out[y * w * 3..(y + 1) * w * 3],
+                self.planes.each_mut().map(|p| &mut p[y * w..(y + 1) * w]),
             );
         }
     }
-    out
 }
 
 /// Interpolates the background grid at row `y` into `row.c` and
 /// `row.light` over `span`. The two grid rows around `y` are first
 /// expanded to full width (once per [`BASE_STEP`] rows), so the per-row
 /// work is one contiguous, vectorisable lerp.
-fn background_row(row: &mut Row, base: &[f32], w: usize, y: usize, (x0, x1): (usize, usize)) {
+#[inline(always)]
+fn background_row(
+    row: &mut Row,
+    base: &[f32],
+    cells: &[(usize, usize)],
+    w: usize,
+    y: usize,
+    (x0, x1): (usize, usize),
+) {
     let (j, fy) = (y / BASE_STEP, (y % BASE_STEP) as f32 / BASE_STEP as f32);
     if row.grid_row != Some(j) {
         if row.grid_row == Some(j.wrapping_sub(1)) {
             std::mem::swap(&mut row.above, &mut row.below);
         } else {
-            expand(&mut row.above, base, w, j);
+            expand(&mut row.above, base, cells[j], w, j);
         }
-        expand(&mut row.below, base, w, j + 1);
+        expand(&mut row.below, base, cells[j + 1], w, j + 1);
         row.grid_row = Some(j);
     }
     let [c0, c1, c2] = &mut row.c;
@@ -261,14 +370,18 @@ fn background_row(row: &mut Row, base: &[f32], w: usize, y: usize, (x0, x1): (us
     }
 }
 
-/// Grid row `j`, linearly interpolated to `w` pixels, planar by channel.
-fn expand(dst: &mut Vec<f32>, base: &[f32], w: usize, j: usize) {
+/// Grid row `j`, linearly interpolated to `w` pixels, planar by channel;
+/// only between the grid cells `[i0, i1)` that were shaded.
+#[inline(always)]
+fn expand(dst: &mut Vec<f32>, base: &[f32], (i0, i1): (usize, usize), w: usize, j: usize) {
     const STEPS: [f32; BASE_STEP] = [0.0, 0.25, 0.5, 0.75];
     let gw = w / BASE_STEP + 2;
     let src = &base[j * gw * BASE_CH..(j + 1) * gw * BASE_CH];
     dst.resize(BASE_CH * w, 0.0);
+    let chunks = i0..i1.saturating_sub(1);
     for k in 0..BASE_CH {
-        for (i, cell) in dst[k * w..(k + 1) * w].chunks_mut(BASE_STEP).enumerate() {
+        let line = dst[k * w..(k + 1) * w].chunks_mut(BASE_STEP).enumerate();
+        for (i, cell) in line.skip(chunks.start).take(chunks.len()) {
             let (a, b) = (src[i * BASE_CH + k], src[(i + 1) * BASE_CH + k]);
             for (v, t) in cell.iter_mut().zip(STEPS) {
                 *v = a + (b - a) * t;
@@ -279,6 +392,7 @@ fn expand(dst: &mut Vec<f32>, base: &[f32], w: usize, j: usize) {
 
 /// The retina's colour along a row: background times the absorption of
 /// vessels and blood, lightened by exudates.
+#[inline(always)]
 fn tissue_row(row: &mut Row, m: &Masks, y: usize, (x0, x1): (usize, usize), exu_gain: &[f32; 3]) {
     const S: f32 = 1.0 / 255.0;
     let o = y * m.w;
@@ -331,6 +445,7 @@ impl Finish {
 
 /// Haze, camera noise and the field stop, then 8 bits, for one row.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn finish_row(
     row: &mut Row,
     fin: &Finish,
@@ -339,7 +454,7 @@ fn finish_row(
     seed: u64,
     y: usize,
     (x0, x1): (usize, usize),
-    out: &mut [u8],
+    out: [&mut [u8]; 3],
 ) {
     // Field stop: 1 inside, a one-pixel soft edge, computed exactly only
     // where the row meets the rim.
@@ -361,30 +476,37 @@ fn finish_row(
         row.edge[x] = (view.radius - (dx * dx + dy * dy).sqrt() + 0.5).clamp(0.0, 1.0);
     }
     let mut offsets = PixelNoise::new(seed, y as u32);
-    for k in 0..3 {
+    for (k, out) in out.into_iter().enumerate() {
         let start = offsets.offset(NOISE_LEN);
         let n = &noise[start..start + (x1 - x0)];
-        let (c, light, edge) = (&mut row.c[k][x0..x1], &row.light[x0..x1], &row.edge[x0..x1]);
+        let (c, light, edge) = (&row.c[k][x0..x1], &row.light[x0..x1], &row.edge[x0..x1]);
         let (clear, haze, amp) = (fin.clear, fin.haze[k], fin.noise);
-        for i in 0..c.len() {
-            c[i] = (c[i] * clear + light[i].min(1.2) * haze + amp * n[i]) * edge[i];
+        for (i, o) in out[x0..x1].iter_mut().enumerate() {
+            let v = (c[i] * clear + light[i].min(1.2) * haze + amp * n[i]) * edge[i];
+            // What `v as u8` gives (truncation, saturating at 0 and 255,
+            // NaN to 0), in a form that vectorises: `max` maps NaN to 0.
+            let v = v.max(0.0).min(255.0);
+            // SAFETY: `v` is finite and within 0..=255 here.
+            *o = unsafe { v.to_int_unchecked::<i32>() } as u8;
         }
-    }
-    let (r, g, b) = (&row.c[0][x0..x1], &row.c[1][x0..x1], &row.c[2][x0..x1]);
-    for (i, px) in out[3 * x0..3 * x1].chunks_exact_mut(3).enumerate() {
-        // `as u8` saturates: no clamp needed.
-        px[0] = r[i] as u8;
-        px[1] = g[i] as u8;
-        px[2] = b[i] as u8;
     }
 }
 
 /// Background, macula and disc, lit and vignetted, on a grid every
 /// [`BASE_STEP`] pixels (one extra row and column for interpolation).
-fn shade_base(base: &mut Vec<f32>, w: usize, h: usize, retina: &Retina, view: &View, look: &Look) {
-    let (gw, gh) = (w / BASE_STEP + 2, h / BASE_STEP + 2);
-    base.clear();
-    base.reserve(gw * gh * BASE_CH);
+///
+/// Only the cells in `cells` (per grid row, see [`grid_cells`]) are
+/// shaded; the others keep stale values that no pixel reads.
+fn shade_base(
+    base: &mut Vec<f32>,
+    cells: &[(usize, usize)],
+    w: usize,
+    retina: &Retina,
+    view: &View,
+    look: &Look,
+) {
+    let gw = w / BASE_STEP + 2;
+    base.resize(gw * cells.len() * BASE_CH, 0.0);
     let (s, c) = view.rot.sin_cos();
     let inv_ppd = 1.0 / view.ppd;
     let cup_centre = [
@@ -393,9 +515,9 @@ fn shade_base(base: &mut Vec<f32>, w: usize, h: usize, retina: &Retina, view: &V
     ];
     let macula_sigma2 = 2.0 * 0.6f32.powi(2);
     let fovea_sigma2 = 2.0 * 0.12f32.powi(2);
-    for j in 0..gh {
+    for (j, &(i0, i1)) in cells.iter().enumerate() {
         let fy = (j * BASE_STEP) as f32 + 0.5 - view.c[1];
-        for i in 0..gw {
+        for i in i0..i1 {
             let fx = (i * BASE_STEP) as f32 + 0.5 - view.c[0];
             let q = [
                 view.centre[0] + (c * fx - s * fy) * inv_ppd,
@@ -437,14 +559,37 @@ fn shade_base(base: &mut Vec<f32>, w: usize, h: usize, retina: &Retina, view: &V
                 }
             }
             let light = look.illum(fx / view.radius, fy / view.radius);
-            base.extend((0..3).map(|k| col[k] * light * look.tint[k]));
-            base.push(light);
+            let cell = &mut base[(j * gw + i) * BASE_CH..(j * gw + i + 1) * BASE_CH];
+            for k in 0..3 {
+                cell[k] = col[k] * light * look.tint[k];
+            }
+            cell[3] = light;
         }
     }
 }
 
+/// Per background grid row, the cells `[i0, i1)` that pixels inside the
+/// field stop interpolate from. Grid row `j` serves image rows
+/// `BASE_STEP * (j - 1)` to `BASE_STEP * (j + 1) - 1` (as the row below
+/// or above them); each pixel reads the cell left and right of it.
+fn grid_cells(cells: &mut Vec<(usize, usize)>, view: &View, w: usize, h: usize) {
+    let gh = h / BASE_STEP + 2;
+    cells.clear();
+    for j in 0..gh {
+        let rows = (j * BASE_STEP).saturating_sub(BASE_STEP)..((j + 1) * BASE_STEP).min(h);
+        let (x0, x1) = rows
+            .filter_map(|y| fov_span(view, w, y))
+            .fold((w, 0), |(a, b), (x0, x1)| (a.min(x0), b.max(x1)));
+        cells.push(if x0 < x1 {
+            (x0 / BASE_STEP, (x1 - 1) / BASE_STEP + 2)
+        } else {
+            (0, 0)
+        });
+    }
+}
+
 /// The columns of row `y` inside the field stop (radius + 1 px), if any.
-fn fov_span(view: &View, w: usize, y: usize) -> Option<(usize, usize)> {
+pub(super) fn fov_span(view: &View, w: usize, y: usize) -> Option<(usize, usize)> {
     let dy = y as f32 + 0.5 - view.c[1];
     let r = view.radius + 1.0;
     let half2 = r * r - dy * dy;

@@ -121,23 +121,36 @@ impl Texture {
         let coarse_n = cols / 6 + 2;
         let coarse: Vec<f32> = (0..coarse_n * coarse_n).map(|_| rng.normal()).collect();
         let ridge: Vec<f32> = (0..coarse_n * coarse_n).map(|_| rng.normal()).collect();
-        let sample = |g: &[f32], x: f32, y: f32| {
-            let (x0, y0) = (x.floor() as usize, y.floor() as usize);
-            let (fx, fy) = (x - x0 as f32, y - y0 as f32);
-            let (fx, fy) = (fx * fx * (3.0 - 2.0 * fx), fy * fy * (3.0 - 2.0 * fy));
+        // Bilinear with smoothstep weights on a coarse grid. Where and how
+        // far between grid nodes a column or row falls is worked out once
+        // per column and row, not per value: same arithmetic, same values.
+        let at = |v: f32| {
+            let i = v.floor() as usize;
+            let f = v - i as f32;
+            (i, f * f * (3.0 - 2.0 * f))
+        };
+        let sample = |g: &[f32], (x0, fx): (usize, f32), (y0, fy): (usize, f32)| {
             let at = |i: usize, j: usize| g[j.min(coarse_n - 1) * coarse_n + i.min(coarse_n - 1)];
             let top = at(x0, y0) * (1.0 - fx) + at(x0 + 1, y0) * fx;
             let bot = at(x0, y0 + 1) * (1.0 - fx) + at(x0 + 1, y0 + 1) * fx;
             top * (1.0 - fy) + bot * fy
         };
+        let coarse_at: Vec<_> = (0..cols).map(|i| at(i as f32 / 6.0)).collect();
+        let ridge_at: Vec<_> = (0..cols).map(|i| at(i as f32 / 6.0 * 1.7)).collect();
         let mut values = Vec::with_capacity(cols * rows);
         for j in 0..rows {
+            let (cy, ry) = (at(j as f32 / 6.0), at(j as f32 / 6.0 * 1.7));
             for i in 0..cols {
-                let (x, y) = (i as f32 / 6.0, j as f32 / 6.0);
-                let c = 0.6 * sample(&coarse, x, y);
-                let r = sample(&ridge, x * 1.7, y * 1.7);
-                let ridged = (1.0 - (r.abs() * 3.0).min(1.0)).powi(2);
-                values.push(c + 0.35 * rng.normal() - 1.6 * tessellation * ridged);
+                let c = 0.6 * sample(&coarse, coarse_at[i], cy);
+                // Without tessellation the ridge term is exactly 0.
+                let ridge = if tessellation == 0.0 {
+                    0.0
+                } else {
+                    let r = sample(&ridge, ridge_at[i], ry);
+                    let ridged = (1.0 - (r.abs() * 3.0).min(1.0)).powi(2);
+                    1.6 * tessellation * ridged
+                };
+                values.push(c + 0.35 * rng.normal() - ridge);
             }
         }
         Self { cols, rows, values }

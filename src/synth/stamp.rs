@@ -3,8 +3,8 @@
 //! joints, the ellipses of one blot) do not darken twice. The shading pass
 //! in [`super::render`] then reads every mask once per pixel.
 
-use super::render::View;
-use super::retina::{Blob, LesionKind, Vessel, VesselKind};
+use super::render::{fov_span, View};
+use super::retina::{Blob, LesionKind, Retina, Vessel, VesselKind};
 
 /// The masks of one image, each `w × h`, 0–255.
 #[derive(Debug, Default)]
@@ -19,19 +19,72 @@ pub struct Masks {
     pub blood: Vec<u8>,
     /// Coverage by hard exudates.
     pub exudate: Vec<u8>,
+    /// Per row, the columns inside the field stop: the only pixels that
+    /// are stamped (and read), so the only ones to clear for the next image.
+    spans: Vec<(usize, usize)>,
 }
 
 impl Masks {
-    pub fn reset(&mut self, w: usize, h: usize) {
-        (self.w, self.h) = (w, h);
-        for m in [
+    /// Empty masks for a `w × h` photograph through `view`.
+    pub fn reset(&mut self, w: usize, h: usize, view: &View) {
+        let masks = [
             &mut self.art,
             &mut self.vein,
             &mut self.blood,
             &mut self.exudate,
-        ] {
-            m.clear();
-            m.resize(w * h, 0);
+        ];
+        if (self.w, self.h) == (w, h) && self.spans.len() == h {
+            for m in masks {
+                for (y, &(x0, x1)) in self.spans.iter().enumerate() {
+                    m[y * w + x0..y * w + x1].fill(0);
+                }
+            }
+        } else {
+            for m in masks {
+                m.clear();
+                m.resize(w * h, 0);
+            }
+        }
+        (self.w, self.h) = (w, h);
+        self.spans.clear();
+        self.spans
+            .extend((0..h).map(|y| fov_span(view, w, y).unwrap_or((0, 0))));
+    }
+
+    /// `[x0, x1)` clipped to the field stop on row `y`.
+    #[inline(always)]
+    fn clip(&self, y: usize, x0: usize, x1: usize) -> (usize, usize) {
+        let (s0, s1) = self.spans[y];
+        let x0 = x0.max(s0);
+        (x0, x1.min(s1).max(x0))
+    }
+
+    /// Stamps every vessel and lesion of `retina` as `view` sees it,
+    /// compiled for AVX2 when the CPU has it (same IEEE operations, so the
+    /// same masks).
+    pub fn stamp(&mut self, view: &View, retina: &Retina) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            unsafe { self.stamp_avx2(view, retina) };
+            return;
+        }
+        self.stamp_all(view, retina);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn stamp_avx2(&mut self, view: &View, retina: &Retina) {
+        self.stamp_all(view, retina);
+    }
+
+    #[inline(always)]
+    fn stamp_all(&mut self, view: &View, retina: &Retina) {
+        for v in &retina.vessels {
+            self.vessel(view, v);
+        }
+        for l in &retina.lesions {
+            self.lesion(view, l.kind, &l.blobs);
         }
     }
 
@@ -47,7 +100,8 @@ impl Masks {
     }
 
     /// Stamps one vessel's absorption profile.
-    pub fn vessel(&mut self, view: &View, v: &Vessel) {
+    #[inline(always)]
+    fn vessel(&mut self, view: &View, v: &Vessel) {
         // Fewer, longer segments cost less: keep every third point where
         // the vessel is smooth and its width steady (not beads, not the
         // tortuous new vessels).
@@ -71,11 +125,6 @@ impl Masks {
                 [a[0].min(b[0]) - pad, a[1].min(b[1]) - pad],
                 [a[0].max(b[0]) + pad, a[1].max(b[1]) + pad],
             );
-            let mask = if v.kind == VesselKind::Vein {
-                &mut self.vein
-            } else {
-                &mut self.art
-            };
             let (ex, ey) = (b[0] - a[0], b[1] - a[1]);
             let len2 = (ex * ex + ey * ey).max(1e-6);
             // Most of the tree lies outside the field of view.
@@ -95,6 +144,9 @@ impl Masks {
             } else {
                 0.0
             };
+            // Only wide arteries show the central light reflex (an `exp`
+            // per pixel); everything else takes the branch-free loop.
+            let reflex = reflex && wa.max(wb) > 3.0;
             for y in y0..y1 {
                 let fy = y as f32 + 0.5 - a[1];
                 let (x0, x1) = if steep {
@@ -106,27 +158,24 @@ impl Masks {
                 } else {
                     (x0, x1)
                 };
-                for x in x0..x1 {
-                    let fx = x as f32 + 0.5 - a[0];
-                    let t = ((fx * ex + fy * ey) / len2).clamp(0.0, 1.0);
-                    let (dx, dy) = (fx - t * ex, fy - t * ey);
-                    let d2 = dx * dx + dy * dy;
-                    let hw = wa + (wb - wa) * t;
-                    if d2 >= (hw + 0.75) * (hw + 0.75) {
-                        continue;
-                    }
-                    // A 1.5-pixel soft edge: the slight blur of real optics.
-                    let d = d2.sqrt();
-                    let cover = ((hw + 0.75 - d) / 1.5).min(1.0);
-                    let u = (d / hw.max(0.5)).min(1.0);
-                    // Darker along the axis (more blood in the light path) ...
-                    let mut s = cover * (0.55 + 0.45 * (1.0 - u * u).sqrt());
-                    // ... except the arteries' central light reflex.
-                    if reflex && hw > 3.0 {
-                        s *= 1.0 - 0.3 * (-(u * u) * 25.0).exp();
-                    }
-                    let m = &mut mask[y * w + x];
-                    *m = (*m).max((s * 255.0) as u8);
+                let (x0, x1) = self.clip(y, x0, x1);
+                let mask = if v.kind == VesselKind::Vein {
+                    &mut self.vein[y * w..(y + 1) * w]
+                } else {
+                    &mut self.art[y * w..(y + 1) * w]
+                };
+                let seg = Segment {
+                    a,
+                    e: [ex, ey],
+                    len2,
+                    wa,
+                    wb,
+                    fy,
+                };
+                if reflex {
+                    seg.row_reflex(&mut mask[x0..x1], x0);
+                } else {
+                    seg.row(&mut mask[x0..x1], x0);
                 }
             }
         }
@@ -134,7 +183,8 @@ impl Masks {
 
     /// Stamps one lesion made of ellipses (haemorrhages, exudates) or the
     /// boat shape of a pre-retinal haemorrhage.
-    pub fn lesion(&mut self, view: &View, kind: LesionKind, blobs: &[Blob]) {
+    #[inline(always)]
+    fn lesion(&mut self, view: &View, kind: LesionKind, blobs: &[Blob]) {
         if blobs.is_empty() {
             return;
         }
@@ -159,6 +209,7 @@ impl Masks {
         let (x0, x1, y0, y1) = self.bbox(min, max);
         let w = self.w;
         for y in y0..y1 {
+            let (x0, x1) = self.clip(y, x0, x1);
             for x in x0..x1 {
                 let (fx, fy) = (x as f32 + 0.5, y as f32 + 0.5);
                 let i = y * w + x;
@@ -193,6 +244,75 @@ impl Masks {
             }
         }
     }
+}
+
+/// One vessel segment from `a` along `e` (pixels), half-width `wa` at `a`
+/// to `wb` at the other end, on the row `fy` below `a`.
+struct Segment {
+    a: [f32; 2],
+    e: [f32; 2],
+    len2: f32,
+    wa: f32,
+    wb: f32,
+    fy: f32,
+}
+
+impl Segment {
+    /// Absorption profile at `fx` (pixels right of `a`): distance to the
+    /// centre line, half-width there, and the stamp value (≤ 0 outside).
+    #[inline(always)]
+    fn profile(&self, fx: f32) -> (f32, f32, f32) {
+        let [ex, ey] = self.e;
+        let t = ((fx * ex + self.fy * ey) / self.len2).clamp(0.0, 1.0);
+        let (dx, dy) = (fx - t * ex, self.fy - t * ey);
+        let d2 = dx * dx + dy * dy;
+        let hw = self.wa + (self.wb - self.wa) * t;
+        // A 1.5-pixel soft edge: the slight blur of real optics.
+        let d = d2.sqrt();
+        let cover = ((hw + 0.75 - d) / 1.5).min(1.0);
+        let u = (d / hw.max(0.5)).min(1.0);
+        // Darker along the axis (more blood in the light path).
+        (u, hw, cover * (0.55 + 0.45 * (1.0 - u * u).sqrt()))
+    }
+
+    /// Stamps the row's pixels `x0..` into `mask` (max-blended), without
+    /// branches so that it vectorises. Pixels past the soft edge come out
+    /// ≤ 0, or below one level where `d2` rounds onto the edge, and so
+    /// leave the mask as it was.
+    #[inline(always)]
+    fn row(&self, mask: &mut [u8], x0: usize) {
+        for (i, m) in mask.iter_mut().enumerate() {
+            let fx = (x0 + i) as i32 as f32 + 0.5 - self.a[0];
+            let (_, _, s) = self.profile(fx);
+            *m = (*m).max(level(s));
+        }
+    }
+
+    /// As [`Segment::row`], for arteries wide enough for the central light
+    /// reflex.
+    #[inline(always)]
+    fn row_reflex(&self, mask: &mut [u8], x0: usize) {
+        for (i, m) in mask.iter_mut().enumerate() {
+            let fx = (x0 + i) as f32 + 0.5 - self.a[0];
+            let (u, hw, mut s) = self.profile(fx);
+            if s <= 0.0 {
+                continue;
+            }
+            if hw > 3.0 {
+                s *= 1.0 - 0.3 * (-(u * u) * 25.0).exp();
+            }
+            *m = (*m).max(level(s));
+        }
+    }
+}
+
+/// `(s * 255.0) as u8` (truncating, saturating at 0 and 255), in a form
+/// that vectorises.
+#[inline(always)]
+fn level(s: f32) -> u8 {
+    let v = (s * 255.0).max(0.0).min(255.0);
+    // SAFETY: `v` is finite and within 0..=255 (`max` maps NaN to 0).
+    unsafe { v.to_int_unchecked::<i32>() as u8 }
 }
 
 /// Coverage (0–1) of a union of ellipses at pixel `(x, y)`, with `soft`
