@@ -5,6 +5,7 @@
 //! card, not new code. The frame's pixels are dropped here: only tensors
 //! (a few hundred KiB each) wait in the infer queue.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use fast_image_resize::images::{Image, ImageRef};
@@ -45,7 +46,7 @@ impl Preprocessor {
         let resized = if frame.width == spec.width && frame.height == spec.height {
             converted
         } else {
-            resize(&mut self.resizer, &converted, frame.width, frame.height, spec)?
+            Cow::Owned(resize(&mut self.resizer, &converted, frame.width, frame.height, spec)?)
         };
         let pixels = (spec.width * spec.height) as usize;
         let mut tensor = vec![0f32; pixels * channels];
@@ -68,8 +69,10 @@ impl Preprocessor {
 }
 
 /// Interleaved pixels with the model's channel count: greyscale is
-/// replicated to RGB, RGB becomes luma (ITU-R BT.601 weights) for 1-channel models.
-fn convert_channels(frame: &Frame, want: u8) -> Result<Vec<f32>, PreprocessError> {
+/// replicated to RGB, RGB becomes luma (ITU-R BT.601 weights) for 1-channel
+/// models. Borrowed when the counts already match: a photograph's frame is
+/// tens of megabytes and copying it cost more than resizing it.
+fn convert_channels(frame: &Frame, want: u8) -> Result<Cow<'_, [f32]>, PreprocessError> {
     let have = frame.channels as usize;
     let pixels = frame.width as usize * frame.height as usize;
     if frame.pixels.len() != pixels * have || (have != 1 && have != 3) {
@@ -82,9 +85,9 @@ fn convert_channels(frame: &Frame, want: u8) -> Result<Vec<f32>, PreprocessError
         });
     }
     Ok(match (have, want) {
-        (1, 3) => frame.pixels.iter().flat_map(|&v| [v, v, v]).collect(),
-        (3, 1) => frame.pixels.chunks_exact(3).map(|p| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]).collect(),
-        _ => frame.pixels.clone(),
+        (1, 3) => Cow::Owned(frame.pixels.iter().flat_map(|&v| [v, v, v]).collect()),
+        (3, 1) => Cow::Owned(frame.pixels.chunks_exact(3).map(|p| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]).collect()),
+        _ => Cow::Borrowed(&frame.pixels),
     })
 }
 
