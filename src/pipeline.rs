@@ -131,7 +131,7 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
         .iter()
         .map(|m| runtime.session(m, infer_threads))
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let decoder = Decoder::new(&cfg.decode);
+    let decoder = Decoder::new(&cfg.decode).with_model_inputs(models.iter().map(|m| (m.card.input.width, m.card.input.height)).collect());
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(decode_threads)
         .thread_name(|i| format!("decode-{i}"))

@@ -30,6 +30,10 @@ fn dcm_files(dir: &Path) -> Vec<std::path::PathBuf> {
 }
 
 fn decode(path: &Path) -> DecodedImage {
+    decode_with(path, Decoder::new(&DecodeConfig::default()))
+}
+
+fn decode_with(path: &Path, decoder: Decoder) -> DecodedImage {
     let inst = Arc::new(Instance {
         path: path.to_path_buf(),
         rel_path: path.display().to_string(),
@@ -37,7 +41,7 @@ fn decode(path: &Path) -> DecodedImage {
         models: vec![0],
     });
     let mut out = Vec::new();
-    Decoder::new(&DecodeConfig::default()).decode_each(&inst, |m| out.push(m));
+    decoder.decode_each(&inst, |m| out.push(m));
     assert_eq!(out.len(), 1, "{}", path.display());
     out.pop()
         .and_then(|m| m.ok())
@@ -254,4 +258,28 @@ print('ok', len(files))
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn a_photograph_for_a_small_model_is_decoded_at_a_reduced_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    generate(dir.path(), 5);
+    let file = &dcm_files(dir.path())[0];
+    let full = decode(file);
+    let for_384 = || Decoder::new(&DecodeConfig::default()).with_model_inputs(vec![(384, 384)]);
+    let reduced = decode_with(file, for_384());
+    // 1/4 would leave 300 rows for a 384-row model, so 1/2.
+    assert_eq!((reduced.frame.width, reduced.frame.height), (800, 600));
+    assert_eq!((reduced.meta.width, reduced.meta.height), (1600, 1200), "the image's own size is recorded");
+    assert_eq!((full.frame.width, full.frame.height), (1600, 1200));
+    // The same picture: each channel's mean within one grey level of 255.
+    let means = |f: &nightscreen::message::Frame| -> Vec<f64> {
+        (0..3).map(|c| f.pixels.iter().skip(c).step_by(3).map(|&v| f64::from(v)).sum::<f64>() / (f.pixels.len() / 3) as f64).collect()
+    };
+    for (a, b) in means(&full.frame).iter().zip(means(&reduced.frame)) {
+        assert!((a - b).abs() < 1.0 / 255.0, "channel mean {a} vs {b}");
+    }
+    let off = DecodeConfig { reduce_jpeg: false, ..DecodeConfig::default() };
+    let not_reduced = decode_with(file, Decoder::new(&off).with_model_inputs(vec![(384, 384)]));
+    assert_eq!((not_reduced.frame.width, not_reduced.frame.height), (1600, 1200));
 }

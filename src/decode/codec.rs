@@ -154,7 +154,9 @@ impl<'a> Source<'a> {
     ///
     /// # Errors
     /// The frame is truncated, corrupt or uses an unsupported feature.
-    pub fn frame(&self, i: u32, a: &PixelAttrs) -> Result<Stored, DecodeError> {
+    /// `needed`: the smallest Columns × Rows the caller can use; codecs that
+    /// can decode a reduced size (JPEG's DCT scaling) may stop there.
+    pub fn frame(&self, i: u32, a: &PixelAttrs, needed: Option<(u32, u32)>) -> Result<Stored, DecodeError> {
         match self {
             Source::Native {
                 stream,
@@ -176,7 +178,7 @@ impl<'a> Source<'a> {
             }
             Source::Jpeg { fragments, frames } => {
                 let data = fragments::frame_bytes(fragments, frame_range(frames, i)?);
-                let (px, channels) = jpeg::decode_frame(&data, &a.photometric, a.rows, a.cols)?;
+                let (px, channels, (cols, rows)) = jpeg::decode_frame(&data, &a.photometric, a.rows, a.cols, needed)?;
                 if u16::from(channels) != a.samples {
                     return Err(DecodeError::Invalid(format!(
                         "JPEG frame has {channels} components, SamplesPerPixel is {}",
@@ -186,15 +188,21 @@ impl<'a> Source<'a> {
                 let jpeg_attrs = PixelAttrs {
                     bits_allocated: 8,
                     planar: false,
+                    rows,
+                    cols,
                     ..a.clone()
                 };
                 let bits = a.bits_stored.min(8);
-                read_frame(
+                let mut stored = read_frame(
                     &px,
                     0,
                     &layout(&jpeg_attrs, Endian::Little, false, bits),
                     false,
-                )
+                )?;
+                if (cols, rows) != (a.cols, a.rows) {
+                    stored.reduced = Some((cols, rows));
+                }
+                Ok(stored)
             }
             Source::Rle { fragments, frames } => {
                 let data = fragments::frame_bytes(fragments, frame_range(frames, i)?);

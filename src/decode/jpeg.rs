@@ -101,8 +101,20 @@ pub(crate) fn color_transform(h: &JpegHeader, pi: &Photometric) -> ColorTransfor
     }
 }
 
-/// Decodes one frame to 8-bit samples (interleaved RGB or grey).
-/// Returns the samples and the channel count.
+/// The smallest DCT-scaled size (k/8 of each side, k = 1, 2 or 4, rounded
+/// up as jpeg-decoder does) that is at least `needed` in *both* axes;
+/// `None` when only the full size is (k = 8).
+pub(crate) fn reduced_size(width: u16, height: u16, needed: (u32, u32)) -> Option<(u16, u16)> {
+    let scaled = |len: u16, k: u32| ((u32::from(len) * k).saturating_sub(1) / 8 + 1) as u16;
+    [1, 2, 4]
+        .into_iter()
+        .map(|k| (scaled(width, k), scaled(height, k)))
+        .find(|&(w, h)| u32::from(w) >= needed.0 && u32::from(h) >= needed.1 && (w, h) != (width, height))
+}
+
+/// Decodes one frame to 8-bit samples (interleaved RGB or grey), reduced
+/// by DCT scaling when `needed` (Columns × Rows) allows it. Returns the
+/// samples, the channel count and the decoded Columns × Rows.
 ///
 /// # Errors
 /// 12-bit streams (jpeg-decoder has no 12-bit DCT), a size different from
@@ -112,7 +124,8 @@ pub(crate) fn decode_frame(
     pi: &Photometric,
     rows: u32,
     cols: u32,
-) -> Result<(Vec<u8>, u8), DecodeError> {
+    needed: Option<(u32, u32)>,
+) -> Result<(Vec<u8>, u8, (u32, u32)), DecodeError> {
     let header = scan_header(data)?;
     match header.precision {
         8 => {}
@@ -127,7 +140,7 @@ pub(crate) fn decode_frame(
     if header.component_ids.len() == 3 {
         dec.set_color_transform(color_transform(&header, pi));
     }
-    let pixels = dec.decode().map_err(DecodeError::Jpeg)?;
+    dec.read_info().map_err(DecodeError::Jpeg)?;
     let info = dec
         .info()
         .ok_or_else(|| DecodeError::Invalid("JPEG stream has no frame".into()))?;
@@ -137,6 +150,15 @@ pub(crate) fn decode_frame(
             info.width, info.height
         )));
     }
+    let mut size = (cols, rows);
+    if let Some((w, h)) = needed.and_then(|n| reduced_size(info.width, info.height, n)) {
+        let got = dec.scale(w, h).map_err(DecodeError::Jpeg)?;
+        if got != (w, h) {
+            return Err(DecodeError::Invalid(format!("JPEG scaling to {w}x{h} gave {}x{}", got.0, got.1)));
+        }
+        size = (u32::from(w), u32::from(h));
+    }
+    let pixels = dec.decode().map_err(DecodeError::Jpeg)?;
     let channels = match info.pixel_format {
         PixelFormat::L8 => 1,
         PixelFormat::RGB24 => 3,
@@ -146,5 +168,9 @@ pub(crate) fn decode_frame(
             )))
         }
     };
-    Ok((pixels, channels))
+    let expected = size.0 as usize * size.1 as usize * usize::from(channels);
+    if pixels.len() != expected {
+        return Err(DecodeError::Invalid(format!("JPEG decoder returned {} samples, expected {expected}", pixels.len())));
+    }
+    Ok((pixels, channels, size))
 }

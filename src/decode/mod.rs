@@ -49,6 +49,10 @@ pub struct DecodeConfig {
     /// Larger files are rejected before being read (dicom-rs reads the
     /// whole object into memory). Default: 4 GiB.
     pub max_file_bytes: u64,
+    /// Decode JPEG (baseline/extended) at the smallest DCT scale (1/2, 1/4,
+    /// 1/8) that still covers every routed model's input size, instead of
+    /// decoding a photograph in full to shrink it afterwards. Default: true.
+    pub reduce_jpeg: bool,
 }
 
 impl Default for DecodeConfig {
@@ -58,6 +62,7 @@ impl Default for DecodeConfig {
             max_pixels_per_frame: 100_000_000,
             max_frames: 5000,
             max_file_bytes: 4 << 30,
+            reduce_jpeg: true,
         }
     }
 }
@@ -140,11 +145,31 @@ impl DecodeError {
 #[derive(Debug, Clone)]
 pub struct Decoder {
     cfg: DecodeConfig,
+    /// Input width × height of each model, by model index.
+    model_inputs: Vec<(u32, u32)>,
 }
 
 impl Decoder {
     pub fn new(cfg: &DecodeConfig) -> Self {
-        Self { cfg: cfg.clone() }
+        Self { cfg: cfg.clone(), model_inputs: Vec::new() }
+    }
+
+    /// Tells the decoder each model's input size (by model index), so that
+    /// with `reduce_jpeg` it decodes no more pixels than the largest routed
+    /// model needs. Without it every frame is decoded in full.
+    pub fn with_model_inputs(mut self, sizes: Vec<(u32, u32)>) -> Self {
+        self.model_inputs = sizes;
+        self
+    }
+
+    /// The smallest size a frame of `inst` may be decoded at, if reduced
+    /// decoding applies: the largest input of the models it is routed to.
+    fn needed_size(&self, inst: &Instance) -> Option<(u32, u32)> {
+        if !self.cfg.reduce_jpeg || inst.models.is_empty() {
+            return None;
+        }
+        let sizes: Option<Vec<(u32, u32)>> = inst.models.iter().map(|&m| self.model_inputs.get(m).copied()).collect();
+        sizes?.into_iter().reduce(|a, b| (a.0.max(b.0), a.1.max(b.1)))
     }
 
     /// Decodes every frame of an instance; calls `emit` once per decoded
@@ -232,10 +257,11 @@ impl Decoder {
         let per_frame_model = obj
             .get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
             .is_some();
+        let needed = self.needed_size(inst);
         let mut model = None;
         for i in 0..a.frames {
             current.set(i);
-            let result = source.frame(i, &a).and_then(|stored| {
+            let result = source.frame(i, &a, needed).and_then(|stored| {
                 let m = match model {
                     Some(ref m) if !per_frame_model => m,
                     _ => model.insert(display::model_for(
@@ -247,7 +273,8 @@ impl Decoder {
                     )?),
                 };
                 let stats = stored.stats;
-                let frame = display::render(stored, m, a.cols, a.rows);
+                let (width, height) = stored.reduced.unwrap_or((a.cols, a.rows));
+                let frame = display::render(stored, m, width, height);
                 let meta = ImageMeta {
                     instance: inst.clone(),
                     frame_index: i,
@@ -358,6 +385,7 @@ mod tests {
             values: vec![0.0, 10.0, 20.0],
             channels: 1,
             stats: Default::default(),
+            reduced: None,
         };
         let model = |invert| Model::Mono {
             invert,
@@ -488,6 +516,7 @@ mod tests {
             values: vec![0.0, 1.0],
             channels: 1,
             stats: Default::default(),
+            reduced: None,
         };
         let f = render(stored.clone(), &Model::Palette { r, g, b }, 2, 1);
         assert_eq!(f.channels, 3);
@@ -595,6 +624,17 @@ mod tests {
     }
 
     #[test]
+    fn jpeg_reduced_size_covers_the_model_input_in_both_axes() {
+        // 1600 x 1200 for a 384 x 384 model: 1/4 would give 400 x 300 (too few rows).
+        assert_eq!(jpeg::reduced_size(1600, 1200, (384, 384)), Some((800, 600)));
+        assert_eq!(jpeg::reduced_size(1600, 1200, (200, 150)), Some((200, 150)));
+        assert_eq!(jpeg::reduced_size(1601, 1201, (100, 100)), Some((201, 151)));
+        assert_eq!(jpeg::reduced_size(1600, 1200, (1000, 600)), None);
+        assert_eq!(jpeg::reduced_size(8, 8, (4, 4)), Some((4, 4)));
+        assert_eq!(jpeg::reduced_size(1, 1, (1, 1)), None);
+    }
+
+    #[test]
     fn jpeg_header_scan() {
         // SOI, APP0 JFIF, SOF0 (precision 12, 1 component id 1), SOS.
         let mut d = vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 7];
@@ -604,7 +644,7 @@ mod tests {
         let h = jpeg::scan_header(&d).unwrap();
         assert_eq!((h.precision, h.jfif, h.component_ids), (12, true, vec![1]));
         assert!(matches!(
-            jpeg::decode_frame(&d, &attrs::Photometric::Monochrome2, 4, 4),
+            jpeg::decode_frame(&d, &attrs::Photometric::Monochrome2, 4, 4, None),
             Err(DecodeError::Jpeg12Bit)
         ));
         assert!(jpeg::scan_header(&[0, 1, 2]).is_err());

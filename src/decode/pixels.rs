@@ -73,6 +73,9 @@ pub(crate) struct Stored {
     pub values: Vec<f32>,
     pub channels: u8,
     pub stats: PixelStats,
+    /// Columns × Rows actually decoded, when a codec decoded a reduced
+    /// size (DCT-scaled JPEG); `None` means the object's own size.
+    pub reduced: Option<(u32, u32)>,
 }
 
 /// Reads one frame from `raw`, which starts at bit `bit_offset` (non-zero
@@ -127,6 +130,7 @@ pub(crate) fn read_frame(
         values,
         channels,
         stats,
+        reduced: None,
     })
 }
 
