@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use nightscreen::synth::{self, SynthConfig};
 use tempfile::TempDir;
 
-use crate::util::{nightscreen, onnxruntime, read_table, strings};
+use crate::util::{f32s, nightscreen, onnxruntime, read_table, strings};
 
 /// A seed no training, threshold or held-out batch uses.
 const SEED: u64 = 11;
@@ -153,11 +153,3 @@ fn tables_carry_eye_grades_laterality_field_and_image_grade() {
     }
 }
 
-fn f32s(batches: &[arrow_array::RecordBatch], column: &str) -> Vec<Option<f32>> {
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::Float32Type;
-    batches
-        .iter()
-        .flat_map(|b| b.column_by_name(column).unwrap_or_else(|| panic!("no column {column}")).as_primitive::<Float32Type>().iter().collect::<Vec<_>>())
-        .collect()
-}

@@ -119,6 +119,19 @@ pub fn floats(batches: &[RecordBatch], column: &str) -> Vec<f64> {
         .collect()
 }
 
+/// One nullable f32 column of a table, all rows.
+pub fn f32s(batches: &[RecordBatch], column: &str) -> Vec<Option<f32>> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float32Type;
+    batches
+        .iter()
+        .flat_map(|b| {
+            let col = b.column_by_name(column).unwrap_or_else(|| panic!("no column {column}"));
+            col.as_primitive::<Float32Type>().iter().collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// The `outputs` list column as vectors.
 pub fn outputs(batches: &[RecordBatch]) -> Vec<Vec<f32>> {
     use arrow_array::cast::AsArray;
