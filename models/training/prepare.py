@@ -18,19 +18,7 @@ import numpy as np
 import pydicom
 from PIL import Image
 
-GRADES = {"R0": 0, "R1": 1, "R2": 2, "R3": 3, "0": 0, "1": 1, "2": 2, "3": 3}
-
-
-def grade(value, prefix):
-    """'R2' / '2' -> 2, 'M1' / '1' -> 1; '' or 'U' -> -1 (unknown)."""
-    v = value.strip().upper()
-    if v.startswith(prefix):
-        v = v[len(prefix):]
-    return int(v) if v.isdigit() else -1
-
-
-def truthy(value):
-    return value.strip().lower() in ("1", "true", "yes", "y", "t")
+from evaluate import grade, truthy  # the same truth.csv reading as evaluation
 
 
 def load(job):
