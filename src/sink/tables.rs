@@ -152,7 +152,7 @@ pub fn rejected_batch(rows: &[(Rejected, chrono::DateTime<chrono::Utc>)], run: &
 
 /// One per-eye probability column; null when the eye was not graded.
 fn eye_prob(rows: &[StudyResult], eye: &str, pick: fn(&crate::triage::desp::EyeProbs) -> Option<f32>) -> ArrayRef {
-    Arc::new(Float32Array::from(rows.iter().map(|s| s.eye_probs.get(eye).and_then(pick)).collect::<Vec<_>>()))
+    Arc::new(Float32Array::from(rows.iter().map(|s| s.eyes.get(eye).and_then(|e| pick(&e.probs))).collect::<Vec<_>>()))
 }
 
 /// `studies/`: one row per study, in worklist order.
@@ -167,8 +167,8 @@ pub fn studies_batch(rows: &[StudyResult], run: &RunStamp) -> RecordBatch {
         ("band", strings(rows.iter().map(|s| s.band.as_str()))),
         ("score", Arc::new(Float32Array::from(rows.iter().map(|s| s.score).collect::<Vec<_>>()))),
         ("reason", strings(rows.iter().map(|s| s.reason.as_str()))),
-        ("right_eye_grade", opt_strings(rows.iter().map(|s| s.eyes.get("R").map(String::as_str)))),
-        ("left_eye_grade", opt_strings(rows.iter().map(|s| s.eyes.get("L").map(String::as_str)))),
+        ("right_eye_grade", opt_strings(rows.iter().map(|s| s.eyes.get("R").map(|e| e.grade.as_str())))),
+        ("left_eye_grade", opt_strings(rows.iter().map(|s| s.eyes.get("L").map(|e| e.grade.as_str())))),
         ("right_eye_p_referable", eye_prob(rows, "R", |p| p.referable)),
         ("right_eye_p_r3", eye_prob(rows, "R", |p| p.r3)),
         ("right_eye_p_m1", eye_prob(rows, "R", |p| p.m1)),

@@ -27,11 +27,16 @@ pub struct StudyResult {
     pub files_failed: u32,
     pub files_skipped: u32,
     pub models: Vec<String>,
-    /// DESP grade per eye ("R" / "L" → "R2M0", "U"), when graded.
-    pub eyes: BTreeMap<String, String>,
-    /// The probabilities behind each eye's grade, same keys.
+    /// DESP result per eye ("R" / "L"), when graded.
+    pub eyes: BTreeMap<String, EyeResult>,
+}
+
+/// One eye's DESP grade ("R2M0", "U") and the probabilities behind it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EyeResult {
+    pub grade: String,
     #[serde(skip)]
-    pub eye_probs: BTreeMap<String, desp::EyeProbs>,
+    pub probs: desp::EyeProbs,
 }
 
 #[derive(Default)]
@@ -183,8 +188,7 @@ impl<'r> StudyBook<'r> {
                     files_failed: failed,
                     files_skipped: acc.skipped,
                     models: acc.models.iter().map(|&m| format!("{} {}", rules.models[m].0, rules.models[m].1)).collect(),
-                    eyes: eyes.iter().map(|e| (e.eye.clone(), e.label())).collect(),
-                    eye_probs: eyes.iter().map(|e| (e.eye.clone(), e.probs)).collect(),
+                    eyes: eyes.iter().map(|e| (e.eye.clone(), EyeResult { grade: e.label(), probs: e.probs })).collect(),
                 })
             })
             .collect();
