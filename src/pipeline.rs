@@ -1,5 +1,5 @@
 //! Wiring: builds every stage, then runs them as threads joined by bounded
-//! channels: ingest → decode (rayon pool) → preprocess → infer → triage →
+//! channels: ingest → decode + preprocess (rayon pool) → infer → triage →
 //! sinks (on the calling thread).
 //!
 //! Everything that can fail for the whole run (config, models, ONNX
@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::infer;
 use crate::ingest;
 use crate::model::{self, VerifiedModel};
-use crate::preprocess::{self, Preprocessor};
+use crate::preprocess::Preprocessor;
 use crate::progress::Progress;
 use crate::runtime::Runtime;
 use crate::sink::report::{self, InputRecord, ModelRecord, RunReport, RuntimeRecord, Timings};
@@ -170,7 +170,6 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
     let pipeline_started = Instant::now();
     let cap = cfg.pipeline.channel_capacity;
     let (tx_ingest, rx_ingest) = bounded(cap);
-    let (tx_decoded, rx_decoded) = bounded(cap);
     let (tx_prepared, rx_prepared) = bounded(cap);
     let (tx_scored, rx_scored) = bounded(cap);
     let (tx_found, rx_found) = bounded(cap);
@@ -184,8 +183,11 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
         let decoder = &decoder;
         let pool = &pool;
         let on_file_done = &on_file_done;
-        s.spawn(move || decode::run(decoder, pool, rx_ingest, tx_decoded, on_file_done));
-        s.spawn(move || preprocess::run(preprocessor, rx_decoded, tx_prepared));
+        // Decode and preprocess share the pool: each frame is shrunk to
+        // tensors by the worker that decoded it.
+        let preprocessor = &preprocessor;
+        let emit = move |msg| preprocessor.apply(msg, |prepared| tx_prepared.send(prepared).is_ok());
+        s.spawn(move || decode::run(decoder, pool, rx_ingest, &emit, on_file_done));
         s.spawn(move || infer::run(sessions, &infer_cfg, rx_prepared, tx_scored));
         let rules = &rules;
         s.spawn(move || triage::run(rules, rx_scored, tx_found));

@@ -4,14 +4,19 @@
 //! scale, mean/std, channel order, layout), so a new model needs a new
 //! card, not new code. The frame's pixels are dropped here: only tensors
 //! (a few hundred KiB each) wait in the infer queue.
+//!
+//! Runs on the decode workers, right after each frame is decoded (see
+//! [`Preprocessor::apply`]): the frame is still in cache, and the cores
+//! that decode also shrink, instead of one preprocess thread falling behind.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
-use crate::message::{DecodedImage, Frame, Msg, Prepared, Stage};
+use crate::message::{DecodedImage, Frame, Msg, Pixels, Prepared, Stage};
 use crate::model::{ChannelOrder, InputSpec, Layout, VerifiedModel};
 
 /// Why a frame could not be turned into a tensor.
@@ -24,104 +29,82 @@ pub enum PreprocessError {
     Resize { width: u32, height: u32, reason: String },
 }
 
-/// Builds model inputs; holds a resizer so its buffers are reused.
+thread_local! {
+    // One per worker thread: the resizer keeps its scratch buffers between frames.
+    static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
+}
+
+/// Builds model inputs. Shared by reference across decode workers.
 pub struct Preprocessor {
     specs: Vec<InputSpec>,
-    resizer: Resizer,
+    /// Per model and tensor channel: the tensor value of each byte, so
+    /// 8-bit frames are normalised by lookup.
+    byte_values: Vec<Vec<[f32; 256]>>,
 }
 
 impl Preprocessor {
     pub fn new(models: &[VerifiedModel]) -> Self {
-        Self { specs: models.iter().map(|m| m.card.input.clone()).collect(), resizer: Resizer::new() }
+        let specs: Vec<InputSpec> = models.iter().map(|m| m.card.input.clone()).collect();
+        let byte_values = specs
+            .iter()
+            .map(|spec| {
+                (0..spec.channels as usize)
+                    .map(|c| {
+                        let (mean, inv_std) = normalisation(spec, c);
+                        std::array::from_fn(|b| (b as f32 / 255.0 * spec.scale - mean) * inv_std)
+                    })
+                    .collect()
+            })
+            .collect();
+        Self { specs, byte_values }
     }
 
     /// The tensor for one model, without batch dimension, in the card's layout.
     ///
     /// # Errors
     /// The frame buffer is inconsistent or cannot be resized.
-    pub fn prepare(&mut self, frame: &Frame, model: usize) -> Result<Vec<f32>, PreprocessError> {
+    pub fn prepare(&self, frame: &Frame, model: usize) -> Result<Vec<f32>, PreprocessError> {
         let spec = &self.specs[model];
-        let channels = spec.channels as usize;
-        let converted = convert_channels(frame, spec.channels)?;
-        let resized = if frame.width == spec.width && frame.height == spec.height {
-            converted
-        } else {
-            Cow::Owned(resize(&mut self.resizer, &converted, frame.width, frame.height, spec)?)
-        };
-        let pixels = (spec.width * spec.height) as usize;
-        let mut tensor = vec![0f32; pixels * channels];
-        for c in 0..channels {
-            // BGR models read our RGB frame's channels in reverse.
-            let src_c = if spec.channel_order == ChannelOrder::BGR && channels == 3 { 2 - c } else { c };
-            let mean = spec.mean.get(c).copied().unwrap_or(0.0);
-            let inv_std = 1.0 / spec.std.get(c).copied().unwrap_or(1.0);
-            for p in 0..pixels {
-                let v = (resized[p * channels + src_c] * spec.scale - mean) * inv_std;
-                let at = match spec.layout {
-                    Layout::NCHW => c * pixels + p,
-                    Layout::NHWC => p * channels + c,
+        check_frame(frame)?;
+        let same_size = frame.width == spec.width && frame.height == spec.height;
+        match &frame.pixels {
+            Pixels::Bytes(bytes) if frame.channels == spec.channels => {
+                let resized = if same_size {
+                    Cow::Borrowed(bytes.as_slice())
+                } else {
+                    Cow::Owned(resize(bytes, frame.width, frame.height, spec, byte_pixel_type(spec.channels))?)
                 };
-                tensor[at] = v;
+                let table = &self.byte_values[model];
+                Ok(to_tensor(spec, |i, c| table[c][usize::from(resized[i])]))
+            }
+            _ => {
+                let values = frame.values();
+                let converted = convert_channels(&values, frame.channels, spec.channels);
+                let resized = if same_size {
+                    converted
+                } else {
+                    let bytes = resize(bytemuck::cast_slice(&converted), frame.width, frame.height, spec, float_pixel_type(spec.channels))?;
+                    // Read back by bytes: the buffer's alignment is the resizer's business.
+                    Cow::Owned(bytes.chunks_exact(4).map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect())
+                };
+                Ok(to_tensor(spec, |i, c| {
+                    let (mean, inv_std) = normalisation(spec, c);
+                    (resized[i] * spec.scale - mean) * inv_std
+                }))
             }
         }
-        Ok(tensor)
     }
-}
 
-/// Interleaved pixels with the model's channel count: greyscale is
-/// replicated to RGB, RGB becomes luma (ITU-R BT.601 weights) for 1-channel
-/// models. Borrowed when the counts already match: a photograph's frame is
-/// tens of megabytes and copying it cost more than resizing it.
-fn convert_channels(frame: &Frame, want: u8) -> Result<Cow<'_, [f32]>, PreprocessError> {
-    let have = frame.channels as usize;
-    let pixels = frame.width as usize * frame.height as usize;
-    if frame.pixels.len() != pixels * have || (have != 1 && have != 3) {
-        return Err(PreprocessError::BadFrame {
-            got: frame.pixels.len(),
-            expected: pixels * have,
-            width: frame.width,
-            height: frame.height,
-            channels: frame.channels,
-        });
-    }
-    Ok(match (have, want) {
-        (1, 3) => Cow::Owned(frame.pixels.iter().flat_map(|&v| [v, v, v]).collect()),
-        (3, 1) => Cow::Owned(frame.pixels.chunks_exact(3).map(|p| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]).collect()),
-        _ => Cow::Borrowed(&frame.pixels),
-    })
-}
-
-fn resize(resizer: &mut Resizer, src: &[f32], w: u32, h: u32, spec: &InputSpec) -> Result<Vec<f32>, PreprocessError> {
-    let err = |reason: String| PreprocessError::Resize { width: spec.width, height: spec.height, reason };
-    let pixel_type = if spec.channels == 1 { PixelType::F32 } else { PixelType::F32x3 };
-    let src_img = ImageRef::new(w, h, bytemuck::cast_slice(src), pixel_type).map_err(|e| err(e.to_string()))?;
-    let mut dst = Image::new(spec.width, spec.height, pixel_type);
-    // Convolution filters average over the source footprint, so a large
-    // photograph shrinks without aliasing; bilinear is the cheapest of them.
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-    resizer.resize(&src_img, &mut dst, &options).map_err(|e| err(e.to_string()))?;
-    // Read back by bytes: the buffer's alignment is the resizer's business.
-    Ok(dst.buffer().chunks_exact(4).map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect())
-}
-
-/// The preprocess stage: one [`Prepared`] per (frame, routed model).
-pub fn run(
-    mut pre: Preprocessor,
-    rx: crossbeam_channel::Receiver<Msg<DecodedImage>>,
-    tx: crossbeam_channel::Sender<Msg<Prepared>>,
-) {
-    for msg in rx {
+    /// Turns one decoded frame (or an upstream rejection) into one message
+    /// per routed model and hands each to `send`. Returns false once `send`
+    /// does: downstream has hung up.
+    pub fn apply(&self, msg: Msg<DecodedImage>, mut send: impl FnMut(Msg<Prepared>) -> bool) -> bool {
         let image = match msg {
             Ok(image) => image,
-            Err(rejected) => {
-                if tx.send(Err(rejected)).is_err() {
-                    return;
-                }
-                continue;
-            }
+            Err(rejected) => return send(Err(rejected)),
         };
         for &model in &image.meta.instance.models {
-            let out = pre
+            let out = self
                 .prepare(&image.frame, model)
                 .map(|tensor| Prepared { meta: Arc::clone(&image.meta), model, tensor })
                 .map_err(|e| {
@@ -129,11 +112,88 @@ pub fn run(
                     r.frame = Some(image.meta.frame_index);
                     r
                 });
-            if tx.send(out).is_err() {
-                return;
+            if !send(out) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn normalisation(spec: &InputSpec, c: usize) -> (f32, f32) {
+    (spec.mean.get(c).copied().unwrap_or(0.0), 1.0 / spec.std.get(c).copied().unwrap_or(1.0))
+}
+
+/// Lays out a model-sized interleaved image as the card's tensor;
+/// `value(i, c)` is tensor channel `c` of the image's value at index `i`.
+fn to_tensor(spec: &InputSpec, value: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+    let channels = spec.channels as usize;
+    let pixels = (spec.width * spec.height) as usize;
+    let mut tensor = vec![0f32; pixels * channels];
+    for c in 0..channels {
+        // BGR models read our RGB frame's channels in reverse.
+        let src_c = if spec.channel_order == ChannelOrder::BGR && channels == 3 { 2 - c } else { c };
+        match spec.layout {
+            Layout::NCHW => {
+                for (p, t) in tensor[c * pixels..(c + 1) * pixels].iter_mut().enumerate() {
+                    *t = value(p * channels + src_c, c);
+                }
+            }
+            Layout::NHWC => {
+                for p in 0..pixels {
+                    tensor[p * channels + c] = value(p * channels + src_c, c);
+                }
             }
         }
     }
+    tensor
+}
+
+fn check_frame(frame: &Frame) -> Result<(), PreprocessError> {
+    let have = frame.channels as usize;
+    let expected = frame.width as usize * frame.height as usize * have;
+    if frame.len() != expected || (have != 1 && have != 3) {
+        return Err(PreprocessError::BadFrame {
+            got: frame.len(),
+            expected,
+            width: frame.width,
+            height: frame.height,
+            channels: frame.channels,
+        });
+    }
+    Ok(())
+}
+
+/// Interleaved values with the model's channel count: greyscale is
+/// replicated to RGB, RGB becomes luma (ITU-R BT.601 weights) for 1-channel
+/// models. Borrowed when the counts already match: a photograph's frame is
+/// tens of megabytes and copying it cost more than resizing it.
+fn convert_channels(values: &[f32], have: u8, want: u8) -> Cow<'_, [f32]> {
+    match (have, want) {
+        (1, 3) => Cow::Owned(values.iter().flat_map(|&v| [v, v, v]).collect()),
+        (3, 1) => Cow::Owned(values.chunks_exact(3).map(|p| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]).collect()),
+        _ => Cow::Borrowed(values),
+    }
+}
+
+fn byte_pixel_type(channels: u8) -> PixelType {
+    if channels == 1 { PixelType::U8 } else { PixelType::U8x3 }
+}
+
+fn float_pixel_type(channels: u8) -> PixelType {
+    if channels == 1 { PixelType::F32 } else { PixelType::F32x3 }
+}
+
+/// Resizes an interleaved image held as raw bytes of `pixel_type`.
+fn resize(src: &[u8], w: u32, h: u32, spec: &InputSpec, pixel_type: PixelType) -> Result<Vec<u8>, PreprocessError> {
+    let err = |reason: String| PreprocessError::Resize { width: spec.width, height: spec.height, reason };
+    let src_img = ImageRef::new(w, h, src, pixel_type).map_err(|e| err(e.to_string()))?;
+    let mut dst = Image::new(spec.width, spec.height, pixel_type);
+    // Convolution filters average over the source footprint, so a large
+    // photograph shrinks without aliasing; bilinear is the cheapest of them.
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    RESIZER.with_borrow_mut(|resizer| resizer.resize(&src_img, &mut dst, &options)).map_err(|e| err(e.to_string()))?;
+    Ok(dst.into_vec())
 }
 
 #[cfg(test)]
@@ -174,12 +234,12 @@ mod tests {
     }
 
     fn rgb_frame(w: u32, h: u32, rgb: [f32; 3]) -> Frame {
-        Frame { width: w, height: h, channels: 3, pixels: (0..w * h).flat_map(|_| rgb).collect() }
+        Frame { width: w, height: h, channels: 3, pixels: Pixels::Unit((0..w * h).flat_map(|_| rgb).collect()) }
     }
 
     #[test]
     fn nchw_scales_normalises_and_keeps_constant_colour_through_resize() {
-        let mut pre = Preprocessor::new(&[model(3, Layout::NCHW, 4, ChannelOrder::RGB)]);
+        let pre = Preprocessor::new(&[model(3, Layout::NCHW, 4, ChannelOrder::RGB)]);
         let t = pre.prepare(&rgb_frame(10, 7, [0.2, 0.4, 1.0]), 0).expect("prepare");
         assert_eq!(t.len(), 3 * 16);
         let expect = |v: f32| (v * 255.0 - 10.0) / 2.0;
@@ -192,7 +252,7 @@ mod tests {
 
     #[test]
     fn nhwc_bgr_reverses_channels_per_pixel() {
-        let mut pre = Preprocessor::new(&[model(3, Layout::NHWC, 2, ChannelOrder::BGR)]);
+        let pre = Preprocessor::new(&[model(3, Layout::NHWC, 2, ChannelOrder::BGR)]);
         let t = pre.prepare(&rgb_frame(2, 2, [0.0, 0.5, 1.0]), 0).expect("prepare");
         let expect = |v: f32| (v * 255.0 - 10.0) / 2.0;
         assert_eq!(&t[0..3], &[expect(1.0), expect(0.5), expect(0.0)]);
@@ -200,19 +260,38 @@ mod tests {
 
     #[test]
     fn grey_models_get_luma_and_rgb_models_get_replicated_grey() {
-        let mut pre = Preprocessor::new(&[model(1, Layout::NCHW, 2, ChannelOrder::RGB)]);
+        let pre = Preprocessor::new(&[model(1, Layout::NCHW, 2, ChannelOrder::RGB)]);
         let t = pre.prepare(&rgb_frame(2, 2, [1.0, 0.0, 0.0]), 0).expect("prepare");
         assert!((t[0] - (0.299 * 255.0 - 10.0) / 2.0).abs() < 1e-3);
-        let mut pre = Preprocessor::new(&[model(3, Layout::NCHW, 2, ChannelOrder::RGB)]);
-        let grey = Frame { width: 2, height: 2, channels: 1, pixels: vec![0.5; 4] };
+        let pre = Preprocessor::new(&[model(3, Layout::NCHW, 2, ChannelOrder::RGB)]);
+        let grey = Frame { width: 2, height: 2, channels: 1, pixels: Pixels::Unit(vec![0.5; 4]) };
         let t = pre.prepare(&grey, 0).expect("prepare");
         assert!(t.iter().all(|v| (v - (0.5 * 255.0 - 10.0) / 2.0).abs() < 1e-4));
     }
 
+    /// 8-bit frames take the integer path; it must give the float path's
+    /// tensor: exactly at model size, within one grey level when resized.
+    #[test]
+    fn byte_frames_match_the_float_path() {
+        for (layout, order) in [(Layout::NCHW, ChannelOrder::RGB), (Layout::NHWC, ChannelOrder::BGR)] {
+            let pre = Preprocessor::new(&[model(3, layout, 8, order)]);
+            for (w, h) in [(8, 8), (37, 23)] {
+                let bytes: Vec<u8> = (0..w * h * 3).map(|i| ((i * 7919) % 251) as u8).collect();
+                let as_bytes = Frame { width: w, height: h, channels: 3, pixels: Pixels::Bytes(bytes) };
+                let as_floats = Frame { pixels: Pixels::Unit(as_bytes.values().into_owned()), ..as_bytes.clone() };
+                let (a, b) = (pre.prepare(&as_bytes, 0).expect("bytes"), pre.prepare(&as_floats, 0).expect("floats"));
+                // One grey level, in tensor units: 255 (scale) / 255 / 2 (std).
+                let tolerance = if w == 8 { 1e-4 } else { 0.5 + 1e-3 };
+                let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+                assert!(worst <= tolerance, "{layout:?} {w}x{h}: differs by {worst}");
+            }
+        }
+    }
+
     #[test]
     fn inconsistent_frame_is_an_error_not_a_panic() {
-        let mut pre = Preprocessor::new(&[model(3, Layout::NCHW, 2, ChannelOrder::RGB)]);
-        let bad = Frame { width: 4, height: 4, channels: 3, pixels: vec![0.0; 5] };
+        let pre = Preprocessor::new(&[model(3, Layout::NCHW, 2, ChannelOrder::RGB)]);
+        let bad = Frame { width: 4, height: 4, channels: 3, pixels: Pixels::Unit(vec![0.0; 5]) };
         assert!(matches!(pre.prepare(&bad, 0), Err(PreprocessError::BadFrame { .. })));
     }
 }

@@ -208,7 +208,7 @@ fn stored_statistics_match_pydicom() {
             }
             let f = &img.frame;
             let n = f.width as usize * f.height as usize * f.channels as usize;
-            if f.pixels.len() != n || f.pixels.iter().any(|v| !(0.0..=1.0).contains(v)) {
+            if f.len() != n || f.values().iter().any(|v| !(0.0..=1.0).contains(v)) {
                 problems.push(format!("{file} frame {}: display frame malformed", r.frame));
             }
         }
@@ -269,15 +269,11 @@ fn monochrome1_is_inverted() {
     let two = only_frame(decode(&mono2, "copy"), "MONOCHROME2");
     assert_eq!(one.meta.stored.mean, two.meta.stored.mean);
     assert_eq!(one.frame.channels, 1);
-    for (a, b) in one.frame.pixels.iter().zip(&two.frame.pixels) {
+    let (one, two) = (one.frame.values(), two.frame.values());
+    for (a, b) in one.iter().zip(two.iter()) {
         assert!((a + b - 1.0).abs() < 1e-6, "{a} + {b} != 1");
     }
-    assert!(one
-        .frame
-        .pixels
-        .iter()
-        .zip(&two.frame.pixels)
-        .any(|(a, b)| a != b));
+    assert!(one.iter().zip(two.iter()).any(|(a, b)| a != b));
 }
 
 /// An RGB JPEG without JFIF/Adobe markers must not be treated as YCbCr
@@ -302,7 +298,7 @@ fn jpeg_rgb_without_color_transform_keeps_colours() {
         assert!((s.min - r.min).abs() <= JPEG_MINMAX && (s.max - r.max).abs() <= JPEG_MINMAX);
         assert_eq!(img.frame.channels, 3);
         // Display is the stored RGB over 255.
-        assert!((mean(&img.frame.pixels) * 255.0 - s.mean).abs() < 1e-3);
+        assert!((mean(&img.frame.values()) * 255.0 - s.mean).abs() < 1e-3);
     }
 }
 
@@ -320,7 +316,7 @@ fn planar_rgb_matches_interleaved() {
         "interleaved",
     );
     assert_eq!(pl.frame.channels, 3);
-    assert_eq!(pl.frame.pixels, px.frame.pixels);
+    assert_eq!(pl.frame.values(), px.frame.values());
 }
 
 /// Limits are checked before decoding, and bad input is an error row.
@@ -471,11 +467,12 @@ fn run_forwards_and_counts() {
         &Decoder::new(&DecodeConfig::default()),
         &pool,
         in_rx,
-        out_tx,
+        &|msg| out_tx.send(msg).is_ok(),
         &|| {
             done.fetch_add(1, Ordering::Relaxed);
         },
     );
+    drop(out_tx);
     let out: Vec<_> = out_rx.iter().collect();
     assert_eq!(done.load(Ordering::Relaxed), 2);
     assert_eq!(out.len(), 4, "1 forwarded + 2 frames + 1 frame");

@@ -100,9 +100,10 @@ fn writes_four_decodable_op_images_per_study() {
         );
         assert_eq!(fr.channels, 3);
         // Circular field of view on black: the corners are dark, the centre is lit.
+        let values = fr.values();
         let px = |x: u32, y: u32| {
             let i = 3 * (y * fr.width + x) as usize;
-            [fr.pixels[i], fr.pixels[i + 1], fr.pixels[i + 2]]
+            [values[i], values[i + 1], values[i + 2]]
         };
         for (x, y) in [
             (5, 5),
@@ -274,7 +275,8 @@ fn a_photograph_for_a_small_model_is_decoded_at_a_reduced_size() {
     assert_eq!((full.frame.width, full.frame.height), (1600, 1200));
     // The same picture: each channel's mean within one grey level of 255.
     let means = |f: &nightscreen::message::Frame| -> Vec<f64> {
-        (0..3).map(|c| f.pixels.iter().skip(c).step_by(3).map(|&v| f64::from(v)).sum::<f64>() / (f.pixels.len() / 3) as f64).collect()
+        let values = f.values();
+        (0..3).map(|c| values.iter().skip(c).step_by(3).map(|&v| f64::from(v)).sum::<f64>() / (values.len() / 3) as f64).collect()
     };
     for (a, b) in means(&full.frame).iter().zip(means(&reduced.frame)) {
         assert!((a - b).abs() < 1.0 / 255.0, "channel mean {a} vs {b}");

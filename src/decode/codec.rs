@@ -193,12 +193,17 @@ impl<'a> Source<'a> {
                     ..a.clone()
                 };
                 let bits = a.bits_stored.min(8);
-                let mut stored = read_frame(
+                let mut stored = if bits == 8 {
+                    // Already interleaved unsigned bytes: keep the codec's buffer.
+                    Stored::from_bytes(px, channels)
+                } else {
+                    read_frame(
                     &px,
                     0,
-                    &layout(&jpeg_attrs, Endian::Little, false, bits),
-                    false,
-                )?;
+                        &layout(&jpeg_attrs, Endian::Little, false, bits),
+                        false,
+                    )?
+                };
                 if (cols, rows) != (a.cols, a.rows) {
                     stored.reduced = Some((cols, rows));
                 }

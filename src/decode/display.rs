@@ -13,9 +13,9 @@ use dicom_dictionary_std::tags;
 
 use super::attrs::{self, first_float, frame_attr, Obj, Photometric, PixelAttrs};
 use super::lut::{palette, seq_lut, Lut};
-use super::pixels::{Endian, Stored};
+use super::pixels::{Endian, Samples, Stored};
 use super::DecodeError;
-use crate::message::Frame;
+use crate::message::{Frame, Pixels};
 
 #[derive(Debug, Clone)]
 pub(crate) enum Modality {
@@ -177,34 +177,31 @@ fn voi_for(obj: &Obj, frame: u32, signed: bool, endian: Endian) -> Result<Voi, D
 
 /// Applies `model` to a frame's stored values.
 pub(crate) fn render(stored: Stored, model: &Model, width: u32, height: u32) -> Frame {
-    let pixels = match model {
+    let channels = if matches!(model, Model::Mono { .. }) { 1 } else { 3 };
+    let pixels = match (model, stored.samples) {
+        // 8-bit colour needs no arithmetic: bytes are display value × 255.
+        (Model::Rgb { max }, Samples::Bytes(bytes)) if *max == 255.0 => Pixels::Bytes(bytes),
         // In place: a colour photograph's samples are tens of megabytes.
-        Model::Rgb { max } => {
-            let mut values = stored.values;
+        (Model::Rgb { max }, samples) => {
+            let mut values = samples.into_floats();
             for v in &mut values {
                 *v = clamp01(*v / max);
             }
-            values
+            Pixels::Unit(values)
         }
-        Model::Palette { r, g, b } => {
-            let mut out = Vec::with_capacity(stored.values.len() * 3);
-            for &v in &stored.values {
+        (Model::Palette { r, g, b }, samples) => {
+            let values = samples.into_floats();
+            let mut out = Vec::with_capacity(values.len() * 3);
+            for &v in &values {
                 out.extend_from_slice(&[clamp01(r.get(v)), clamp01(g.get(v)), clamp01(b.get(v))]);
             }
-            out
+            Pixels::Unit(out)
         }
-        Model::Mono {
-            invert,
-            modality,
-            voi,
-        } => {
+        (Model::Mono { invert, modality, voi }, samples) => {
+            let values = samples.into_floats();
             let mut out: Vec<f32> = match modality {
-                Modality::Rescale { slope, intercept } => stored
-                    .values
-                    .iter()
-                    .map(|&v| v * slope + intercept)
-                    .collect(),
-                Modality::Lut(lut) => stored.values.iter().map(|&v| lut.get(v)).collect(),
+                Modality::Rescale { slope, intercept } => values.iter().map(|&v| v * slope + intercept).collect(),
+                Modality::Lut(lut) => values.iter().map(|&v| lut.get(v)).collect(),
             };
             if let Voi::MinMax = voi {
                 min_max_normalise(&mut out);
@@ -216,20 +213,10 @@ pub(crate) fn render(stored: Stored, model: &Model, width: u32, height: u32) -> 
             for v in &mut out {
                 *v = clamp01(if *invert { 1.0 - *v } else { *v });
             }
-            out
+            Pixels::Unit(out)
         }
     };
-    let channels = if matches!(model, Model::Mono { .. }) {
-        1
-    } else {
-        3
-    };
-    Frame {
-        width,
-        height,
-        channels,
-        pixels,
-    }
+    Frame { width, height, channels, pixels }
 }
 
 /// Stretches the frame's own range to `0..=1` (all zero when flat).

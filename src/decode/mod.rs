@@ -23,7 +23,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use dicom_dictionary_std::tags;
 use dicom_object::OpenFileOptions;
 use rayon::iter::{ParallelBridge, ParallelIterator};
@@ -297,33 +297,37 @@ impl Decoder {
 }
 
 /// The decode stage loop: runs [`Decoder::decode_each`] for each instance
-/// on `pool` (`par_bridge`), sends every result downstream, and calls
-/// `on_file_done()` once per instance. Rejections from upstream are
-/// forwarded unchanged (and not counted as instances). Stops decoding
-/// once downstream has hung up.
+/// on `pool` (`par_bridge`), hands every result to `emit` on the worker
+/// that produced it, and calls `on_file_done()` once per instance.
+/// Rejections from upstream are forwarded unchanged (and not counted as
+/// instances). Stops decoding once `emit` returns false (downstream has
+/// hung up).
+///
+/// `emit` runs on the workers so that per-frame work that follows decode
+/// (preprocess) shares the pool instead of queueing behind one thread.
 pub fn run(
     dec: &Decoder,
     pool: &rayon::ThreadPool,
     rx: Receiver<Msg<Instance>>,
-    tx: Sender<Msg<DecodedImage>>,
+    emit: &(dyn Fn(Msg<DecodedImage>) -> bool + Sync),
     on_file_done: &(dyn Fn() + Sync),
 ) {
     let closed = AtomicBool::new(false);
     pool.install(|| {
-        rx.into_iter().par_bridge().for_each_with(tx, |tx, msg| {
+        rx.into_iter().par_bridge().for_each(|msg| {
             if closed.load(Ordering::Relaxed) {
                 return;
             }
             match msg {
                 Err(rejected) => {
-                    if tx.send(Err(rejected)).is_err() {
+                    if !emit(Err(rejected)) {
                         closed.store(true, Ordering::Relaxed);
                     }
                 }
                 Ok(inst) => {
                     let inst = Arc::new(inst);
                     dec.decode_each(&inst, |out| {
-                        if tx.send(out).is_err() {
+                        if !emit(out) {
                             closed.store(true, Ordering::Relaxed);
                         }
                     });
@@ -337,10 +341,11 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::display::{min_max_normalise, render, Modality, Model, Voi, VoiFunction};
+    use crate::message::Pixels;
     use super::lut::{expand_segmented, Lut};
     use super::pixels::{
         deplanarize, expand_ybr422, read_frame, ybr_to_rgb, BitFix, Endian, Layout, SampleKind,
-        Stored,
+        Samples, Stored,
     };
     use super::*;
 
@@ -382,7 +387,7 @@ mod tests {
     #[test]
     fn monochrome_render_applies_rescale_window_and_inversion() {
         let stored = Stored {
-            values: vec![0.0, 10.0, 20.0],
+            samples: Samples::Floats(vec![0.0, 10.0, 20.0]),
             channels: 1,
             stats: Default::default(),
             reduced: None,
@@ -398,11 +403,12 @@ mod tests {
         };
         let two = render(stored.clone(), &model(false), 3, 1);
         assert_eq!(two.channels, 1);
-        assert_eq!(two.pixels[0], 0.0);
-        assert!((two.pixels[1] - 0.5).abs() < 1e-6);
-        assert_eq!(two.pixels[2], 1.0);
+        let two = two.values();
+        assert_eq!(two[0], 0.0);
+        assert!((two[1] - 0.5).abs() < 1e-6);
+        assert_eq!(two[2], 1.0);
         let one = render(stored.clone(), &model(true), 3, 1);
-        for (a, b) in one.pixels.iter().zip(&two.pixels) {
+        for (a, b) in one.values().iter().zip(two.iter()) {
             assert!((a + b - 1.0).abs() < 1e-6);
         }
     }
@@ -456,7 +462,7 @@ mod tests {
         };
         let raw = [0, 1, 0, 2, 0, 10, 0, 20, 1, 0, 2, 0];
         let s = read_frame(&raw, 0, &layout, false).unwrap();
-        assert_eq!(s.values, vec![1.0, 10.0, 256.0, 2.0, 20.0, 512.0]);
+        assert_eq!(s.samples, Samples::Floats(vec![1.0, 10.0, 256.0, 2.0, 20.0, 512.0]));
         assert_eq!((s.stats.min, s.stats.max), (1.0, 512.0));
         assert!(read_frame(&raw[..11], 0, &layout, false).is_err());
     }
@@ -488,7 +494,7 @@ mod tests {
         };
         // Second frame starts at bit 4 of the same byte.
         let s = read_frame(&[0b1001_0110], 4, &layout, false).unwrap();
-        assert_eq!(s.values, vec![1.0, 0.0, 0.0, 1.0]);
+        assert_eq!(s.samples, Samples::Floats(vec![1.0, 0.0, 0.0, 1.0]));
     }
 
     #[test]
@@ -513,14 +519,14 @@ mod tests {
             data: vec![0.0, 0.0],
         };
         let stored = Stored {
-            values: vec![0.0, 1.0],
+            samples: Samples::Floats(vec![0.0, 1.0]),
             channels: 1,
             stats: Default::default(),
             reduced: None,
         };
         let f = render(stored.clone(), &Model::Palette { r, g, b }, 2, 1);
         assert_eq!(f.channels, 3);
-        assert_eq!(f.pixels, vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+        assert_eq!(f.pixels, Pixels::Unit(vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0]));
     }
 
     #[test]

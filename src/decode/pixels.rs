@@ -70,12 +70,39 @@ impl Layout {
 /// One frame's stored values, interleaved, YBR already turned into RGB.
 #[derive(Debug, Clone)]
 pub(crate) struct Stored {
-    pub values: Vec<f32>,
+    pub samples: Samples,
     pub channels: u8,
     pub stats: PixelStats,
     /// Columns × Rows actually decoded, when a codec decoded a reduced
     /// size (DCT-scaled JPEG); `None` means the object's own size.
     pub reduced: Option<(u32, u32)>,
+}
+
+/// Stored values as the codec gave them: plain unsigned bytes (the 8-bit
+/// photograph, by far the commonest frame) stay bytes, everything else is
+/// held as exact floats.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Samples {
+    Bytes(Vec<u8>),
+    Floats(Vec<f32>),
+}
+
+impl Samples {
+    pub fn into_floats(self) -> Vec<f32> {
+        match self {
+            Samples::Floats(v) => v,
+            Samples::Bytes(b) => b.into_iter().map(f32::from).collect(),
+        }
+    }
+}
+
+impl Stored {
+    /// An interleaved frame of unsigned 8-bit samples (1 or 3 per pixel),
+    /// kept as bytes, with exact statistics.
+    pub fn from_bytes(bytes: Vec<u8>, channels: u8) -> Self {
+        let stats = byte_stats(&bytes);
+        Stored { samples: Samples::Bytes(bytes), channels, stats, reduced: None }
+    }
 }
 
 /// Reads one frame from `raw`, which starts at bit `bit_offset` (non-zero
@@ -97,6 +124,17 @@ pub(crate) fn read_frame(
             raw.len(),
             need_bits.div_ceil(8)
         )));
+    }
+    let plain_bytes = layout.kind == (SampleKind::Int { bits: 8, signed: false })
+        && layout.bits_allocated == 8
+        && bit_offset % 8 == 0
+        && !layout.ybr422
+        && !ybr
+        && (layout.samples == 1 || (layout.samples == 3 && !layout.planar));
+    if plain_bytes {
+        let start = (bit_offset / 8) as usize;
+        let channels = layout.samples as u8;
+        return Ok(Stored::from_bytes(raw[start..start + n].to_vec(), channels));
     }
     let (mut values, exact) = read_samples(raw, bit_offset, n, layout)?;
     if layout.planar && layout.samples > 1 && !layout.ybr422 {
@@ -127,7 +165,7 @@ pub(crate) fn read_frame(
         exact
     };
     Ok(Stored {
-        values,
+        samples: Samples::Floats(values),
         channels,
         stats,
         reduced: None,
