@@ -74,5 +74,12 @@ test: cmake ort testdata venv
 	  cargo test --release --locked
 	$(MAKE) evaluate
 
+# Throughput against a Python pipeline and the machine limit, in one run
+# (issue 4): criterion stage benches, both pipelines on the same 1 000-image
+# synthetic batch, peak RSS at 10 000 images. Prints the table (also
+# out/bench/bench.md) and fails if a target is missed. About 10 minutes.
+bench: build ort venv
+	ORT_DYLIB_PATH=$(CURDIR)/$(ORT_DIR)/libonnxruntime.so python3 benches/run.py
+
 clean:
 	rm -rf target out

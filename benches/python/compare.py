@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Checks that the Python baseline and nightscreen score the same images alike.
+
+    compare.py OUTDIR NIGHTSCREEN_OUT [--tolerance 0.1] [--json]
+
+Joins OUTDIR/images.parquet (benches/python/baseline.py) with
+NIGHTSCREEN_OUT/images/*.parquet on sop_instance_uid (and frame) and prints
+the number of matched images and the max / median / 99th-percentile absolute
+difference of `outputs` (all output values of all matched images), plus the
+largest difference per label and how often the top label differs.
+
+Exit status 1 when an image is in one table but not the other, when the
+output lengths differ, or when the max difference is over --tolerance
+(default 0.1: the two pipelines decode JPEG with different libraries and
+resize slightly differently). Exit 2 on unreadable input.
+"""
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+COLUMNS = ["sop_instance_uid", "frame", "labels", "outputs", "top_label"]
+
+
+def read(paths, what):
+    if not paths:
+        raise FileNotFoundError(f"no Parquet files for {what}")
+    tables = [pq.read_table(p, columns=COLUMNS) for p in paths]
+    return pa.concat_tables(tables).to_pydict()
+
+
+def keyed(cols, what):
+    out = {}
+    dup = 0
+    for uid, frame, labels, outputs, top in zip(*(cols[c] for c in COLUMNS)):
+        key = (uid, frame)
+        if key in out:
+            dup += 1
+        out[key] = (labels, outputs, top)
+    if dup:
+        print(f"warning: {what} has {dup} duplicate (sop_instance_uid, frame) rows", file=sys.stderr)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("baseline_out", help="baseline.py --out folder (holds images.parquet)")
+    ap.add_argument("nightscreen_out", help="nightscreen run --out folder (holds images/*.parquet)")
+    ap.add_argument("--tolerance", type=float, default=0.1, help="largest allowed |difference| (default 0.1)")
+    ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
+    args = ap.parse_args(argv)
+
+    try:
+        base_path = args.baseline_out
+        if os.path.isdir(base_path):
+            base_path = os.path.join(base_path, "images.parquet")
+        base = keyed(read([base_path] if os.path.exists(base_path) else [], base_path), "baseline")
+        ns_paths = sorted(glob.glob(os.path.join(args.nightscreen_out, "images", "*.parquet")))
+        ns = keyed(read(ns_paths, os.path.join(args.nightscreen_out, "images")), "nightscreen")
+    except Exception as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    only_base = sorted(set(base) - set(ns))
+    only_ns = sorted(set(ns) - set(base))
+    both = sorted(set(base) & set(ns))
+    ok = True
+    for what, keys in (("baseline only", only_base), ("nightscreen only", only_ns)):
+        if keys:
+            ok = False
+            shown = ", ".join(f"{u}#{f}" for u, f in keys[:5])
+            print(f"MISSING: {len(keys)} images {what}: {shown}{' ...' if len(keys) > 5 else ''}")
+
+    labels = None
+    diffs = []
+    top_differs = 0
+    for key in both:
+        bl, bo, bt = base[key]
+        nl, no, nt = ns[key]
+        if len(bo) != len(no) or (bl and nl and list(bl) != list(nl)):
+            ok = False
+            print(f"MISMATCH: {key[0]}#{key[1]}: labels/outputs differ in shape ({bl} vs {nl})")
+            continue
+        labels = labels or list(nl or bl)
+        diffs.append(np.abs(np.asarray(bo, dtype=np.float64) - np.asarray(no, dtype=np.float64)))
+        top_differs += bt != nt
+
+    if not diffs:
+        print("matched images: 0")
+        return 1
+    d = np.stack(diffs)
+    flat = d.ravel()
+    figures = {
+        "matched": len(diffs),
+        "baseline_only": len(only_base),
+        "nightscreen_only": len(only_ns),
+        "max_abs_diff": float(flat.max()),
+        "median_abs_diff": float(np.median(flat)),
+        "p99_abs_diff": float(np.percentile(flat, 99)),
+        "mean_abs_diff": float(flat.mean()),
+        "max_abs_diff_per_label": {lab: float(v) for lab, v in zip(labels or range(d.shape[1]), d.max(axis=0))},
+        "top_label_differs": int(top_differs),
+        "tolerance": args.tolerance,
+    }
+    worst = both[int(np.argmax(d.max(axis=1)))]
+    print(f"matched images: {figures['matched']} (baseline only {len(only_base)}, nightscreen only {len(only_ns)})")
+    print(f"|outputs difference|: max {figures['max_abs_diff']:.6f}  median {figures['median_abs_diff']:.6f}  "
+          f"p99 {figures['p99_abs_diff']:.6f}  mean {figures['mean_abs_diff']:.6f}")
+    print("max per label: " + "  ".join(f"{k} {v:.6f}" for k, v in figures["max_abs_diff_per_label"].items()))
+    print(f"top label differs: {top_differs} of {len(diffs)}; worst image {worst[0]}#{worst[1]}")
+    if figures["max_abs_diff"] > args.tolerance:
+        ok = False
+        print(f"FAIL: max difference {figures['max_abs_diff']:.6f} > tolerance {args.tolerance}")
+    if args.json:
+        figures["ok"] = ok
+        print(json.dumps(figures))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

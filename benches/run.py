@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""`make bench`: nightscreen against a Python pipeline and the machine limit,
+side by side in one run, on the same synthetic batch and the same model.
+
+    python3 benches/run.py [--images 1000] [--large-images 10000] [--rounds 2]
+
+Steps (all outputs under --out, default out/bench):
+  1. synthesise the batches (`nightscreen synth`, seed 5; reused when present);
+  2. criterion (`cargo bench --bench stages`): decode, preprocess and inference
+     each on one thread -> the machine limit, cores / (core-seconds per image);
+  3. nightscreen end to end and the Python baseline (benches/python/baseline.py)
+     on the same batch, alternating, --rounds times; each side's best round
+     counts (the machine is shared and noisy; best-of is the least disturbed);
+  4. nightscreen on the large batch, for peak RSS against the small batch's;
+  5. checks that the two pipelines agree (benches/python/compare.py);
+then prints the table, writes bench.md / bench.json, and exits 1 if a target
+is missed. Wall times are whole processes, start-up included, for both sides.
+Stdlib only; the baseline runs in .deps/venv.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NIGHTSCREEN = ROOT / "target/release/nightscreen"
+VENV_PYTHON = ROOT / ".deps/venv/bin/python"
+CONFIG = ROOT / "configs/desp.toml"
+MODEL = ROOT / "models/dr-screen.onnx"
+CARD = ROOT / "models/dr-screen.toml"
+SEED = 5
+IMAGES_PER_STUDY = 4
+
+TARGET_PYTHON_RATIO = 3.0
+TARGET_LIMIT_RATIO = 0.9
+TARGET_RSS_GROWTH = 0.10
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def measure(cmd, env=None):
+    """Runs cmd; returns (wall seconds, peak RSS in MiB of the process itself, stdout)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT, text=True)
+    # wait4 gives this child's own rusage (RUSAGE_CHILDREN would be the max over all children so far).
+    out_text = proc.stdout.read()
+    err_text = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode not in (0,):
+        sys.stderr.write(err_text[-4000:])
+        raise SystemExit(f"bench: {' '.join(map(str, cmd))} exited {proc.returncode}")
+    return wall, usage.ru_maxrss / 1024.0, out_text
+
+
+def synth(images, out):
+    studies = images // IMAGES_PER_STUDY
+    stamp = out / ".bench-stamp"
+    want = f"studies={studies} seed={SEED}"
+    if stamp.is_file() and stamp.read_text() == want:
+        log(f"reusing {out} ({want})")
+        return
+    log(f"synthesising {images} images into {out}")
+    subprocess.run([NIGHTSCREEN, "synth", "--studies", str(studies), "--seed", str(SEED), "--out", out, "--overwrite"],
+                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    stamp.write_text(want)
+
+
+def criterion_stage_costs(skip_run):
+    """Seconds per image for each stage, single-threaded, from criterion's estimates."""
+    if not skip_run:
+        log("criterion: cargo bench --bench stages")
+        subprocess.run(["cargo", "bench", "--locked", "--bench", "stages"], check=True, cwd=ROOT)
+    costs = {}
+    base = ROOT / "target/criterion/stage"
+    for bench in sorted(base.iterdir()):
+        meta = json.loads((bench / "new/benchmark.json").read_text())
+        est = json.loads((bench / "new/estimates.json").read_text())
+        per_iter = est["mean"]["point_estimate"] / 1e9
+        elements = (meta.get("throughput") or {}).get("Elements", 1)
+        name = bench.name.split("_batch")[0]
+        costs[name] = per_iter / elements
+    missing = {"decode", "preprocess", "infer"} - costs.keys()
+    if missing:
+        raise SystemExit(f"bench: criterion estimates missing for {sorted(missing)}")
+    return costs
+
+
+def run_nightscreen(batch, out):
+    wall, rss, _ = measure([NIGHTSCREEN, "run", "--config", CONFIG, "--input", batch, "--out", out, "--overwrite", "--quiet"])
+    report = json.loads((out / "run.json").read_text())
+    scored = report["counts"]["frames_scored"]
+    return {"seconds": wall, "images": scored, "images_per_second": scored / wall, "peak_rss_mib": rss,
+            "decode_threads": report["runtime"]["decode_threads"], "intra_op_threads": report["runtime"]["intra_op_threads"]}
+
+
+def run_python(batch, out, decode, batch_size):
+    cmd = [VENV_PYTHON, ROOT / "benches/python/baseline.py", "--model", MODEL, "--card", CARD, "--input", batch,
+           "--out", out, "--decode", decode, "--batch-size", str(batch_size)]
+    wall, rss, stdout = measure(cmd)
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    return {"seconds": wall, "images": summary["images"], "images_per_second": summary["images"] / wall,
+            "peak_rss_mib_parent": rss, "workers": summary.get("workers"), "decode": decode}
+
+
+def best(runs):
+    return max(runs, key=lambda r: r["images_per_second"])
+
+
+def machine():
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kib / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return {"cores": len(os.sched_getaffinity(0)), "cpu": cpu, "memory": mem, "os": platform.platform()}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=1000)
+    ap.add_argument("--large-images", type=int, default=10000)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=ROOT / "out/bench")
+    ap.add_argument("--skip-criterion", action="store_true", help="reuse target/criterion's last estimates")
+    args = ap.parse_args()
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    small, large = out / f"studies-{args.images}", out / f"studies-{args.large_images}"
+    synth(args.images, small)
+    synth(args.large_images, large)
+
+    host = machine()
+    costs = criterion_stage_costs(args.skip_criterion)
+    per_image = costs["decode"] + costs["preprocess"] + costs["infer"]
+    limit = host["cores"] / per_image
+    batch_size = 8
+
+    ns_runs, py_runs = [], []
+    for r in range(args.rounds):
+        log(f"round {r + 1}/{args.rounds}: nightscreen")
+        ns_runs.append(run_nightscreen(small, out / "nightscreen"))
+        log(f"round {r + 1}/{args.rounds}: python baseline (pydicom pixel_array)")
+        py_runs.append(run_python(small, out / "python", "pixel_array", batch_size))
+    log("python baseline with Pillow draft (DCT-scaled) decoding, for information")
+    py_draft = run_python(small, out / "python-draft", "draft", batch_size)
+    log(f"nightscreen on {args.large_images} images (peak RSS)")
+    ns_large = run_nightscreen(large, out / "nightscreen-large")
+
+    agree = {}
+    for name, d in [("pixel_array", out / "python"), ("draft", out / "python-draft")]:
+        res = subprocess.run([VENV_PYTHON, ROOT / "benches/python/compare.py", d, out / "nightscreen"],
+                             capture_output=True, text=True, cwd=ROOT)
+        agree[name] = {"ok": res.returncode == 0, "report": res.stdout.strip()}
+
+    ns, py = best(ns_runs), best(py_runs)
+    ratios = {
+        "python": ns["images_per_second"] / py["images_per_second"],
+        "python_draft": ns["images_per_second"] / py_draft["images_per_second"],
+        "limit": ns["images_per_second"] / limit,
+        "rss_growth": ns_large["peak_rss_mib"] / ns["peak_rss_mib"] - 1.0,
+    }
+    targets = {
+        f"nightscreen >= {TARGET_PYTHON_RATIO:g} x Python": ratios["python"] >= TARGET_PYTHON_RATIO,
+        f"nightscreen >= {TARGET_LIMIT_RATIO:g} x machine limit": ratios["limit"] >= TARGET_LIMIT_RATIO,
+        f"peak RSS at {args.large_images} within {TARGET_RSS_GROWTH:.0%} of {args.images}": ratios["rss_growth"] <= TARGET_RSS_GROWTH,
+        "pipelines agree": all(a["ok"] for a in agree.values()),
+    }
+
+    ms = lambda s: f"{s * 1e3:.2f} ms"
+    lines = [
+        f"Machine: {host['cores']} cores ({host['cpu']}), {host['memory']}, {host['os']}.",
+        f"Batch: {args.images} synthetic 1600x1200 JPEG fundus images (seed {SEED}), model dr-screen (384x384), batch size {batch_size}, best of {args.rounds} rounds.",
+        "",
+        "| pipeline | images/s | wall (s) | peak RSS (MiB) |",
+        "| --- | ---: | ---: | ---: |",
+        f"| nightscreen ({ns['decode_threads']} decode + {ns['intra_op_threads']} inference threads) | {ns['images_per_second']:.1f} | {ns['seconds']:.2f} | {ns['peak_rss_mib']:.0f} |",
+        f"| nightscreen, {args.large_images} images | {ns_large['images_per_second']:.1f} | {ns_large['seconds']:.2f} | {ns_large['peak_rss_mib']:.0f} |",
+        f"| Python: pydicom pixel_array + Pillow + onnxruntime, {py['workers']} processes | {py['images_per_second']:.1f} | {py['seconds']:.2f} | {py['peak_rss_mib_parent']:.0f} (parent only) |",
+        f"| Python with Pillow draft (DCT-scaled) decode, for information | {py_draft['images_per_second']:.1f} | {py_draft['seconds']:.2f} | {py_draft['peak_rss_mib_parent']:.0f} (parent only) |",
+        f"| machine limit: {host['cores']} cores / ({ms(costs['decode'])} decode + {ms(costs['preprocess'])} preprocess + {ms(costs['infer'])} inference per image, one thread each) | {limit:.1f} | | |",
+        "",
+        "| ratio | measured | target | met |",
+        "| --- | ---: | ---: | :---: |",
+        f"| nightscreen / Python | {ratios['python']:.2f} | >= {TARGET_PYTHON_RATIO:g} | {'yes' if ratios['python'] >= TARGET_PYTHON_RATIO else 'NO'} |",
+        f"| nightscreen / machine limit | {ratios['limit']:.2f} | >= {TARGET_LIMIT_RATIO:g} | {'yes' if ratios['limit'] >= TARGET_LIMIT_RATIO else 'NO'} |",
+        f"| peak RSS {args.large_images} / {args.images} images | {1 + ratios['rss_growth']:.3f} | <= {1 + TARGET_RSS_GROWTH:.2f} | {'yes' if ratios['rss_growth'] <= TARGET_RSS_GROWTH else 'NO'} |",
+        f"| nightscreen / Python with draft decode (information) | {ratios['python_draft']:.2f} | | |",
+        "",
+        "Agreement with nightscreen's probabilities: "
+        + "; ".join(f"{k}: {v['report'] or 'compare.py failed'}" for k, v in agree.items()),
+    ]
+    table = "\n".join(lines)
+    print(table)
+    (out / "bench.md").write_text(table + "\n")
+    (out / "bench.json").write_text(json.dumps({
+        "machine": host, "stage_seconds_per_image": costs, "machine_limit_images_per_second": limit,
+        "nightscreen_runs": ns_runs, "python_runs": py_runs, "python_draft": py_draft, "nightscreen_large": ns_large,
+        "ratios": ratios, "targets": targets, "agreement": agree,
+    }, indent=2) + "\n")
+    print()
+    for name, met in targets.items():
+        print(f"{'met   ' if met else 'MISSED'} {name}")
+    return 0 if all(targets.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+//! Stage costs for `make bench`: decode, preprocess and inference of the
+//! shipped DR model, each on one thread, plus the whole pipeline on all
+//! cores. `tools/bench_report.py` turns the single-thread costs into the
+//! machine limit (cores ÷ core-seconds per image), so each bench here must
+//! do exactly one stage's work for one image (or one batch).
+//!
+//! Data: a few synthetic studies made with the library's synth, the same
+//! kind of 1600 × 1200 JPEG photographs as `make demo`. Needs ONNX Runtime
+//! (`make ort`; found like the binary finds it, e.g. `ORT_DYLIB_PATH`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use nightscreen::config::Overrides;
+use nightscreen::decode::Decoder;
+use nightscreen::message::{DecodedImage, Instance};
+use nightscreen::model::{self, VerifiedModel};
+use nightscreen::preprocess::Preprocessor;
+use nightscreen::progress::{Mode, Progress};
+use nightscreen::runtime::{Device, Runtime};
+use nightscreen::{ingest, synth, Config};
+
+const STUDIES: usize = 4;
+const SEED: u64 = 5;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    input: PathBuf,
+    config: Config,
+    model: VerifiedModel,
+    instances: Vec<Arc<Instance>>,
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("studies");
+    synth::run(&synth::SynthConfig::new(STUDIES, &input, SEED)).expect("synth");
+    let config = Config::load(&repo().join("configs/desp.toml")).expect("configs/desp.toml");
+    let entry = &config.models[0];
+    let model = model::load(&config.models_dir, &entry.id, entry.route.clone()).expect("model");
+    let (files, _) = ingest::discover(&config.ingest, std::slice::from_ref(&input));
+    let inventory = ingest::scan(files, std::slice::from_ref(&model));
+    let instances: Vec<Arc<Instance>> = inventory.items.into_iter().filter_map(Result::ok).map(Arc::new).collect();
+    assert_eq!(instances.len(), STUDIES * 4, "every synthetic image found");
+    Fixture { _dir: dir, input, config, model, instances }
+}
+
+/// One thread for everything a stage might parallelise internally
+/// (jpeg-decoder's rayon worker runs on the current pool).
+fn one_thread() -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool")
+}
+
+fn decode_all(decoder: &Decoder, instances: &[Arc<Instance>]) -> Vec<DecodedImage> {
+    let mut frames = Vec::new();
+    for inst in instances {
+        decoder.decode_each(inst, |msg| frames.push(msg.expect("synthetic image decodes")));
+    }
+    frames
+}
+
+fn stages(c: &mut Criterion) {
+    let fx = fixture();
+    let input = &fx.model.card.input;
+    let decoder = Decoder::new(&fx.config.decode).with_model_inputs(vec![(input.width, input.height)]);
+    let pool = one_thread();
+    let mut group = c.benchmark_group("stage");
+    group.throughput(Throughput::Elements(1));
+
+    let mut next = 0;
+    group.bench_function("decode", |b| {
+        pool.install(|| {
+            b.iter(|| {
+                let inst = &fx.instances[next % fx.instances.len()];
+                next += 1;
+                let mut frames = 0;
+                decoder.decode_each(inst, |msg| frames += usize::from(msg.is_ok()));
+                assert_eq!(frames, 1);
+            })
+        })
+    });
+
+    let frames = decode_all(&decoder, &fx.instances);
+    let pre = Preprocessor::new(std::slice::from_ref(&fx.model));
+    let mut next = 0;
+    group.bench_function("preprocess", |b| {
+        b.iter(|| {
+            let frame = &frames[next % frames.len()].frame;
+            next += 1;
+            pre.prepare(frame, 0).expect("prepare")
+        })
+    });
+
+    let batch = fx.config.infer.batch_size;
+    let tensors: Vec<Vec<f32>> = frames.iter().cycle().take(batch).map(|f| pre.prepare(&f.frame, 0).expect("prepare")).collect();
+    let runtime = Runtime::load(Device::Cpu).expect("ONNX Runtime (make ort; ORT_DYLIB_PATH)");
+    let mut session = runtime.session(&fx.model, 1).expect("session");
+    let refs: Vec<&[f32]> = tensors.iter().map(Vec::as_slice).collect();
+    group.throughput(Throughput::Elements(batch as u64));
+    group.bench_function(format!("infer_batch{batch}"), |b| b.iter(|| session.score(&refs).expect("score")));
+    group.finish();
+
+    let mut group = c.benchmark_group("pipeline");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(fx.instances.len() as u64));
+    let out = fx._dir.path().join("out");
+    let overrides = Overrides { inputs: vec![fx.input.clone()], out: Some(out), overwrite: true, ..Overrides::default() };
+    let config = fx.config.clone().with_overrides(&overrides);
+    let progress = Progress::new(Mode::Quiet);
+    group.bench_function("end_to_end", |b| {
+        b.iter_batched(|| (), |()| nightscreen::run(&config, &progress).expect("run"), BatchSize::PerIteration)
+    });
+    group.finish();
+}
+
+criterion_group!(benches, stages);
+criterion_main!(benches);
