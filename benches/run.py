@@ -6,11 +6,13 @@ side by side in one run, on the same synthetic batch and the same model.
 
 Steps (all outputs under --out, default out/bench):
   1. synthesise the batches (`nightscreen synth`, seed 5; reused when present);
-  2. criterion (`cargo bench --bench stages`): decode, preprocess and inference
-     each on one thread -> the machine limit, cores / (core-seconds per image);
-  3. nightscreen end to end and the Python baseline (benches/python/baseline.py)
-     on the same batch, alternating, --rounds times; each side's best round
-     counts (the machine is shared and noisy; best-of is the least disturbed);
+  2. --rounds rounds of, in turn: criterion (`cargo bench --bench stages`,
+     decode, preprocess and inference each on one thread), nightscreen end
+     to end, and the Python baseline (benches/python/baseline.py), on the
+     same batch. The machine is shared and noisy, so each figure counts at its
+     least disturbed round: the fastest run of each pipeline, the cheapest
+     measurement of each stage. Machine limit = cores / (decode + preprocess +
+     inference seconds per image);
   4. nightscreen on the large batch, for peak RSS against the small batch's;
   5. checks that the two pipelines agree (benches/python/compare.py);
 then prints the table, writes bench.md / bench.json, and exits 1 if a target
@@ -74,20 +76,18 @@ def synth(images, out):
     stamp.write_text(want)
 
 
-def criterion_stage_costs(skip_run):
-    """Seconds per image for each stage, single-threaded, from criterion's estimates."""
-    if not skip_run:
-        log("criterion: cargo bench --bench stages")
-        subprocess.run(["cargo", "bench", "--locked", "--bench", "stages"], check=True, cwd=ROOT)
+def criterion_stage_costs():
+    """Seconds per image for each stage on one thread: criterion's median (robust
+    to a disturbed sample) from a short run of benches/stages.rs."""
+    subprocess.run(["cargo", "bench", "--locked", "--bench", "stages", "--", "stage/",
+                    "--warm-up-time", "1", "--measurement-time", "3"],
+                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     costs = {}
-    base = ROOT / "target/criterion/stage"
-    for bench in sorted(base.iterdir()):
+    for bench in sorted((ROOT / "target/criterion/stage").iterdir()):
         meta = json.loads((bench / "new/benchmark.json").read_text())
         est = json.loads((bench / "new/estimates.json").read_text())
-        per_iter = est["mean"]["point_estimate"] / 1e9
         elements = (meta.get("throughput") or {}).get("Elements", 1)
-        name = bench.name.split("_batch")[0]
-        costs[name] = per_iter / elements
+        costs[bench.name.split("_batch")[0]] = est["median"]["point_estimate"] / 1e9 / elements
     missing = {"decode", "preprocess", "infer"} - costs.keys()
     if missing:
         raise SystemExit(f"bench: criterion estimates missing for {sorted(missing)}")
@@ -137,9 +137,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--large-images", type=int, default=10000)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", type=Path, default=ROOT / "out/bench")
-    ap.add_argument("--skip-criterion", action="store_true", help="reuse target/criterion's last estimates")
     args = ap.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -148,17 +147,21 @@ def main():
     synth(args.large_images, large)
 
     host = machine()
-    costs = criterion_stage_costs(args.skip_criterion)
-    per_image = costs["decode"] + costs["preprocess"] + costs["infer"]
-    limit = host["cores"] / per_image
     batch_size = 8
-
-    ns_runs, py_runs = [], []
+    # Every figure is measured once per round, rounds interleaved, and each
+    # counts at its least disturbed: the fastest round for throughput, the
+    # cheapest round for each stage cost (which makes the limit harder to meet).
+    ns_runs, py_runs, stage_runs = [], [], []
     for r in range(args.rounds):
+        log(f"round {r + 1}/{args.rounds}: criterion stage costs (one thread each)")
+        stage_runs.append(criterion_stage_costs())
         log(f"round {r + 1}/{args.rounds}: nightscreen")
         ns_runs.append(run_nightscreen(small, out / "nightscreen"))
         log(f"round {r + 1}/{args.rounds}: python baseline (pydicom pixel_array)")
         py_runs.append(run_python(small, out / "python", "pixel_array", batch_size))
+    costs = {k: min(run[k] for run in stage_runs) for k in stage_runs[0]}
+    per_image = costs["decode"] + costs["preprocess"] + costs["infer"]
+    limit = host["cores"] / per_image
     log("python baseline with Pillow draft (DCT-scaled) decoding, for information")
     py_draft = run_python(small, out / "python-draft", "draft", batch_size)
     log(f"nightscreen on {args.large_images} images (peak RSS)")
@@ -187,7 +190,7 @@ def main():
     ms = lambda s: f"{s * 1e3:.2f} ms"
     lines = [
         f"Machine: {host['cores']} cores ({host['cpu']}), {host['memory']}, {host['os']}.",
-        f"Batch: {args.images} synthetic 1600x1200 JPEG fundus images (seed {SEED}), model dr-screen (384x384), batch size {batch_size}, best of {args.rounds} rounds.",
+        f"Batch: {args.images} synthetic 1600x1200 JPEG fundus images (seed {SEED}), model dr-screen (384x384), batch size {batch_size}, each figure the best of {args.rounds} interleaved rounds.",
         "",
         "| pipeline | images/s | wall (s) | peak RSS (MiB) |",
         "| --- | ---: | ---: | ---: |",
@@ -212,7 +215,7 @@ def main():
     (out / "bench.md").write_text(table + "\n")
     (out / "bench.json").write_text(json.dumps({
         "machine": host, "stage_seconds_per_image": costs, "machine_limit_images_per_second": limit,
-        "nightscreen_runs": ns_runs, "python_runs": py_runs, "python_draft": py_draft, "nightscreen_large": ns_large,
+        "stage_runs": stage_runs, "nightscreen_runs": ns_runs, "python_runs": py_runs, "python_draft": py_draft, "nightscreen_large": ns_large,
         "ratios": ratios, "targets": targets, "agreement": agree,
     }, indent=2) + "\n")
     print()

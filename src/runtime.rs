@@ -280,6 +280,8 @@ impl Runtime {
         if intra_threads > 0 {
             builder = builder.with_intra_threads(intra_threads).map_err(|e| ort_err(e.into()))?;
         }
+        // Spinning intra-op threads would burn the cores decode workers share.
+        builder = builder.with_intra_op_spinning(false).map_err(|e| ort_err(e.into()))?;
         if self.provider == CUDA_PROVIDER {
             append_cuda(&mut builder).map_err(ort_err)?;
         }

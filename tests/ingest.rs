@@ -84,3 +84,40 @@ fn dicomdir_records_are_followed_and_cannot_escape_its_folder() {
         assert!(f.path.is_file(), "{} listed but missing", f.path.display());
     }
 }
+
+/// The stage streams a tree larger than one chunk: every file arrives
+/// exactly once and each file that stops at ingest is counted once for
+/// progress.
+#[test]
+fn run_streams_every_file_once_and_counts_rejects() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let Some(data) = util::testdata() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let real = std::fs::read(data.join("pydicom/CT_small.dcm")).expect("CT_small");
+    // More than one chunk of files: 300 text files and 3 images.
+    for i in 0..300 {
+        std::fs::write(dir.path().join(format!("note-{i:03}.dcm")), b"not DICOM").expect("write");
+    }
+    for i in 0..3 {
+        std::fs::write(dir.path().join(format!("zz-image-{i}.dcm")), &real).expect("write");
+    }
+    let cfg = IngestConfig::default();
+    let (files, walk_rejects) = ingest::discover(&cfg, &[dir.path().to_path_buf()]);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let rejected = AtomicUsize::new(0);
+    let counts = ingest::run(files, walk_rejects, &[], &tx, &|| {
+        rejected.fetch_add(1, Ordering::Relaxed);
+    });
+    drop(tx);
+    let items: Vec<_> = rx.iter().collect();
+    assert_eq!(counts.files_seen, 303);
+    assert_eq!(items.len(), 303);
+    // No model is configured, so the images are counted skips too.
+    assert_eq!(rejected.load(Ordering::Relaxed), 303);
+    assert_eq!(counts.instances, 0);
+    let mut paths: Vec<_> = items.iter().filter_map(|m| m.as_ref().err()).map(|r| r.path.clone()).collect();
+    paths.sort();
+    paths.dedup();
+    assert_eq!(paths.len(), 303, "every file exactly once");
+}

@@ -1,9 +1,10 @@
 //! Ingest: input folders and DICOMDIRs → [`Instance`]s, grouped by study.
 //!
 //! Reads headers only (stopping before pixel data), so every file is
-//! classified before any is decoded: images go on to decode in study →
-//! series → instance order; everything else becomes a counted skip or an
-//! error row here, so no file is ever silently passed over.
+//! classified before it is decoded: images go on to decode in study →
+//! series → instance order (within each chunk of files, see [`run`]);
+//! everything else becomes a counted skip or an error row here, so no file
+//! is ever silently passed over.
 
 mod dicomdir;
 pub mod guard;
@@ -184,11 +185,48 @@ fn order_key(item: &Msg<Instance>) -> (u8, String, String, i64, String) {
     }
 }
 
-/// The ingest stage: sends the inventory downstream, rejects included.
-pub fn run(inventory: Inventory, tx: &Sender<Msg<Instance>>) {
-    for item in inventory.items {
-        if tx.send(item).is_err() {
-            break; // downstream stopped: the pipeline is shutting down
+/// Files whose headers are read (in parallel) and ordered together before
+/// any is sent: large enough to keep the header readers busy, small enough
+/// that decoding starts within milliseconds instead of after the whole night's
+/// headers. Folders are walked in name order, so a study's files are
+/// neighbours and land in one chunk or two adjacent ones.
+const CHUNK: usize = 128;
+
+/// What the ingest stage saw, for the run report.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IngestCounts {
+    pub files_seen: usize,
+    pub instances: usize,
+}
+
+/// The ingest stage: walk rejects first, then each chunk of files scanned
+/// and sent downstream as it is done, so header reading overlaps decoding.
+/// Calls `on_rejected()` once per file that goes no further than ingest.
+pub fn run(
+    files: Vec<Found>,
+    walk_rejects: Vec<Rejected>,
+    models: &[VerifiedModel],
+    tx: &Sender<Msg<Instance>>,
+    on_rejected: &(dyn Fn() + Sync),
+) -> IngestCounts {
+    let mut counts = IngestCounts { files_seen: files.len() + walk_rejects.len(), instances: 0 };
+    let walk = Inventory { files_seen: walk_rejects.len(), instances: 0, items: walk_rejects.into_iter().map(Err).collect() };
+    let mut files = files.into_iter();
+    let mut next = Some(walk);
+    while let Some(inventory) = next.take() {
+        counts.instances += inventory.instances;
+        for item in inventory.items {
+            if item.is_err() {
+                on_rejected();
+            }
+            if tx.send(item).is_err() {
+                return counts; // downstream stopped: the pipeline is shutting down
+            }
+        }
+        let chunk: Vec<Found> = files.by_ref().take(CHUNK).collect();
+        if !chunk.is_empty() {
+            next = Some(scan(chunk, models));
         }
     }
+    counts
 }
