@@ -76,12 +76,14 @@ def synth(images, out):
     stamp.write_text(want)
 
 
-def criterion_stage_costs():
+def criterion_stage_costs(batch):
     """Seconds per image for each stage on one thread: criterion's median (robust
-    to a disturbed sample) from a short run of benches/stages.rs."""
+    to a disturbed sample) from a short run of benches/stages.rs over `batch`,
+    the files the pipeline reads."""
+    env = dict(os.environ, NIGHTSCREEN_BENCH_INPUT=str(batch))
     subprocess.run(["cargo", "bench", "--locked", "--bench", "stages", "--", "stage/",
                     "--warm-up-time", "1", "--measurement-time", "3"],
-                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL, env=env)
     costs = {}
     for bench in sorted((ROOT / "target/criterion/stage").iterdir()):
         meta = json.loads((bench / "new/benchmark.json").read_text())
@@ -154,7 +156,7 @@ def main():
     ns_runs, py_runs, stage_runs = [], [], []
     for r in range(args.rounds):
         log(f"round {r + 1}/{args.rounds}: criterion stage costs (one thread each)")
-        stage_runs.append(criterion_stage_costs())
+        stage_runs.append(criterion_stage_costs(small))
         log(f"round {r + 1}/{args.rounds}: nightscreen")
         ns_runs.append(run_nightscreen(small, out / "nightscreen"))
         log(f"round {r + 1}/{args.rounds}: python baseline (pydicom pixel_array)")

@@ -1,8 +1,9 @@
 //! Sinks: findings and rejects → Parquet tables, worklist and `run.json`.
 //!
-//! A push-model consumer at the end of the pipeline: rows are buffered and
-//! written a row group at a time, so memory stays flat however long the
-//! night is. Tables: `images/` (one row per frame × model), `errors/` and
+//! A push-model consumer at the end of the pipeline: rows are handed to the
+//! Parquet writer a few hundred at a time, which encodes them into row
+//! groups of `row_group_rows`, so memory stays flat however long the night
+//! is (encoded rows are a fraction of the findings they came from). Tables: `images/` (one row per frame × model), `errors/` and
 //! `skipped/` (one row per file or frame without a result) and, once every
 //! image is in, `studies/` and the worklist.
 
@@ -11,7 +12,7 @@ pub mod report;
 pub mod tables;
 pub mod worklist;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -82,8 +83,25 @@ pub struct Sinks {
     pending_images: Vec<Finding>,
     pending_errors: Vec<(Rejected, chrono::DateTime<chrono::Utc>)>,
     pending_skipped: Vec<(Rejected, chrono::DateTime<chrono::Utc>)>,
-    frames: BTreeSet<(PathBuf, u32)>,
+    /// Distinct scored frames and files, by a 64-bit hash of the path (and
+    /// frame): a few bytes per image rather than its path.
+    frames: HashSet<u64>,
+    files: HashSet<u64>,
     counts: Counts,
+}
+
+/// Rows gathered before they go to the Parquet writer: enough for
+/// efficient column building, few enough that pending findings (each with
+/// its header) stay a small part of memory.
+const WRITE_ROWS: usize = 512;
+
+fn path_hash(path: &Path, frame: Option<u32>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same on every run, collisions negligible.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    frame.hash(&mut h);
+    h.finish()
 }
 
 impl Sinks {
@@ -109,7 +127,8 @@ impl Sinks {
             pending_images: Vec::new(),
             pending_errors: Vec::new(),
             pending_skipped: Vec::new(),
-            frames: BTreeSet::new(),
+            frames: HashSet::new(),
+            files: HashSet::new(),
             counts: Counts::default(),
         })
     }
@@ -124,7 +143,8 @@ impl Sinks {
             Ok(finding) => {
                 self.counts.image_rows += 1;
                 let meta = &finding.scored.meta;
-                self.frames.insert((meta.instance.path.clone(), meta.frame_index));
+                self.frames.insert(path_hash(&meta.instance.path, Some(meta.frame_index)));
+                self.files.insert(path_hash(&meta.instance.path, None));
                 self.pending_images.push(finding);
             }
             Err(r) => match r.kind {
@@ -144,7 +164,7 @@ impl Sinks {
     }
 
     fn flush(&mut self, all: bool) -> Result<()> {
-        let limit = if all { 1 } else { self.row_group_rows };
+        let limit = if all { 1 } else { self.row_group_rows.min(WRITE_ROWS) };
         if self.pending_images.len() >= limit {
             let batch = tables::images_batch(&self.pending_images, &self.run, &self.models, &self.bands);
             self.images.write(&batch)?;
@@ -176,7 +196,7 @@ impl Sinks {
         part.close()?;
         worklist::write(&self.out, studies)?;
         self.counts.frames_scored = self.frames.len() as u64;
-        self.counts.files_scored = self.frames.iter().map(|(p, _)| p).collect::<BTreeSet<_>>().len() as u64;
+        self.counts.files_scored = self.files.len() as u64;
         self.counts.studies = studies.len() as u64;
         for s in studies {
             *self.counts.bands.entry(s.band.clone()).or_default() += 1;

@@ -43,12 +43,23 @@ pub struct EyeResult {
 struct StudyAcc {
     header: Option<Arc<Header>>,
     modalities: std::collections::BTreeSet<String>,
-    frames: std::collections::BTreeSet<(String, u32)>,
+    /// Distinct (SOP instance, frame) pairs scored, by 64-bit hash: every
+    /// study stays in the book until the worklist is ordered, so its
+    /// per-image state is kept to a few bytes.
+    frames: std::collections::HashSet<u64>,
     failed_files: std::collections::BTreeSet<String>,
     skipped: u32,
     best: Option<(usize, f32, String)>,
     models: std::collections::BTreeSet<usize>,
     fields: Vec<Field>,
+}
+
+fn frame_key(sop_instance_uid: &str, frame: u32) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: deterministic, collisions negligible.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (sop_instance_uid, frame).hash(&mut h);
+    h.finish()
 }
 
 /// Groups by StudyInstanceUID; an object without one is a study of its
@@ -79,7 +90,7 @@ impl<'r> StudyBook<'r> {
         let acc = self.studies.entry(study_key(header, &f.scored.meta.instance.path)).or_default();
         acc.header.get_or_insert_with(|| Arc::clone(header));
         acc.modalities.insert(header.modality.clone());
-        acc.frames.insert((header.sop_instance_uid.0.clone(), f.scored.meta.frame_index));
+        acc.frames.insert(frame_key(&header.sop_instance_uid.0, f.scored.meta.frame_index));
         acc.models.insert(f.scored.model);
         if let Some(grade) = f.grade {
             acc.fields.push(Field { eye: header.laterality.clone(), field: header.field.clone(), grade });
