@@ -34,8 +34,8 @@ fn non_dicom_empty_and_truncated_files_are_classified_not_fatal() {
     std::fs::write(d.join("truncated.dcm"), &real[..400]).expect("write");
     std::fs::write(d.join(".hidden.dcm"), &real).expect("write");
     let got = outcomes(&[d.to_path_buf()], &IngestConfig::default());
-    assert_eq!(got.get("empty.dcm").map(String::as_str), Some("not_dicom"));
-    assert_eq!(got.get("notes.dcm").map(String::as_str), Some("not_dicom"));
+    assert_eq!(got.get("empty.dcm").map(String::as_str), Some("error: empty file (0 bytes)"));
+    assert!(got.get("notes.dcm").is_some_and(|k| k.starts_with("error: named .dcm but not a DICOM file")), "{got:?}");
     // Cut at an element boundary or inside one: an error either way, never a skip.
     assert!(got.get("truncated.dcm").is_some_and(|k| k.starts_with("error: ")), "{got:?}");
     assert!(!got.contains_key(".hidden.dcm"), "hidden files are skipped by default");

@@ -111,7 +111,17 @@ pub fn discover(cfg: &IngestConfig, inputs: &[PathBuf]) -> (Vec<Found>, Vec<Reje
                     header: None,
                     frame: None,
                 }),
-                Ok(_) => {}
+                Ok(e) if e.file_type().is_dir() => {}
+                // A named pipe, socket or device would block or never end if
+                // read: counted, never opened.
+                Ok(e) => errors.push(Rejected {
+                    path: e.into_path(),
+                    stage: Stage::Ingest,
+                    kind: RejectKind::Skip("not_a_regular_file"),
+                    reason: "not a regular file (pipe, socket or device): not read".into(),
+                    header: None,
+                    frame: None,
+                }),
                 Err(err) => errors.push(Rejected {
                     path: err.path().map(Path::to_path_buf).unwrap_or_else(|| input.clone()),
                     stage: Stage::Ingest,
@@ -150,8 +160,15 @@ pub fn scan(files: Vec<Found>, models: &[VerifiedModel]) -> Inventory {
 }
 
 fn classify(found: Found, models: &[VerifiedModel]) -> Msg<Instance> {
+    if std::fs::metadata(&found.path).is_ok_and(|m| m.len() == 0) {
+        // A zero-byte file in an imaging folder is a failed transfer, not a stray file.
+        return Err(reject(&found, RejectKind::Error, "empty file (0 bytes)".into(), None));
+    }
     match probe(&found.path) {
         Err(e) => Err(reject(&found, RejectKind::Error, e.0, None)),
+        Ok(Probe::NotDicom(detail)) if named_dicom(&found.path) => {
+            Err(reject(&found, RejectKind::Error, format!("named .dcm but not a DICOM file: {detail}"), None))
+        }
         Ok(Probe::NotDicom(detail)) => Err(reject(&found, RejectKind::Skip("not_dicom"), detail, None)),
         Ok(Probe::NoImage { reason, detail, header }) => {
             Err(reject(&found, RejectKind::Skip(reason), detail, Some(header)))
@@ -169,6 +186,12 @@ fn classify(found: Found, models: &[VerifiedModel]) -> Msg<Instance> {
             Ok(Instance { path: found.path, rel_path: found.rel_path, header: Arc::new(header), models: routed })
         }
     }
+}
+
+/// A `.dcm` name promises DICOM: breaking the promise is an error, where a
+/// README or thumbnail beside the images is only a skip.
+fn named_dicom(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("dcm"))
 }
 
 /// Images in study → series → instance order; rejects first, by path.
