@@ -23,6 +23,7 @@ use crate::preprocess::Preprocessor;
 use crate::progress::Progress;
 use crate::runtime::Runtime;
 use crate::sink::report::{self, InputRecord, ModelRecord, RunReport, RuntimeRecord, Timings};
+use crate::sink::audit::AuditLog;
 use crate::sink::{ModelStamp, RunStamp, Sinks};
 use crate::triage::{self, RuleSet, StudyBook};
 
@@ -63,8 +64,44 @@ pub struct RunSummary {
 /// Files a run writes into OUT; only these are ever replaced.
 const OUR_OUTPUTS: &[&str] = &["images", "studies", "errors", "skipped", "worklist.csv", "worklist.json", "run.json"];
 
+fn is_part_file(name: &str) -> bool {
+    name.starts_with("part-") || name.starts_with(".part-")
+}
+
+/// Our outputs already in `out` that no nightscreen run accounts for: a
+/// folder without `run.json` or `audit.jsonl` is someone else's, and its
+/// `worklist.csv` (say) must not be overwritten.
+fn foreign_outputs(out: &Path) -> Vec<String> {
+    if out.join("run.json").exists() || out.join("audit.jsonl").exists() {
+        return Vec::new();
+    }
+    OUR_OUTPUTS
+        .iter()
+        .filter(|name| {
+            let path = out.join(name);
+            if path.is_dir() {
+                std::fs::read_dir(&path)
+                    .map(|entries| entries.flatten().any(|e| !e.file_name().to_str().is_some_and(is_part_file)))
+                    .unwrap_or(true)
+            } else {
+                path.exists()
+            }
+        })
+        .map(|name| name.to_string())
+        .collect()
+}
+
 fn prepare_out(out: &Path, overwrite: bool) -> Result<()> {
     let io = |source| Error::Output { path: out.to_path_buf(), source };
+    let foreign = foreign_outputs(out);
+    if !foreign.is_empty() {
+        return Err(Error::Config(format!(
+            "{} already holds {} that no nightscreen run wrote (no run.json or audit.jsonl); \
+             nightscreen never overwrites files it did not write: choose another --out",
+            out.display(),
+            foreign.join(", ")
+        )));
+    }
     if out.join("run.json").exists() {
         if !overwrite {
             return Err(Error::Config(format!(
@@ -76,10 +113,8 @@ fn prepare_out(out: &Path, overwrite: bool) -> Result<()> {
             let path = out.join(name);
             if path.is_dir() {
                 for entry in std::fs::read_dir(&path).map_err(io)?.flatten() {
-                    let p = entry.path();
-                    let ours = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("part-") || n.starts_with(".part-"));
-                    if ours {
-                        std::fs::remove_file(&p).map_err(io)?;
+                    if entry.file_name().to_str().is_some_and(is_part_file) {
+                        std::fs::remove_file(entry.path()).map_err(io)?;
                     }
                 }
             } else if path.is_file() {
@@ -107,6 +142,18 @@ fn split_threads(cfg: &Config) -> (usize, usize) {
     let infer = if cfg.infer.threads > 0 { cfg.infer.threads } else { (total / 2).max(1) };
     let decode = if cfg.decode.threads > 0 { cfg.decode.threads } else { total };
     (decode, infer)
+}
+
+/// SHA-256 of the input file list (one path per line, in walk order): two
+/// runs over the same files have the same digest, whatever the files hold.
+fn file_list_digest<'a>(paths: impl Iterator<Item = &'a Path>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for path in paths {
+        hasher.update(path.as_os_str().as_encoded_bytes());
+        hasher.update(b"\n");
+    }
+    format!("{:x}", hasher.finalize())
 }
 
 /// Runs one batch end to end.
@@ -162,11 +209,28 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
         })
         .collect();
     let mut sinks = Sinks::create(&out, &cfg.sinks, run_stamp.clone(), stamps, cfg.triage.bands.clone())?;
+    let mut audit = AuditLog::open(&out, &run_stamp.run_id)?;
     let setup_seconds = started.elapsed().as_secs_f64();
 
     let ingest_started = Instant::now();
     let (files, walk_rejects) = ingest::discover(&cfg.ingest, &cfg.inputs);
     let files_found = (files.len() + walk_rejects.len()) as u64;
+    let file_list_sha256 = file_list_digest(files.iter().map(|f| f.path.as_path()).chain(walk_rejects.iter().map(|r| r.path.as_path())));
+    let user = report::user();
+    audit.event(
+        "run_started",
+        serde_json::json!({
+            "host": report::hostname(),
+            "user": user,
+            "software_version": crate::VERSION,
+            "config_path": cfg.source_path.as_ref().map(|p| p.display().to_string()),
+            "config_sha256": cfg.source_sha256,
+            "models": models.iter().map(|m| serde_json::json!({"id": m.card.id, "version": m.card.version, "sha256": m.card.sha256.to_lowercase()})).collect::<Vec<_>>(),
+            "inputs": cfg.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "files_seen": files_found,
+            "file_list_sha256": file_list_sha256,
+        }),
+    )?;
     let ingest_seconds = ingest_started.elapsed().as_secs_f64();
     log::info!("found {files_found} files");
     progress.set_total(files_found);
@@ -217,6 +281,21 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
     let pipeline_seconds = pipeline_started.elapsed().as_secs_f64();
 
     let exit_code = if counts.errors > 0 { 1 } else { 0 };
+    let outcome = if exit_code == 0 { "ok" } else { "completed_with_errors" };
+    audit.studies(&studies)?;
+    audit.event(
+        "run_finished",
+        serde_json::json!({
+            "outcome": outcome,
+            "exit_code": exit_code,
+            "frames_scored": counts.frames_scored,
+            "studies": counts.studies,
+            "errors": counts.errors,
+            "skipped": counts.skipped,
+            "bands": counts.bands,
+        }),
+    )?;
+    audit.sync()?;
     let summary = RunSummary {
         out: out.clone(),
         files_seen,
@@ -235,6 +314,7 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
         started_at,
         finished_at: chrono::Utc::now(),
         host: report::hostname(),
+        user,
         config_path: cfg.source_path.as_ref().map(|p| p.display().to_string()),
         config_sha256: cfg.source_sha256.clone(),
         config: cfg.source_text.clone(),
@@ -263,6 +343,7 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
             roots: cfg.inputs.iter().map(|p| p.display().to_string()).collect(),
             files_seen,
             image_files,
+            file_list_sha256,
         },
         timings: Timings {
             setup_seconds,
@@ -272,7 +353,7 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
             frames_per_second: counts.frames_scored as f64 / pipeline_seconds.max(1e-9),
         },
         counts,
-        outcome: if exit_code == 0 { "ok" } else { "completed_with_errors" },
+        outcome,
         exit_code,
     };
     report.write(&out)?;

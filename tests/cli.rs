@@ -131,3 +131,61 @@ fn doctor_without_the_library_says_how_to_get_it() {
     // Models are still checked without the runtime.
     assert!(text.contains("channel-means"), "{text}");
 }
+
+#[test]
+fn an_output_folder_holding_files_nightscreen_did_not_write_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(input) = one_colour_file(dir.path()) else { return };
+    if util::onnxruntime().is_none() {
+        return;
+    }
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(out.join("images")).expect("mkdir");
+    std::fs::write(out.join("worklist.csv"), "someone else's worklist\n").expect("write");
+    std::fs::write(out.join("images/notes.txt"), "not ours").expect("write");
+    for extra in [&[][..], &["--overwrite"][..]] {
+        let run = util::nightscreen().args(["run", "--quiet", "--input"]).arg(&input).arg("--out").arg(&out).args(extra).output().expect("run");
+        assert_eq!(run.status.code(), Some(2), "{extra:?}");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(stderr.contains("did not write") && stderr.contains("worklist.csv") && stderr.contains("images"), "{stderr}");
+    }
+    assert_eq!(std::fs::read_to_string(out.join("worklist.csv")).expect("read"), "someone else's worklist\n");
+    assert!(!out.join("run.json").exists() && !out.join("audit.jsonl").exists());
+}
+
+#[test]
+fn the_audit_trail_is_appended_run_after_run_and_run_json_says_who_and_on_what() {
+    if util::onnxruntime().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    let synth = util::nightscreen().args(["synth", "--studies", "2", "--seed", "23", "--out"]).arg(&input).output().expect("synth");
+    assert!(synth.status.success());
+    let out = dir.path().join("out");
+    let run = || {
+        let r = util::nightscreen().args(["run", "--quiet", "--overwrite", "--input"]).arg(&input).arg("--out").arg(&out).output().expect("run");
+        assert_eq!(r.status.code(), Some(0), "{}", String::from_utf8_lossy(&r.stderr));
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(out.join("run.json")).expect("run.json")).expect("json")
+    };
+    let first = run();
+    let after_first = std::fs::read_to_string(out.join("audit.jsonl")).expect("audit");
+    let second = run();
+    let trail = std::fs::read_to_string(out.join("audit.jsonl")).expect("audit");
+    assert!(trail.starts_with(&after_first), "the first run's lines are kept as they were");
+    let events: Vec<serde_json::Value> = trail.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap_or("")).collect();
+    let expected = ["run_started", "study_banded", "study_banded", "run_finished"];
+    assert_eq!(kinds, [expected, expected].concat(), "{trail}");
+    for (run_json, lines) in [(&first, &events[..4]), (&second, &events[4..])] {
+        assert!(lines.iter().all(|e| e["run_id"] == run_json["run_id"]));
+        assert_eq!(lines[0]["file_list_sha256"], run_json["inputs"]["file_list_sha256"]);
+        assert!(lines[1]["band"].is_string() && lines[1]["study_uid"].is_string());
+        assert_eq!(lines[3]["outcome"], "ok");
+    }
+    assert_ne!(first["run_id"], second["run_id"]);
+    let digest = first["inputs"]["file_list_sha256"].as_str().unwrap_or("");
+    assert!(digest.len() == 64 && digest.chars().all(|c| c.is_ascii_hexdigit()), "{digest}");
+    assert_eq!(first["inputs"]["file_list_sha256"], second["inputs"]["file_list_sha256"], "same inputs, same digest");
+    assert!(first["user"].as_str().is_some_and(|u| u.contains("uid ")), "{}", first["user"]);
+}

@@ -7,6 +7,7 @@
 //! `skipped/` (one row per file or frame without a result) and, once every
 //! image is in, `studies/` and the worklist.
 
+pub mod audit;
 mod parquet;
 pub mod report;
 pub mod tables;

@@ -50,6 +50,8 @@ pub struct InputRecord {
     pub roots: Vec<String>,
     pub files_seen: u64,
     pub image_files: u64,
+    /// SHA-256 of the list of files seen (paths, one per line, walk order).
+    pub file_list_sha256: String,
 }
 
 /// The whole `run.json`.
@@ -61,6 +63,8 @@ pub struct RunReport {
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub finished_at: chrono::DateTime<chrono::Utc>,
     pub host: String,
+    /// Who ran it: the login name and the numeric user id.
+    pub user: String,
     pub config_path: Option<String>,
     pub config_sha256: String,
     pub config: String,
@@ -93,4 +97,16 @@ pub fn hostname() -> String {
         .map(|s| s.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_default()
+}
+
+/// Who is running this process: `$USER` (or `$LOGNAME`) and the uid the
+/// kernel gives it, which a changed environment cannot fake.
+pub fn user() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let name = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default();
+    match std::fs::metadata("/proc/self") {
+        Ok(meta) if name.is_empty() => format!("uid {}", meta.uid()),
+        Ok(meta) => format!("{name} (uid {})", meta.uid()),
+        Err(_) => name,
+    }
 }
