@@ -121,3 +121,23 @@ fn run_streams_every_file_once_and_counts_rejects() {
     paths.dedup();
     assert_eq!(paths.len(), 303, "every file exactly once");
 }
+
+/// Inputs the fuzzer (fuzz/) found making the DICOM parser reserve
+/// gigabytes from an encapsulated fragment's length: the length guard must
+/// refuse them before dicom-rs reads them. (fuzz/findings/ holds the
+/// fuzzer's other large-allocation inputs, not yet fixed.)
+#[test]
+fn fuzzer_found_huge_allocations_are_refused_by_the_guard() {
+    let dir = util::root().join("tests/data/fuzz");
+    let mut checked = 0;
+    let mut passed = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("tests/data/fuzz") {
+        let path = entry.expect("entry").path();
+        if ingest::guard::check(&path).is_ok() {
+            passed.push(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        }
+        checked += 1;
+    }
+    assert!(passed.is_empty(), "passed the guard: {passed:?}");
+    assert!(checked >= 1, "regression inputs present");
+}

@@ -164,7 +164,10 @@ fn walk_data_set<R: Read + Seek>(w: &mut Walk<R>, syntax: Syntax) -> Result<(), 
             // Encapsulated pixel data: items are compressed fragments, not elements.
             ITEM if open.last().is_some_and(|o| o.fragments) => w.skip(u64::from(len))?,
             ITEM => open.push(Open { end, fragments: false }),
-            _ if open.is_empty() && tag.0 == 0x7FE0 => return Ok(()),
+            // Defined-length pixel data at the top level: the rest is pixels.
+            // (Encapsulated pixel data, of undefined length, is walked below:
+            // its fragment lengths are what a parser allocates from.)
+            _ if open.is_empty() && tag.0 == 0x7FE0 && len != UNDEFINED => return Ok(()),
             (0x7FE0, 0x0010) if len == UNDEFINED => open.push(Open { end: None, fragments: true }),
             // dicom-rs misreads these (it allocates a length taken from the
             // sequence's content), so refuse them here with a clear reason.
