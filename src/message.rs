@@ -237,3 +237,13 @@ pub struct Scored {
     pub outputs: Vec<f32>,
     pub scored_at: chrono::DateTime<chrono::Utc>,
 }
+
+/// A 64-bit key for counting distinct things (frames, files) without
+/// keeping them: SipHash with fixed keys, so the same on every run;
+/// collisions are negligible at any batch size.
+pub fn count_key(value: &impl std::hash::Hash) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
+}

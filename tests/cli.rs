@@ -160,8 +160,7 @@ fn the_audit_trail_is_appended_run_after_run_and_run_json_says_who_and_on_what()
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in");
-    let synth = util::nightscreen().args(["synth", "--studies", "2", "--seed", "23", "--out"]).arg(&input).output().expect("synth");
-    assert!(synth.status.success());
+    util::synth_studies(&input, 2, 23);
     let out = dir.path().join("out");
     let run = || {
         let r = util::nightscreen().args(["run", "--quiet", "--overwrite", "--input"]).arg(&input).arg("--out").arg(&out).output().expect("run");

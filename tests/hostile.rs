@@ -72,12 +72,7 @@ fn every_hostile_file_is_one_clear_row_and_the_good_study_is_screened() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in");
-    let synth = util::nightscreen()
-        .args(["synth", "--studies", "1", "--seed", "21", "--out"])
-        .arg(&input)
-        .output()
-        .expect("synth");
-    assert!(synth.status.success(), "{}", String::from_utf8_lossy(&synth.stderr));
+    util::synth_studies(&input, 1, 21);
     let good: Vec<PathBuf> = walk(&input).into_iter().filter(|p| p.extension().is_some_and(|e| e == "dcm")).collect();
     assert_eq!(good.len(), 4, "one synthetic study of four photographs");
     let photo = std::fs::read(&good[0]).expect("read");

@@ -146,3 +146,13 @@ pub fn outputs(batches: &[RecordBatch]) -> Vec<Vec<f32>> {
         })
         .collect()
 }
+
+/// `nightscreen synth --studies N --seed S --out DIR`, through the binary.
+pub fn synth_studies(out: &Path, studies: u32, seed: u64) {
+    let run = nightscreen()
+        .args(["synth", "--studies", &studies.to_string(), "--seed", &seed.to_string(), "--out"])
+        .arg(out)
+        .output()
+        .expect("synth");
+    assert!(run.status.success(), "synth: {}", String::from_utf8_lossy(&run.stderr));
+}

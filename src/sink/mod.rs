@@ -23,7 +23,7 @@ pub use report::RunReport;
 pub use tables::{ModelStamp, RunStamp};
 
 use crate::error::{Error, Result};
-use crate::message::{Msg, RejectKind, Rejected};
+use crate::message::{count_key, Msg, RejectKind, Rejected};
 use crate::triage::{Finding, StudyResult};
 
 /// The `[sinks]` table.
@@ -96,15 +96,6 @@ pub struct Sinks {
 /// its header) stay a small part of memory.
 const WRITE_ROWS: usize = 512;
 
-fn path_hash(path: &Path, frame: Option<u32>) -> u64 {
-    use std::hash::{Hash, Hasher};
-    // SipHash with fixed keys: the same on every run, collisions negligible.
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    path.hash(&mut h);
-    frame.hash(&mut h);
-    h.finish()
-}
-
 impl Sinks {
     /// Creates the table folders and opens this run's part files.
     ///
@@ -144,8 +135,8 @@ impl Sinks {
             Ok(finding) => {
                 self.counts.image_rows += 1;
                 let meta = &finding.scored.meta;
-                self.frames.insert(path_hash(&meta.instance.path, Some(meta.frame_index)));
-                self.files.insert(path_hash(&meta.instance.path, None));
+                self.frames.insert(count_key(&(&meta.instance.path, meta.frame_index)));
+                self.files.insert(count_key(&meta.instance.path));
                 self.pending_images.push(finding);
             }
             Err(r) => match r.kind {

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::desp::{self, Field};
 use super::{Finding, Hit, RuleSet};
-use crate::message::{Header, RejectKind, Rejected, StudyUid};
+use crate::message::{count_key, Header, RejectKind, Rejected, StudyUid};
 
 /// One study's place on the worklist.
 #[derive(Debug, Clone, Serialize)]
@@ -54,14 +54,6 @@ struct StudyAcc {
     fields: Vec<Field>,
 }
 
-fn frame_key(sop_instance_uid: &str, frame: u32) -> u64 {
-    use std::hash::{Hash, Hasher};
-    // SipHash with fixed keys: deterministic, collisions negligible.
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (sop_instance_uid, frame).hash(&mut h);
-    h.finish()
-}
-
 /// Groups by StudyInstanceUID; an object without one is a study of its
 /// own (keyed by its path), never merged with other UID-less files.
 fn study_key(header: &Header, path: &std::path::Path) -> StudyUid {
@@ -90,7 +82,7 @@ impl<'r> StudyBook<'r> {
         let acc = self.studies.entry(study_key(header, &f.scored.meta.instance.path)).or_default();
         acc.header.get_or_insert_with(|| Arc::clone(header));
         acc.modalities.insert(header.modality.clone());
-        acc.frames.insert(frame_key(&header.sop_instance_uid.0, f.scored.meta.frame_index));
+        acc.frames.insert(count_key(&(&header.sop_instance_uid.0, f.scored.meta.frame_index)));
         acc.models.insert(f.scored.model);
         if let Some(grade) = f.grade {
             acc.fields.push(Field { eye: header.laterality.clone(), field: header.field.clone(), grade });
