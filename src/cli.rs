@@ -53,9 +53,10 @@ pub struct RunArgs {
     /// Cores to use in all (decode + inference); default: all.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
-    /// Replace a previous run's outputs in OUT.
-    #[arg(long)]
-    pub overwrite: bool,
+    /// Compute again from scratch: replace a finished run in OUT, or start
+    /// an interrupted one over instead of resuming it.
+    #[arg(long, visible_alias = "overwrite")]
+    pub force: bool,
     /// No progress output; warnings and errors only.
     #[arg(long, short = 'q')]
     pub quiet: bool,

@@ -50,7 +50,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         device: args.device,
         batch_size: args.batch_size,
         threads: args.threads,
-        overwrite: args.overwrite,
+        overwrite: args.force,
     };
     let cfg = Config::load(&args.config)
         .with_context(|| format!("loading config {}", args.config.display()))?

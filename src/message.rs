@@ -14,7 +14,8 @@ use std::sync::Arc;
 macro_rules! uid_type {
     ($name:ident, $what:literal) => {
         #[doc = concat!("A ", $what, " UID (trailing padding removed).")]
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
         pub struct $name(pub String);
 
         impl $name {
@@ -93,7 +94,8 @@ pub struct Rejected {
 pub type Msg<T> = Result<T, Rejected>;
 
 /// The header fields read at ingest, shared by every frame of an instance.
-#[derive(Debug, Clone, Default)]
+/// Serializable so a run's checkpoint can carry its studies across a restart.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Header {
     pub study_uid: StudyUid,
     pub series_uid: SeriesUid,
@@ -121,6 +123,17 @@ pub struct Header {
     pub patient_id: String,
     pub patient_name: String,
     pub accession_number: String,
+}
+
+/// Decode has sent everything one input file becomes: `units` messages,
+/// each of which reaches the sinks as exactly one row. Sinks count arrivals
+/// against it to know when a file is complete and can be committed.
+#[derive(Debug, Clone)]
+pub struct FileDone {
+    pub path: PathBuf,
+    pub units: u32,
+    /// Whether the file was an image instance (not rejected at ingest).
+    pub instance: bool,
 }
 
 /// One image object found by ingest, with the file it lives in.

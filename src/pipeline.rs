@@ -6,11 +6,15 @@
 //! Runtime, output folder) is checked before the first file is read. A full
 //! channel blocks its producer, so memory is bounded by the capacities, not
 //! by the size of the night. Shutdown is "drop the sender".
+//!
+//! Rows reach the sinks a whole input file at a time ([`Ledger`]), and the
+//! sinks commit every few seconds; an OUT holding an unfinished run's
+//! checkpoint is resumed: its committed files are not read again.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crossbeam_channel::bounded;
+use crossbeam_channel::{bounded, select, Receiver};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
@@ -23,9 +27,11 @@ use crate::preprocess::Preprocessor;
 use crate::progress::Progress;
 use crate::runtime::Runtime;
 use crate::sink::report::{self, InputRecord, ModelRecord, RunReport, RuntimeRecord, Timings};
+use crate::message::{FileDone, Msg};
 use crate::sink::audit::AuditLog;
-use crate::sink::{ModelStamp, RunStamp, Sinks};
-use crate::triage::{self, RuleSet, StudyBook};
+use crate::sink::checkpoint::{file_key, Checkpoint, Fingerprint};
+use crate::sink::{outdir, Ledger, ModelStamp, RunStamp, Sinks};
+use crate::triage::{self, Finding, RuleSet, StudyBook};
 
 /// The `[pipeline]` table.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -59,70 +65,6 @@ pub struct RunSummary {
     pub bands: std::collections::BTreeMap<String, u64>,
     pub execution_provider: String,
     pub seconds: f64,
-}
-
-/// Files a run writes into OUT; only these are ever replaced.
-const OUR_OUTPUTS: &[&str] = &["images", "studies", "errors", "skipped", "worklist.csv", "worklist.json", "run.json"];
-
-fn is_part_file(name: &str) -> bool {
-    name.starts_with("part-") || name.starts_with(".part-")
-}
-
-/// Our outputs already in `out` that no nightscreen run accounts for: a
-/// folder without `run.json` or `audit.jsonl` is someone else's, and its
-/// `worklist.csv` (say) must not be overwritten.
-fn foreign_outputs(out: &Path) -> Vec<String> {
-    if out.join("run.json").exists() || out.join("audit.jsonl").exists() {
-        return Vec::new();
-    }
-    OUR_OUTPUTS
-        .iter()
-        .filter(|name| {
-            let path = out.join(name);
-            if path.is_dir() {
-                std::fs::read_dir(&path)
-                    .map(|entries| entries.flatten().any(|e| !e.file_name().to_str().is_some_and(is_part_file)))
-                    .unwrap_or(true)
-            } else {
-                path.exists()
-            }
-        })
-        .map(|name| name.to_string())
-        .collect()
-}
-
-fn prepare_out(out: &Path, overwrite: bool) -> Result<()> {
-    let io = |source| Error::Output { path: out.to_path_buf(), source };
-    let foreign = foreign_outputs(out);
-    if !foreign.is_empty() {
-        return Err(Error::Config(format!(
-            "{} already holds {} that no nightscreen run wrote (no run.json or audit.jsonl); \
-             nightscreen never overwrites files it did not write: choose another --out",
-            out.display(),
-            foreign.join(", ")
-        )));
-    }
-    if out.join("run.json").exists() {
-        if !overwrite {
-            return Err(Error::Config(format!(
-                "{} already holds a run (run.json); choose another --out or pass --overwrite",
-                out.display()
-            )));
-        }
-        for name in OUR_OUTPUTS {
-            let path = out.join(name);
-            if path.is_dir() {
-                for entry in std::fs::read_dir(&path).map_err(io)?.flatten() {
-                    if entry.file_name().to_str().is_some_and(is_part_file) {
-                        std::fs::remove_file(entry.path()).map_err(io)?;
-                    }
-                }
-            } else if path.is_file() {
-                std::fs::remove_file(&path).map_err(io)?;
-            }
-        }
-    }
-    std::fs::create_dir_all(out).map_err(io)
 }
 
 fn new_run_id(now: &chrono::DateTime<chrono::Utc>) -> String {
@@ -192,13 +134,6 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
         .thread_name(|i| format!("decode-{i}"))
         .build()
         .map_err(|e| Error::Config(format!("cannot start decode threads: {e}")))?;
-    prepare_out(&out, cfg.overwrite)?;
-
-    let run_stamp = RunStamp {
-        run_id: new_run_id(&started_at),
-        software_version: crate::VERSION.to_string(),
-        config_sha256: cfg.source_sha256.clone(),
-    };
     let stamps: Vec<ModelStamp> = models
         .iter()
         .map(|m| ModelStamp {
@@ -208,32 +143,72 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
             labels: m.card.output.labels.clone(),
         })
         .collect();
-    let mut sinks = Sinks::create(&out, &cfg.sinks, run_stamp.clone(), stamps, cfg.triage.bands.clone())?;
+    let fingerprint = Fingerprint {
+        software_version: crate::VERSION.to_string(),
+        config_sha256: cfg.source_sha256.clone(),
+        models: stamps.iter().map(|m| format!("{} {} {}", m.id, m.version, m.sha256)).collect(),
+    };
+    let resumed = outdir::prepare(&out, cfg.overwrite, &fingerprint)?;
+    let is_resume = resumed.is_some();
+    let mut state = resumed.unwrap_or_else(|| Checkpoint::new(new_run_id(&started_at), started_at, fingerprint));
+    if is_resume {
+        // Recorded before any work, so attempts killed early still count.
+        state.attempt += 1;
+        state.save(&out)?;
+    }
+    let run_stamp = RunStamp {
+        run_id: state.run_id.clone(),
+        software_version: crate::VERSION.to_string(),
+        config_sha256: cfg.source_sha256.clone(),
+    };
     let mut audit = AuditLog::open(&out, &run_stamp.run_id)?;
+    let mut book = StudyBook::restore(&rules, std::mem::take(&mut state.book));
     let setup_seconds = started.elapsed().as_secs_f64();
 
     let ingest_started = Instant::now();
-    let (files, walk_rejects) = ingest::discover(&cfg.ingest, &cfg.inputs);
+    let (mut files, mut walk_rejects) = ingest::discover(&cfg.ingest, &cfg.inputs);
     let files_found = (files.len() + walk_rejects.len()) as u64;
     let file_list_sha256 = file_list_digest(files.iter().map(|f| f.path.as_path()).chain(walk_rejects.iter().map(|r| r.path.as_path())));
     let user = report::user();
-    audit.event(
-        "run_started",
-        serde_json::json!({
-            "host": report::hostname(),
-            "user": user,
-            "software_version": crate::VERSION,
-            "config_path": cfg.source_path.as_ref().map(|p| p.display().to_string()),
-            "config_sha256": cfg.source_sha256,
-            "models": models.iter().map(|m| serde_json::json!({"id": m.card.id, "version": m.card.version, "sha256": m.card.sha256.to_lowercase()})).collect::<Vec<_>>(),
-            "inputs": cfg.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-            "files_seen": files_found,
-            "file_list_sha256": file_list_sha256,
-        }),
-    )?;
+    if is_resume {
+        files.retain(|f| !state.files.contains(&file_key(&f.path)));
+        walk_rejects.retain(|r| !state.files.contains(&file_key(&r.path)));
+        let left = (files.len() + walk_rejects.len()) as u64;
+        log::info!("resuming run {} (attempt {}): {} of {files_found} files already committed", state.run_id, state.attempt, files_found - left);
+        audit.event(
+            "run_resumed",
+            serde_json::json!({
+                "host": report::hostname(),
+                "user": user,
+                "attempt": state.attempt,
+                "files_seen": files_found,
+                "file_list_sha256": file_list_sha256,
+                "files_committed": state.files.len(),
+                "files_left": left,
+                "commits": state.commits,
+            }),
+        )?;
+    } else {
+        audit.event(
+            "run_started",
+            serde_json::json!({
+                "host": report::hostname(),
+                "user": user,
+                "software_version": crate::VERSION,
+                "config_path": cfg.source_path.as_ref().map(|p| p.display().to_string()),
+                "config_sha256": cfg.source_sha256,
+                "models": models.iter().map(|m| serde_json::json!({"id": m.card.id, "version": m.card.version, "sha256": m.card.sha256.to_lowercase()})).collect::<Vec<_>>(),
+                "inputs": cfg.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+                "files_seen": files_found,
+                "file_list_sha256": file_list_sha256,
+            }),
+        )?;
+        log::info!("found {files_found} files");
+    }
+    let run_started_at = state.started_at;
+    let mut sinks = Sinks::create(&out, &cfg.sinks, run_stamp.clone(), stamps, cfg.triage.bands.clone(), state)?;
     let ingest_seconds = ingest_started.elapsed().as_secs_f64();
-    log::info!("found {files_found} files");
-    progress.set_total(files_found);
+    progress.set_total((files.len() + walk_rejects.len()) as u64);
 
     let pipeline_started = Instant::now();
     let cap = cfg.pipeline.channel_capacity;
@@ -243,41 +218,47 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
     let (tx_prepared, rx_prepared) = bounded(cap.max(2 * cfg.infer.batch_size));
     let (tx_scored, rx_scored) = bounded(cap);
     let (tx_found, rx_found) = bounded(cap);
-    let mut book = StudyBook::new(&rules);
+    // Decode's per-file counts overtake the rows (no inference on the way);
+    // the sinks read both, so this only needs room for a burst.
+    let (tx_done, rx_done) = bounded(4 * cap);
     let preprocessor = Preprocessor::new(&models);
     let infer_cfg = cfg.infer.clone();
-    let on_file_done = || progress.inc();
+    let on_file_done = move |done: FileDone| {
+        progress.inc();
+        // Sent only while the sinks listen; after a write failure they are gone.
+        let _ = tx_done.send(done);
+    };
 
-    let sink_result: Result<ingest::IngestCounts> = std::thread::scope(|s| {
+    let sink_result: Result<()> = std::thread::scope(|s| {
         let models = &models;
-        let on_file_done = &on_file_done;
-        let ingest = s.spawn(move || ingest::run(files, walk_rejects, models, &tx_ingest, on_file_done));
+        s.spawn(move || ingest::run(files, walk_rejects, models, &tx_ingest));
         let decoder = &decoder;
         let pool = &pool;
         // Decode and preprocess share the pool: each frame is shrunk to
         // tensors by the worker that decoded it.
         let preprocessor = &preprocessor;
-        let emit = move |msg| preprocessor.apply(msg, |prepared| tx_prepared.send(prepared).is_ok());
-        s.spawn(move || decode::run(decoder, pool, rx_ingest, &emit, on_file_done));
+        let emit = move |msg| {
+            let mut sent = 0;
+            let open = preprocessor.apply(msg, |prepared| {
+                sent += 1;
+                tx_prepared.send(prepared).is_ok()
+            });
+            open.then_some(sent)
+        };
+        // The counts' sender goes with decode, so the sinks see it close.
+        s.spawn(move || decode::run(decoder, pool, rx_ingest, &emit, &on_file_done));
         s.spawn(move || infer::run(sessions, &infer_cfg, rx_prepared, tx_scored));
         let rules = &rules;
         s.spawn(move || triage::run(rules, rx_scored, tx_found));
-        for msg in rx_found {
-            match &msg {
-                Ok(finding) => book.add_finding(finding),
-                Err(rejected) => book.add_rejected(rejected),
-            }
-            // On a write failure stop reading: dropping rx_found stops every stage.
-            sinks.push(msg)?;
-        }
-        Ok(ingest.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        // On a write failure this returns, dropping the receivers, which
+        // stops every stage.
+        collect(rx_found, rx_done, &mut book, &mut sinks)
     });
     progress.finish();
-    let ingest_counts = sink_result?;
-    let files_seen = ingest_counts.files_seen as u64;
-    let image_files = ingest_counts.instances as u64;
-    let studies = book.finish();
-    let counts = sinks.finish(&studies)?;
+    sink_result?;
+    let (counts, studies) = sinks.finish(book)?;
+    let files_seen = files_found;
+    let image_files = sinks.state().instances;
     let pipeline_seconds = pipeline_started.elapsed().as_secs_f64();
 
     let exit_code = if counts.errors > 0 { 1 } else { 0 };
@@ -311,7 +292,8 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
         software: "nightscreen",
         software_version: crate::VERSION,
         run_id: run_stamp.run_id,
-        started_at,
+        started_at: run_started_at,
+        attempts: sinks.state().attempt,
         finished_at: chrono::Utc::now(),
         host: report::hostname(),
         user,
@@ -357,5 +339,46 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
         exit_code,
     };
     report.write(&out)?;
+    // run.json now records the finished run; the checkpoint has done its job.
+    Checkpoint::remove(&out)?;
     Ok(summary)
+}
+
+/// The sinks' loop: rows and decode's per-file counts in, whole files out
+/// to the study book and the tables, with a commit whenever one is due.
+fn collect(rx_rows: Receiver<Msg<Finding>>, rx_done: Receiver<FileDone>, book: &mut StudyBook, sinks: &mut Sinks) -> Result<()> {
+    let mut ledger = Ledger::new();
+    let take = |file: crate::sink::CompleteFile, book: &mut StudyBook, sinks: &mut Sinks| -> Result<()> {
+        for row in &file.rows {
+            match row {
+                Ok(finding) => book.add_finding(finding),
+                Err(rejected) => book.add_rejected(rejected),
+            }
+        }
+        sinks.push_file(file)?;
+        sinks.commit_if_due(book)
+    };
+    let (mut rows_open, mut done_open) = (true, true);
+    while rows_open || done_open {
+        let complete = select! {
+            recv(rx_rows) -> row => match row {
+                Ok(row) => ledger.arrive(row),
+                Err(_) => { rows_open = false; None }
+            },
+            recv(rx_done) -> done => match done {
+                Ok(done) => ledger.expect(done),
+                Err(_) => { done_open = false; None }
+            },
+        };
+        if let Some(file) = complete {
+            take(file, book, sinks)?;
+        }
+        if !rows_open && !done_open {
+            break;
+        }
+    }
+    for file in ledger.drain() {
+        take(file, book, sinks)?;
+    }
+    Ok(())
 }

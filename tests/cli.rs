@@ -25,7 +25,7 @@ fn a_clean_batch_exits_0_and_a_second_run_into_the_same_out_needs_overwrite() {
     assert_eq!(first.status.code(), Some(0), "{}", String::from_utf8_lossy(&first.stderr));
     let second = run();
     assert_eq!(second.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&second.stderr).contains("--overwrite"));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("--force"));
     let third = util::nightscreen()
         .args(["run", "--quiet", "--overwrite", "--input"])
         .arg(&input)

@@ -437,7 +437,7 @@ fn codec_panic_is_an_error() {
 /// The stage loop forwards upstream rejections, decodes instances on the
 /// pool and counts each instance once.
 #[test]
-fn run_forwards_and_counts() {
+fn run_forwards_and_accounts_every_message_to_its_file() {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use nightscreen::message::{RejectKind, Rejected, Stage};
@@ -467,15 +467,15 @@ fn run_forwards_and_counts() {
         &Decoder::new(&DecodeConfig::default()),
         &pool,
         in_rx,
-        &|msg| out_tx.send(msg).is_ok(),
-        &|| {
-            done.fetch_add(1, Ordering::Relaxed);
+        &|msg| out_tx.send(msg).is_ok().then_some(1),
+        &|file| {
+            done.fetch_add(file.units as usize, Ordering::Relaxed);
         },
     );
     drop(out_tx);
     let out: Vec<_> = out_rx.iter().collect();
-    assert_eq!(done.load(Ordering::Relaxed), 2);
     assert_eq!(out.len(), 4, "1 forwarded + 2 frames + 1 frame");
+    assert_eq!(done.load(Ordering::Relaxed), 4, "every message is accounted to its file");
     let forwarded: Vec<_> = out.iter().filter_map(|m| m.as_ref().err()).collect();
     assert_eq!(forwarded.len(), 1);
     assert_eq!(forwarded[0].stage, Stage::Ingest);

@@ -10,4 +10,5 @@ mod infer;
 mod cli;
 mod ingest;
 mod pipeline;
+mod resume;
 mod synth;

@@ -29,7 +29,7 @@ use dicom_object::OpenFileOptions;
 use rayon::iter::{ParallelBridge, ParallelIterator};
 use serde::{Deserialize, Serialize};
 
-use crate::message::{DecodedImage, ImageMeta, Instance, Msg, Stage};
+use crate::message::{DecodedImage, FileDone, ImageMeta, Instance, Msg, Stage};
 
 use attrs::PixelAttrs;
 use codec::{Codec, Source};
@@ -297,20 +297,21 @@ impl Decoder {
 }
 
 /// The decode stage loop: runs [`Decoder::decode_each`] for each instance
-/// on `pool` (`par_bridge`), hands every result to `emit` on the worker
-/// that produced it, and calls `on_file_done()` once per instance.
-/// Rejections from upstream are forwarded unchanged (and not counted as
-/// instances). Stops decoding once `emit` returns false (downstream has
-/// hung up).
+/// on `pool` (`par_bridge`) and hands every result to `emit` on the worker
+/// that produced it. Rejections from upstream are forwarded unchanged.
+/// Once a file is fully handed on, `on_file_done` hears how many
+/// downstream messages it became, so the sinks can tell when it is complete.
+/// Stops decoding once `emit` returns `None` (downstream has hung up).
 ///
 /// `emit` runs on the workers so that per-frame work that follows decode
-/// (preprocess) shares the pool instead of queueing behind one thread.
+/// (preprocess) shares the pool instead of queueing behind one thread; it
+/// returns how many messages it sent on.
 pub fn run(
     dec: &Decoder,
     pool: &rayon::ThreadPool,
     rx: Receiver<Msg<Instance>>,
-    emit: &(dyn Fn(Msg<DecodedImage>) -> bool + Sync),
-    on_file_done: &(dyn Fn() + Sync),
+    emit: &(dyn Fn(Msg<DecodedImage>) -> Option<u32> + Sync),
+    on_file_done: &(dyn Fn(FileDone) + Sync),
 ) {
     let closed = AtomicBool::new(false);
     pool.install(|| {
@@ -318,21 +319,25 @@ pub fn run(
             if closed.load(Ordering::Relaxed) {
                 return;
             }
-            match msg {
+            let mut units = 0u32;
+            let mut forward = |out| match emit(out) {
+                Some(n) => units += n,
+                None => closed.store(true, Ordering::Relaxed),
+            };
+            let done = match msg {
                 Err(rejected) => {
-                    if !emit(Err(rejected)) {
-                        closed.store(true, Ordering::Relaxed);
-                    }
+                    let path = rejected.path.clone();
+                    forward(Err(rejected));
+                    FileDone { path, units, instance: false }
                 }
                 Ok(inst) => {
                     let inst = Arc::new(inst);
-                    dec.decode_each(&inst, |out| {
-                        if !emit(out) {
-                            closed.store(true, Ordering::Relaxed);
-                        }
-                    });
-                    on_file_done();
+                    dec.decode_each(&inst, &mut forward);
+                    FileDone { path: inst.path.clone(), units, instance: true }
                 }
+            };
+            if !closed.load(Ordering::Relaxed) {
+                on_file_done(done);
             }
         })
     });

@@ -224,13 +224,12 @@ pub struct IngestCounts {
 
 /// The ingest stage: walk rejects first, then each chunk of files scanned
 /// and sent downstream as it is done, so header reading overlaps decoding.
-/// Calls `on_rejected()` once per file that goes no further than ingest.
+/// Rejected files travel on as errors, so decode accounts for every file.
 pub fn run(
     files: Vec<Found>,
     walk_rejects: Vec<Rejected>,
     models: &[VerifiedModel],
     tx: &Sender<Msg<Instance>>,
-    on_rejected: &(dyn Fn() + Sync),
 ) -> IngestCounts {
     let mut counts = IngestCounts { files_seen: files.len() + walk_rejects.len(), instances: 0 };
     let walk = Inventory { files_seen: walk_rejects.len(), instances: 0, items: walk_rejects.into_iter().map(Err).collect() };
@@ -239,9 +238,6 @@ pub fn run(
     while let Some(inventory) = next.take() {
         counts.instances += inventory.instances;
         for item in inventory.items {
-            if item.is_err() {
-                on_rejected();
-            }
             if tx.send(item).is_err() {
                 return counts; // downstream stopped: the pipeline is shutting down
             }

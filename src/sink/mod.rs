@@ -1,13 +1,19 @@
 //! Sinks: findings and rejects → Parquet tables, worklist and `run.json`.
 //!
-//! A push-model consumer at the end of the pipeline: rows are handed to the
-//! Parquet writer a few hundred at a time, which encodes them into row
-//! groups of `row_group_rows`, so memory stays flat however long the night
-//! is (encoded rows are a fraction of the findings they came from). Tables: `images/` (one row per frame × model), `errors/` and
-//! `skipped/` (one row per file or frame without a result) and, once every
-//! image is in, `studies/` and the worklist.
+//! A push-model consumer at the end of the pipeline that takes whole input
+//! files ([`ledger`]): rows are handed to the Parquet writer a few hundred
+//! at a time, which encodes them into row groups of `row_group_rows`, so
+//! memory stays flat however long the night is. Every `checkpoint_seconds`
+//! the open part files are closed and the run's state committed
+//! ([`checkpoint`]), so a killed run resumes from there. Tables: `images/`
+//! (one row per frame × model), `errors/` and `skipped/` (one row per file
+//! or frame without a result) and, once every image is in, `studies/` and
+//! the worklist.
 
 pub mod audit;
+pub mod checkpoint;
+pub mod ledger;
+pub mod outdir;
 mod parquet;
 pub mod report;
 pub mod tables;
@@ -15,16 +21,19 @@ pub mod worklist;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 pub use self::parquet::PartWriter;
+pub use checkpoint::{Checkpoint, Fingerprint};
+pub use ledger::{CompleteFile, Ledger};
 pub use report::RunReport;
 pub use tables::{ModelStamp, RunStamp};
 
 use crate::error::{Error, Result};
 use crate::message::{count_key, Msg, RejectKind, Rejected};
-use crate::triage::{Finding, StudyResult};
+use crate::triage::{Finding, StudyBook, StudyResult};
 
 /// The `[sinks]` table.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -32,16 +41,20 @@ use crate::triage::{Finding, StudyResult};
 pub struct SinkConfig {
     /// Rows per Parquet row group (and per write). Default: 8192.
     pub row_group_rows: usize,
+    /// Seconds between commits: a killed run redoes at most this much work
+    /// when started again. Each commit closes one part file per table, so
+    /// much shorter intervals mean many small files. Default: 30.
+    pub checkpoint_seconds: f64,
 }
 
 impl Default for SinkConfig {
     fn default() -> Self {
-        Self { row_group_rows: 8192 }
+        Self { row_group_rows: 8192, checkpoint_seconds: 30.0 }
     }
 }
 
 /// What the sinks wrote, for `run.json` and the exit code.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Counts {
     /// Rows in `images/` (frame × model).
     pub image_rows: u64,
@@ -71,6 +84,18 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(io)
 }
 
+/// Syncs a folder, so renames into it survive a power loss.
+///
+/// # Errors
+/// The folder cannot be opened or synced.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let io = |source| Error::Output { path: dir.to_path_buf(), source };
+    std::fs::File::open(dir).map_err(io)?.sync_all().map_err(io)
+}
+
+/// The per-row tables, in the order their writers are kept.
+pub const ROW_TABLES: [&str; 3] = ["images", "errors", "skipped"];
+
 /// The open tables of one run.
 pub struct Sinks {
     out: PathBuf,
@@ -78,9 +103,11 @@ pub struct Sinks {
     models: Vec<ModelStamp>,
     bands: Vec<String>,
     row_group_rows: usize,
-    images: PartWriter,
-    errors: PartWriter,
-    skipped: PartWriter,
+    checkpoint_every: Duration,
+    last_commit: Instant,
+    /// Part files open since the last commit, by [`ROW_TABLES`] index;
+    /// opened with their first row, so a quiet table adds no empty files.
+    parts: [Option<PartWriter>; 3],
     pending_images: Vec<Finding>,
     pending_errors: Vec<(Rejected, chrono::DateTime<chrono::Utc>)>,
     pending_skipped: Vec<(Rejected, chrono::DateTime<chrono::Utc>)>,
@@ -88,7 +115,10 @@ pub struct Sinks {
     /// frame): a few bytes per image rather than its path.
     frames: HashSet<u64>,
     files: HashSet<u64>,
-    counts: Counts,
+    /// Everything committed, plus the files completed since.
+    state: Checkpoint,
+    completed: Vec<String>,
+    completed_instances: u64,
 }
 
 /// Rows gathered before they go to the Parquet writer: enough for
@@ -97,43 +127,55 @@ pub struct Sinks {
 const WRITE_ROWS: usize = 512;
 
 impl Sinks {
-    /// Creates the table folders and opens this run's part files.
+    /// Creates the table folders and takes over the run's committed state
+    /// (empty for a new run).
     ///
     /// # Errors
     /// The output folder cannot be written.
-    pub fn create(out: &Path, cfg: &SinkConfig, run: RunStamp, models: Vec<ModelStamp>, bands: Vec<String>) -> Result<Self> {
-        let tag = run.run_id.clone();
-        let rows = cfg.row_group_rows;
-        let images = PartWriter::create(&out.join("images"), &tag, &tables::images_batch(&[], &run, &models, &bands), rows)?;
-        let errors = PartWriter::create(&out.join("errors"), &tag, &tables::rejected_batch(&[], &run), rows)?;
-        let skipped = PartWriter::create(&out.join("skipped"), &tag, &tables::rejected_batch(&[], &run), rows)?;
+    pub fn create(out: &Path, cfg: &SinkConfig, run: RunStamp, models: Vec<ModelStamp>, bands: Vec<String>, state: Checkpoint) -> Result<Self> {
+        for table in ROW_TABLES {
+            let dir = out.join(table);
+            std::fs::create_dir_all(&dir).map_err(|source| Error::Output { path: dir, source })?;
+        }
         Ok(Self {
             out: out.to_path_buf(),
             run,
             models,
             bands,
-            row_group_rows: rows.max(1),
-            images,
-            errors,
-            skipped,
+            row_group_rows: cfg.row_group_rows.max(1),
+            checkpoint_every: Duration::from_secs_f64(cfg.checkpoint_seconds.max(0.0)),
+            last_commit: Instant::now(),
+            parts: [None, None, None],
             pending_images: Vec::new(),
             pending_errors: Vec::new(),
             pending_skipped: Vec::new(),
-            frames: HashSet::new(),
-            files: HashSet::new(),
-            counts: Counts::default(),
+            frames: state.frame_keys.iter().copied().collect(),
+            files: state.file_keys.iter().copied().collect(),
+            state,
+            completed: Vec::new(),
+            completed_instances: 0,
         })
     }
 
-    /// Takes one message; writes a row group whenever one fills.
+    /// Takes every row of one complete input file.
     ///
     /// # Errors
-    /// Writing a full row group fails.
-    pub fn push(&mut self, msg: Msg<Finding>) -> Result<()> {
+    /// Writing rows fails.
+    pub fn push_file(&mut self, file: CompleteFile) -> Result<()> {
+        self.completed.push(checkpoint::file_key(&file.path));
+        self.completed_instances += u64::from(file.instance);
+        for row in file.rows {
+            self.push(row)?;
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, msg: Msg<Finding>) -> Result<()> {
         let now = chrono::Utc::now();
+        let counts = &mut self.state.counts;
         match msg {
             Ok(finding) => {
-                self.counts.image_rows += 1;
+                counts.image_rows += 1;
                 let meta = &finding.scored.meta;
                 self.frames.insert(count_key(&(&meta.instance.path, meta.frame_index)));
                 self.files.insert(count_key(&meta.instance.path));
@@ -141,13 +183,13 @@ impl Sinks {
             }
             Err(r) => match r.kind {
                 RejectKind::Error => {
-                    self.counts.errors += 1;
-                    *self.counts.errors_by_stage.entry(r.stage.to_string()).or_default() += 1;
+                    counts.errors += 1;
+                    *counts.errors_by_stage.entry(r.stage.to_string()).or_default() += 1;
                     self.pending_errors.push((r, now));
                 }
                 RejectKind::Skip(key) => {
-                    self.counts.skipped += 1;
-                    *self.counts.skipped_by_reason.entry(key.to_string()).or_default() += 1;
+                    counts.skipped += 1;
+                    *counts.skipped_by_reason.entry(key.to_string()).or_default() += 1;
                     self.pending_skipped.push((r, now));
                 }
             },
@@ -155,44 +197,116 @@ impl Sinks {
         self.flush(false)
     }
 
+    /// Hands pending rows of each table to its part file (opening one if
+    /// needed) once there are enough of them, or any at all with `all`.
     fn flush(&mut self, all: bool) -> Result<()> {
         let limit = if all { 1 } else { self.row_group_rows.min(WRITE_ROWS) };
         if self.pending_images.len() >= limit {
             let batch = tables::images_batch(&self.pending_images, &self.run, &self.models, &self.bands);
-            self.images.write(&batch)?;
+            self.write(0, &batch)?;
             self.pending_images.clear();
         }
         if self.pending_errors.len() >= limit {
-            self.errors.write(&tables::rejected_batch(&self.pending_errors, &self.run))?;
+            let batch = tables::rejected_batch(&self.pending_errors, &self.run);
+            self.write(1, &batch)?;
             self.pending_errors.clear();
         }
         if self.pending_skipped.len() >= limit {
-            self.skipped.write(&tables::rejected_batch(&self.pending_skipped, &self.run))?;
+            let batch = tables::rejected_batch(&self.pending_skipped, &self.run);
+            self.write(2, &batch)?;
             self.pending_skipped.clear();
         }
         Ok(())
     }
 
-    /// Flushes and closes the tables, then writes `studies/` and the worklist.
+    fn write(&mut self, table: usize, batch: &arrow_array::RecordBatch) -> Result<()> {
+        if self.parts[table].is_none() {
+            let tag = format!("{}-{:05}", self.run.run_id, self.state.commits + 1);
+            self.parts[table] = Some(PartWriter::create(&self.out.join(ROW_TABLES[table]), &tag, batch, self.row_group_rows)?);
+        }
+        match &mut self.parts[table] {
+            Some(part) => part.write(batch),
+            None => Ok(()),
+        }
+    }
+
+    /// Commits when `checkpoint_seconds` have passed since the last commit.
+    ///
+    /// # Errors
+    /// As [`Sinks::commit`].
+    pub fn commit_if_due(&mut self, book: &StudyBook) -> Result<()> {
+        if self.last_commit.elapsed() >= self.checkpoint_every && !self.completed.is_empty() {
+            self.commit(book)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the open part files and records them, the files completed
+    /// since the last commit and the study book in `checkpoint.json`.
+    ///
+    /// # Errors
+    /// A part file or the checkpoint cannot be written.
+    pub fn commit(&mut self, book: &StudyBook) -> Result<()> {
+        self.flush(true)?;
+        for (table, part) in self.parts.iter_mut().enumerate() {
+            if let Some(part) = part.take() {
+                let path = part.close()?;
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                self.state.parts.entry(ROW_TABLES[table].to_string()).or_default().push(name);
+            }
+        }
+        for table in ROW_TABLES {
+            sync_dir(&self.out.join(table))?;
+        }
+        self.state.files.extend(self.completed.drain(..));
+        self.state.instances += std::mem::take(&mut self.completed_instances);
+        self.state.frame_keys = self.frames.iter().copied().collect();
+        self.state.file_keys = self.files.iter().copied().collect();
+        self.state.book = book.snapshot();
+        self.state.commits += 1;
+        self.state.save(&self.out)?;
+        self.last_commit = Instant::now();
+        log::debug!("commit {}: {} files committed", self.state.commits, self.state.files.len());
+        Ok(())
+    }
+
+    /// The committed state (after [`Sinks::finish`], the whole run's).
+    pub fn state(&self) -> &Checkpoint {
+        &self.state
+    }
+
+    /// Commits the last files, gives every table at least one (possibly
+    /// empty) part so readers find its schema, then orders the worklist
+    /// and writes `studies/` and the worklist files.
     ///
     /// # Errors
     /// Any output cannot be written.
-    pub fn finish(mut self, studies: &[StudyResult]) -> Result<Counts> {
-        self.flush(true)?;
-        self.images.close()?;
-        self.errors.close()?;
-        self.skipped.close()?;
+    pub fn finish(&mut self, book: StudyBook) -> Result<(Counts, Vec<StudyResult>)> {
+        self.commit(&book)?;
+        let studies = book.finish();
+        let studies = studies.as_slice();
+        for (i, table) in ROW_TABLES.iter().enumerate() {
+            if self.state.parts.get(*table).is_none_or(Vec::is_empty) {
+                let empty = if i == 0 {
+                    tables::images_batch(&[], &self.run, &self.models, &self.bands)
+                } else {
+                    tables::rejected_batch(&[], &self.run)
+                };
+                PartWriter::create(&self.out.join(table), &self.run.run_id, &empty, self.row_group_rows)?.close()?;
+            }
+        }
         let batch = tables::studies_batch(studies, &self.run);
         let mut part = PartWriter::create(&self.out.join("studies"), &self.run.run_id, &batch, self.row_group_rows)?;
         part.write(&batch)?;
         part.close()?;
         worklist::write(&self.out, studies)?;
-        self.counts.frames_scored = self.frames.len() as u64;
-        self.counts.files_scored = self.files.len() as u64;
-        self.counts.studies = studies.len() as u64;
+        let mut counts = self.state.counts.clone();
+        counts.frames_scored = self.frames.len() as u64;
+        counts.files_scored = self.files.len() as u64;
+        counts.studies = studies.len() as u64;
         for s in studies {
-            *self.counts.bands.entry(s.band.clone()).or_default() += 1;
+            *counts.bands.entry(s.band.clone()).or_default() += 1;
         }
-        Ok(self.counts)
+        Ok((counts, studies.to_vec()))
     }
 }

@@ -60,7 +60,10 @@ pub struct RunReport {
     pub software: &'static str,
     pub software_version: &'static str,
     pub run_id: String,
+    /// When the run's first attempt started.
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// 1, plus one per resume after an interruption.
+    pub attempts: u32,
     pub finished_at: chrono::DateTime<chrono::Utc>,
     pub host: String,
     /// Who ran it: the login name and the numeric user id.

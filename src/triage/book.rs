@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::desp::{self, Field};
 use super::{Finding, Hit, RuleSet};
@@ -39,7 +39,7 @@ pub struct EyeResult {
     pub probs: desp::EyeProbs,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone, Serialize, Deserialize)]
 struct StudyAcc {
     header: Option<Arc<Header>>,
     modalities: std::collections::BTreeSet<String>,
@@ -64,6 +64,22 @@ fn study_key(header: &Header, path: &std::path::Path) -> StudyUid {
     }
 }
 
+/// The book's contents, saved with each checkpoint so a resumed run
+/// orders its worklist over every study, not only the files it redid.
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct BookSnapshot(Vec<(StudyUid, StudyAcc)>);
+
+impl BookSnapshot {
+    /// Studies recorded so far.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Gathers findings and rejects by study, then orders the worklist.
 pub struct StudyBook<'r> {
     rules: &'r RuleSet,
@@ -73,6 +89,16 @@ pub struct StudyBook<'r> {
 impl<'r> StudyBook<'r> {
     pub fn new(rules: &'r RuleSet) -> Self {
         Self { rules, studies: BTreeMap::new() }
+    }
+
+    /// A book holding what a checkpoint saved.
+    pub fn restore(rules: &'r RuleSet, snapshot: BookSnapshot) -> Self {
+        Self { rules, studies: snapshot.0.into_iter().collect() }
+    }
+
+    /// A copy of the contents for a checkpoint.
+    pub fn snapshot(&self) -> BookSnapshot {
+        BookSnapshot(self.studies.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 
     /// Records one image finding.

@@ -72,7 +72,7 @@ impl Outputs {
 }
 
 /// One image's grade and the probabilities behind it.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ImageGrade {
     pub gradable: bool,
     /// 0..=3 for R0..R3 (meaningless when not gradable).
@@ -124,7 +124,7 @@ pub fn unreadable() -> ImageGrade {
 }
 
 /// One graded image with where it was taken.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Field {
     /// "R", "L" or "" when the header has no laterality.
     pub eye: String,
@@ -189,7 +189,12 @@ pub fn grade_eyes(fields: &[Field]) -> Vec<EyeGrade> {
     eyes.dedup();
     eyes.into_iter()
         .filter_map(|eye| {
-            let of_eye: Vec<&Field> = fields.iter().filter(|f| f.eye == eye).collect();
+            let mut of_eye: Vec<&Field> = fields.iter().filter(|f| f.eye == eye).collect();
+            // Fields arrive in whatever order decode finished them; ties
+            // (two fields equally ungradable) must not depend on that.
+            of_eye.sort_by(|a, b| {
+                a.field.cmp(&b.field).then(a.grade.p_gradable.total_cmp(&b.grade.p_gradable)).then(a.grade.p_referable.total_cmp(&b.grade.p_referable))
+            });
             let probs = EyeProbs::of(&of_eye);
             let gradable = of_eye.iter().filter(|f| f.grade.gradable);
             match gradable.max_by(|a, b| severity(&a.grade).partial_cmp(&severity(&b.grade)).unwrap_or(std::cmp::Ordering::Equal)) {
@@ -284,6 +289,16 @@ mod tests {
 
     fn field(eye: &str, name: &str, probs: [f32; 6]) -> Field {
         Field { eye: eye.into(), field: name.into(), grade: DespConfig::default().grade(&idx(), &probs) }
+    }
+
+    #[test]
+    fn equally_ungradable_fields_give_the_same_decisive_field_in_any_order() {
+        let macula = field("R", "macula", [0.9, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        let disc = field("R", "disc", [0.9, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        let one = grade_eyes(&[macula.clone(), disc.clone()]);
+        let other = grade_eyes(&[disc, macula]);
+        assert!(one[0].ungradable);
+        assert_eq!(one[0].decisive.field, other[0].decisive.field);
     }
 
     #[test]

@@ -1,0 +1,164 @@
+//! `OUT/checkpoint.json`: what an unfinished run has committed, so that the
+//! same command started again after a crash carries on where it stopped.
+//!
+//! A commit is: close the open part files (synced, renamed), then replace
+//! this file atomically. The checkpoint is the single source of truth: a
+//! part file it does not list was written after the last commit and is
+//! deleted on resume, and every file it lists as committed is skipped. So a
+//! kill at any instant loses at most the work since the last commit, and
+//! never doubles a row. The file names studies and holds their headers: it
+//! is identifiable, like the worklist, and removed once the run finishes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::Counts;
+use crate::error::{Error, Result};
+use crate::triage::BookSnapshot;
+
+/// File name under OUT.
+pub const FILE_NAME: &str = "checkpoint.json";
+
+/// Bumped when the layout changes; an older checkpoint is not resumed.
+const FORMAT: u32 = 1;
+
+/// What must match for a run to be resumed rather than recomputed: rows of
+/// one run come from one software version, config and set of models.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub software_version: String,
+    pub config_sha256: String,
+    /// "id version sha256" per model, in config order.
+    pub models: Vec<String>,
+}
+
+/// A run's committed state.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub format: u32,
+    pub run_id: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub fingerprint: Fingerprint,
+    /// 1 for the first attempt, +1 per resume.
+    pub attempt: u32,
+    pub commits: u64,
+    /// Committed part file names per table folder.
+    pub parts: BTreeMap<String, Vec<String>>,
+    /// [`file_key`] of every committed input file.
+    pub files: BTreeSet<String>,
+    /// Committed files that were image instances.
+    pub instances: u64,
+    pub counts: Counts,
+    /// Distinct scored frames and files (64-bit keys), for the counts.
+    pub frame_keys: Vec<u64>,
+    pub file_keys: Vec<u64>,
+    pub book: BookSnapshot,
+}
+
+impl Checkpoint {
+    /// The state of a run that has committed nothing yet.
+    pub fn new(run_id: String, started_at: chrono::DateTime<chrono::Utc>, fingerprint: Fingerprint) -> Self {
+        Self {
+            format: FORMAT,
+            run_id,
+            started_at,
+            fingerprint,
+            attempt: 1,
+            commits: 0,
+            parts: BTreeMap::new(),
+            files: BTreeSet::new(),
+            instances: 0,
+            counts: Counts::default(),
+            frame_keys: Vec::new(),
+            file_keys: Vec::new(),
+            book: BookSnapshot::default(),
+        }
+    }
+
+    /// Reads `OUT/checkpoint.json`, if there is one.
+    ///
+    /// # Errors
+    /// The file exists but cannot be read or is not a checkpoint this
+    /// version writes.
+    pub fn load(out: &Path) -> Result<Option<Self>> {
+        let path = out.join(FILE_NAME);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(Error::Output { path, source }),
+        };
+        let state: Self = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::Config(format!("{} is not a checkpoint this version can resume ({e}); pass --force to start the run again", path.display()))
+        })?;
+        if state.format != FORMAT {
+            return Err(Error::Config(format!(
+                "{} has checkpoint format {}, this version writes {FORMAT}; pass --force to start the run again",
+                path.display(),
+                state.format
+            )));
+        }
+        Ok(Some(state))
+    }
+
+    /// Replaces `OUT/checkpoint.json` atomically: the commit point.
+    ///
+    /// # Errors
+    /// Writing, syncing or renaming fails.
+    pub fn save(&self, out: &Path) -> Result<()> {
+        let path = out.join(FILE_NAME);
+        let bytes = serde_json::to_vec(self).map_err(|e| Error::Output { path: path.clone(), source: std::io::Error::other(e) })?;
+        super::write_atomically(&path, &bytes)?;
+        super::sync_dir(out)
+    }
+
+    /// Removes the checkpoint once `run.json` records the finished run.
+    ///
+    /// # Errors
+    /// The file exists but cannot be removed.
+    pub fn remove(out: &Path) -> Result<()> {
+        let path = out.join(FILE_NAME);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Output { path, source: e }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A stable key for an input file: the first 128 bits of the SHA-256 of
+/// its path, the same on every machine and build.
+pub fn file_key(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_survives_a_round_trip_and_a_foreign_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(Checkpoint::load(dir.path()).expect("load").is_none());
+        let fp = Fingerprint { software_version: "1".into(), config_sha256: "c".into(), models: vec!["m 1 s".into()] };
+        let mut state = Checkpoint::new("run-1".into(), chrono::Utc::now(), fp.clone());
+        state.files.insert(file_key(Path::new("/in/a.dcm")));
+        state.parts.insert("images".into(), vec!["part-run-1-00001.parquet".into()]);
+        state.save(dir.path()).expect("save");
+        let back = Checkpoint::load(dir.path()).expect("load").expect("present");
+        assert_eq!((back.run_id.as_str(), &back.fingerprint, back.files.len()), ("run-1", &fp, 1));
+        std::fs::write(dir.path().join(FILE_NAME), b"{\"not\": 1}").expect("write");
+        assert!(Checkpoint::load(dir.path()).is_err());
+        Checkpoint::remove(dir.path()).expect("remove");
+        Checkpoint::remove(dir.path()).expect("removing twice is fine");
+    }
+
+    #[test]
+    fn file_keys_are_stable_and_distinct() {
+        // sha256("/a"), first 16 bytes: pinned, so a rebuild never changes keys.
+        assert_eq!(file_key(Path::new("/a")), "6a50dc8584134c7de537c0052ff6d236");
+        assert_ne!(file_key(Path::new("/a")), file_key(Path::new("/b")));
+    }
+}

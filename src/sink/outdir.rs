@@ -1,0 +1,155 @@
+//! The output folder: what a run may touch in it, and whether it starts a
+//! new run there or resumes an unfinished one.
+//!
+//! nightscreen only ever replaces files it wrote. A folder holding our
+//! output names without our `run.json` / `audit.jsonl` is someone else's
+//! and refused. A folder with a `checkpoint.json` holds an unfinished run:
+//! the same command resumes it, after deleting whatever that run wrote
+//! past its last commit. A finished run (`run.json`) is replaced only with
+//! `--force`.
+
+use std::path::Path;
+
+use super::checkpoint::{Checkpoint, Fingerprint, FILE_NAME as CHECKPOINT};
+use super::ROW_TABLES;
+use crate::error::{Error, Result};
+
+/// Files and folders a run writes into OUT; only these are ever replaced.
+/// `audit.jsonl` is not among them: it is only ever appended to.
+pub const OUR_OUTPUTS: &[&str] = &["images", "studies", "errors", "skipped", "worklist.csv", "worklist.json", "run.json", CHECKPOINT];
+
+fn is_part_file(name: &str) -> bool {
+    name.starts_with("part-") || name.starts_with(".part-")
+}
+
+/// Our output names already in `out` that no nightscreen run accounts for.
+fn foreign_outputs(out: &Path) -> Vec<String> {
+    if out.join("run.json").exists() || out.join("audit.jsonl").exists() || out.join(CHECKPOINT).exists() {
+        return Vec::new();
+    }
+    OUR_OUTPUTS
+        .iter()
+        .filter(|name| {
+            let path = out.join(name);
+            if path.is_dir() {
+                std::fs::read_dir(&path)
+                    .map(|entries| entries.flatten().any(|e| !e.file_name().to_str().is_some_and(is_part_file)))
+                    .unwrap_or(true)
+            } else {
+                path.exists()
+            }
+        })
+        .map(|name| name.to_string())
+        .collect()
+}
+
+/// Deletes our part files in `out`'s tables except those `keep` lists
+/// (committed parts of the run being resumed).
+fn remove_parts(out: &Path, keep: Option<&Checkpoint>) -> Result<usize> {
+    let mut removed = 0;
+    for table in ROW_TABLES.iter().chain(&["studies"]) {
+        let dir = out.join(table);
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let kept = keep.and_then(|k| k.parts.get(*table));
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !is_part_file(&name) || kept.is_some_and(|k| k.contains(&name)) {
+                continue;
+            }
+            std::fs::remove_file(entry.path()).map_err(|source| Error::Output { path: entry.path(), source })?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Makes `out` ready for a run and returns the checkpoint to resume from,
+/// if any.
+///
+/// # Errors
+/// `out` holds files nightscreen did not write; holds a finished run and
+/// `force` is off; holds an unfinished run of other software, config or
+/// models; or cannot be created or cleaned.
+pub fn prepare(out: &Path, force: bool, fingerprint: &Fingerprint) -> Result<Option<Checkpoint>> {
+    let io = |source| Error::Output { path: out.to_path_buf(), source };
+    let foreign = foreign_outputs(out);
+    if !foreign.is_empty() {
+        return Err(Error::Config(format!(
+            "{} already holds {} that no nightscreen run wrote (no run.json or audit.jsonl); \
+             nightscreen never overwrites files it did not write: choose another --out",
+            out.display(),
+            foreign.join(", ")
+        )));
+    }
+    if force {
+        for name in OUR_OUTPUTS.iter().filter(|n| !ROW_TABLES.contains(n) && **n != "studies") {
+            match std::fs::remove_file(out.join(name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+                _ => {}
+            }
+        }
+        remove_parts(out, None)?;
+        std::fs::create_dir_all(out).map_err(io)?;
+        return Ok(None);
+    }
+    if out.join("run.json").exists() {
+        return Err(Error::Config(format!(
+            "{} already holds a finished run (run.json); choose another --out, or pass --force to compute it again",
+            out.display()
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(io)?;
+    let resumed = Checkpoint::load(out)?;
+    if let Some(state) = &resumed {
+        if &state.fingerprint != fingerprint {
+            return Err(Error::Config(format!(
+                "{} holds an unfinished run ({}) made with other software, config or models \
+                 ({:?}, now {:?}); resume it with those, or pass --force to start again",
+                out.display(),
+                state.run_id,
+                state.fingerprint,
+                fingerprint
+            )));
+        }
+    }
+    // Parts written after the last commit (or by an attempt that never
+    // committed) would double rows that the resumed run writes again.
+    let removed = remove_parts(out, resumed.as_ref())?;
+    if removed > 0 {
+        log::info!("removed {removed} uncommitted part file(s) left by an interrupted run");
+    }
+    Ok(resumed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fingerprint() -> Fingerprint {
+        Fingerprint { software_version: "1".into(), config_sha256: "c".into(), models: vec![] }
+    }
+
+    #[test]
+    fn resume_keeps_committed_parts_and_drops_the_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path();
+        std::fs::create_dir_all(out.join("images")).expect("mkdir");
+        for name in ["part-r-00001.parquet", "part-r-00002.parquet", ".part-r-00003.parquet.tmp", "notes.txt"] {
+            std::fs::write(out.join("images").join(name), b"x").expect("write");
+        }
+        let mut state = Checkpoint::new("r".into(), chrono::Utc::now(), fingerprint());
+        state.parts.insert("images".into(), vec!["part-r-00001.parquet".into()]);
+        state.save(out).expect("save");
+        let resumed = prepare(out, false, &fingerprint()).expect("prepare").expect("a run to resume");
+        assert_eq!(resumed.run_id, "r");
+        let mut left: Vec<String> = std::fs::read_dir(out.join("images")).expect("ls").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, ["notes.txt", "part-r-00001.parquet"]);
+        let other = Fingerprint { config_sha256: "d".into(), ..fingerprint() };
+        let err = prepare(out, false, &other).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("--force"), "{err}");
+        assert!(prepare(out, true, &other).expect("force").is_none());
+        assert!(!out.join(CHECKPOINT).exists() && !out.join("images/part-r-00001.parquet").exists());
+        assert!(out.join("images/notes.txt").exists(), "files we did not write stay");
+    }
+}
