@@ -18,6 +18,10 @@ export CMAKE_POLICY_VERSION_MINIMUM := 3.5
 # ONNX Runtime writes a telemetry cache under $XDG_CACHE_HOME; keep it local.
 export XDG_CACHE_HOME := $(CURDIR)/$(DEPS)/cache
 DEMO_OUT := out/demo
+# The demo's pseudonymisation key (analyst tables carry only keyed
+# pseudonyms; `run` needs a key). A real programme makes one key with
+# `nightscreen keygen` and keeps it with its secrets.
+DEMO_KEY := out/demo.key
 
 .PHONY: all build demo evaluate test bench ort testdata venv cmake doctor clean
 
@@ -44,6 +48,10 @@ build: cmake
 doctor: build ort
 	$(BIN) doctor --models models
 
+$(DEMO_KEY): | build
+	@mkdir -p $(dir $(DEMO_KEY))
+	$(BIN) keygen --out $(DEMO_KEY)
+
 # The main job on the shipped defaults: a night's diabetic eye screening in
 # miniature. Synthesises DEMO_STUDIES studies (4 fundus photographs each, with
 # a truth.csv), screens them with configs/desp.toml and the shipped dr-screen
@@ -52,8 +60,8 @@ doctor: build ort
 DEMO_STUDIES := 200
 DEMO_SEED := 4
 DEMO_IN := out/demo-studies
-demo: build ort
-	@start=$$(date +%s); 	$(BIN) synth --studies $(DEMO_STUDIES) --seed $(DEMO_SEED) --out $(DEMO_IN) --overwrite && 	$(BIN) run --config configs/desp.toml --input $(DEMO_IN) --out $(DEMO_OUT) --overwrite && 	echo && echo "worklist: $(DEMO_OUT)/worklist.csv (and .json)   tables: $(DEMO_OUT)/{images,studies,errors,skipped}/   audit: $(DEMO_OUT)/run.json" && 	python3 -c "import json;r=json.load(open('$(DEMO_OUT)/run.json'));c=r['counts'];b=c['bands'];print('studies per band:',', '.join(f'{k} {b.get(k,0)}' for k in ['URGENT','ROUTINE','UNGRADABLE','REVIEW','NO_DISEASE']));print('images scored',c['frames_scored'],'skipped',c['skipped'],'errors',c['errors'])" && 	echo && echo "compared with $(DEMO_IN)/truth.csv (synthetic truth; the model is NOT for clinical use):" && 	python3 tools/evaluate_desp.py $(DEMO_OUT) $(DEMO_IN)/truth.csv && 	echo && echo "demo took $$(( $$(date +%s) - start )) s"
+demo: build ort $(DEMO_KEY)
+	@start=$$(date +%s); 	$(BIN) synth --studies $(DEMO_STUDIES) --seed $(DEMO_SEED) --out $(DEMO_IN) --overwrite && 	$(BIN) run --config configs/desp.toml --key-file $(DEMO_KEY) --input $(DEMO_IN) --out $(DEMO_OUT) --force && 	echo && echo "worklist: $(DEMO_OUT)/worklist.csv (and .json)   tables: $(DEMO_OUT)/{images,studies,errors,skipped}/   audit: $(DEMO_OUT)/run.json, audit.jsonl" && 	python3 -c "import json;r=json.load(open('$(DEMO_OUT)/run.json'));c=r['counts'];b=c['bands'];print('studies per band:',', '.join(f'{k} {b.get(k,0)}' for k in ['URGENT','ROUTINE','UNGRADABLE','REVIEW','NO_DISEASE']));print('images scored',c['frames_scored'],'skipped',c['skipped'],'errors',c['errors'])" && 	echo && echo "compared with $(DEMO_IN)/truth.csv (synthetic truth; the model is NOT for clinical use):" && 	python3 tools/evaluate_desp.py $(DEMO_OUT) $(DEMO_IN)/truth.csv && 	echo && echo "demo took $$(( $$(date +%s) - start )) s"
 
 # Reproduces the held-out figures in models/dr-screen.toml [evaluation]:
 # the same synthetic batch (seed 3, never used for training or thresholds),
@@ -62,9 +70,9 @@ EVAL_STUDIES := 500
 EVAL_SEED := 3
 EVAL_IN := out/heldout-studies
 EVAL_OUT := out/heldout
-evaluate: build ort
+evaluate: build ort $(DEMO_KEY)
 	$(BIN) synth --studies $(EVAL_STUDIES) --seed $(EVAL_SEED) --out $(EVAL_IN) --overwrite
-	$(BIN) run --config configs/desp.toml --input $(EVAL_IN) --out $(EVAL_OUT) --overwrite
+	$(BIN) run --config configs/desp.toml --key-file $(DEMO_KEY) --input $(EVAL_IN) --out $(EVAL_OUT) --force
 	python3 tools/evaluate_desp.py $(EVAL_OUT) $(EVAL_IN)/truth.csv --json $(EVAL_OUT)/evaluation.json \
 	  --check-targets --card models/dr-screen.toml
 

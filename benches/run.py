@@ -33,6 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 NIGHTSCREEN = ROOT / "target/release/nightscreen"
 VENV_PYTHON = ROOT / ".deps/venv/bin/python"
+# Both pipelines pseudonymise with this (benchmark-only) key; see tools/pseudonym.py.
+BENCH_KEY = "b3c4" * 16
+os.environ.setdefault("NIGHTSCREEN_KEY", BENCH_KEY)
 CONFIG = ROOT / "configs/desp.toml"
 MODEL = ROOT / "models/dr-screen.onnx"
 CARD = ROOT / "models/dr-screen.toml"

@@ -49,7 +49,8 @@ fn fixture() -> Fixture {
             input
         }
     };
-    let config = Config::load(&repo().join("configs/desp.toml")).expect("configs/desp.toml");
+    let mut config = Config::load(&repo().join("configs/desp.toml")).expect("configs/desp.toml");
+    config.key = Some(nightscreen::privacy::PseudonymKey::from_hex(&"b3c4".repeat(16), "bench key").expect("key"));
     let entry = &config.models[0];
     let model = model::load(&config.models_dir, &entry.id, entry.route.clone()).expect("model");
     let (files, _) = ingest::discover(&config.ingest, std::slice::from_ref(&input));

@@ -28,6 +28,13 @@ pub enum Command {
     Run(RunArgs),
     /// Check the installation: ONNX Runtime, execution providers, models.
     Doctor(DoctorArgs),
+    /// Make a programme's pseudonymisation key (a new file, mode 0600).
+    ///
+    /// The analyst tables name patients, studies and files only by keyed
+    /// pseudonyms; the same key gives the same pseudonyms on every run, so
+    /// make one key per programme, keep it with the programme's secrets and
+    /// never give it to analysts.
+    Keygen(KeygenArgs),
     /// Write synthetic diabetic eye screening studies (fundus photographs,
     /// 2 eyes x 2 fields per study) with their grades in truth.csv.
     Synth(SynthArgs),
@@ -57,9 +64,20 @@ pub struct RunArgs {
     /// an interrupted one over instead of resuming it.
     #[arg(long, visible_alias = "overwrite")]
     pub force: bool,
+    /// Pseudonymisation key file (from `nightscreen keygen`); else the key
+    /// itself in NIGHTSCREEN_KEY.
+    #[arg(long, value_name = "FILE", env = "NIGHTSCREEN_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
     /// No progress output; warnings and errors only.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the key; an existing file is never replaced.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -62,9 +62,13 @@ pub struct Config {
     pub source_sha256: String,
     #[serde(skip)]
     pub source_path: Option<PathBuf>,
-    /// Replace a previous run's outputs in `out` (set by `--overwrite`).
+    /// Replace a previous run's outputs in `out` (set by `--force`).
     #[serde(skip)]
     pub overwrite: bool,
+    /// The programme's pseudonymisation key (never from the config text,
+    /// which `run.json` records): `--key-file` or the environment.
+    #[serde(skip)]
+    pub key: Option<crate::privacy::PseudonymKey>,
 }
 
 fn default_models_dir() -> PathBuf {

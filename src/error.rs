@@ -19,6 +19,8 @@ pub enum Error {
     Model(#[from] crate::model::ModelError),
     #[error(transparent)]
     Runtime(#[from] crate::runtime::RuntimeError),
+    #[error(transparent)]
+    Key(#[from] crate::privacy::KeyError),
     #[error("writing {path}")]
     Output { path: PathBuf, #[source] source: std::io::Error },
     #[error("writing Parquet {path}")]

@@ -16,6 +16,7 @@ pub mod message;
 pub mod model;
 pub mod pipeline;
 pub mod preprocess;
+pub mod privacy;
 pub mod progress;
 pub mod runtime;
 pub mod sink;

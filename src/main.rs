@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use cli::{Cli, Command, DoctorArgs, RunArgs, SynthArgs};
+use cli::{Cli, Command, DoctorArgs, KeygenArgs, RunArgs, SynthArgs};
 use nightscreen::config::{Config, Overrides};
+use nightscreen::privacy::PseudonymKey;
 use nightscreen::progress::{Mode, Progress};
 
 /// Finished, but some inputs could not be read.
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Doctor(args) => doctor(args),
+        Command::Keygen(args) => keygen(args),
         Command::Synth(args) => synth(args),
     };
     match result {
@@ -52,9 +54,10 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         threads: args.threads,
         overwrite: args.force,
     };
-    let cfg = Config::load(&args.config)
+    let mut cfg = Config::load(&args.config)
         .with_context(|| format!("loading config {}", args.config.display()))?
         .with_overrides(&overrides);
+    cfg.key = Some(PseudonymKey::resolve(args.key_file.as_deref())?);
     let progress = Progress::new(Mode::detect(args.quiet));
     let summary = nightscreen::run(&cfg, &progress)?;
     let bands: Vec<String> = summary.bands.iter().map(|(b, n)| format!("{b} {n}")).collect();
@@ -74,6 +77,17 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         log::warn!("{} input(s) could not be read: see {}", summary.errors, summary.out.join("errors").display());
         return Ok(EXIT_INPUT_ERRORS);
     }
+    Ok(0)
+}
+
+fn keygen(args: KeygenArgs) -> anyhow::Result<u8> {
+    let key = PseudonymKey::generate_file(&args.out)?;
+    log::info!(
+        "wrote a new pseudonymisation key to {} (id {}); keep it with the programme's secrets: \
+         losing it breaks the link between this and later runs' pseudonyms",
+        args.out.display(),
+        key.key_id()
+    );
     Ok(0)
 }
 

@@ -109,6 +109,7 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
     let started_at = chrono::Utc::now();
     cfg.validate()?;
     let out = cfg.out.clone().ok_or_else(|| Error::Config("no output folder".into()))?;
+    let key = cfg.key.clone().ok_or(crate::privacy::KeyError::Missing)?;
 
     let models: Vec<VerifiedModel> = cfg
         .models
@@ -147,6 +148,7 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
         software_version: crate::VERSION.to_string(),
         config_sha256: cfg.source_sha256.clone(),
         models: stamps.iter().map(|m| format!("{} {} {}", m.id, m.version, m.sha256)).collect(),
+        pseudonym_key_id: key.key_id(),
     };
     let resumed = outdir::prepare(&out, cfg.overwrite, &fingerprint)?;
     let is_resume = resumed.is_some();
@@ -160,6 +162,7 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
         run_id: state.run_id.clone(),
         software_version: crate::VERSION.to_string(),
         config_sha256: cfg.source_sha256.clone(),
+        key: key.clone(),
     };
     let mut audit = AuditLog::open(&out, &run_stamp.run_id)?;
     let mut book = StudyBook::restore(&rules, std::mem::take(&mut state.book));
@@ -197,6 +200,7 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
                 "software_version": crate::VERSION,
                 "config_path": cfg.source_path.as_ref().map(|p| p.display().to_string()),
                 "config_sha256": cfg.source_sha256,
+                "pseudonym_key_id": key.key_id(),
                 "models": models.iter().map(|m| serde_json::json!({"id": m.card.id, "version": m.card.version, "sha256": m.card.sha256.to_lowercase()})).collect::<Vec<_>>(),
                 "inputs": cfg.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
                 "files_seen": files_found,
@@ -300,6 +304,7 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
         config_path: cfg.source_path.as_ref().map(|p| p.display().to_string()),
         config_sha256: cfg.source_sha256.clone(),
         config: cfg.source_text.clone(),
+        pseudonym_key_id: key.key_id(),
         models: models
             .iter()
             .map(|m| ModelRecord {

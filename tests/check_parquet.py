@@ -18,8 +18,9 @@ import pyarrow.dataset as ds
 TS_UTC = pa.timestamp("us", tz="UTC")
 EXPECTED = {
     "images": {
-        "run_id": pa.string(), "study_uid": pa.string(), "series_uid": pa.string(),
-        "sop_instance_uid": pa.string(), "frame": pa.int32(), "modality": pa.string(),
+        "run_id": pa.string(), "patient_pseudonym": pa.string(), "study_pseudonym": pa.string(),
+        "series_pseudonym": pa.string(), "instance_pseudonym": pa.string(), "file_pseudonym": pa.string(),
+        "frame": pa.int32(), "modality": pa.string(),
         "photometric": pa.string(), "study_datetime": pa.timestamp("us"),
         "stored_mean": pa.float64(), "model_id": pa.string(), "model_version": pa.string(),
         "model_sha256": pa.string(), "labels": pa.list_(pa.string()),
@@ -27,18 +28,19 @@ EXPECTED = {
         "software_version": pa.string(), "config_sha256": pa.string(),
     },
     "errors": {
-        "run_id": pa.string(), "source_path": pa.string(), "stage": pa.string(),
+        "run_id": pa.string(), "file_pseudonym": pa.string(), "study_pseudonym": pa.string(), "stage": pa.string(),
         "message": pa.string(), "frame": pa.int32(), "recorded_at": TS_UTC,
     },
-    "skipped": {"source_path": pa.string(), "reason_key": pa.string(), "recorded_at": TS_UTC},
+    "skipped": {"file_pseudonym": pa.string(), "reason_key": pa.string(), "recorded_at": TS_UTC},
     "studies": {
-        "rank": pa.int32(), "study_uid": pa.string(), "band": pa.string(), "score": pa.float32(),
+        "rank": pa.int32(), "patient_pseudonym": pa.string(), "study_pseudonym": pa.string(), "band": pa.string(), "score": pa.float32(),
         "reason": pa.string(), "modalities": pa.list_(pa.string()), "study_datetime": pa.timestamp("us"),
         "right_eye_grade": pa.string(), "left_eye_grade": pa.string(),
         **{f"{eye}_eye_p_{p}": pa.float32() for eye in ("right", "left") for p in ("referable", "r3", "m1", "gradable")},
     },
 }
-IDENTIFYING = {"patient_id", "patient_name", "accession_number", "patient_birth_date"}
+IDENTIFYING = {"patient_id", "patient_name", "accession_number", "patient_birth_date",
+               "study_uid", "series_uid", "sop_instance_uid", "source_path"}
 
 
 def fail(msg):

@@ -132,6 +132,7 @@ fn every_hostile_file_is_one_clear_row_and_the_good_study_is_screened() {
         .arg("--out")
         .arg(&out)
         .current_dir(util::root())
+        .env(nightscreen::privacy::KEY_ENV, util::TEST_KEY)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run");
@@ -154,7 +155,7 @@ fn every_hostile_file_is_one_clear_row_and_the_good_study_is_screened() {
 
     let rows = |table: &str| -> Vec<(String, String)> {
         let batches = util::read_table(&out, table);
-        let paths = util::strings(&batches, "source_path");
+        let paths = util::file_paths(&batches, util::every_entry(&input));
         let reasons = util::strings(&batches, "message");
         paths.into_iter().zip(reasons).map(|(p, r)| (p.unwrap_or_default(), r.unwrap_or_default())).collect()
     };
@@ -167,7 +168,7 @@ fn every_hostile_file_is_one_clear_row_and_the_good_study_is_screened() {
         assert!(!mine[0].1.is_empty(), "{name}: empty reason");
     }
     // The good study is screened in full, with nothing else lost.
-    let scored = util::strings(&util::read_table(&out, "images"), "source_path");
+    let scored = util::file_paths(&util::read_table(&out, "images"), util::every_entry(&input));
     assert_eq!(scored.len(), 4, "the four good photographs are scored");
     assert_eq!(errors.len(), expect.iter().filter(|e| e.1 == "errors").count(), "no other errors: {errors:?}");
 }

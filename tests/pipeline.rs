@@ -63,8 +63,9 @@ fn every_test_file_ends_as_a_row_an_error_or_a_counted_skip() {
     let images = util::read_table(&run.out, "images");
     let errors = util::read_table(&run.out, "errors");
     let skipped = util::read_table(&run.out, "skipped");
-    let scored: BTreeSet<String> = util::strings(&images, "source_path").into_iter().flatten().collect();
-    let error_paths = util::strings(&errors, "source_path");
+    let inputs = || util::every_entry(&data.join("pydicom")).into_iter().chain(util::every_entry(&data.join("pydicom-data")));
+    let scored: BTreeSet<String> = util::file_paths(&images, inputs()).into_iter().flatten().collect();
+    let error_paths = util::file_paths(&errors, inputs());
     let error_frames = util::ints(&errors, "frame");
     let whole_file_errors: BTreeSet<String> = error_paths
         .iter()
@@ -73,7 +74,7 @@ fn every_test_file_ends_as_a_row_an_error_or_a_counted_skip() {
         .filter_map(|(p, _)| p.clone())
         .collect();
     let any_errors: BTreeSet<String> = error_paths.iter().flatten().cloned().collect();
-    let skipped_paths: Vec<String> = util::strings(&skipped, "source_path").into_iter().flatten().collect();
+    let skipped_paths: Vec<String> = util::file_paths(&skipped, inputs()).into_iter().flatten().collect();
     let skipped_set: BTreeSet<String> = skipped_paths.iter().cloned().collect();
     assert_eq!(skipped_paths.len(), skipped_set.len(), "a file was skipped twice");
 
@@ -105,7 +106,7 @@ fn decoded_pixels_through_the_binary_match_pydicom_references() {
     let Some(run) = full_run() else { return };
     let data = util::testdata().expect("testdata");
     let images = util::read_table(&run.out, "images");
-    let paths = util::strings(&images, "source_path");
+    let paths = util::file_paths(&images, util::every_entry(&data));
     let frames = util::ints(&images, "frame");
     let means = util::floats(&images, "stored_mean");
     let ts = util::strings(&images, "transfer_syntax");

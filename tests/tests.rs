@@ -10,5 +10,6 @@ mod infer;
 mod cli;
 mod ingest;
 mod pipeline;
+mod privacy;
 mod resume;
 mod synth;

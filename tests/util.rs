@@ -50,11 +50,38 @@ pub fn python() -> Option<PathBuf> {
     if py.exists() { Some(py) } else { missing(&format!("python at {}", py.display())) }
 }
 
-/// The `nightscreen` binary under test.
+/// The pseudonymisation key the tests run with (a test key, not a secret).
+pub const TEST_KEY: &str = "5e1f0c6a9b2d4e8f7a3c1b0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f";
+
+pub fn test_key() -> nightscreen::privacy::PseudonymKey {
+    nightscreen::privacy::PseudonymKey::from_hex(TEST_KEY, "TEST_KEY").expect("test key")
+}
+
+/// The `nightscreen` binary under test, with the test key in its environment.
 pub fn nightscreen() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nightscreen"));
     cmd.current_dir(root());
+    cmd.env(nightscreen::privacy::KEY_ENV, TEST_KEY).env_remove(nightscreen::privacy::KEY_FILE_ENV);
     cmd
+}
+
+/// Every entry under `dir` (symbolic links and special files included, none
+/// followed), as the paths nightscreen reports them.
+pub fn every_entry(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir).into_iter().filter_map(Result::ok).filter(|e| !e.file_type().is_dir()).map(|e| e.into_path()).collect()
+}
+
+/// A table's `file_pseudonym` column turned back into paths: each
+/// pseudonym is looked up among the test key's pseudonyms of `candidates`.
+/// One that matches none comes back as "<unknown ...>", never silently.
+pub fn file_paths(batches: &[RecordBatch], candidates: impl IntoIterator<Item = PathBuf>) -> Vec<Option<String>> {
+    let key = test_key();
+    let by_pseudonym: std::collections::HashMap<String, String> =
+        candidates.into_iter().map(|p| (key.file_pseudonym(&p), p.to_string_lossy().into_owned())).collect();
+    strings(batches, "file_pseudonym")
+        .into_iter()
+        .map(|p| p.map(|p| by_pseudonym.get(&p).cloned().unwrap_or_else(|| format!("<unknown file pseudonym {p}>"))))
+        .collect()
 }
 
 /// Every batch of every part file of one table.

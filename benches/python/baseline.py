@@ -64,6 +64,10 @@ from pydicom.encaps import generate_frames  # noqa: E402
 from pydicom.uid import JPEGBaseline8Bit, JPEGExtended12Bit  # noqa: E402
 from PIL import Image  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from pseudonym import load_key, pseudonym  # noqa: E402
+
+KEY = load_key()
 SOFTWARE_VERSION = "python-baseline 0.1.0"
 ROW_GROUP_ROWS = 8192
 
@@ -72,11 +76,12 @@ ROW_GROUP_ROWS = 8192
 SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),
-        ("study_uid", pa.string()),
-        ("series_uid", pa.string()),
-        ("sop_instance_uid", pa.string()),
+        ("patient_pseudonym", pa.string()),
+        ("study_pseudonym", pa.string()),
+        ("series_pseudonym", pa.string()),
+        ("instance_pseudonym", pa.string()),
         ("frame", pa.int32()),
-        ("source_path", pa.string()),
+        ("file_pseudonym", pa.string()),
         ("sop_class_uid", pa.string()),
         ("modality", pa.string()),
         ("photometric", pa.string()),
@@ -194,10 +199,13 @@ def header_of(ds, path):
     sop_class = text(ds, "SOPClassUID") or (text(meta, "MediaStorageSOPClassUID") if meta else "")
     sop_inst = text(ds, "SOPInstanceUID") or (text(meta, "MediaStorageSOPInstanceUID") if meta else "")
     return {
-        "study_uid": text(ds, "StudyInstanceUID"),
-        "series_uid": text(ds, "SeriesInstanceUID"),
-        "sop_instance_uid": sop_inst,
-        "source_path": path,
+        # Keyed pseudonyms, as nightscreen writes them (tools/pseudonym.py).
+        "patient_pseudonym": pseudonym(KEY, "patient", text(ds, "PatientID")),
+        "study_pseudonym": pseudonym(KEY, "study", text(ds, "StudyInstanceUID")),
+        "series_pseudonym": pseudonym(KEY, "series", text(ds, "SeriesInstanceUID")),
+        "instance_pseudonym": pseudonym(KEY, "instance", sop_inst),
+        "file_pseudonym": pseudonym(KEY, "file", os.fsencode(path)),
+        "path": path,
         "sop_class_uid": sop_class,
         "modality": text(ds, "Modality"),
         "photometric": text(ds, "PhotometricInterpretation"),
@@ -358,7 +366,7 @@ def process_chunk(paths):
             probs = w["sess"].run(None, {w["input_name"]: batch})[0]
         except Exception as e:  # a batch that cannot be scored: report each image
             for hdr, *_ in pending:
-                errors.append((hdr["source_path"], f"inference failed: {e}"))
+                errors.append((hdr["path"], f"inference failed: {e}"))
             pending.clear()
             return
         scored_at = dt.datetime.now(dt.timezone.utc)
@@ -432,7 +440,7 @@ class TableWriter:
         labels = s["labels"]
         cols = {name: [] for name in SCHEMA.names}
         for hdr, frame, stats, outputs, scored_at in self.buf:
-            for k in ("study_uid", "series_uid", "sop_instance_uid", "source_path", "sop_class_uid",
+            for k in ("patient_pseudonym", "study_pseudonym", "series_pseudonym", "instance_pseudonym", "file_pseudonym", "sop_class_uid",
                       "modality", "photometric", "transfer_syntax", "laterality", "field",
                       "study_datetime", "width", "height"):
                 cols[k].append(hdr[k])

@@ -4,7 +4,7 @@
     compare.py OUTDIR NIGHTSCREEN_OUT [--tolerance 0.1] [--json]
 
 Joins OUTDIR/images.parquet (benches/python/baseline.py) with
-NIGHTSCREEN_OUT/images/*.parquet on sop_instance_uid (and frame) and prints
+NIGHTSCREEN_OUT/images/*.parquet on instance_pseudonym (and frame) and prints
 the number of matched images and the max / median / 99th-percentile absolute
 difference of `outputs` (all output values of all matched images), plus the
 largest difference per label and how often the top label differs.
@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-COLUMNS = ["sop_instance_uid", "frame", "labels", "outputs", "top_label"]
+COLUMNS = ["instance_pseudonym", "frame", "labels", "outputs", "top_label"]
 
 
 def read(paths, what):
@@ -44,7 +44,7 @@ def keyed(cols, what):
             dup += 1
         out[key] = (labels, outputs, top)
     if dup:
-        print(f"warning: {what} has {dup} duplicate (sop_instance_uid, frame) rows", file=sys.stderr)
+        print(f"warning: {what} has {dup} duplicate (instance_pseudonym, frame) rows", file=sys.stderr)
     return out
 
 

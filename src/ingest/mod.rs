@@ -136,13 +136,17 @@ pub fn discover(cfg: &IngestConfig, inputs: &[PathBuf]) -> (Vec<Found>, Vec<Reje
     (files, errors)
 }
 
+/// The reason names no path: folder names may hold patient names, and
+/// reasons reach the analyst tables (the row's path goes to the
+/// identifiable `failed_files.csv`).
 fn walk_error_reason(err: &walkdir::Error) -> String {
     if let Some(ancestor) = err.loop_ancestor() {
-        return format!("symbolic link loop back to {}", ancestor.display());
+        let levels = err.path().map_or(0, |p| p.components().count().saturating_sub(ancestor.components().count()));
+        return format!("symbolic link loop back to an ancestor folder {levels} level(s) up");
     }
     match err.io_error() {
         Some(io) => format!("cannot read: {io}"),
-        None => err.to_string(),
+        None => "cannot walk this entry".to_string(),
     }
 }
 

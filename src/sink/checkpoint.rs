@@ -32,6 +32,8 @@ pub struct Fingerprint {
     pub config_sha256: String,
     /// "id version sha256" per model, in config order.
     pub models: Vec<String>,
+    /// Pseudonyms made under another key would not join.
+    pub pseudonym_key_id: String,
 }
 
 /// A run's committed state.
@@ -55,6 +57,8 @@ pub struct Checkpoint {
     pub frame_keys: Vec<u64>,
     pub file_keys: Vec<u64>,
     pub book: BookSnapshot,
+    /// Committed error rows with their paths, for `failed_files.csv`.
+    pub failures: Vec<super::failures::FailedFile>,
 }
 
 impl Checkpoint {
@@ -74,6 +78,7 @@ impl Checkpoint {
             frame_keys: Vec::new(),
             file_keys: Vec::new(),
             book: BookSnapshot::default(),
+            failures: Vec::new(),
         }
     }
 
@@ -142,7 +147,7 @@ mod tests {
     fn a_checkpoint_survives_a_round_trip_and_a_foreign_file_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         assert!(Checkpoint::load(dir.path()).expect("load").is_none());
-        let fp = Fingerprint { software_version: "1".into(), config_sha256: "c".into(), models: vec!["m 1 s".into()] };
+        let fp = Fingerprint { software_version: "1".into(), config_sha256: "c".into(), models: vec!["m 1 s".into()], pseudonym_key_id: "k".into() };
         let mut state = Checkpoint::new("run-1".into(), chrono::Utc::now(), fp.clone());
         state.files.insert(file_key(Path::new("/in/a.dcm")));
         state.parts.insert("images".into(), vec!["part-run-1-00001.parquet".into()]);

@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod checkpoint;
+pub mod failures;
 pub mod ledger;
 pub mod outdir;
 mod parquet;
@@ -172,10 +173,9 @@ impl Sinks {
 
     fn push(&mut self, msg: Msg<Finding>) -> Result<()> {
         let now = chrono::Utc::now();
-        let counts = &mut self.state.counts;
         match msg {
             Ok(finding) => {
-                counts.image_rows += 1;
+                self.state.counts.image_rows += 1;
                 let meta = &finding.scored.meta;
                 self.frames.insert(count_key(&(&meta.instance.path, meta.frame_index)));
                 self.files.insert(count_key(&meta.instance.path));
@@ -183,11 +183,20 @@ impl Sinks {
             }
             Err(r) => match r.kind {
                 RejectKind::Error => {
+                    self.state.failures.push(failures::FailedFile {
+                        path: r.path.display().to_string(),
+                        stage: r.stage.to_string(),
+                        frame: r.frame,
+                        reason: r.reason.clone(),
+                        file_pseudonym: self.run.key.file_pseudonym(&r.path),
+                    });
+                    let counts = &mut self.state.counts;
                     counts.errors += 1;
                     *counts.errors_by_stage.entry(r.stage.to_string()).or_default() += 1;
                     self.pending_errors.push((r, now));
                 }
                 RejectKind::Skip(key) => {
+                    let counts = &mut self.state.counts;
                     counts.skipped += 1;
                     *counts.skipped_by_reason.entry(key.to_string()).or_default() += 1;
                     self.pending_skipped.push((r, now));
@@ -300,6 +309,7 @@ impl Sinks {
         part.write(&batch)?;
         part.close()?;
         worklist::write(&self.out, studies)?;
+        failures::write(&self.out, &self.state.failures)?;
         let mut counts = self.state.counts.clone();
         counts.frames_scored = self.frames.len() as u64;
         counts.files_scored = self.files.len() as u64;

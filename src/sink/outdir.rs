@@ -16,7 +16,8 @@ use crate::error::{Error, Result};
 
 /// Files and folders a run writes into OUT; only these are ever replaced.
 /// `audit.jsonl` is not among them: it is only ever appended to.
-pub const OUR_OUTPUTS: &[&str] = &["images", "studies", "errors", "skipped", "worklist.csv", "worklist.json", "run.json", CHECKPOINT];
+pub const OUR_OUTPUTS: &[&str] =
+    &["images", "studies", "errors", "skipped", "worklist.csv", "worklist.json", "failed_files.csv", "run.json", CHECKPOINT];
 
 fn is_part_file(name: &str) -> bool {
     name.starts_with("part-") || name.starts_with(".part-")
@@ -103,7 +104,7 @@ pub fn prepare(out: &Path, force: bool, fingerprint: &Fingerprint) -> Result<Opt
     if let Some(state) = &resumed {
         if &state.fingerprint != fingerprint {
             return Err(Error::Config(format!(
-                "{} holds an unfinished run ({}) made with other software, config or models \
+                "{} holds an unfinished run ({}) made with other software, config, models or key \
                  ({:?}, now {:?}); resume it with those, or pass --force to start again",
                 out.display(),
                 state.run_id,
@@ -126,7 +127,7 @@ mod tests {
     use super::*;
 
     fn fingerprint() -> Fingerprint {
-        Fingerprint { software_version: "1".into(), config_sha256: "c".into(), models: vec![] }
+        Fingerprint { software_version: "1".into(), config_sha256: "c".into(), models: vec![], pseudonym_key_id: "k".into() }
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub struct RunReport {
     pub config_path: Option<String>,
     pub config_sha256: String,
     pub config: String,
+    /// Which key made the analyst tables' pseudonyms (never the key).
+    pub pseudonym_key_id: String,
     pub models: Vec<ModelRecord>,
     pub runtime: RuntimeRecord,
     pub inputs: InputRecord,

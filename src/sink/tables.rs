@@ -3,7 +3,9 @@
 //! Each `*_batch` function is the single definition of a table's schema:
 //! arrow infers it from the arrays, so the order and types here are what
 //! DuckDB, pyarrow and polars see. Analyst tables carry no patient
-//! identifiers (names, IDs, accession numbers): those stay in the worklist.
+//! identifiers (names, IDs, accession numbers, birth dates, UIDs, file
+//! paths): patients, studies, series, instances and files appear only as
+//! keyed pseudonyms ([`crate::privacy`]). Identifiers stay in the worklist.
 
 use std::sync::Arc;
 
@@ -14,15 +16,31 @@ use arrow_array::{
     TimestampMicrosecondArray,
 };
 
-use crate::message::Rejected;
+use crate::message::{Header, Rejected};
+use crate::privacy::{Kind, PseudonymKey};
 use crate::triage::{Finding, StudyResult};
 
-/// Values every row of a run shares (provenance).
+/// Values every row of a run shares (provenance), and the key its
+/// pseudonyms are made with.
 #[derive(Debug, Clone)]
 pub struct RunStamp {
     pub run_id: String,
     pub software_version: String,
     pub config_sha256: String,
+    pub key: PseudonymKey,
+}
+
+/// The pseudonym columns of the objects `headers` name.
+fn pseudonyms<'h>(key: &PseudonymKey, headers: impl Iterator<Item = Option<&'h Header>> + Clone) -> [(&'static str, ArrayRef); 4] {
+    let column = |kind: Kind, pick: fn(&Header) -> &str| -> ArrayRef {
+        Arc::new(StringArray::from(headers.clone().map(|h| h.and_then(|h| key.pseudonym(kind, pick(h)))).collect::<Vec<_>>()))
+    };
+    [
+        ("patient_pseudonym", column(Kind::Patient, |h| h.patient_id.as_str())),
+        ("study_pseudonym", column(Kind::Study, |h| h.study_uid.as_str())),
+        ("series_pseudonym", column(Kind::Series, |h| h.series_uid.as_str())),
+        ("instance_pseudonym", column(Kind::Instance, |h| h.sop_instance_uid.as_str())),
+    ]
 }
 
 /// Per-model provenance, by model index.
@@ -93,13 +111,12 @@ pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], ban
         })
         .collect();
     let grades: Vec<Option<String>> = rows.iter().map(|f| f.grade.map(|g| g.label())).collect();
-    batch(vec![
-        ("run_id", repeat(&run.run_id, n)),
-        ("study_uid", strings(heads.iter().map(|h| h.study_uid.as_str()))),
-        ("series_uid", strings(heads.iter().map(|h| h.series_uid.as_str()))),
-        ("sop_instance_uid", strings(heads.iter().map(|h| h.sop_instance_uid.as_str()))),
-        ("frame", Arc::new(Int32Array::from_iter_values(rows.iter().map(|f| f.scored.meta.frame_index as i32)))),
-        ("source_path", strings(rows.iter().map(|f| f.scored.meta.instance.path.to_str().unwrap_or("<non-UTF-8 path>")))),
+    let files: Vec<String> = rows.iter().map(|f| run.key.file_pseudonym(&f.scored.meta.instance.path)).collect();
+    let mut columns = vec![("run_id", repeat(&run.run_id, n))];
+    columns.extend(pseudonyms(&run.key, heads.iter().map(|h| Some(h.as_ref()))));
+    columns.extend([
+        ("frame", Arc::new(Int32Array::from_iter_values(rows.iter().map(|f| f.scored.meta.frame_index as i32))) as ArrayRef),
+        ("file_pseudonym", strings(files.iter().map(String::as_str))),
         ("sop_class_uid", strings(heads.iter().map(|h| h.sop_class_uid.as_str()))),
         ("modality", strings(heads.iter().map(|h| h.modality.as_str()))),
         ("photometric", strings(heads.iter().map(|h| h.photometric.as_str()))),
@@ -124,30 +141,31 @@ pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], ban
         ("scored_at", Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|f| micros(&f.scored.scored_at))).with_timezone("UTC"))),
         ("software_version", repeat(&run.software_version, n)),
         ("config_sha256", repeat(&run.config_sha256, n)),
-    ])
+    ]);
+    batch(columns)
 }
 
 /// `errors/` and `skipped/`: one row per file (or frame) that gave no result.
 pub fn rejected_batch(rows: &[(Rejected, chrono::DateTime<chrono::Utc>)], run: &RunStamp) -> RecordBatch {
     let n = rows.len();
-    let uid = |r: &Rejected, f: fn(&crate::message::Header) -> &str| r.header.as_deref().map(f).filter(|s| !s.is_empty()).map(str::to_string);
-    let study: Vec<Option<String>> = rows.iter().map(|(r, _)| uid(r, |h| h.study_uid.as_str())).collect();
-    let sop: Vec<Option<String>> = rows.iter().map(|(r, _)| uid(r, |h| h.sop_instance_uid.as_str())).collect();
-    batch(vec![
+    let files: Vec<String> = rows.iter().map(|(r, _)| run.key.file_pseudonym(&r.path)).collect();
+    let mut columns = vec![
         ("run_id", repeat(&run.run_id, n)),
-        ("source_path", strings(rows.iter().map(|(r, _)| r.path.to_str().unwrap_or("<non-UTF-8 path>")))),
+        ("file_pseudonym", strings(files.iter().map(String::as_str))),
+    ];
+    columns.extend(pseudonyms(&run.key, rows.iter().map(|(r, _)| r.header.as_deref())));
+    columns.extend([
         ("stage", strings(rows.iter().map(|(r, _)| r.stage.as_str()))),
         ("reason_key", strings(rows.iter().map(|(r, _)| match r.kind {
             crate::message::RejectKind::Skip(key) => key,
             crate::message::RejectKind::Error => "error",
         }))),
         ("message", strings(rows.iter().map(|(r, _)| r.reason.as_str()))),
-        ("study_uid", opt_strings(study.iter().map(Option::as_deref))),
-        ("sop_instance_uid", opt_strings(sop.iter().map(Option::as_deref))),
         ("frame", Arc::new(Int32Array::from(rows.iter().map(|(r, _)| r.frame.map(|f| f as i32)).collect::<Vec<_>>()))),
         ("recorded_at", Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|(_, t)| micros(t))).with_timezone("UTC"))),
         ("software_version", repeat(&run.software_version, n)),
-    ])
+    ]);
+    batch(columns)
 }
 
 /// One per-eye probability column; null when the eye was not graded.
@@ -158,10 +176,12 @@ fn eye_prob(rows: &[StudyResult], eye: &str, pick: fn(&crate::triage::desp::EyeP
 /// `studies/`: one row per study, in worklist order.
 pub fn studies_batch(rows: &[StudyResult], run: &RunStamp) -> RecordBatch {
     let n = rows.len();
+    let [patient, study, ..] = pseudonyms(&run.key, rows.iter().map(|s| Some(s.header.as_ref())));
     batch(vec![
         ("run_id", repeat(&run.run_id, n)),
         ("rank", Arc::new(Int32Array::from_iter_values(rows.iter().map(|s| s.rank as i32)))),
-        ("study_uid", strings(rows.iter().map(|s| s.header.study_uid.as_str()))),
+        patient,
+        study,
         ("study_datetime", Arc::new(TimestampMicrosecondArray::from(rows.iter().map(|s| s.header.study_datetime.as_ref().map(naive_micros)).collect::<Vec<_>>()))),
         ("modalities", string_lists(rows.iter().map(|s| s.modalities.as_slice()))),
         ("band", strings(rows.iter().map(|s| s.band.as_str()))),
