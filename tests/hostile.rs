@@ -109,6 +109,16 @@ fn every_hostile_file_is_one_clear_row_and_the_good_study_is_screened() {
 
     #[cfg(unix)]
     {
+        // Readable by nobody; the run drops root's power to read it anyway.
+        use std::os::unix::fs::PermissionsExt;
+        let locked = bad.join("unreadable.dcm");
+        std::fs::write(&locked, &photo).expect("write");
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+        expect.push(("unreadable.dcm", "errors", "ermission denied"));
+    }
+
+    #[cfg(unix)]
+    {
         std::os::unix::fs::symlink(&input, bad.join("loop")).expect("symlink");
         expect.push(("loop", "errors", "symbolic link loop"));
         let fifo = bad.join("pipe.dcm");
@@ -121,7 +131,8 @@ fn every_hostile_file_is_one_clear_row_and_the_good_study_is_screened() {
     let out = dir.path().join("out");
     let config = write_config(dir.path());
     let started = Instant::now();
-    let mut child = Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(format!("ulimit -v {ADDRESS_SPACE_KIB} && exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_nightscreen"))
@@ -133,9 +144,9 @@ fn every_hostile_file_is_one_clear_row_and_the_good_study_is_screened() {
         .arg(&out)
         .current_dir(util::root())
         .env(nightscreen::privacy::KEY_ENV, util::TEST_KEY)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run");
+        .stderr(std::process::Stdio::piped());
+    without_root_file_access(&mut command);
+    let mut child = command.spawn().expect("run");
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
@@ -173,6 +184,29 @@ fn every_hostile_file_is_one_clear_row_and_the_good_study_is_screened() {
     assert_eq!(errors.len(), expect.iter().filter(|e| e.1 == "errors").count(), "no other errors: {errors:?}");
 }
 
+/// CI runs as root, which reads any file whatever its mode: the run under
+/// test loses that power (CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH leave
+/// the bounding set, so the exec'd binary never has them), as a service
+/// account would never have had it.
+fn without_root_file_access(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    const CAP_DAC_OVERRIDE: libc::c_ulong = 1;
+    const CAP_DAC_READ_SEARCH: libc::c_ulong = 2;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::geteuid() == 0 {
+                for cap in [CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH] {
+                    if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
@@ -185,4 +219,43 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
+}
+
+/// Output paths are never built from values read from the input: a study
+/// whose UIDs look like paths is screened like any other and writes
+/// nothing outside OUT.
+#[test]
+fn uids_shaped_like_paths_never_escape_out() {
+    use dicom_core::{DataElement, VR};
+    use dicom_dictionary_std::tags;
+    if util::onnxruntime().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let synth = dir.path().join("synth");
+    util::synth_studies(&synth, 1, 22);
+    let input = dir.path().join("deep/in");
+    std::fs::create_dir_all(&input).expect("mkdir");
+    for (i, file) in walk(&synth).into_iter().filter(|p| p.extension().is_some_and(|e| e == "dcm")).enumerate() {
+        let mut obj = dicom_object::open_file(&file).expect("open");
+        obj.put(DataElement::new(tags::STUDY_INSTANCE_UID, VR::UI, "../../../escape-study"));
+        obj.put(DataElement::new(tags::SERIES_INSTANCE_UID, VR::UI, format!("/tmp/escape-series-{i}")));
+        obj.put(DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, format!("../escape-{i}")));
+        obj.write_to_file(input.join(format!("{i}.dcm"))).expect("write");
+    }
+    std::fs::remove_dir_all(&synth).expect("rm");
+    let out = dir.path().join("deep/out");
+    let run = util::nightscreen().args(["run", "--quiet", "--input"]).arg(&input).arg("--out").arg(&out).output().expect("run");
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    let worklist = std::fs::read_to_string(out.join("worklist.csv")).expect("worklist");
+    assert!(worklist.contains("../../../escape-study"), "the study is screened under its own UID");
+    for entry in walkdir::WalkDir::new(dir.path()).into_iter().filter_map(Result::ok) {
+        let path = entry.path();
+        assert!(
+            path == dir.path() || path == dir.path().join("deep") || path.starts_with(&input) || path.starts_with(&out),
+            "{} was written outside OUT",
+            path.display()
+        );
+    }
+    assert!(!Path::new("/tmp/escape-series-0").exists());
 }
