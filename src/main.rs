@@ -74,7 +74,12 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     );
     log::info!("worklist: {}", summary.out.join("worklist.csv").display());
     if summary.errors > 0 {
-        log::warn!("{} input(s) could not be read: see {}", summary.errors, summary.out.join("errors").display());
+        log::warn!(
+            "{} input(s) could not be read: see {} (paths; identifiable) and {} (pseudonymised)",
+            summary.errors,
+            summary.out.join("failed_files.csv").display(),
+            summary.out.join("errors").display()
+        );
         return Ok(EXIT_INPUT_ERRORS);
     }
     Ok(0)
