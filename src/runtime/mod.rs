@@ -8,7 +8,7 @@
 //! environment per process and cannot unload or swap the library, so the
 //! first successful [`Runtime::load`] is shared by every later one.
 
-use std::ffi::{c_char, c_int, CStr, OsStr, OsString};
+use std::ffi::{c_char, c_int, CStr};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -18,11 +18,17 @@ use ort::environment::Environment;
 use ort::logging::LogLevel;
 use ort::session::builder::SessionBuilder;
 use ort::session::Session;
-use ort::value::{TensorElementType, ValueType};
 use ort::AsPointer;
 
 use crate::infer::ModelSession;
 use crate::model::{Layout, VerifiedModel};
+
+mod graph;
+mod locate;
+
+use graph::{dims, f32_tensor_shape, names};
+pub use locate::{locate_library, locate_library_with, ort_dylib_path_env, search_dirs};
+use locate::{library_version, version_from_build_info, version_from_file_name};
 
 /// The ONNX Runtime minor version `ort`'s `api-31` feature needs.
 pub const MIN_ORT_MINOR: u32 = 31;
@@ -99,76 +105,6 @@ fn list_paths(paths: &[PathBuf]) -> String {
     paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
 }
 
-/// The folders searched after `ORT_DYLIB_PATH`, in order: beside the
-/// running executable, then `.deps/onnxruntime/` under the current folder
-/// and under the source tree this binary was built from.
-pub fn search_dirs() -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    if let Some(dir) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf)) {
-        dirs.push(dir);
-    }
-    if let Ok(cwd) = std::env::current_dir() {
-        dirs.push(cwd.join(PROJECT_LIB_DIR));
-    }
-    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(PROJECT_LIB_DIR));
-    dirs.dedup();
-    dirs
-}
-
-/// Finds `libonnxruntime.so`: `ORT_DYLIB_PATH` if set, else the first of
-/// [`search_dirs`] holding it.
-///
-/// # Errors
-/// `ORT_DYLIB_PATH` names a missing file, or no folder holds the library.
-pub fn locate_library() -> Result<PathBuf, RuntimeError> {
-    locate_library_with(std::env::var_os("ORT_DYLIB_PATH").as_deref(), &search_dirs())
-}
-
-/// [`locate_library`] with the value of `ORT_DYLIB_PATH` and the folders
-/// given, so it can be tested without touching the process environment.
-/// An empty value counts as unset (as `ort` itself does).
-///
-/// # Errors
-/// As [`locate_library`].
-pub fn locate_library_with(ort_dylib_path: Option<&OsStr>, dirs: &[PathBuf]) -> Result<PathBuf, RuntimeError> {
-    if let Some(value) = ort_dylib_path.filter(|v| !v.is_empty()) {
-        let path = PathBuf::from(value);
-        return if path.is_file() { Ok(absolute(path)) } else { Err(RuntimeError::EnvPathMissing { path }) };
-    }
-    for dir in dirs {
-        if let Some(found) = library_in(dir) {
-            return Ok(absolute(found));
-        }
-    }
-    Err(RuntimeError::LibraryNotFound { searched: dirs.to_vec() })
-}
-
-/// `dir/libonnxruntime.so`, else the newest-looking `libonnxruntime.so.*`.
-fn library_in(dir: &Path) -> Option<PathBuf> {
-    let plain = dir.join("libonnxruntime.so");
-    if plain.is_file() {
-        return Some(plain);
-    }
-    let mut versioned: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name().and_then(OsStr::to_str).is_some_and(|n| n.starts_with("libonnxruntime.so.")) && p.is_file()
-        })
-        .collect();
-    versioned.sort_by_key(|p| version_key(p));
-    versioned.pop()
-}
-
-/// Numeric version from a `libonnxruntime.so.1.32.0` file name, for sorting.
-fn version_key(path: &Path) -> Vec<u32> {
-    let name = path.file_name().and_then(OsStr::to_str).unwrap_or_default();
-    name.trim_start_matches("libonnxruntime.so.").split('.').map(|part| part.parse().unwrap_or(0)).collect()
-}
-
-fn absolute(path: PathBuf) -> PathBuf {
-    std::path::absolute(&path).unwrap_or(path)
-}
 
 /// What stays loaded for the life of the process.
 struct Loaded {
@@ -367,25 +303,6 @@ impl Runtime {
     }
 }
 
-fn names(outlets: &[ort::value::Outlet]) -> String {
-    let list: Vec<String> = outlets.iter().map(|o| format!("{:?}", o.name())).collect();
-    if list.is_empty() { "none".into() } else { list.join(", ") }
-}
-
-/// `[-1, 3, 224, 224]` style, with `?` for dynamic dimensions.
-fn dims(shape: &[i64]) -> String {
-    let parts: Vec<String> = shape.iter().map(|&d| if d < 0 { "?".to_string() } else { d.to_string() }).collect();
-    format!("[{}]", parts.join(", "))
-}
-
-fn f32_tensor_shape(ty: &ValueType) -> Result<Vec<i64>, String> {
-    match ty {
-        ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } => Ok(shape.to_vec()),
-        ValueType::Tensor { ty, .. } => Err(format!("has element type {ty:?}; only float32 is supported")),
-        other => Err(format!("is not a tensor ({other:?})")),
-    }
-}
-
 /// Loads the library and environment, or returns the ones already loaded.
 fn load_shared() -> Result<Arc<Loaded>, RuntimeError> {
     let mut slot = LOADED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -505,97 +422,4 @@ fn probe_cuda(loaded: &Loaded) -> Result<(), String> {
     }
     let mut builder = Session::builder(&loaded.env).map_err(|e| format!("cannot create session options: {e}"))?;
     append_cuda(&mut builder).map_err(|e| format!("{CUDA_PROVIDER} failed to start: {e}"))
-}
-
-/// The version string the library reports (`OrtGetApiBase()->GetVersionString()`).
-fn library_version(path: &Path) -> Option<String> {
-    use std::os::unix::ffi::OsStrExt;
-    let cpath = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: RTLD_NOLOAD only returns a handle to the already loaded
-    // library (no constructors run); the symbol has the C API's signature;
-    // the handle is closed, which only drops the extra reference.
-    unsafe {
-        let handle = libc::dlopen(cpath.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD);
-        if handle.is_null() {
-            return None;
-        }
-        let sym = libc::dlsym(handle, c"OrtGetApiBase".as_ptr());
-        let version = if sym.is_null() {
-            None
-        } else {
-            let get_base: unsafe extern "C" fn() -> *const ort::sys::OrtApiBase = std::mem::transmute(sym);
-            let base = get_base();
-            if base.is_null() {
-                None
-            } else {
-                let v = ((*base).GetVersionString)();
-                (!v.is_null()).then(|| CStr::from_ptr(v).to_string_lossy().into_owned())
-            }
-        };
-        libc::dlclose(handle);
-        version
-    }
-}
-
-/// "1.32.0" from "... git-branch=rel-1.32.0, ...".
-fn version_from_build_info(info: &str) -> Option<String> {
-    let rest = info.split("git-branch=rel-").nth(1)?;
-    let v: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
-    (!v.is_empty()).then_some(v)
-}
-
-/// "1.32.0" from "libonnxruntime.so.1.32.0" (after resolving a symlink).
-fn version_from_file_name(path: &Path) -> Option<String> {
-    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let name = real.file_name()?.to_str()?;
-    name.strip_prefix("libonnxruntime.so.").map(str::to_string)
-}
-
-/// The value of `ORT_DYLIB_PATH`, for reports.
-pub fn ort_dylib_path_env() -> Option<OsString> {
-    std::env::var_os("ORT_DYLIB_PATH")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn env_path_must_exist() {
-        let err = locate_library_with(Some(OsStr::new("/nonexistent/libonnxruntime.so")), &[]).unwrap_err();
-        assert!(matches!(err, RuntimeError::EnvPathMissing { .. }));
-        assert!(err.to_string().contains("/nonexistent/libonnxruntime.so"), "{err}");
-    }
-
-    #[test]
-    fn not_found_says_how_to_get_it() {
-        let dir = std::env::temp_dir().join("nightscreen-no-ort-here");
-        let err = locate_library_with(None, std::slice::from_ref(&dir)).unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.contains("make ort") && msg.contains("ORT_DYLIB_PATH") && msg.contains(&dir.display().to_string()), "{msg}");
-        // An empty value counts as unset.
-        let err = locate_library_with(Some(OsStr::new("")), &[]).unwrap_err();
-        assert!(matches!(err, RuntimeError::LibraryNotFound { .. }));
-    }
-
-    #[test]
-    fn finds_versioned_file_in_dir() {
-        let dir = std::env::temp_dir().join(format!("nightscreen-ort-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("libonnxruntime.so.1.9.0"), b"").unwrap();
-        std::fs::write(dir.join("libonnxruntime.so.1.32.0"), b"").unwrap();
-        let found = locate_library_with(None, &[dir.join("missing"), dir.clone()]).unwrap();
-        assert_eq!(found.file_name().unwrap(), "libonnxruntime.so.1.32.0");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn versions_from_strings() {
-        assert_eq!(
-            version_from_build_info("ORT Build Info: git-branch=rel-1.32.0, git-commit-id=abc").as_deref(),
-            Some("1.32.0")
-        );
-        assert_eq!(version_from_build_info("nothing"), None);
-        assert_eq!(dims(&[-1, 3, 224, 224]), "[?, 3, 224, 224]");
-    }
 }
