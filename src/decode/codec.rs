@@ -11,6 +11,7 @@ use std::ops::Range;
 
 use dicom_core::value::Value;
 use dicom_dictionary_std::tags;
+use dicom_encoding::adapters::PixelDataObject;
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::DefaultDicomObject;
 use dicom_pixeldata::PixelDecoder;
@@ -23,7 +24,19 @@ use super::{fragments, jpeg, rle, DecodeError};
 const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
 const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
 const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+const DEFLATED_IMAGE_FRAME: &str = "1.2.840.10008.1.2.8.1";
+const JPEG_LOSSLESS: [&str; 2] = ["1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"];
 const JPEG_LS: [&str; 2] = ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"];
+/// Decoded by dicom-rs's JPEG 2000 adapter (openjp2): Part 1 and HTJ2K.
+const J2K_CODESTREAM: [&str; 7] = [
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.4.92",
+    "1.2.840.10008.1.2.4.93",
+    "1.2.840.10008.1.2.4.201",
+    "1.2.840.10008.1.2.4.202",
+    "1.2.840.10008.1.2.4.203",
+];
 const JPEG_2000: [&str; 4] = [
     "1.2.840.10008.1.2.4.90",
     "1.2.840.10008.1.2.4.91",
@@ -228,6 +241,7 @@ impl<'a> Source<'a> {
                 read_frame(&px, 0, &l, a.photometric.is_ybr())
             }
             Source::Library { obj, ts } => {
+                check_codestream(obj, a, ts, i)?;
                 let px = obj
                     .decode_pixel_data_frame(i)
                     .map_err(DecodeError::Pixels)?;
@@ -317,6 +331,132 @@ fn j2k_bits(obj: &DefaultDicomObject, a: &PixelAttrs, frame: u32) -> u16 {
         Some(_) => a.bits_allocated,
         None => a.bits_stored,
     }
+}
+
+/// Checks that frame `i`'s codestream declares the image the DICOM header
+/// describes, before a third-party decoder sees it: those decoders size
+/// their buffers from the codestream's own header (up to 65535² samples
+/// for JPEG, 2³²-1 per side for JPEG 2000), and dicom-rs's JPEG 2000 and
+/// JPEG adapters copy a larger decoded image into a Rows x Columns buffer
+/// with an unchecked slice index, which panics. The header's size has
+/// already passed `max_pixels_per_frame`, so a codestream that matches it
+/// is bounded too.
+///
+/// # Errors
+/// The frame's codestream header is missing or disagrees with Rows,
+/// Columns or SamplesPerPixel.
+fn check_codestream(obj: &DefaultDicomObject, a: &PixelAttrs, ts: &str, i: u32) -> Result<(), DecodeError> {
+    if ts == DEFLATED_IMAGE_FRAME {
+        return check_inflated_frame(obj, a, i);
+    }
+    let kind = if J2K_CODESTREAM.contains(&ts) {
+        "JPEG 2000"
+    } else if JPEG_LS.contains(&ts) {
+        "JPEG-LS"
+    } else if JPEG_LOSSLESS.contains(&ts) {
+        "JPEG lossless"
+    } else {
+        return Ok(());
+    };
+    // The bytes dicom-rs will hand to the decoder (None: it will fail to
+    // find the frame itself, with its own error).
+    let Some(data) = obj.frame_pixel_data(i) else { return Ok(()) };
+    let (width, height, components) = if kind == "JPEG 2000" {
+        j2k_size(&data).ok_or_else(|| {
+            DecodeError::Invalid(format!("JPEG 2000 frame {i}: no SIZ marker segment (image size) in the codestream"))
+        })?
+    } else {
+        let h = jpeg::scan_header(&data)?;
+        // jpeg-decoder returns two bytes a sample above 8 bits, which the
+        // adapter copies into a buffer sized by BitsAllocated (panics if 8).
+        if kind == "JPEG lossless" && h.precision > 8 && a.bits_allocated < 16 {
+            return Err(DecodeError::Invalid(format!(
+                "JPEG lossless frame {i} has sample precision {}, over BitsAllocated {}",
+                h.precision, a.bits_allocated
+            )));
+        }
+        (u32::from(h.width), u32::from(h.height), h.component_ids.len())
+    };
+    if (width, height, components) != (a.cols, a.rows, usize::from(a.samples)) {
+        return Err(DecodeError::Invalid(format!(
+            "{kind} frame {i} declares {width}x{height} with {components} components, \
+             but Columns x Rows is {}x{} with SamplesPerPixel {}",
+            a.cols, a.rows, a.samples
+        )));
+    }
+    Ok(())
+}
+
+/// dicom-rs inflates a Deflated Image Frame Compression fragment to its
+/// end, however large; inflate it here first (discarding the bytes) and
+/// refuse one that holds more than a frame.
+fn check_inflated_frame(obj: &DefaultDicomObject, a: &PixelAttrs, i: u32) -> Result<(), DecodeError> {
+    use std::io::Read;
+    let Some(fragment) = obj.get(tags::PIXEL_DATA).and_then(|e| e.value().fragments()).and_then(|f| f.get(i as usize))
+    else {
+        return Ok(()); // dicom-rs reports the missing frame itself
+    };
+    let frame_bytes = (u64::from(a.rows) * u64::from(a.cols) * u64::from(a.samples) * u64::from(a.bits_allocated)).div_ceil(8);
+    let mut inflated = flate2::read::DeflateDecoder::new(fragment.as_slice()).take(frame_bytes + 1);
+    let n = std::io::copy(&mut inflated, &mut std::io::sink()).unwrap_or(0);
+    if n > frame_bytes {
+        return Err(DecodeError::Invalid(format!(
+            "deflated frame {i} inflates to more than the {frame_bytes} bytes \
+             Rows x Columns x SamplesPerPixel x BitsAllocated give"
+        )));
+    }
+    Ok(())
+}
+
+/// (width, height, components) of the image from the SIZ marker segment
+/// (ISO 15444-1 A.5.1): Xsiz - XOsiz, Ysiz - YOsiz, Csiz. SIZ must follow
+/// SOC at the start of the codestream, which is where the decoder reads
+/// it (not searched for: a lookalike earlier in a JP2 box must not count).
+pub(crate) fn j2k_size(data: &[u8]) -> Option<(u32, u32, usize)> {
+    let data = j2k_codestream(data)?;
+    if !data.starts_with(&[0xFF, 0x4F, 0xFF, 0x51]) {
+        return None;
+    }
+    // SOC(2) SIZ(2) Lsiz(2) Rsiz(2), then Xsiz Ysiz XOsiz YOsiz (u32 each).
+    let u32_at = |k: usize| -> Option<u32> {
+        let b = data.get(8 + 4 * k..12 + 4 * k)?;
+        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let width = u32_at(0)?.checked_sub(u32_at(2)?)?;
+    let height = u32_at(1)?.checked_sub(u32_at(3)?)?;
+    let c = data.get(40..42)?;
+    Some((width, height, usize::from(u16::from_be_bytes([c[0], c[1]]))))
+}
+
+/// The codestream: the data itself, or the contents of the contiguous
+/// codestream box (`jp2c`) of a JP2 file (ISO 15444-1 I.4), which is what
+/// openjp2 decodes when the data starts with the JP2 signature box.
+fn j2k_codestream(data: &[u8]) -> Option<&[u8]> {
+    const JP2_SIGNATURE: [u8; 8] = [0, 0, 0, 12, b'j', b'P', b' ', b' '];
+    if !data.starts_with(&JP2_SIGNATURE) {
+        return Some(data);
+    }
+    let mut pos = 0usize;
+    while let Some(head) = data.get(pos..pos + 8) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let (start, end) = match len {
+            0 => (pos + 8, data.len()),
+            1 => {
+                let x = data.get(pos + 8..pos + 16)?;
+                let xl = u64::from_be_bytes([x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]]);
+                (pos + 16, pos.checked_add(usize::try_from(xl).ok()?)?)
+            }
+            n => (pos + 8, pos.checked_add(n)?),
+        };
+        if &head[4..8] == b"jp2c" {
+            return data.get(start..end.min(data.len()));
+        }
+        if end <= pos {
+            return None;
+        }
+        pos = end;
+    }
+    None
 }
 
 /// (signed, precision) of the first component, from the SIZ marker

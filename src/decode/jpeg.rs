@@ -17,6 +17,9 @@ use super::DecodeError;
 pub(crate) struct JpegHeader {
     /// SOF sample precision (8 or 12 for DCT processes).
     pub precision: u8,
+    /// SOF number of lines and samples per line (0 lines: set later by DNL).
+    pub height: u16,
+    pub width: u16,
     pub component_ids: Vec<u8>,
     /// JFIF APP0: components are YCbCr.
     pub jfif: bool,
@@ -24,7 +27,9 @@ pub(crate) struct JpegHeader {
     pub adobe_transform: Option<u8>,
 }
 
-/// Reads markers up to the first SOS.
+/// Reads markers up to the first SOS. The frame header may be any SOF,
+/// including lossless (SOF3) and JPEG-LS (SOF55, `FF F7`), which share its
+/// layout.
 ///
 /// # Errors
 /// Not a JPEG stream, or no frame header before the scan.
@@ -59,9 +64,11 @@ pub(crate) fn scan_header(data: &[u8]) -> Result<JpegHeader, DecodeError> {
             .get(pos + 2..pos + len.max(2))
             .ok_or_else(|| bad("segment runs past end"))?;
         match marker {
-            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+            0xC0..=0xCF | 0xF7 if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
                 let ncomp = usize::from(*seg.get(5).ok_or_else(|| bad("short SOF"))?);
                 h.precision = seg[0];
+                h.height = u16::from_be_bytes([seg[1], seg[2]]);
+                h.width = u16::from_be_bytes([seg[3], seg[4]]);
                 h.component_ids = (0..ncomp)
                     .filter_map(|i| seg.get(6 + 3 * i).copied())
                     .collect();

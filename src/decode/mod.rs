@@ -602,6 +602,8 @@ mod tests {
         use jpeg_decoder::ColorTransform;
         let h = |ids: &[u8], jfif, adobe| jpeg::JpegHeader {
             precision: 8,
+            height: 1,
+            width: 1,
             component_ids: ids.to_vec(),
             jfif,
             adobe_transform: adobe,
@@ -654,6 +656,7 @@ mod tests {
         d.extend_from_slice(&[0xFF, 0xDA, 0, 2]);
         let h = jpeg::scan_header(&d).unwrap();
         assert_eq!((h.precision, h.jfif, h.component_ids), (12, true, vec![1]));
+        assert_eq!((h.width, h.height), (4, 4));
         assert!(matches!(
             jpeg::decode_frame(&d, &attrs::Photometric::Monochrome2, 4, 4, None),
             Err(DecodeError::Jpeg12Bit)
@@ -669,6 +672,21 @@ mod tests {
         d.extend_from_slice(&[0, 1, 0x80 | 12, 1, 1]);
         assert_eq!(codec::j2k_siz(&d), Some((true, 13)));
         assert_eq!(codec::j2k_siz(&[0; 10]), None);
+        // Xsiz 720, Ysiz 512, XOsiz 8, YOsiz 0, tiles, then Csiz 1.
+        let mut s = vec![0xFF, 0x4F, 0xFF, 0x51, 0, 41, 0, 0];
+        for v in [720u32, 512, 8, 0, 512, 512, 0, 0] {
+            s.extend_from_slice(&v.to_be_bytes());
+        }
+        s.extend_from_slice(&[0, 1, 15, 1, 1]);
+        assert_eq!(codec::j2k_size(&s), Some((712, 512, 1)));
+        assert_eq!(codec::j2k_size(&s[..40]), None);
+        // Only at the start of the codestream, or of a JP2 file's jp2c box.
+        assert_eq!(codec::j2k_size(&[&[0, 0][..], &s].concat()), None);
+        let mut jp2 = vec![0, 0, 0, 12, b'j', b'P', b' ', b' ', 13, 10, 0x87, 10];
+        jp2.extend_from_slice(&[0, 0, 0, 12, b'x', b'm', b'l', b' ', 0xFF, 0x4F, 0xFF, 0x51]);
+        jp2.extend_from_slice(&[0, 0, 0, 0, b'j', b'p', b'2', b'c']);
+        jp2.extend_from_slice(&s);
+        assert_eq!(codec::j2k_size(&jp2), Some((712, 512, 1)));
     }
 
     #[test]

@@ -7,13 +7,24 @@
 //! declared lengths cannot fit in it or whose nesting is absurd — so the
 //! parser only ever sees files whose every length is bounded by the file size.
 
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
+
+use flate2::bufread::DeflateDecoder;
 
 /// Deeper nesting than this is refused (real objects rarely exceed 10).
 pub const MAX_SEQUENCE_DEPTH: usize = 64;
 
+/// An inflated data set (deflate transfer syntax) may not declare values
+/// past this many bytes; a file's lengths are bounded by its size instead.
+/// It is the default `max_file_bytes` (4 GiB): a small deflated file must
+/// not bring in more than the largest plain one.
+pub const MAX_INFLATED_BYTES: u64 = 4 << 30;
+
 const UNDEFINED: u32 = 0xFFFF_FFFF;
+const KNOWN_LONG_VRS: [&[u8; 2]; 13] =
+    [b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"];
 const ITEM: (u16, u16) = (0xFFFE, 0xE000);
 const ITEM_END: (u16, u16) = (0xFFFE, 0xE00D);
 const SEQ_END: (u16, u16) = (0xFFFE, 0xE0DD);
@@ -28,10 +39,32 @@ enum Syntax {
 struct Walk<R> {
     src: R,
     pos: u64,
+    /// Bytes in the source; `u64::MAX` for an inflated stream, whose size is
+    /// only known at its end ([`Skip::skip`] then checks each length).
     size: u64,
 }
 
-impl<R: Read + Seek> Walk<R> {
+/// A byte source the walk can pass over: a file seeks, an inflated stream
+/// reads and discards.
+trait Skip: BufRead {
+    /// Passes over up to `n` bytes; returns how many there were.
+    fn skip(&mut self, n: u64) -> std::io::Result<u64>;
+}
+
+impl Skip for BufReader<File> {
+    fn skip(&mut self, n: u64) -> std::io::Result<u64> {
+        self.seek_relative(n as i64)?;
+        Ok(n)
+    }
+}
+
+impl Skip for BufReader<DeflateDecoder<BufReader<File>>> {
+    fn skip(&mut self, n: u64) -> std::io::Result<u64> {
+        std::io::copy(&mut self.take(n), &mut std::io::sink())
+    }
+}
+
+impl<R: Skip> Walk<R> {
     fn bytes<const N: usize>(&mut self) -> Result<[u8; N], String> {
         let mut buf = [0u8; N];
         self.src.read_exact(&mut buf).map_err(|_| format!("file ends inside an element header at byte {}", self.pos))?;
@@ -50,12 +83,29 @@ impl<R: Read + Seek> Walk<R> {
     }
 
     fn skip(&mut self, n: u64) -> Result<(), String> {
-        self.src.seek(SeekFrom::Current(n as i64)).map_err(|e| e.to_string())?;
+        let got = self.src.skip(n).map_err(|e| e.to_string())?;
+        if got < n {
+            return Err(format!(
+                "an element at byte {} declares {n} bytes but the data set ends after {got}",
+                self.pos
+            ));
+        }
         self.pos += n;
         Ok(())
     }
 
+    /// Whether the data set has ended (cleanly, between elements).
+    fn at_end(&mut self) -> Result<bool, String> {
+        Ok(self.pos >= self.size || self.src.fill_buf().map_err(|e| e.to_string())?.is_empty())
+    }
+
     fn fits(&self, tag: (u16, u16), len: u32) -> Result<(), String> {
+        if self.size == u64::MAX && len != UNDEFINED && self.pos + u64::from(len) > MAX_INFLATED_BYTES {
+            return Err(format!(
+                "element ({:04X},{:04X}) at byte {} declares {len} bytes, past the {MAX_INFLATED_BYTES}-byte limit for an inflated data set",
+                tag.0, tag.1, self.pos
+            ));
+        }
         if len != UNDEFINED && self.pos + u64::from(len) > self.size {
             return Err(format!(
                 "element ({:04X},{:04X}) declares {len} bytes but only {} remain in the file",
@@ -78,13 +128,22 @@ impl<R: Read + Seek> Walk<R> {
             return Ok((tag, None, len));
         }
         let vr = self.bytes::<2>()?;
-        let long = matches!(&vr, b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV");
-        let len = if long {
-            self.skip(2)?;
-            self.u32(big)?
-        } else {
+        // As dicom-rs reads it: only these VRs have a 16-bit length; any
+        // other VR, including an unknown one (read as UN), has 2 reserved
+        // bytes and a 32-bit length.
+        let short = matches!(
+            &vr,
+            b"AE" | b"AS" | b"AT" | b"CS" | b"DA" | b"DS" | b"DT" | b"FL" | b"FD" | b"IS" | b"LO"
+                | b"LT" | b"PN" | b"SH" | b"SL" | b"SS" | b"ST" | b"TM" | b"UI" | b"UL" | b"US"
+        );
+        let len = if short {
             u32::from(self.u16(big)?)
+        } else {
+            self.bytes::<2>()?;
+            self.u32(big)?
         };
+        // Unknown VRs are UN to the parser; report them as such.
+        let vr = if short || KNOWN_LONG_VRS.contains(&&vr) { vr } else { *b"UN" };
         Ok((tag, Some(vr), len))
     }
 }
@@ -110,6 +169,7 @@ pub fn check(path: &Path) -> Result<(), String> {
     }
     // File meta group: always explicit VR little endian.
     let mut syntax = Syntax::ExplicitLittle;
+    let mut deflated = false;
     loop {
         let start = w.pos;
         let Ok((tag, _, len)) = w.header(Syntax::ExplicitLittle) else { return Ok(()) };
@@ -127,13 +187,22 @@ pub fn check(path: &Path) -> Result<(), String> {
             syntax = match uid.trim_end_matches(['\0', ' ']) {
                 "1.2.840.10008.1.2" => Syntax::ImplicitLittle,
                 "1.2.840.10008.1.2.2" => Syntax::ExplicitBig,
-                // Deflated data sets cannot be walked without inflating.
-                "1.2.840.10008.1.2.1.99" => return Ok(()),
+                "1.2.840.10008.1.2.1.99" => {
+                    deflated = true;
+                    Syntax::ExplicitLittle
+                }
                 _ => Syntax::ExplicitLittle,
             };
         } else {
             w.skip(u64::from(len))?;
         }
+    }
+    if deflated {
+        // dicom-rs inflates the data set and allocates from the lengths it
+        // finds there, so walk the inflated stream (read once, never held).
+        let src = BufReader::new(DeflateDecoder::new(w.src));
+        let mut z = Walk { src, pos: 0, size: u64::MAX };
+        return walk_data_set(&mut z, syntax).map_err(|e| format!("deflated data set: {e}"));
     }
     walk_data_set(&mut w, syntax)
 }
@@ -145,13 +214,13 @@ struct Open {
     fragments: bool,
 }
 
-fn walk_data_set<R: Read + Seek>(w: &mut Walk<R>, syntax: Syntax) -> Result<(), String> {
+fn walk_data_set<R: Skip>(w: &mut Walk<R>, syntax: Syntax) -> Result<(), String> {
     let mut open: Vec<Open> = Vec::new();
     loop {
         while open.last().is_some_and(|o| o.end.is_some_and(|end| w.pos >= end)) {
             open.pop();
         }
-        if w.pos >= w.size {
+        if w.at_end()? {
             return Ok(());
         }
         let (tag, vr, len) = w.header(syntax)?;
@@ -164,10 +233,8 @@ fn walk_data_set<R: Read + Seek>(w: &mut Walk<R>, syntax: Syntax) -> Result<(), 
             // Encapsulated pixel data: items are compressed fragments, not elements.
             ITEM if open.last().is_some_and(|o| o.fragments) => w.skip(u64::from(len))?,
             ITEM => open.push(Open { end, fragments: false }),
-            // Defined-length pixel data at the top level: the rest is pixels.
-            // (Encapsulated pixel data, of undefined length, is walked below:
-            // its fragment lengths are what a parser allocates from.)
-            _ if open.is_empty() && tag.0 == 0x7FE0 && len != UNDEFINED => return Ok(()),
+            // Defined-length pixel data is skipped like any other value: the
+            // parser reads on after it, so whatever follows is walked too.
             (0x7FE0, 0x0010) if len == UNDEFINED => open.push(Open { end: None, fragments: true }),
             // dicom-rs misreads these (it allocates a length taken from the
             // sequence's content), so refuse them here with a clear reason.
