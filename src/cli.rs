@@ -64,6 +64,10 @@ pub struct RunArgs {
     /// an interrupted one over instead of resuming it.
     #[arg(long, visible_alias = "overwrite")]
     pub force: bool,
+    /// Shadow mode for a pilot beside human graders: record everything as
+    /// usual, but mark every worklist row "SHADOW — not for clinical use".
+    #[arg(long)]
+    pub shadow: bool,
     /// Pseudonymisation key file (from `nightscreen keygen`); else the key
     /// itself in NIGHTSCREEN_KEY.
     #[arg(long, value_name = "FILE", env = "NIGHTSCREEN_KEY_FILE")]

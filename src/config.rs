@@ -84,6 +84,7 @@ pub struct Overrides {
     pub batch_size: Option<usize>,
     pub threads: Option<usize>,
     pub overwrite: bool,
+    pub shadow: bool,
 }
 
 impl Config {
@@ -130,6 +131,7 @@ impl Config {
             self.infer.batch_size = b;
         }
         self.overwrite |= o.overwrite;
+        self.sinks.shadow |= o.shadow;
         if let Some(t) = o.threads {
             self.pipeline.threads = t;
         }

@@ -53,6 +53,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         batch_size: args.batch_size,
         threads: args.threads,
         overwrite: args.force,
+        shadow: args.shadow,
     };
     let mut cfg = Config::load(&args.config)
         .with_context(|| format!("loading config {}", args.config.display()))?

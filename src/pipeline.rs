@@ -201,6 +201,7 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
                 "config_path": cfg.source_path.as_ref().map(|p| p.display().to_string()),
                 "config_sha256": cfg.source_sha256,
                 "pseudonym_key_id": key.key_id(),
+                "shadow": cfg.sinks.shadow,
                 "models": models.iter().map(|m| serde_json::json!({"id": m.card.id, "version": m.card.version, "sha256": m.card.sha256.to_lowercase()})).collect::<Vec<_>>(),
                 "inputs": cfg.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
                 "files_seen": files_found,
@@ -341,6 +342,7 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
         },
         counts,
         outcome,
+        shadow: cfg.sinks.shadow,
         exit_code,
     };
     report.write(&out)?;

@@ -188,3 +188,31 @@ fn the_audit_trail_is_appended_run_after_run_and_run_json_says_who_and_on_what()
     assert_eq!(first["inputs"]["file_list_sha256"], second["inputs"]["file_list_sha256"], "same inputs, same digest");
     assert!(first["user"].as_str().is_some_and(|u| u.contains("uid ")), "{}", first["user"]);
 }
+
+#[test]
+fn shadow_mode_marks_every_worklist_row_and_the_run_record() {
+    if util::onnxruntime().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    util::synth_studies(&input, 3, 25);
+    let run = |out: &Path, extra: &[&str]| -> (Vec<csv::StringRecord>, serde_json::Value, serde_json::Value) {
+        let r = util::nightscreen().args(["run", "--quiet", "--input"]).arg(&input).arg("--out").arg(out).args(extra).output().expect("run");
+        assert_eq!(r.status.code(), Some(0), "{}", String::from_utf8_lossy(&r.stderr));
+        let mut csv = csv::Reader::from_path(out.join("worklist.csv")).expect("worklist.csv");
+        assert_eq!(csv.headers().expect("headers").get(0), Some("notice"), "the notice is the first column");
+        let rows = csv.records().map(|r| r.expect("row")).collect();
+        let json = serde_json::from_str(&std::fs::read_to_string(out.join("worklist.json")).expect("json")).expect("json");
+        let report = serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).expect("run.json")).expect("json");
+        (rows, json, report)
+    };
+    let (rows, json, report) = run(&dir.path().join("shadow"), &["--shadow"]);
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r.get(0) == Some("SHADOW — not for clinical use")), "{rows:?}");
+    assert!(json.as_array().is_some_and(|a| a.len() == 3 && a.iter().all(|r| r["notice"] == "SHADOW — not for clinical use")));
+    assert_eq!(report["shadow"], true);
+    let (rows, _, report) = run(&dir.path().join("clinical"), &[]);
+    assert!(rows.iter().all(|r| r.get(0) == Some("")), "no notice outside shadow mode");
+    assert_eq!(report["shadow"], false);
+}

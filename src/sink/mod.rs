@@ -46,11 +46,15 @@ pub struct SinkConfig {
     /// when started again. Each commit closes one part file per table, so
     /// much shorter intervals mean many small files. Default: 30.
     pub checkpoint_seconds: f64,
+    /// Shadow mode, for a pilot beside human graders: everything is
+    /// recorded as usual, but every worklist row is marked "SHADOW — not
+    /// for clinical use". Also `--shadow`. Default: false.
+    pub shadow: bool,
 }
 
 impl Default for SinkConfig {
     fn default() -> Self {
-        Self { row_group_rows: 8192, checkpoint_seconds: 30.0 }
+        Self { row_group_rows: 8192, checkpoint_seconds: 30.0, shadow: false }
     }
 }
 
@@ -104,6 +108,7 @@ pub struct Sinks {
     models: Vec<ModelStamp>,
     bands: Vec<String>,
     row_group_rows: usize,
+    shadow: bool,
     checkpoint_every: Duration,
     last_commit: Instant,
     /// Part files open since the last commit, by [`ROW_TABLES`] index;
@@ -144,6 +149,7 @@ impl Sinks {
             models,
             bands,
             row_group_rows: cfg.row_group_rows.max(1),
+            shadow: cfg.shadow,
             checkpoint_every: Duration::from_secs_f64(cfg.checkpoint_seconds.max(0.0)),
             last_commit: Instant::now(),
             parts: [None, None, None],
@@ -308,7 +314,7 @@ impl Sinks {
         let mut part = PartWriter::create(&self.out.join("studies"), &self.run.run_id, &batch, self.row_group_rows)?;
         part.write(&batch)?;
         part.close()?;
-        worklist::write(&self.out, studies)?;
+        worklist::write(&self.out, studies, self.shadow)?;
         failures::write(&self.out, &self.state.failures)?;
         let mut counts = self.state.counts.clone();
         counts.frames_scored = self.frames.len() as u64;

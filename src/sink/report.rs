@@ -80,6 +80,8 @@ pub struct RunReport {
     pub timings: Timings,
     /// "ok", or "completed_with_errors" when some inputs could not be read.
     pub outcome: &'static str,
+    /// Shadow mode: the worklist is marked not for clinical use.
+    pub shadow: bool,
     pub exit_code: u8,
 }
 

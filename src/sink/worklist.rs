@@ -9,9 +9,15 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::triage::StudyResult;
 
+/// What every row of a shadow-mode worklist says first.
+pub const SHADOW_NOTICE: &str = "SHADOW — not for clinical use";
+
 /// One worklist row, as written to CSV and JSON.
 #[derive(Debug, Serialize)]
 pub struct WorklistRow<'a> {
+    /// [`SHADOW_NOTICE`] in shadow mode, else empty: on every row, so no
+    /// copy or filter of the list loses it.
+    pub notice: &'a str,
     pub rank: u32,
     pub band: &'a str,
     pub score: Option<f32>,
@@ -32,10 +38,11 @@ pub struct WorklistRow<'a> {
     pub models: String,
 }
 
-fn rows(studies: &[StudyResult]) -> Vec<WorklistRow<'_>> {
+fn rows(studies: &[StudyResult], shadow: bool) -> Vec<WorklistRow<'_>> {
     studies
         .iter()
         .map(|s| WorklistRow {
+            notice: if shadow { SHADOW_NOTICE } else { "" },
             rank: s.rank,
             band: &s.band,
             score: s.score.map(|v| (v * 10_000.0).round() / 10_000.0),
@@ -61,8 +68,8 @@ fn rows(studies: &[StudyResult]) -> Vec<WorklistRow<'_>> {
 ///
 /// # Errors
 /// A file cannot be written.
-pub fn write(out: &Path, studies: &[StudyResult]) -> Result<()> {
-    let rows = rows(studies);
+pub fn write(out: &Path, studies: &[StudyResult], shadow: bool) -> Result<()> {
+    let rows = rows(studies, shadow);
     let csv_path = out.join("worklist.csv");
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -78,7 +85,7 @@ pub fn write(out: &Path, studies: &[StudyResult]) -> Result<()> {
     }
     if rows.is_empty() {
         // csv writes the header with the first row; an empty worklist still gets one.
-        csv_bytes = b"rank,band,score,reason,right_eye,left_eye,patient_id,patient_name,accession_number,study_datetime,study_description,modalities,images_scored,files_failed,files_skipped,study_uid,models\n".to_vec();
+        csv_bytes = b"notice,rank,band,score,reason,right_eye,left_eye,patient_id,patient_name,accession_number,study_datetime,study_description,modalities,images_scored,files_failed,files_skipped,study_uid,models\n".to_vec();
     }
     super::write_atomically(&csv_path, &csv_bytes)?;
     let json_path = out.join("worklist.json");
