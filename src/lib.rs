@@ -10,6 +10,7 @@ pub mod config;
 pub mod decode;
 pub mod doctor;
 pub mod error;
+pub mod evaluate;
 pub mod infer;
 pub mod ingest;
 pub mod message;

@@ -5,6 +5,7 @@ mod util;
 
 mod decode;
 mod desp;
+mod evaluate;
 mod hostile;
 mod infer;
 mod cli;
