@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use nightscreen::evaluate::metrics::{operating_points, roc_auc, roc_curve, Confusion, Proportion};
+use nightscreen::evaluate::metrics::{operating_points, roc_auc, roc_auc_bootstrap, roc_curve, Confusion, Proportion};
 use serde_json::Value;
 
 use crate::util;
@@ -43,7 +43,8 @@ fn figures_match_scikit_learn_and_scipy() {
     let Some(python) = util::python() else { return };
     let (scores, positive) = fixed_set();
     let called: Vec<bool> = scores.iter().map(|&s| s >= 0.5).collect();
-    let input = serde_json::json!({ "scores": scores, "positive": positive, "called": called });
+    let (resamples, seed) = (400, 7);
+    let input = serde_json::json!({ "scores": scores, "positive": positive, "called": called, "resamples": resamples, "seed": seed });
     let mut child = Command::new(python)
         .arg(util::root().join("tests/evaluate_reference.py"))
         .stdin(Stdio::piped())
@@ -78,6 +79,12 @@ fn figures_match_scikit_learn_and_scipy() {
         }
     }
     close(roc_auc(&scores, &positive), &reference["auc"], "auc");
+
+    let boot = roc_auc_bootstrap(&scores, &positive, resamples, seed);
+    assert_eq!(Some(boot.resamples as u64), reference["bootstrap"]["resamples"].as_u64());
+    close(boot.lower, &reference["bootstrap"]["lower"], "bootstrap lower");
+    close(boot.upper, &reference["bootstrap"]["upper"], "bootstrap upper");
+    assert!(boot.lower < boot.auc && boot.auc < boot.upper, "{boot:?}");
 
     let table = operating_points(&scores, &positive);
     let want = reference["operating_points"].as_array().expect("operating points");

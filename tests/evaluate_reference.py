@@ -16,6 +16,28 @@ def wilson(k, n):
     return {"numerator": k, "denominator": n, "value": k / n, "lower": ci.low, "upper": ci.high}
 
 
+def splitmix64(state):
+    mask = (1 << 64) - 1
+    while True:
+        state = (state + 0x9E3779B97F4A7C15) & mask
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        yield z ^ (z >> 31)
+
+
+def bootstrap_auc(y, scores, resamples, seed):
+    rng = splitmix64(seed)
+    n = len(y)
+    aucs = []
+    for _ in range(resamples):
+        idx = np.array([next(rng) % n for _ in range(n)])
+        if y[idx].all() or not y[idx].any():
+            continue
+        aucs.append(roc_auc_score(y[idx], scores[idx]))
+    return {"lower": float(np.percentile(aucs, 2.5)), "upper": float(np.percentile(aucs, 97.5)), "resamples": len(aucs)}
+
+
 data = json.load(sys.stdin)
 y = np.array(data["positive"], dtype=bool)
 scores = np.array(data["scores"], dtype=float)
@@ -32,6 +54,7 @@ print(json.dumps({
     "roc": {"false_positive_rate": fpr.tolist(), "true_positive_rate": tpr.tolist(),
             "thresholds": [t if np.isfinite(t) else "inf" for t in thresholds.tolist()]},
     "auc": float(roc_auc_score(y, scores)),
+    "bootstrap": bootstrap_auc(y, scores, data["resamples"], data["seed"]),
     # Per ROC point after the first: sensitivity, specificity, and the share
     # of cases below the threshold, counted directly.
     "operating_points": [
