@@ -380,9 +380,6 @@ fn collect(rx_rows: Receiver<Msg<Finding>>, rx_done: Receiver<FileDone>, book: &
         if let Some(file) = complete {
             take(file, book, sinks)?;
         }
-        if !rows_open && !done_open {
-            break;
-        }
     }
     for file in ledger.drain() {
         take(file, book, sinks)?;
