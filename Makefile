@@ -61,7 +61,7 @@ DEMO_STUDIES := 200
 DEMO_SEED := 4
 DEMO_IN := out/demo-studies
 demo: build ort $(DEMO_KEY)
-	@start=$$(date +%s); 	$(BIN) synth --studies $(DEMO_STUDIES) --seed $(DEMO_SEED) --out $(DEMO_IN) --overwrite && 	$(BIN) run --config configs/desp.toml --key-file $(DEMO_KEY) --input $(DEMO_IN) --out $(DEMO_OUT) --force && 	echo && echo "worklist: $(DEMO_OUT)/worklist.csv (and .json)   tables: $(DEMO_OUT)/{images,studies,errors,skipped}/   audit: $(DEMO_OUT)/run.json, audit.jsonl" && 	python3 -c "import json;r=json.load(open('$(DEMO_OUT)/run.json'));c=r['counts'];b=c['bands'];print('studies per band:',', '.join(f'{k} {b.get(k,0)}' for k in ['URGENT','ROUTINE','UNGRADABLE','REVIEW','NO_DISEASE']));print('images scored',c['frames_scored'],'skipped',c['skipped'],'errors',c['errors'])" && 	echo && echo "compared with $(DEMO_IN)/truth.csv (synthetic truth; the model is NOT for clinical use):" && 	python3 tools/evaluate_desp.py $(DEMO_OUT) $(DEMO_IN)/truth.csv && 	echo && echo "demo took $$(( $$(date +%s) - start )) s"
+	@start=$$(date +%s); 	$(BIN) synth --studies $(DEMO_STUDIES) --seed $(DEMO_SEED) --out $(DEMO_IN) --overwrite && 	$(BIN) run --config configs/desp.toml --key-file $(DEMO_KEY) --input $(DEMO_IN) --out $(DEMO_OUT) --force && 	echo && echo "worklist: $(DEMO_OUT)/worklist.csv (and .json)   tables: $(DEMO_OUT)/{images,studies,errors,skipped}/   audit: $(DEMO_OUT)/run.json, audit.jsonl" && 	python3 -c "import json;r=json.load(open('$(DEMO_OUT)/run.json'));c=r['counts'];b=c['bands'];print('studies per band:',', '.join(f'{k} {b.get(k,0)}' for k in ['URGENT','ROUTINE','UNGRADABLE','REVIEW','NO_DISEASE']));print('images scored',c['frames_scored'],'skipped',c['skipped'],'errors',c['errors'])" && 	echo && echo "compared with $(DEMO_IN)/truth.csv (synthetic truth; the model is NOT for clinical use):" && 	$(BIN) evaluate --results $(DEMO_OUT) --reference $(DEMO_IN)/truth.csv --key-file $(DEMO_KEY) && 	echo && echo "demo took $$(( $$(date +%s) - start )) s"
 
 # Reproduces the held-out figures in models/dr-screen.toml [evaluation]:
 # the same synthetic batch (seed 3, never used for training or thresholds),
@@ -73,8 +73,8 @@ EVAL_OUT := out/heldout
 evaluate: build ort $(DEMO_KEY)
 	$(BIN) synth --studies $(EVAL_STUDIES) --seed $(EVAL_SEED) --out $(EVAL_IN) --overwrite
 	$(BIN) run --config configs/desp.toml --key-file $(DEMO_KEY) --input $(EVAL_IN) --out $(EVAL_OUT) --force
-	python3 tools/evaluate_desp.py $(EVAL_OUT) $(EVAL_IN)/truth.csv --json $(EVAL_OUT)/evaluation.json \
-	  --check-targets --card models/dr-screen.toml
+	$(BIN) evaluate --key-file $(DEMO_KEY) --results $(EVAL_OUT) --reference $(EVAL_IN)/truth.csv
+	python3 tools/evaluate_desp.py $(EVAL_OUT) $(EVAL_IN)/truth.csv --check-targets --card models/dr-screen.toml
 
 test: cmake ort testdata venv
 	NIGHTSCREEN_TESTDATA=$(CURDIR)/$(TESTDATA) NIGHTSCREEN_PYTHON=$(CURDIR)/$(VENV)/bin/python \

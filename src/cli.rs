@@ -38,6 +38,35 @@ pub enum Command {
     /// Write synthetic diabetic eye screening studies (fundus photographs,
     /// 2 eyes x 2 fields per study) with their grades in truth.csv.
     Synth(SynthArgs),
+    /// Compare a finished run with reference grades (truth.csv format):
+    /// sensitivity, specificity, PPV, NPV, ROC/AUC, calibration and
+    /// operating points, per eye and per study, in DIR.
+    Evaluate(EvaluateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Output folder of a finished `nightscreen run`.
+    #[arg(long, value_name = "OUT")]
+    pub results: PathBuf,
+    /// Reference grades, one row per eye: study_uid, eye, r_grade, m_grade,
+    /// gradable (and optionally outcome), as `nightscreen synth` writes.
+    #[arg(long, value_name = "CSV")]
+    pub reference: PathBuf,
+    /// Report folder [default: OUT/evaluation].
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    /// The programme key the run used (else NIGHTSCREEN_KEY_FILE or
+    /// NIGHTSCREEN_KEY): it links the reference's UIDs to the run's
+    /// pseudonyms.
+    #[arg(long, value_name = "FILE", env = "NIGHTSCREEN_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Bootstrap resamples for the AUC intervals.
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    pub resamples: usize,
+    /// Seed of the bootstrap, so a report can be reproduced exactly.
+    #[arg(long, value_name = "N", default_value_t = 20_261_124)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use cli::{Cli, Command, DoctorArgs, KeygenArgs, RunArgs, SynthArgs};
+use cli::{Cli, Command, DoctorArgs, EvaluateArgs, KeygenArgs, RunArgs, SynthArgs};
 use nightscreen::config::{Config, Overrides};
 use nightscreen::privacy::PseudonymKey;
 use nightscreen::progress::{Mode, Progress};
@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => doctor(args),
         Command::Keygen(args) => keygen(args),
         Command::Synth(args) => synth(args),
+        Command::Evaluate(args) => evaluate(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -101,6 +102,34 @@ fn doctor(args: DoctorArgs) -> anyhow::Result<u8> {
     let mut stdout = std::io::stdout().lock();
     let healthy = nightscreen::doctor::report(&args.models, &mut stdout).context("writing the report")?;
     Ok(if healthy { 0 } else { EXIT_FATAL })
+}
+
+fn evaluate(args: EvaluateArgs) -> anyhow::Result<u8> {
+    let key = PseudonymKey::resolve(args.key_file.as_deref())?;
+    let options = nightscreen::evaluate::Options {
+        report: args.report.unwrap_or_else(|| args.results.join("evaluation")),
+        results: args.results,
+        reference: args.reference,
+        resamples: args.resamples,
+        seed: args.seed,
+    };
+    let evaluation = nightscreen::evaluate::run(&options, &key)?;
+    let m = &evaluation.matched;
+    println!(
+        "{} of {} studies matched ({} eyes); {} without a result",
+        m.studies, evaluation.reference.studies, m.eyes, m.studies_without_result
+    );
+    for (level, figures) in [("eye", &evaluation.per_eye), ("study", &evaluation.per_study)] {
+        for (name, f) in figures {
+            let pct = |p: &nightscreen::evaluate::metrics::Proportion| format!("{:.1} % [{:.1}-{:.1}]", 100.0 * p.value, 100.0 * p.lower, 100.0 * p.upper);
+            println!(
+                "per {level:5} {name:10}  sensitivity {}  specificity {}  AUC {:.3} [{:.3}-{:.3}]",
+                pct(&f.sensitivity), pct(&f.specificity), f.auc.auc, f.auc.lower, f.auc.upper
+            );
+        }
+    }
+    println!("report: {}", options.report.join("report.html").display());
+    Ok(0)
 }
 
 fn synth(args: SynthArgs) -> anyhow::Result<u8> {

@@ -97,3 +97,154 @@ fn figures_match_scikit_learn_and_scipy() {
         close(ours.workload_saved, &theirs["workload_saved"], &format!("workload saved at {at}"));
     }
 }
+
+/// `a` and `b` are both null (an undefined figure) or within 1e-6.
+fn same(ours: &Value, reference: &Value, what: &str) {
+    match (ours.as_f64(), reference.as_f64()) {
+        (Some(a), Some(b)) => assert!((a - b).abs() <= 1e-6, "{what}: ours {a}, reference {b}"),
+        _ => assert!(ours.is_null() && (reference.is_null() || reference == "inf"), "{what}: ours {ours}, reference {reference}"),
+    }
+}
+
+fn same_list(ours: &Value, reference: &Value, what: &str) {
+    let (a, b) = (ours.as_array().expect(what), reference.as_array().expect(what));
+    assert_eq!(a.len(), b.len(), "{what}: length");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        same(x, y, &format!("{what}[{i}]"));
+    }
+}
+
+/// The `evaluate` command on a real run: every figure in evaluation.json and
+/// operating_points.parquet against an independent pyarrow + scikit-learn
+/// computation from the studies table and truth.csv.
+#[test]
+fn the_evaluate_command_matches_scikit_learn_on_a_real_run() {
+    let Some(python) = util::python() else { return };
+    if util::onnxruntime().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (input, out, report) = (dir.path().join("in"), dir.path().join("out"), dir.path().join("report"));
+    util::synth_studies(&input, 80, 11);
+    let run = util::nightscreen().args(["run", "--quiet", "--input"]).arg(&input).arg("--out").arg(&out).output().expect("run");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let truth = input.join("truth.csv");
+    let (resamples, seed) = ("200", "5");
+    let evaluate = |truth: &std::path::Path| {
+        util::nightscreen()
+            .args(["evaluate", "--resamples", resamples, "--seed", seed, "--results"])
+            .arg(&out)
+            .arg("--reference")
+            .arg(truth)
+            .arg("--report")
+            .arg(&report)
+            .output()
+            .expect("evaluate")
+    };
+    let done = evaluate(&truth);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let ours: Value = serde_json::from_slice(&std::fs::read(report.join("evaluation.json")).expect("evaluation.json")).expect("json");
+
+    let reference = Command::new(python)
+        .arg(util::root().join("tests/evaluate_run_reference.py"))
+        .args([&out, &truth])
+        .args([resamples, seed])
+        .env(nightscreen::privacy::KEY_ENV, util::TEST_KEY)
+        .output()
+        .expect("reference");
+    assert!(reference.status.success(), "{}", String::from_utf8_lossy(&reference.stderr));
+    let theirs: Value = serde_json::from_slice(&reference.stdout).expect("reference json");
+
+    let points = operating_point_rows(&report.join("operating_points.parquet"));
+    for level in ["per_eye", "per_study"] {
+        for target in ["referable", "r3", "m1", "ungradable"] {
+            let (a, b) = (&ours[level][target], &theirs[level][target]);
+            let what = format!("{level} {target}");
+            assert!(b["positives"].as_u64().is_some_and(|n| n > 0), "{what}: the fixed set has no positives");
+            for count in ["cases", "positives", "cases_without_score", "confusion"] {
+                assert_eq!(a[count], b[count], "{what} {count}");
+            }
+            for p in ["sensitivity", "specificity", "ppv", "npv"] {
+                for field in ["numerator", "denominator"] {
+                    assert_eq!(a[p][field], b[p][field], "{what} {p} {field}");
+                }
+                for field in ["value", "lower", "upper"] {
+                    same(&a[p][field], &b[p][field], &format!("{what} {p} {field}"));
+                }
+            }
+            same(&a["auc"]["auc"], &b["auc"], &format!("{what} auc"));
+            same(&a["auc"]["lower"], &b["bootstrap"]["lower"], &format!("{what} auc lower"));
+            same(&a["auc"]["upper"], &b["bootstrap"]["upper"], &format!("{what} auc upper"));
+            assert_eq!(a["auc"]["resamples"], b["bootstrap"]["resamples"], "{what} resamples");
+            for curve in ["false_positive_rate", "true_positive_rate", "thresholds"] {
+                same_list(&a["roc"][curve], &b["roc"][curve], &format!("{what} roc {curve}"));
+            }
+            let bins = a["calibration"].as_array().expect("calibration");
+            for field in ["observed", "mean_predicted"] {
+                let ours: Vec<Value> = bins.iter().map(|bin| bin[field].clone()).collect();
+                same_list(&Value::from(ours), &b["calibration"][field], &format!("{what} calibration {field}"));
+            }
+            let level_name = level.trim_start_matches("per_");
+            let rows: Vec<&[f64; 4]> = points.iter().filter(|(l, t, _)| l == level_name && t == target).map(|(_, _, p)| p).collect();
+            let want = b["operating_points"].as_array().expect("operating points");
+            assert_eq!(rows.len(), want.len(), "{what}: operating points");
+            for (row, w) in rows.iter().zip(want) {
+                for (i, field) in ["threshold", "sensitivity", "specificity", "workload_saved"].iter().enumerate() {
+                    same(&Value::from(row[i]), &w[field], &format!("{what} operating point {field} at {}", row[0]));
+                }
+            }
+        }
+    }
+    assert_eq!(ours["band_confusion"], theirs["band_confusion"]);
+    assert_eq!(ours["matched"]["eyes_without_result"], 0);
+
+    let html = std::fs::read_to_string(report.join("report.html")).expect("report.html");
+    assert_eq!(html.matches("src=\"data:image/png;base64,").count(), 4, "the four plots are embedded");
+    for png in ["roc_eye.png", "roc_study.png", "calibration_eye.png", "confusion_bands.png"] {
+        let bytes = std::fs::read(report.join(png)).expect(png);
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 5_000, "{png}");
+    }
+
+    // A reference with a bad grade names its line; a run under another key is refused.
+    let bad = dir.path().join("bad.csv");
+    let text = std::fs::read_to_string(&truth).expect("truth");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines[4] = lines[4].replacen(",true,", ",maybe,", 1).replacen(",false,", ",maybe,", 1);
+    std::fs::write(&bad, lines.join("\n")).expect("write");
+    let refused = evaluate(&bad);
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("line 5") && stderr.contains("maybe"), "{stderr}");
+    let other_key = util::nightscreen()
+        .env(nightscreen::privacy::KEY_ENV, "ab".repeat(32))
+        .args(["evaluate", "--results"])
+        .arg(&out)
+        .arg("--reference")
+        .arg(&truth)
+        .arg("--report")
+        .arg(dir.path().join("other"))
+        .output()
+        .expect("evaluate");
+    assert_eq!(other_key.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&other_key.stderr).contains("programme key the run used"));
+    assert!(!dir.path().join("other").exists(), "nothing written under the wrong key");
+}
+
+/// (level, target, [threshold, sensitivity, specificity, workload saved]) rows.
+fn operating_point_rows(path: &std::path::Path) -> Vec<(String, String, [f64; 4])> {
+    use arrow_array::{Float64Array, StringArray};
+    let file = std::fs::File::open(path).expect("operating_points.parquet");
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet").build().expect("reader");
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.expect("batch");
+        let text = |name: &str| batch.column_by_name(name).expect(name).as_any().downcast_ref::<StringArray>().expect(name).clone();
+        let number = |name: &str| batch.column_by_name(name).expect(name).as_any().downcast_ref::<Float64Array>().expect(name).clone();
+        let (level, target) = (text("level"), text("target"));
+        let numbers = ["threshold", "sensitivity", "specificity", "workload_saved"].map(number);
+        for i in 0..batch.num_rows() {
+            rows.push((level.value(i).to_string(), target.value(i).to_string(), numbers.clone().map(|c| c.value(i))));
+        }
+    }
+    rows
+}

@@ -12,6 +12,8 @@ from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
 
 def wilson(k, n):
+    if n == 0:
+        return {"numerator": k, "denominator": n, "value": None, "lower": None, "upper": None}
     ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
     return {"numerator": k, "denominator": n, "value": k / n, "lower": ci.low, "upper": ci.high}
 
@@ -38,27 +40,38 @@ def bootstrap_auc(y, scores, resamples, seed):
     return {"lower": float(np.percentile(aucs, 2.5)), "upper": float(np.percentile(aucs, 97.5)), "resamples": len(aucs)}
 
 
-data = json.load(sys.stdin)
-y = np.array(data["positive"], dtype=bool)
-scores = np.array(data["scores"], dtype=float)
-called = np.array(data["called"], dtype=bool)
-tn, fp, fn, tp = confusion_matrix(y, called, labels=[False, True]).ravel()
-tn, fp, fn, tp = int(tn), int(fp), int(fn), int(tp)
-fpr, tpr, thresholds = roc_curve(y, scores, drop_intermediate=False)
-print(json.dumps({
-    "confusion": {"true_positive": tp, "false_positive": fp, "true_negative": tn, "false_negative": fn},
-    "sensitivity": wilson(tp, tp + fn),
-    "specificity": wilson(tn, tn + fp),
-    "ppv": wilson(tp, tp + fp),
-    "npv": wilson(tn, tn + fn),
-    "roc": {"false_positive_rate": fpr.tolist(), "true_positive_rate": tpr.tolist(),
-            "thresholds": [t if np.isfinite(t) else "inf" for t in thresholds.tolist()]},
-    "auc": float(roc_auc_score(y, scores)),
-    "bootstrap": bootstrap_auc(y, scores, data["resamples"], data["seed"]),
-    # Per ROC point after the first: sensitivity, specificity, and the share
-    # of cases below the threshold, counted directly.
-    "operating_points": [
-        {"threshold": t, "sensitivity": r, "specificity": 1 - f, "workload_saved": float(np.mean(scores < t))}
-        for f, r, t in zip(fpr[1:].tolist(), tpr[1:].tolist(), thresholds[1:].tolist())
-    ],
-}))
+def counts(y, called):
+    """Confusion counts and the four proportions with Wilson intervals."""
+    tn, fp, fn, tp = confusion_matrix(np.asarray(y, dtype=bool), np.asarray(called, dtype=bool), labels=[False, True]).ravel()
+    tn, fp, fn, tp = int(tn), int(fp), int(fn), int(tp)
+    return {
+        "confusion": {"true_positive": tp, "false_positive": fp, "true_negative": tn, "false_negative": fn},
+        "sensitivity": wilson(tp, tp + fn),
+        "specificity": wilson(tn, tn + fp),
+        "ppv": wilson(tp, tp + fp),
+        "npv": wilson(tn, tn + fn),
+    }
+
+
+def curve(y, scores, resamples, seed):
+    """ROC curve, AUC with its bootstrap interval, and operating points."""
+    y = np.asarray(y, dtype=bool)
+    scores = np.asarray(scores, dtype=float)
+    fpr, tpr, thresholds = roc_curve(y, scores, drop_intermediate=False)
+    return {
+        "roc": {"false_positive_rate": fpr.tolist(), "true_positive_rate": tpr.tolist(),
+                "thresholds": [t if np.isfinite(t) else "inf" for t in thresholds.tolist()]},
+        "auc": float(roc_auc_score(y, scores)),
+        "bootstrap": bootstrap_auc(y, scores, resamples, seed),
+        # Per ROC point after the first: sensitivity, specificity, and the share
+        # of cases below the threshold, counted directly.
+        "operating_points": [
+            {"threshold": t, "sensitivity": r, "specificity": 1 - f, "workload_saved": float(np.mean(scores < t))}
+            for f, r, t in zip(fpr[1:].tolist(), tpr[1:].tolist(), thresholds[1:].tolist())
+        ],
+    }
+
+
+if __name__ == "__main__":
+    data = json.load(sys.stdin)
+    print(json.dumps(counts(data["positive"], data["called"]) | curve(data["positive"], data["scores"], data["resamples"], data["seed"])))

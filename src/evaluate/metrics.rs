@@ -189,6 +189,43 @@ pub fn roc_auc_bootstrap(scores: &[f64], positive: &[bool], resamples: usize, se
     AucInterval { auc: roc_auc(scores, positive), lower: percentile(&aucs, 0.025), upper: percentile(&aucs, 0.975), resamples: aucs.len() }
 }
 
+/// One bin of a reliability (calibration) diagram.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct CalibrationBin {
+    pub lower: f64,
+    pub upper: f64,
+    pub cases: u64,
+    /// Mean predicted probability in the bin.
+    pub mean_predicted: f64,
+    /// Share of positives in the bin.
+    pub observed: f64,
+}
+
+/// `sklearn.calibration.calibration_curve(strategy="uniform")`: `bins`
+/// equal-width bins over [0, 1], a probability on an inner edge falling in
+/// the lower bin; empty bins are left out, as scikit-learn leaves them out.
+pub fn calibration(probabilities: &[f64], positive: &[bool], bins: usize) -> Vec<CalibrationBin> {
+    let bins = bins.max(1);
+    // np.linspace(0, 1, bins + 1): edge i is i * (1 / bins), the last exactly 1.
+    let step = 1.0 / bins as f64;
+    let edge = |i: usize| if i == bins { 1.0 } else { i as f64 * step };
+    let (mut sums, mut hits, mut totals) = (vec![0.0; bins], vec![0u64; bins], vec![0u64; bins]);
+    for (&p, &y) in probabilities.iter().zip(positive) {
+        // np.searchsorted(inner_edges, p, side="left"): inner edges below p.
+        let bin = (1..bins).filter(|&i| edge(i) < p).count();
+        sums[bin] += p;
+        hits[bin] += u64::from(y);
+        totals[bin] += 1;
+    }
+    (0..bins)
+        .filter(|&i| totals[i] > 0)
+        .map(|i| {
+            let n = totals[i] as f64;
+            CalibrationBin { lower: edge(i), upper: edge(i + 1), cases: totals[i], mean_predicted: sums[i] / n, observed: hits[i] as f64 / n }
+        })
+        .collect()
+}
+
 /// Linear-interpolation percentile of sorted values (NaN when empty).
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
