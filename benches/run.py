@@ -101,7 +101,7 @@ def criterion_stage_costs(batch):
 
 
 def run_nightscreen(batch, out):
-    wall, rss, _ = measure([NIGHTSCREEN, "run", "--config", CONFIG, "--input", batch, "--out", out, "--overwrite", "--quiet"])
+    wall, rss, _ = measure([NIGHTSCREEN, "run", "--config", CONFIG, "--input", batch, "--out", out, "--overwrite", "--quiet", "--no-explain"])
     report = json.loads((out / "run.json").read_text())
     scored = report["counts"]["frames_scored"]
     return {"seconds": wall, "images": scored, "images_per_second": scored / wall, "peak_rss_mib": rss,

@@ -97,6 +97,10 @@ pub struct RunArgs {
     /// usual, but mark every worklist row "SHADOW — not for clinical use".
     #[arg(long)]
     pub shadow: bool,
+    /// Skip the occlusion maps model cards ask for (faster; the worklist
+    /// page then shows no attention overlays).
+    #[arg(long)]
+    pub no_explain: bool,
     /// Pseudonymisation key file (from `nightscreen keygen`); else the key
     /// itself in NIGHTSCREEN_KEY.
     #[arg(long, value_name = "FILE", env = "NIGHTSCREEN_KEY_FILE")]

@@ -85,6 +85,7 @@ pub struct Overrides {
     pub threads: Option<usize>,
     pub overwrite: bool,
     pub shadow: bool,
+    pub no_explain: bool,
 }
 
 impl Config {
@@ -132,6 +133,7 @@ impl Config {
         }
         self.overwrite |= o.overwrite;
         self.sinks.shadow |= o.shadow;
+        self.infer.explain &= !o.no_explain;
         if let Some(t) = o.threads {
             self.pipeline.threads = t;
         }

@@ -55,6 +55,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         threads: args.threads,
         overwrite: args.force,
         shadow: args.shadow,
+        no_explain: args.no_explain,
     };
     let mut cfg = Config::load(&args.config)
         .with_context(|| format!("loading config {}", args.config.display()))?

@@ -248,7 +248,18 @@ pub struct Scored {
     pub model: usize,
     /// Output values in the order of the card's labels.
     pub outputs: Vec<f32>,
+    /// Where the model looked, for images its card asks to explain.
+    pub attention: Option<Attention>,
     pub scored_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// An occlusion map: `grid` × `grid` cells, row by row from the top left
+/// of the model's input, each the fall in `score` when that cell is hidden.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attention {
+    pub grid: usize,
+    pub score: f32,
+    pub cells: Vec<f32>,
 }
 
 /// A 64-bit key for counting distinct things (frames, files) without

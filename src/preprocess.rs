@@ -226,6 +226,7 @@ mod tests {
                 accepts: Accepts::default(),
                 thresholds: Default::default(),
                 evaluation: None,
+                explain: None,
             },
             card_path: "t.toml".into(),
             onnx_path: "t.onnx".into(),

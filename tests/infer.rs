@@ -57,6 +57,7 @@ fn card(id: &str, input: &str, layout: Layout, channels: u8, output: &str, label
         accepts: Accepts::default(),
         thresholds: Default::default(),
         evaluation: None,
+        explain: None,
     }
 }
 

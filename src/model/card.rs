@@ -43,6 +43,30 @@ pub struct ModelCard {
     /// copied into `run.json`, so a board sees what the model was measured at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluation: Option<Evaluation>,
+    /// How to show graders what the model looked at, if at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<ExplainSpec>,
+}
+
+/// The card's `[explain]` table: occlusion sensitivity. Each cell of a
+/// `grid` × `grid` split of the model input is blanked in turn (set to the
+/// normalised mean) and the image scored again; a cell's weight is how far
+/// the summed probability of `labels` fell. It costs grid² extra inferences
+/// per explained image, so only images scoring at least `at_least` are
+/// explained: those a grader is sent to look at.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainSpec {
+    pub method: ExplainMethod,
+    pub grid: usize,
+    pub labels: Vec<String>,
+    pub at_least: f32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExplainMethod {
+    Occlusion,
 }
 
 /// The card's `[evaluation]` table.
@@ -198,6 +222,20 @@ impl ModelCard {
         for label in self.thresholds.keys() {
             if !self.output.labels.contains(label) {
                 out.push(format!("threshold for unknown label {label:?}"));
+            }
+        }
+        if let Some(explain) = &self.explain {
+            if !(2..=16).contains(&explain.grid) {
+                out.push(format!("explain.grid must be 2 to 16, not {}", explain.grid));
+            }
+            if explain.labels.is_empty() {
+                out.push("explain.labels is empty".into());
+            }
+            for label in explain.labels.iter().filter(|l| !self.output.labels.contains(l)) {
+                out.push(format!("explain.labels names unknown label {label:?}"));
+            }
+            if !(0.0..=1.0).contains(&explain.at_least) {
+                out.push(format!("explain.at_least must be a probability, not {}", explain.at_least));
             }
         }
         if self.sha256.len() != 64 || !self.sha256.chars().all(|ch| ch.is_ascii_hexdigit()) {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub use card::{Accepts, Activation, CardError, ChannelOrder, InputSpec, Layout, ModelCard};
+pub use card::{Accepts, Activation, CardError, ChannelOrder, ExplainMethod, ExplainSpec, InputSpec, Layout, ModelCard};
 
 use crate::message::Header;
 

@@ -263,6 +263,7 @@ mod tests {
                 accepts: Accepts::default(),
                 thresholds: [("r2".to_string(), 0.4)].into_iter().collect(),
                 evaluation: None,
+                explain: None,
             },
             card_path: PathBuf::new(),
             onnx_path: PathBuf::new(),
@@ -284,7 +285,7 @@ mod tests {
         let header = Header { study_uid: StudyUid::new(study), laterality: laterality.into(), modality: "OP".into(), ..Header::default() };
         let instance = Arc::new(Instance { path: format!("/{study}/{laterality}.dcm").into(), rel_path: String::new(), header: Arc::new(header), models: vec![0] });
         let meta = Arc::new(ImageMeta { instance, frame_index: 0, width: 8, height: 8, stored: PixelStats::default() });
-        Scored { meta, model: 0, outputs, scored_at: chrono::Utc::now() }
+        Scored { meta, model: 0, outputs, attention: None, scored_at: chrono::Utc::now() }
     }
 
     #[test]

@@ -14,7 +14,9 @@ use ort::session::Session;
 use ort::value::TensorRef;
 use serde::{Deserialize, Serialize};
 
-use crate::message::{ImageMeta, Msg, Prepared, RejectKind, Rejected, Scored, Stage};
+mod occlusion;
+
+use crate::message::{Attention, ImageMeta, Msg, Prepared, RejectKind, Rejected, Scored, Stage};
 use crate::model::{Activation, Layout, ModelCard};
 use crate::runtime::Device;
 
@@ -34,11 +36,14 @@ pub struct InferConfig {
     /// Longest an image waits for its batch to fill, in milliseconds. Short
     /// next to a batch's run time, so a partial batch costs little. Default: 20.
     pub batch_timeout_ms: u64,
+    /// Make the occlusion maps that model cards ask for (`[explain]`).
+    /// Each explained image costs grid² extra inferences. Default: true.
+    pub explain: bool,
 }
 
 impl Default for InferConfig {
     fn default() -> Self {
-        Self { device: Device::Cpu, batch_size: 8, threads: 0, batch_timeout_ms: 20 }
+        Self { device: Device::Cpu, batch_size: 8, threads: 0, batch_timeout_ms: 20, explain: true }
     }
 }
 
@@ -72,6 +77,8 @@ pub struct ModelSession {
     /// The graph's batch dimension when it is static.
     fixed_batch: Option<usize>,
     provider: String,
+    /// Occlusion maps, when the card asks for them.
+    explain: Option<occlusion::Occlusion>,
 }
 
 impl std::fmt::Debug for ModelSession {
@@ -106,7 +113,28 @@ impl ModelSession {
             activation: card.output.activation,
             fixed_batch,
             provider,
+            explain: occlusion::Occlusion::from_card(card),
         }
+    }
+
+    /// The occlusion map of one scored image, if the card asks for one and
+    /// the image scores high enough to be worth it. A failure costs only
+    /// the map: the image's score stands.
+    fn explain(&mut self, tensor: &[f32], outputs: &[f32], batch_size: usize) -> Option<Attention> {
+        let explain = self.explain.clone().filter(|e| e.wants(outputs))?;
+        let copies = explain.occluded(tensor, self.layout, self.item_shape);
+        let mut scores = Vec::with_capacity(copies.len());
+        for chunk in copies.chunks(batch_size.max(1)) {
+            let views: Vec<&[f32]> = chunk.iter().map(Vec::as_slice).collect();
+            match self.score(&views) {
+                Ok(s) => scores.extend(s),
+                Err(err) => {
+                    log::warn!("model {}: occlusion map not made: {}", self.id, crate::error::chain(&err));
+                    return None;
+                }
+            }
+        }
+        Some(explain.attention(outputs, &scores))
     }
 
     /// The model's card id.
@@ -269,6 +297,9 @@ pub fn run(mut sessions: Vec<ModelSession>, cfg: &InferConfig, rx: Receiver<Msg<
     let batch_size = cfg.batch_size.max(1);
     let timeout = Duration::from_millis(cfg.batch_timeout_ms);
     let mut pending: Vec<Option<Pending>> = sessions.iter().map(|_| None).collect();
+    if !cfg.explain {
+        sessions.iter_mut().for_each(|s| s.explain = None);
+    }
 
     loop {
         let next_deadline = pending.iter().flatten().map(|p| p.deadline).min();
@@ -284,7 +315,7 @@ pub fn run(mut sessions: Vec<ModelSession>, cfg: &InferConfig, rx: Receiver<Msg<
                     for m in 0..pending.len() {
                         if pending[m].as_ref().is_some_and(|p| p.deadline <= now) {
                             let items = pending[m].take().map(|p| p.items).unwrap_or_default();
-                            if !flush(&mut sessions[m], m, items, &tx) {
+                            if !flush(&mut sessions[m], m, items, &tx, batch_size) {
                                 return;
                             }
                         }
@@ -318,7 +349,7 @@ pub fn run(mut sessions: Vec<ModelSession>, cfg: &InferConfig, rx: Receiver<Msg<
         slot.items.push(prepared);
         if slot.items.len() >= batch_size {
             let items = pending[m].take().map(|p| p.items).unwrap_or_default();
-            if !flush(&mut sessions[m], m, items, &tx) {
+            if !flush(&mut sessions[m], m, items, &tx, batch_size) {
                 return;
             }
         }
@@ -326,7 +357,7 @@ pub fn run(mut sessions: Vec<ModelSession>, cfg: &InferConfig, rx: Receiver<Msg<
     // End of input: run what is left.
     for (m, slot) in pending.iter_mut().enumerate() {
         if let Some(p) = slot.take() {
-            if !flush(&mut sessions[m], m, p.items, &tx) {
+            if !flush(&mut sessions[m], m, p.items, &tx, batch_size) {
                 return;
             }
         }
@@ -336,7 +367,7 @@ pub fn run(mut sessions: Vec<ModelSession>, cfg: &InferConfig, rx: Receiver<Msg<
 /// Scores one model's batch and sends the results. A tensor of the wrong
 /// size is rejected alone; a failed run rejects the whole batch. Returns
 /// false when downstream has stopped.
-fn flush(session: &mut ModelSession, model: usize, items: Vec<Prepared>, tx: &Sender<Msg<Scored>>) -> bool {
+fn flush(session: &mut ModelSession, model: usize, items: Vec<Prepared>, tx: &Sender<Msg<Scored>>, batch_size: usize) -> bool {
     let mut good = Vec::with_capacity(items.len());
     for p in items {
         match session.check_input(&p.tensor) {
@@ -359,7 +390,8 @@ fn flush(session: &mut ModelSession, model: usize, items: Vec<Prepared>, tx: &Se
         Ok(outputs) => {
             let scored_at = chrono::Utc::now();
             for (p, outputs) in good.into_iter().zip(outputs) {
-                let scored = Scored { meta: Arc::clone(&p.meta), model, outputs, scored_at };
+                let attention = session.explain(&p.tensor, &outputs, batch_size);
+                let scored = Scored { meta: Arc::clone(&p.meta), model, outputs, attention, scored_at };
                 if tx.send(Ok(scored)).is_err() {
                     return false;
                 }

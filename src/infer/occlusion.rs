@@ -1,0 +1,119 @@
+//! Occlusion sensitivity: which parts of the image the score depends on,
+//! for models whose card asks for it (`[explain]`, see
+//! [`crate::model::ExplainSpec`]).
+//!
+//! Model-agnostic and honest: it measures the model's own output with parts
+//! of the input hidden, rather than a gradient the graph may not expose.
+//! Blanking sets a cell to 0 in the normalised tensor, the training mean.
+
+use crate::message::Attention;
+use crate::model::{ExplainSpec, Layout, ModelCard};
+
+/// A card's explanation settings resolved to label indices.
+#[derive(Debug, Clone)]
+pub struct Occlusion {
+    grid: usize,
+    labels: Vec<usize>,
+    at_least: f32,
+}
+
+impl Occlusion {
+    /// `None` when the card declares no explanation.
+    pub fn from_card(card: &ModelCard) -> Option<Self> {
+        let ExplainSpec { grid, labels, at_least, .. } = card.explain.as_ref()?;
+        let labels = labels.iter().filter_map(|l| card.label_index(l)).collect();
+        Some(Self { grid: *grid, labels, at_least: *at_least })
+    }
+
+    /// The score the map explains: the summed probability of the labels.
+    pub fn score(&self, outputs: &[f32]) -> f32 {
+        self.labels.iter().filter_map(|&i| outputs.get(i)).sum()
+    }
+
+    /// Whether an image scoring `outputs` is worth its grid² inferences.
+    pub fn wants(&self, outputs: &[f32]) -> bool {
+        self.score(outputs) >= self.at_least
+    }
+
+    /// One copy of `tensor` per grid cell, row by row, with that cell
+    /// blanked. `shape` is the per-image shape in `layout` (CHW or HWC).
+    pub fn occluded(&self, tensor: &[f32], layout: Layout, shape: [usize; 3]) -> Vec<Vec<f32>> {
+        let (channels, height, width) = match layout {
+            Layout::NCHW => (shape[0], shape[1], shape[2]),
+            Layout::NHWC => (shape[2], shape[0], shape[1]),
+        };
+        let span = |i: usize, n: usize| (i * n / self.grid, (i + 1) * n / self.grid);
+        let mut copies = Vec::with_capacity(self.grid * self.grid);
+        for row in 0..self.grid {
+            let (y0, y1) = span(row, height);
+            for col in 0..self.grid {
+                let (x0, x1) = span(col, width);
+                let mut copy = tensor.to_vec();
+                for y in y0..y1 {
+                    for x in x0..x1 {
+                        for c in 0..channels {
+                            let at = match layout {
+                                Layout::NCHW => (c * height + y) * width + x,
+                                Layout::NHWC => (y * width + x) * channels + c,
+                            };
+                            if let Some(v) = copy.get_mut(at) {
+                                *v = 0.0;
+                            }
+                        }
+                    }
+                }
+                copies.push(copy);
+            }
+        }
+        copies
+    }
+
+    /// The map from the image's own outputs and each occluded copy's: a
+    /// cell's weight is the score's fall when it is hidden (never below 0;
+    /// a rise means the cell argued against the finding).
+    pub fn attention(&self, outputs: &[f32], occluded: &[Vec<f32>]) -> Attention {
+        let base = self.score(outputs);
+        let cells = occluded.iter().map(|o| (base - self.score(o)).max(0.0)).collect();
+        Attention { grid: self.grid, score: base, cells }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn occlusion(grid: usize) -> Occlusion {
+        Occlusion { grid, labels: vec![1, 2], at_least: 0.5 }
+    }
+
+    #[test]
+    fn each_copy_blanks_exactly_its_cell_in_either_layout() {
+        let (c, h, w) = (3, 4, 6);
+        let ones = vec![1.0; c * h * w];
+        for (layout, shape) in [(Layout::NCHW, [c, h, w]), (Layout::NHWC, [h, w, c])] {
+            let copies = occlusion(2).occluded(&ones, layout, shape);
+            assert_eq!(copies.len(), 4);
+            for copy in &copies {
+                assert_eq!(copy.iter().filter(|v| **v == 0.0).count(), c * h * w / 4, "{layout:?}");
+            }
+            // Cell (row 1, col 0) of NCHW channel 0: y 2..4, x 0..3.
+            if layout == Layout::NCHW {
+                assert_eq!(copies[2][2 * w], 0.0);
+                assert_eq!(copies[2][2 * w + 3], 1.0);
+                assert_eq!(copies[2][0], 1.0);
+            }
+        }
+    }
+
+    #[test]
+    fn weights_are_the_fall_in_the_summed_score() {
+        let o = occlusion(2);
+        assert!(o.wants(&[0.1, 0.3, 0.3]) && !o.wants(&[0.9, 0.05, 0.05]));
+        let map = o.attention(&[0.0, 0.4, 0.4], &[vec![0.0, 0.1, 0.1], vec![0.0, 0.4, 0.4], vec![0.0, 0.5, 0.5], vec![0.0, 0.2, 0.4]]);
+        let expected = [0.6, 0.0, 0.0, 0.2];
+        assert_eq!(map.grid, 2);
+        for (a, b) in map.cells.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-6, "{:?}", map.cells);
+        }
+    }
+}
