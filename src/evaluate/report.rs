@@ -142,7 +142,10 @@ fn html(e: &Evaluation, plots: &[(&str, String)], rows: &[String], columns: &[St
     for (alt, data) in plots {
         let _ = write!(page, "<figure><img alt=\"{alt}\" src=\"data:image/png;base64,{data}\"><figcaption>{alt}</figcaption></figure>");
     }
-    page.push_str("</div><p class=\"note\">Every threshold is in operating_points.parquet; every figure in evaluation.json.</p></body></html>\n");
+    page.push_str("</div><p class=\"note\">Every threshold is in operating_points.parquet; every figure in evaluation.json.</p>");
+    // Records on <body> how many plots decoded, for whoever checks the page
+    // (the headless-browser test reads it from the rendered DOM).
+    page.push_str("<script>window.addEventListener('load',function(){var i=document.images,n=0;for(var k=0;k<i.length;k++){if(i[k].complete&&i[k].naturalWidth>0)n++;}document.body.dataset.imagesLoaded=n;document.body.dataset.images=i.length;});</script></body></html>\n");
     page
 }
 

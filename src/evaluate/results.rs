@@ -166,7 +166,7 @@ pub fn read_run(out: &Path) -> Result<RunInfo, Error> {
                 .collect()
         })
         .unwrap_or_default();
-    let shadow = run["shadow"].as_bool().or_else(|| run["config"]["sinks"]["shadow"].as_bool()).unwrap_or(false);
+    let shadow = run["shadow"].as_bool().unwrap_or(false);
     Ok(RunInfo {
         run_id: field("run_id"),
         software_version: field("software_version"),
