@@ -128,10 +128,10 @@ pub struct Sinks {
     state: Checkpoint,
     completed: Vec<String>,
     completed_instances: u64,
-    /// Thumbnails written since the last commit: their index entries and
-    /// paths (synced at the commit that records them).
+    /// Thumbnails written since the last commit (recorded by the next),
+    /// and the thread that syncs them meanwhile.
     completed_thumbs: Vec<thumbnails::ThumbEntry>,
-    unsynced_thumbs: Vec<PathBuf>,
+    thumb_syncer: thumbnails::Syncer,
 }
 
 /// Rows gathered before they go to the Parquet writer: enough for
@@ -169,7 +169,7 @@ impl Sinks {
             completed: Vec::new(),
             completed_instances: 0,
             completed_thumbs: Vec::new(),
-            unsynced_thumbs: Vec::new(),
+            thumb_syncer: thumbnails::Syncer::start(&out.join(thumbnails::DIR))?,
         })
     }
 
@@ -196,7 +196,7 @@ impl Sinks {
                 if self.frames.insert(count_key(&(&meta.instance.path, meta.frame_index))) {
                     if let Some((entry, path)) = thumbnails::write(&self.out.join(thumbnails::DIR), &self.run.key, meta)? {
                         self.completed_thumbs.push(entry);
-                        self.unsynced_thumbs.push(path);
+                        self.thumb_syncer.push(path);
                     }
                 }
                 self.files.insert(count_key(&meta.instance.path));
@@ -288,8 +288,7 @@ impl Sinks {
         for table in ROW_TABLES {
             sync_dir(&self.out.join(table))?;
         }
-        thumbnails::sync(&self.out.join(thumbnails::DIR), &self.unsynced_thumbs)?;
-        self.unsynced_thumbs.clear();
+        self.thumb_syncer.wait()?;
         self.state.thumbnails.append(&mut self.completed_thumbs);
         self.state.files.extend(self.completed.drain(..));
         self.state.instances += std::mem::take(&mut self.completed_instances);
