@@ -206,6 +206,14 @@ fn the_html_worklist_shows_the_csv_rows_in_order_with_every_thumbnail_and_workin
     assert_eq!(&visible, &[accession.clone()], "#q={accession}");
     let dom = render(&chromium, &html, "#band=NO_SUCH_BAND", &shots.join("worklist-none.png"));
     assert!(page_rows(&dom).iter().all(|r| !r.2), "an unknown band shows nothing");
+
+    // The image check can fail: a thumbnail gone from the share is counted
+    // as broken and shown as text.
+    std::fs::remove_file(&files[0]).expect("remove a thumbnail");
+    let dom = render(&chromium, &html, "#images=all", &shots.join("worklist-missing.png"));
+    assert_eq!(body_attr(&dom, "data-images-broken").as_deref(), Some("1"));
+    assert_eq!(body_attr(&dom, "data-images-loaded").as_deref(), Some("15"));
+    assert_eq!(dom.matches("class=\"missing\"").count(), 1, "a missing thumbnail is shown as text");
 }
 
 #[test]

@@ -177,4 +177,28 @@ mod tests {
         assert!(!out.join(CHECKPOINT).exists() && !out.join("images/part-r-00001.parquet").exists());
         assert!(out.join("images/notes.txt").exists(), "files we did not write stay");
     }
+
+    #[test]
+    fn thumbnails_of_uncommitted_files_go_on_resume_and_all_ours_go_with_force() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path();
+        let thumbs = out.join(thumbnails::DIR);
+        std::fs::create_dir_all(&thumbs).expect("mkdir");
+        let (kept, dropped) = (format!("{}-00000.jpg", "a".repeat(32)), format!("{}-00000.jpg", "b".repeat(32)));
+        for name in [kept.as_str(), dropped.as_str(), "x.jpg"] {
+            std::fs::write(thumbs.join(name), b"x").expect("write");
+        }
+        // Without any run of ours there, x.jpg makes the folder someone else's.
+        assert!(prepare(out, false, &fingerprint()).is_err());
+        std::fs::remove_file(thumbs.join("x.jpg")).expect("rm");
+        let mut state = Checkpoint::new("r".into(), chrono::Utc::now(), fingerprint());
+        state.thumbnails.push(thumbnails::ThumbEntry { study: "s".into(), file: kept.clone(), eye: "R".into(), field: String::new(), frame: 0, width: 1, height: 1 });
+        state.save(out).expect("save");
+        std::fs::write(thumbs.join("x.jpg"), b"x").expect("write");
+        prepare(out, false, &fingerprint()).expect("resume");
+        assert!(thumbs.join(&kept).exists() && !thumbs.join(&dropped).exists());
+        prepare(out, true, &fingerprint()).expect("force");
+        assert!(!thumbs.join(&kept).exists(), "--force starts thumbnails afresh");
+        assert!(thumbs.join("x.jpg").exists(), "files we did not write stay");
+    }
 }
