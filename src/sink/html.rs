@@ -256,6 +256,56 @@ mod tests {
         assert_eq!(escape("<script>alert('x')</script> & \"y\""), "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;y&quot;");
     }
 
+    fn study(name: &str, accession: &str, band: &str, uid: &str) -> StudyResult {
+        let header = crate::message::Header {
+            study_uid: crate::message::StudyUid::new(uid),
+            patient_name: name.into(),
+            patient_id: "P1".into(),
+            accession_number: accession.into(),
+            ..Default::default()
+        };
+        StudyResult {
+            rank: 1,
+            band: band.into(),
+            band_index: 0,
+            score: Some(0.5),
+            reason: "R3 suspected <b>".into(),
+            header: std::sync::Arc::new(header),
+            modalities: vec![],
+            images_scored: 0,
+            files_failed: 2,
+            files_skipped: 0,
+            models: vec![],
+            eyes: Default::default(),
+        }
+    }
+
+    #[test]
+    fn every_input_value_is_escaped_and_a_study_without_images_says_so() {
+        let key = PseudonymKey::from_hex(&"cd".repeat(32), "test").expect("key");
+        let studies = [study("<script>alert(1)</script>^A&B", "ACC\"><img src=x onerror=alert(1)>", "URGENT", "1.2.3"), study("X^Y", "A2", "NO_DISEASE", "1.2.4")];
+        let rows = super::super::worklist::rows(&studies, true);
+        let thumb = ThumbEntry {
+            study: thumbnails::study_group(&key, &studies[1].header).expect("group"),
+            file: "f-00000.jpg".into(),
+            eye: "L".into(),
+            field: "disc".into(),
+            frame: 0,
+            width: 192,
+            height: 144,
+        };
+        let bands = ["URGENT".to_string(), "NO_DISEASE".to_string()];
+        let info = PageInfo { run_id: "r<1>", software_version: "0", started_at: chrono::Utc::now(), finished_at: chrono::Utc::now(), attempts: 2, models: &[], bands: &bands, shadow: true };
+        let page = render(&studies, &rows, &[thumb], &key, &info);
+        assert!(!page.contains("<script>alert") && !page.contains("<img src=x") && !page.contains("<b>") && !page.contains("r<1>"), "unescaped input");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;, A&amp;B"));
+        assert!(page.contains("data-accession=\"ACC&quot;&gt;&lt;img src=x onerror=alert(1)&gt;\""));
+        assert!(page.contains("no images to show: 2 file(s) could not be read"));
+        assert!(page.contains("src=\"thumbnails/f-00000.jpg\"") && page.contains("left eye, disc"));
+        assert!(page.contains("id=\"shadow-banner\"") && page.contains("after 2 attempts"));
+        assert_eq!(page.matches("<script>").count(), 1, "only the page's own script");
+    }
+
     #[test]
     fn names_and_grades_read_as_words() {
         assert_eq!(person_name("WRIGHT^PATRICIA^ANN"), "WRIGHT, PATRICIA ANN");
