@@ -4,6 +4,7 @@
 #   .deps/pytools/      cmake from PyPI, only if the machine has none (JPEG-LS codec build)
 #   .deps/testdata/     pydicom's and pydicom-data's DICOM test files
 #   .deps/venv/         Python with DuckDB, pyarrow, polars, pydicom (checks, references)
+# and, for `make test` only, the system's chromium (apt) for the HTML page test.
 
 SHELL := /bin/bash
 DEPS := .deps
@@ -23,7 +24,7 @@ DEMO_OUT := out/demo
 # `nightscreen keygen` and keeps it with its secrets.
 DEMO_KEY := out/demo.key
 
-.PHONY: all build demo evaluate test bench ort testdata venv cmake doctor clean
+.PHONY: all build demo evaluate test bench ort testdata venv cmake chromium doctor clean
 
 all: build
 
@@ -32,6 +33,15 @@ cmake:
 	  echo "installing cmake from PyPI into $(DEPS)/pytools"; \
 	  python3 -m pip install -q --disable-pip-version-check --only-binary=:all: \
 	    --target $(DEPS)/pytools cmake==4.4.4; }
+
+# Headless Chromium for the HTML worklist test (tests/browser.rs), from
+# Debian's package when the machine has none (needs root, or sudo).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium (Debian package) for the browser test"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; }
 
 ort:
 	bash tools/fetch_ort.sh $(ORT_DIR)
@@ -61,7 +71,7 @@ DEMO_STUDIES := 200
 DEMO_SEED := 4
 DEMO_IN := out/demo-studies
 demo: build ort $(DEMO_KEY)
-	@start=$$(date +%s); 	$(BIN) synth --studies $(DEMO_STUDIES) --seed $(DEMO_SEED) --out $(DEMO_IN) --overwrite && 	$(BIN) run --config configs/desp.toml --key-file $(DEMO_KEY) --input $(DEMO_IN) --out $(DEMO_OUT) --force && 	echo && echo "worklist: $(DEMO_OUT)/worklist.csv (and .json)   tables: $(DEMO_OUT)/{images,studies,errors,skipped}/   audit: $(DEMO_OUT)/run.json, audit.jsonl" && 	python3 -c "import json;r=json.load(open('$(DEMO_OUT)/run.json'));c=r['counts'];b=c['bands'];print('studies per band:',', '.join(f'{k} {b.get(k,0)}' for k in ['URGENT','ROUTINE','UNGRADABLE','REVIEW','NO_DISEASE']));print('images scored',c['frames_scored'],'skipped',c['skipped'],'errors',c['errors'])" && 	echo && echo "compared with $(DEMO_IN)/truth.csv (synthetic truth; the model is NOT for clinical use):" && 	$(BIN) evaluate --results $(DEMO_OUT) --reference $(DEMO_IN)/truth.csv --key-file $(DEMO_KEY) && 	echo && echo "demo took $$(( $$(date +%s) - start )) s"
+	@start=$$(date +%s); 	$(BIN) synth --studies $(DEMO_STUDIES) --seed $(DEMO_SEED) --out $(DEMO_IN) --overwrite && 	$(BIN) run --config configs/desp.toml --key-file $(DEMO_KEY) --input $(DEMO_IN) --out $(DEMO_OUT) --force && 	echo && echo "worklist: $(DEMO_OUT)/worklist.html (and .csv, .json)   tables: $(DEMO_OUT)/{images,studies,errors,skipped}/   audit: $(DEMO_OUT)/run.json, audit.jsonl" && 	python3 -c "import json;r=json.load(open('$(DEMO_OUT)/run.json'));c=r['counts'];b=c['bands'];print('studies per band:',', '.join(f'{k} {b.get(k,0)}' for k in ['URGENT','ROUTINE','UNGRADABLE','REVIEW','NO_DISEASE']));print('images scored',c['frames_scored'],'skipped',c['skipped'],'errors',c['errors'])" && 	echo && echo "compared with $(DEMO_IN)/truth.csv (synthetic truth; the model is NOT for clinical use):" && 	$(BIN) evaluate --results $(DEMO_OUT) --reference $(DEMO_IN)/truth.csv --key-file $(DEMO_KEY) && 	echo && echo "demo took $$(( $$(date +%s) - start )) s"
 
 # Reproduces the held-out figures in models/dr-screen.toml [evaluation]:
 # the same synthetic batch (seed 3, never used for training or thresholds),
@@ -76,7 +86,7 @@ evaluate: build ort $(DEMO_KEY)
 	$(BIN) evaluate --key-file $(DEMO_KEY) --results $(EVAL_OUT) --reference $(EVAL_IN)/truth.csv
 	python3 tools/evaluate_desp.py $(EVAL_OUT) $(EVAL_IN)/truth.csv --check-targets --card models/dr-screen.toml
 
-test: cmake ort testdata venv
+test: cmake ort testdata venv chromium
 	NIGHTSCREEN_TESTDATA=$(CURDIR)/$(TESTDATA) NIGHTSCREEN_PYTHON=$(CURDIR)/$(VENV)/bin/python \
 	NIGHTSCREEN_STRICT=1 ORT_DYLIB_PATH=$(CURDIR)/$(ORT_DIR)/libonnxruntime.so \
 	  cargo test --release --locked

@@ -1,4 +1,5 @@
-//! Stage costs for `make bench`: decode, preprocess and inference of the
+//! Stage costs for `make bench`: decode, preprocess (thumbnail and model
+//! input) and inference of the
 //! shipped DR model, each on one thread, plus the whole pipeline on all
 //! cores. `tools/bench_report.py` turns the single-thread costs into the
 //! machine limit (cores ÷ core-seconds per image), so each bench here must
@@ -96,7 +97,8 @@ fn stages(c: &mut Criterion) {
     });
 
     // Preprocess works on a frame its worker has just decoded (in cache
-    // then too), so a few frames in turn are representative.
+    // then too), so a few frames in turn are representative. Its work per
+    // frame is the thumbnail and the model input (Preprocessor::apply).
     let frames = decode_all(&decoder, &fx.instances[..16.min(fx.instances.len())]);
     let pre = Preprocessor::new(std::slice::from_ref(&fx.model));
     let mut next = 0;
@@ -104,7 +106,8 @@ fn stages(c: &mut Criterion) {
         b.iter(|| {
             let frame = &frames[next % frames.len()].frame;
             next += 1;
-            pre.prepare(frame, 0).expect("prepare")
+            let thumbnail = nightscreen::thumbnail::make(frame).expect("thumbnail");
+            (thumbnail, pre.prepare(frame, 0).expect("prepare"))
         })
     });
 

@@ -22,6 +22,7 @@ pub mod progress;
 pub mod runtime;
 pub mod sink;
 pub mod synth;
+pub mod thumbnail;
 pub mod triage;
 
 pub use config::Config;

@@ -223,6 +223,9 @@ pub struct ImageMeta {
     pub width: u32,
     pub height: u32,
     pub stored: PixelStats,
+    /// A small JPEG of the frame for the HTML worklist, made by preprocess
+    /// (`None` until then, or if it could not be made).
+    pub thumbnail: Option<Arc<crate::thumbnail::Thumbnail>>,
 }
 
 /// One frame of an instance, decoded.

@@ -5,6 +5,9 @@
 //! card, not new code. The frame's pixels are dropped here: only tensors
 //! (a few hundred KiB each) wait in the infer queue.
 //!
+//! It also makes each frame's thumbnail ([`crate::thumbnail`]) while the
+//! pixels are at hand, and hands it on in the frame's [`ImageMeta`].
+//!
 //! Runs on the decode workers, right after each frame is decoded (see
 //! [`Preprocessor::apply`]): the frame is still in cache, and the cores
 //! that decode also shrink, instead of one preprocess thread falling behind.
@@ -16,7 +19,7 @@ use std::sync::Arc;
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
-use crate::message::{DecodedImage, Frame, Msg, Pixels, Prepared, Stage};
+use crate::message::{DecodedImage, Frame, ImageMeta, Msg, Pixels, Prepared, Stage};
 use crate::model::{ChannelOrder, InputSpec, Layout, VerifiedModel};
 
 /// Why a frame could not be turned into a tensor.
@@ -99,10 +102,18 @@ impl Preprocessor {
     /// per routed model and hands each to `send`. Returns false once `send`
     /// does: downstream has hung up.
     pub fn apply(&self, msg: Msg<DecodedImage>, mut send: impl FnMut(Msg<Prepared>) -> bool) -> bool {
-        let image = match msg {
+        let mut image = match msg {
             Ok(image) => image,
             Err(rejected) => return send(Err(rejected)),
         };
+        if !image.meta.instance.models.is_empty() && image.meta.thumbnail.is_none() {
+            // Once per frame, shared by every model's message. A frame
+            // without a thumbnail is still scored: the page says so.
+            match crate::thumbnail::make(&image.frame) {
+                Ok(t) => image.meta = Arc::new(ImageMeta { thumbnail: Some(Arc::new(t)), ..(*image.meta).clone() }),
+                Err(e) => log::warn!("{}: frame {}: no thumbnail: {e}", image.meta.instance.rel_path, image.meta.frame_index),
+            }
+        }
         for &model in &image.meta.instance.models {
             let out = self
                 .prepare(&image.frame, model)

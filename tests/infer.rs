@@ -225,7 +225,7 @@ fn meta(n: usize) -> Arc<ImageMeta> {
         header: Arc::new(Header::default()),
         models: vec![],
     };
-    Arc::new(ImageMeta { instance: Arc::new(instance), frame_index: 0, width: W as u32, height: H as u32, stored: PixelStats::default() })
+    Arc::new(ImageMeta { instance: Arc::new(instance), frame_index: 0, width: W as u32, height: H as u32, stored: PixelStats::default(), thumbnail: None })
 }
 
 #[test]

@@ -87,6 +87,23 @@ fn audit_events(out: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The rows of `worklist.html` (its table body: the header names the run
+/// and its times, which differ between any two runs).
+fn page_body(out: &Path) -> String {
+    let page = std::fs::read_to_string(out.join("worklist.html")).expect("worklist.html");
+    let start = page.find("<tbody>").expect("table body");
+    let end = page.find("</tbody>").expect("table body end");
+    page[start..end].to_string()
+}
+
+/// Every thumbnail's name and bytes, by name.
+fn thumbnails(out: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    util::every_entry(&out.join("thumbnails"))
+        .into_iter()
+        .map(|p| (p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), std::fs::read(&p).expect("thumbnail")))
+        .collect()
+}
+
 /// Starts a run and SIGKILLs it once `when` says so; true if it was
 /// killed, false if it finished first.
 fn kill_when(mut child: Child, when: impl Fn(Duration) -> bool) -> bool {
@@ -137,6 +154,10 @@ fn a_run_killed_at_random_moments_resumes_to_the_rows_of_an_uninterrupted_run() 
     let tables = ["images", "errors", "skipped", "studies"];
     let expected: Vec<Vec<String>> = tables.iter().map(|t| rows(&whole, t)).collect();
     let expected_worklist = std::fs::read_to_string(whole.join("worklist.csv")).expect("worklist");
+    let expected_page = page_body(&whole);
+    let expected_thumbnails = thumbnails(&whole);
+    assert_eq!(expected_thumbnails.len(), 96, "one thumbnail per scored image");
+    assert_eq!(expected_page.matches("<img ").count(), 96, "every thumbnail on the page");
     assert!(expected[0].len() >= 96 && expected[1].len() == 1, "{} image rows, {} errors", expected[0].len(), expected[1].len());
 
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
@@ -174,6 +195,8 @@ fn a_run_killed_at_random_moments_resumes_to_the_rows_of_an_uninterrupted_run() 
         }
         let worklist = std::fs::read_to_string(out.join("worklist.csv")).expect("worklist");
         assert_eq!(worklist, expected_worklist, "{case}: worklist differs");
+        assert_eq!(page_body(&out), expected_page, "{case}: worklist.html rows differ");
+        assert_eq!(thumbnails(&out), expected_thumbnails, "{case}: thumbnails differ");
         assert!(!out.join("checkpoint.json").exists(), "the checkpoint goes once run.json is written");
         let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).expect("run.json")).expect("json");
         let events = audit_events(&out);

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod browser;
 mod decode;
 mod desp;
 mod evaluate;

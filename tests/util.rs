@@ -50,6 +50,19 @@ pub fn python() -> Option<PathBuf> {
     if py.exists() { Some(py) } else { missing(&format!("python at {}", py.display())) }
 }
 
+/// Headless Chromium (`chromium` on the PATH, Debian's package; `make
+/// test` installs it), or `NIGHTSCREEN_CHROMIUM`.
+pub fn chromium() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("NIGHTSCREEN_CHROMIUM").map(PathBuf::from) {
+        return if path.exists() { Some(path) } else { missing(&format!("chromium at {}", path.display())) };
+    }
+    let found = std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("chromium")).find(|p| p.is_file()));
+    match found {
+        Some(path) => Some(path),
+        None => missing("chromium (headless browser for the HTML worklist test)"),
+    }
+}
+
 /// The pseudonymisation key the tests run with (a test key, not a secret).
 pub const TEST_KEY: &str = "5e1f0c6a9b2d4e8f7a3c1b0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f";
 

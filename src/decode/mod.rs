@@ -281,6 +281,7 @@ impl Decoder {
                     width: a.cols,
                     height: a.rows,
                     stored: stats,
+                    thumbnail: None,
                 };
                 Ok(DecodedImage {
                     meta: Arc::new(meta),

@@ -22,7 +22,7 @@ use crate::triage::BookSnapshot;
 pub const FILE_NAME: &str = "checkpoint.json";
 
 /// Bumped when the layout changes; an older checkpoint is not resumed.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// What must match for a run to be resumed rather than recomputed: rows of
 /// one run come from one software version, config and set of models.
@@ -59,6 +59,8 @@ pub struct Checkpoint {
     pub book: BookSnapshot,
     /// Committed error rows with their paths, for `failed_files.csv`.
     pub failures: Vec<super::failures::FailedFile>,
+    /// Thumbnails of the committed files, for `worklist.html` (format 2).
+    pub thumbnails: Vec<super::thumbnails::ThumbEntry>,
 }
 
 impl Checkpoint {
@@ -79,6 +81,7 @@ impl Checkpoint {
             file_keys: Vec::new(),
             book: BookSnapshot::default(),
             failures: Vec::new(),
+            thumbnails: Vec::new(),
         }
     }
 

@@ -8,16 +8,19 @@
 //! ([`checkpoint`]), so a killed run resumes from there. Tables: `images/`
 //! (one row per frame × model), `errors/` and `skipped/` (one row per file
 //! or frame without a result) and, once every image is in, `studies/` and
-//! the worklist.
+//! the worklist (CSV, JSON and a self-contained HTML page, [`html`], which
+//! shows each study's thumbnails from `thumbnails/`, [`thumbnails`]).
 
 pub mod audit;
 pub mod checkpoint;
 pub mod failures;
+pub mod html;
 pub mod ledger;
 pub mod outdir;
 mod parquet;
 pub mod report;
 pub mod tables;
+pub mod thumbnails;
 pub mod worklist;
 
 use std::collections::{BTreeMap, HashSet};
@@ -125,6 +128,10 @@ pub struct Sinks {
     state: Checkpoint,
     completed: Vec<String>,
     completed_instances: u64,
+    /// Thumbnails written since the last commit (recorded by the next),
+    /// and the thread that syncs them meanwhile.
+    completed_thumbs: Vec<thumbnails::ThumbEntry>,
+    thumb_syncer: thumbnails::Syncer,
 }
 
 /// Rows gathered before they go to the Parquet writer: enough for
@@ -139,7 +146,7 @@ impl Sinks {
     /// # Errors
     /// The output folder cannot be written.
     pub fn create(out: &Path, cfg: &SinkConfig, run: RunStamp, models: Vec<ModelStamp>, bands: Vec<String>, state: Checkpoint) -> Result<Self> {
-        for table in ROW_TABLES {
+        for table in ROW_TABLES.iter().chain(&[thumbnails::DIR]) {
             let dir = out.join(table);
             std::fs::create_dir_all(&dir).map_err(|source| Error::Output { path: dir, source })?;
         }
@@ -161,6 +168,8 @@ impl Sinks {
             state,
             completed: Vec::new(),
             completed_instances: 0,
+            completed_thumbs: Vec::new(),
+            thumb_syncer: thumbnails::Syncer::start(&out.join(thumbnails::DIR))?,
         })
     }
 
@@ -183,7 +192,13 @@ impl Sinks {
             Ok(finding) => {
                 self.state.counts.image_rows += 1;
                 let meta = &finding.scored.meta;
-                self.frames.insert(count_key(&(&meta.instance.path, meta.frame_index)));
+                // One thumbnail per frame, however many models scored it.
+                if self.frames.insert(count_key(&(&meta.instance.path, meta.frame_index))) {
+                    if let Some((entry, path)) = thumbnails::write(&self.out.join(thumbnails::DIR), &self.run.key, meta)? {
+                        self.completed_thumbs.push(entry);
+                        self.thumb_syncer.push(path);
+                    }
+                }
                 self.files.insert(count_key(&meta.instance.path));
                 self.pending_images.push(finding);
             }
@@ -273,6 +288,8 @@ impl Sinks {
         for table in ROW_TABLES {
             sync_dir(&self.out.join(table))?;
         }
+        self.thumb_syncer.wait()?;
+        self.state.thumbnails.append(&mut self.completed_thumbs);
         self.state.files.extend(self.completed.drain(..));
         self.state.instances += std::mem::take(&mut self.completed_instances);
         self.state.frame_keys = self.frames.iter().copied().collect();
@@ -314,7 +331,19 @@ impl Sinks {
         let mut part = PartWriter::create(&self.out.join("studies"), &self.run.run_id, &batch, self.row_group_rows)?;
         part.write(&batch)?;
         part.close()?;
-        worklist::write(&self.out, studies, self.shadow)?;
+        let rows = worklist::rows(studies, self.shadow);
+        worklist::write(&self.out, &rows)?;
+        let page = html::PageInfo {
+            run_id: &self.run.run_id,
+            software_version: &self.run.software_version,
+            started_at: self.state.started_at,
+            finished_at: chrono::Utc::now(),
+            attempts: self.state.attempt,
+            models: &self.models,
+            bands: &self.bands,
+            shadow: self.shadow,
+        };
+        html::write(&self.out, studies, &rows, &self.state.thumbnails, &self.run.key, &page)?;
         failures::write(&self.out, &self.state.failures)?;
         let mut counts = self.state.counts.clone();
         counts.frames_scored = self.frames.len() as u64;

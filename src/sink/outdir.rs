@@ -11,16 +11,33 @@
 use std::path::Path;
 
 use super::checkpoint::{Checkpoint, Fingerprint, FILE_NAME as CHECKPOINT};
-use super::ROW_TABLES;
+use super::{thumbnails, ROW_TABLES};
 use crate::error::{Error, Result};
 
 /// Files and folders a run writes into OUT; only these are ever replaced.
 /// `audit.jsonl` is not among them: it is only ever appended to.
-pub const OUR_OUTPUTS: &[&str] =
-    &["images", "studies", "errors", "skipped", "worklist.csv", "worklist.json", "failed_files.csv", "run.json", CHECKPOINT];
+/// In folders, only the entries [`is_ours`] recognises are.
+pub const OUR_OUTPUTS: &[&str] = &[
+    "images",
+    "studies",
+    "errors",
+    "skipped",
+    thumbnails::DIR,
+    "worklist.csv",
+    "worklist.json",
+    super::html::FILE_NAME,
+    "failed_files.csv",
+    "run.json",
+    CHECKPOINT,
+];
 
 fn is_part_file(name: &str) -> bool {
     name.starts_with("part-") || name.starts_with(".part-")
+}
+
+/// Whether an entry of one of our folders is a file we write there.
+fn is_ours(folder: &str, name: &str) -> bool {
+    if folder == thumbnails::DIR { thumbnails::is_ours(name) } else { is_part_file(name) }
 }
 
 /// Our output names already in `out` that no nightscreen run accounts for.
@@ -34,7 +51,7 @@ fn foreign_outputs(out: &Path) -> Vec<String> {
             let path = out.join(name);
             if path.is_dir() {
                 std::fs::read_dir(&path)
-                    .map(|entries| entries.flatten().any(|e| !e.file_name().to_str().is_some_and(is_part_file)))
+                    .map(|entries| entries.flatten().any(|e| !e.file_name().to_str().is_some_and(|n| is_ours(name, n))))
                     .unwrap_or(true)
             } else {
                 path.exists()
@@ -83,13 +100,14 @@ pub fn prepare(out: &Path, force: bool, fingerprint: &Fingerprint) -> Result<Opt
         )));
     }
     if force {
-        for name in OUR_OUTPUTS.iter().filter(|n| !ROW_TABLES.contains(n) && **n != "studies") {
+        for name in OUR_OUTPUTS.iter().filter(|n| !ROW_TABLES.contains(n) && !["studies", thumbnails::DIR].contains(n)) {
             match std::fs::remove_file(out.join(name)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
                 _ => {}
             }
         }
         remove_parts(out, None)?;
+        thumbnails::remove_except(out, &Default::default())?;
         std::fs::create_dir_all(out).map_err(io)?;
         return Ok(None);
     }
@@ -118,6 +136,12 @@ pub fn prepare(out: &Path, force: bool, fingerprint: &Fingerprint) -> Result<Opt
     let removed = remove_parts(out, resumed.as_ref())?;
     if removed > 0 {
         log::info!("removed {removed} uncommitted part file(s) left by an interrupted run");
+    }
+    // Likewise thumbnails: those of uncommitted files are made again.
+    let committed = resumed.iter().flat_map(|r| r.thumbnails.iter().map(|t| t.file.as_str())).collect();
+    let removed = thumbnails::remove_except(out, &committed)?;
+    if removed > 0 {
+        log::info!("removed {removed} thumbnail(s) of uncommitted files left by an interrupted run");
     }
     Ok(resumed)
 }
@@ -152,5 +176,29 @@ mod tests {
         assert!(prepare(out, true, &other).expect("force").is_none());
         assert!(!out.join(CHECKPOINT).exists() && !out.join("images/part-r-00001.parquet").exists());
         assert!(out.join("images/notes.txt").exists(), "files we did not write stay");
+    }
+
+    #[test]
+    fn thumbnails_of_uncommitted_files_go_on_resume_and_all_ours_go_with_force() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path();
+        let thumbs = out.join(thumbnails::DIR);
+        std::fs::create_dir_all(&thumbs).expect("mkdir");
+        let (kept, dropped) = (format!("{}-00000.jpg", "a".repeat(32)), format!("{}-00000.jpg", "b".repeat(32)));
+        for name in [kept.as_str(), dropped.as_str(), "x.jpg"] {
+            std::fs::write(thumbs.join(name), b"x").expect("write");
+        }
+        // Without any run of ours there, x.jpg makes the folder someone else's.
+        assert!(prepare(out, false, &fingerprint()).is_err());
+        std::fs::remove_file(thumbs.join("x.jpg")).expect("rm");
+        let mut state = Checkpoint::new("r".into(), chrono::Utc::now(), fingerprint());
+        state.thumbnails.push(thumbnails::ThumbEntry { study: "s".into(), file: kept.clone(), eye: "R".into(), field: String::new(), frame: 0, width: 1, height: 1 });
+        state.save(out).expect("save");
+        std::fs::write(thumbs.join("x.jpg"), b"x").expect("write");
+        prepare(out, false, &fingerprint()).expect("resume");
+        assert!(thumbs.join(&kept).exists() && !thumbs.join(&dropped).exists());
+        prepare(out, true, &fingerprint()).expect("force");
+        assert!(!thumbs.join(&kept).exists(), "--force starts thumbnails afresh");
+        assert!(thumbs.join("x.jpg").exists(), "files we did not write stay");
     }
 }

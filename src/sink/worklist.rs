@@ -1,6 +1,7 @@
 //! The graders' worklist: one row per study, most urgent first, each saying
 //! why in words. Unlike the analyst tables it carries patient identifiers,
 //! because a grader must find the patient; keep it where clinical data lives.
+//! The same rows go to `worklist.html` ([`super::html`]).
 
 use std::path::Path;
 
@@ -38,7 +39,9 @@ pub struct WorklistRow<'a> {
     pub models: String,
 }
 
-fn rows(studies: &[StudyResult], shadow: bool) -> Vec<WorklistRow<'_>> {
+/// The worklist's rows, in the studies' order (most urgent first): the
+/// one definition that CSV, JSON and HTML all write.
+pub fn rows(studies: &[StudyResult], shadow: bool) -> Vec<WorklistRow<'_>> {
     studies
         .iter()
         .map(|s| WorklistRow {
@@ -64,12 +67,12 @@ fn rows(studies: &[StudyResult], shadow: bool) -> Vec<WorklistRow<'_>> {
         .collect()
 }
 
-/// Writes `worklist.csv` and `worklist.json` into `out` (via temporary files).
+/// Writes `worklist.csv` and `worklist.json` of [`rows`] into `out` (via
+/// temporary files).
 ///
 /// # Errors
 /// A file cannot be written.
-pub fn write(out: &Path, studies: &[StudyResult], shadow: bool) -> Result<()> {
-    let rows = rows(studies, shadow);
+pub fn write(out: &Path, rows: &[WorklistRow<'_>]) -> Result<()> {
     let csv_path = out.join("worklist.csv");
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -78,7 +81,7 @@ pub fn write(out: &Path, studies: &[StudyResult], shadow: bool) -> Result<()> {
     let mut csv_bytes = Vec::new();
     {
         let mut w = csv::Writer::from_writer(&mut csv_bytes);
-        for row in &rows {
+        for row in rows {
             w.serialize(row).map_err(|e| Error::Output { path: csv_path.clone(), source: std::io::Error::other(e) })?;
         }
         w.flush().map_err(io(&csv_path))?;
@@ -89,6 +92,6 @@ pub fn write(out: &Path, studies: &[StudyResult], shadow: bool) -> Result<()> {
     }
     super::write_atomically(&csv_path, &csv_bytes)?;
     let json_path = out.join("worklist.json");
-    let json = serde_json::to_vec_pretty(&rows).map_err(|e| Error::Output { path: json_path.clone(), source: std::io::Error::other(e) })?;
+    let json = serde_json::to_vec_pretty(rows).map_err(|e| Error::Output { path: json_path.clone(), source: std::io::Error::other(e) })?;
     super::write_atomically(&json_path, &json)
 }

@@ -284,7 +284,7 @@ mod tests {
     fn scored(study: &str, laterality: &str, outputs: Vec<f32>) -> Scored {
         let header = Header { study_uid: StudyUid::new(study), laterality: laterality.into(), modality: "OP".into(), ..Header::default() };
         let instance = Arc::new(Instance { path: format!("/{study}/{laterality}.dcm").into(), rel_path: String::new(), header: Arc::new(header), models: vec![0] });
-        let meta = Arc::new(ImageMeta { instance, frame_index: 0, width: 8, height: 8, stored: PixelStats::default() });
+        let meta = Arc::new(ImageMeta { instance, frame_index: 0, width: 8, height: 8, stored: PixelStats::default(), thumbnail: None });
         Scored { meta, model: 0, outputs, attention: None, scored_at: chrono::Utc::now() }
     }
 

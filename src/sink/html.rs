@@ -1,0 +1,318 @@
+//! `OUT/worklist.html`: the graders' worklist as one self-contained page.
+//!
+//! The same rows in the same order as `worklist.csv` (built by
+//! [`super::worklist`]), with band colours and the band in words, each
+//! eye's grade, the reason, the patient, and the study's thumbnails
+//! (`thumbnails/`, by relative path). Style and script are inline and the
+//! page fetches nothing else, so it opens from a file share with no server
+//! or network. Every value from an input is HTML-escaped here; the script
+//! only reads data attributes and writes text, never markup.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::thumbnails::{self, ThumbEntry};
+use super::worklist::{WorklistRow, SHADOW_NOTICE};
+use super::ModelStamp;
+use crate::error::Result;
+use crate::privacy::PseudonymKey;
+use crate::triage::StudyResult;
+
+const CSS: &str = include_str!("assets/worklist.css");
+const JS: &str = include_str!("assets/worklist.js");
+
+/// File name under OUT.
+pub const FILE_NAME: &str = "worklist.html";
+
+/// The page's provenance header: which run, software and models, when.
+pub struct PageInfo<'a> {
+    pub run_id: &'a str,
+    pub software_version: &'a str,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub finished_at: chrono::DateTime<chrono::Utc>,
+    pub attempts: u32,
+    pub models: &'a [ModelStamp],
+    /// The configured bands, most urgent first (the filter's checkboxes).
+    pub bands: &'a [String],
+    pub shadow: bool,
+}
+
+/// Escapes text for HTML element content and double- or single-quoted
+/// attribute values alike.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The CSS class of a band's colour. Bands are config names; those the
+/// page knows get their colour, any other a neutral grey (still labelled).
+fn band_class(band: &str) -> &'static str {
+    match band {
+        "URGENT" => "band-urgent",
+        "ROUTINE" => "band-routine",
+        "UNGRADABLE" => "band-ungradable",
+        "REVIEW" => "band-review",
+        "NO_DISEASE" => "band-no-disease",
+        _ => "band-other",
+    }
+}
+
+/// A DESP grade ("R2M1", "U") in words for the grader.
+fn grade_words(grade: &str) -> String {
+    if grade == "U" {
+        return "ungradable".into();
+    }
+    let r = match grade.get(..2) {
+        Some("R0") => "no retinopathy",
+        Some("R1") => "background retinopathy",
+        Some("R2") => "pre-proliferative retinopathy",
+        Some("R3") => "proliferative retinopathy",
+        _ => return String::new(),
+    };
+    if grade.ends_with("M1") { format!("{r}; maculopathy") } else { format!("{r}; no maculopathy") }
+}
+
+/// "FAMILY^GIVEN^MIDDLE" (DICOM PN) as "FAMILY, GIVEN MIDDLE".
+fn person_name(pn: &str) -> String {
+    let mut parts = pn.split('=').next().unwrap_or("").split('^').map(str::trim);
+    let family = parts.next().unwrap_or("");
+    let rest: Vec<&str> = parts.filter(|p| !p.is_empty()).collect();
+    match (family.is_empty(), rest.is_empty()) {
+        (_, true) => family.to_string(),
+        (true, false) => rest.join(" "),
+        (false, false) => format!("{family}, {}", rest.join(" ")),
+    }
+}
+
+fn eye_words(eye: &str) -> &'static str {
+    match eye {
+        "R" => "right eye",
+        "L" => "left eye",
+        "B" => "both eyes",
+        _ => "eye not recorded",
+    }
+}
+
+/// Right eye first, macula before disc, then frame: the order graders read.
+fn image_order(t: &ThumbEntry) -> (u8, u8, u32, String) {
+    let eye = match t.eye.as_str() { "R" => 0, "L" => 1, _ => 2 };
+    let field = match t.field.as_str() { "macula" => 0, "disc" => 1, _ => 2 };
+    (eye, field, t.frame, t.file.clone())
+}
+
+fn eye_cell(page: &mut String, grade: &str) {
+    if grade.is_empty() {
+        page.push_str("<td><span class=\"sub\">not graded</span></td>");
+    } else {
+        let _ = write!(page, "<td><span class=\"grade\">{}</span><span class=\"words\">{}</span></td>", escape(grade), escape(&grade_words(grade)));
+    }
+}
+
+fn images_cell(page: &mut String, thumbs: Option<&Vec<&ThumbEntry>>, row: &WorklistRow<'_>) {
+    page.push_str("<td><div class=\"images\">");
+    match thumbs {
+        Some(list) if !list.is_empty() => {
+            for t in list {
+                let caption = [eye_words(&t.eye), t.field.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(", ");
+                let _ = write!(
+                    page,
+                    "<figure><img class=\"thumb\" src=\"{dir}/{file}\" width=\"{w}\" height=\"{h}\" alt=\"{alt}\" loading=\"lazy\" decoding=\"async\"><figcaption>{cap}</figcaption></figure>",
+                    dir = thumbnails::DIR,
+                    file = escape(&t.file),
+                    w = t.width,
+                    h = t.height,
+                    alt = escape(&caption),
+                    cap = escape(&caption),
+                );
+            }
+        }
+        _ => {
+            let why = if row.files_failed > 0 { format!("no images to show: {} file(s) could not be read", row.files_failed) } else { "no images to show".to_string() };
+            let _ = write!(page, "<span class=\"no-images\">{}</span>", escape(&why));
+        }
+    }
+    page.push_str("</div></td>");
+}
+
+fn header(page: &mut String, info: &PageInfo<'_>, rows: &[WorklistRow<'_>]) {
+    let time = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    let models = info.models.iter().map(|m| format!("{} {} (sha256 {})", m.id, m.version, m.sha256.get(..12).unwrap_or(&m.sha256))).collect::<Vec<_>>().join("; ");
+    let mut counts: Vec<String> = Vec::new();
+    for band in info.bands {
+        let n = rows.iter().filter(|r| r.band == band).count();
+        counts.push(format!("{band} {n}"));
+    }
+    page.push_str("<header>");
+    if info.shadow {
+        let _ = write!(page, "<div class=\"shadow-banner\" id=\"shadow-banner\" role=\"alert\">{}</div>", escape(SHADOW_NOTICE));
+    }
+    let _ = write!(page, "<h1>Screening worklist — {} stud{}</h1><dl class=\"provenance\">", rows.len(), if rows.len() == 1 { "y" } else { "ies" });
+    for (label, value) in [
+        ("Run", info.run_id.to_string()),
+        ("Started", time(info.started_at)),
+        ("Finished", format!("{}{}", time(info.finished_at), if info.attempts > 1 { format!(" (after {} attempts)", info.attempts) } else { String::new() })),
+        ("Software", format!("nightscreen {}", info.software_version)),
+        ("Model(s)", models),
+        ("Bands", counts.join(", ")),
+    ] {
+        let _ = write!(page, "<dt>{}</dt><dd>{}</dd>", escape(label), escape(&value));
+    }
+    page.push_str("</dl></header>");
+}
+
+fn controls(page: &mut String, info: &PageInfo<'_>, rows: usize) {
+    page.push_str("<form class=\"controls\" onsubmit=\"return false\"><fieldset><legend>Bands</legend>");
+    for band in info.bands {
+        let _ = write!(page, "<label class=\"{}\"><input type=\"checkbox\" name=\"band\" value=\"{b}\" checked> <span class=\"band\">{b}</span></label>", band_class(band), b = escape(band));
+    }
+    let _ = write!(
+        page,
+        "</fieldset><label>Accession or patient ID <input type=\"search\" id=\"q\" autocomplete=\"off\"></label>\
+         <span><span id=\"shown\">{rows}</span> of {rows} studies shown</span></form>"
+    );
+}
+
+/// The whole page.
+pub fn render(studies: &[StudyResult], rows: &[WorklistRow<'_>], thumbs: &[ThumbEntry], key: &PseudonymKey, info: &PageInfo<'_>) -> String {
+    let mut by_study: HashMap<&str, Vec<&ThumbEntry>> = HashMap::new();
+    for t in thumbs {
+        by_study.entry(t.study.as_str()).or_default().push(t);
+    }
+    for list in by_study.values_mut() {
+        list.sort_by_key(|t| image_order(t));
+        list.dedup_by(|a, b| a.file == b.file);
+    }
+    let mut page = String::with_capacity(4096 + rows.len() * 1500);
+    page.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
+    let _ = write!(page, "<title>{}Worklist {}</title><style>{CSS}</style></head>\n", if info.shadow { "SHADOW — " } else { "" }, escape(info.run_id));
+    let _ = write!(page, "<body data-shadow=\"{}\" data-rows=\"{}\">", info.shadow, rows.len());
+    header(&mut page, info, rows);
+    controls(&mut page, info, rows.len());
+    page.push_str("<main><table id=\"worklist\"><thead><tr><th>Rank</th><th>Band</th><th>Right eye</th><th>Left eye</th><th>Reason</th><th>Patient</th><th>Accession</th><th>Study</th><th>Images</th></tr></thead><tbody>\n");
+    for (study, row) in studies.iter().zip(rows) {
+        let group = thumbnails::study_group(key, &study.header);
+        let _ = write!(
+            page,
+            "<tr class=\"{class}\" data-rank=\"{rank}\" data-band=\"{band}\" data-accession=\"{acc}\" data-patient-id=\"{pid}\"><td class=\"rank\">{rank}</td><td><span class=\"band\">{band}</span>{score}</td>",
+            class = band_class(row.band),
+            rank = row.rank,
+            band = escape(row.band),
+            acc = escape(row.accession_number),
+            pid = escape(row.patient_id),
+            score = row.score.map(|s| format!("<span class=\"sub\">score {s:.2}</span>")).unwrap_or_default(),
+        );
+        eye_cell(&mut page, row.right_eye);
+        eye_cell(&mut page, row.left_eye);
+        let _ = write!(page, "<td>{}", escape(row.reason));
+        if !row.notice.is_empty() {
+            let _ = write!(page, "<span class=\"sub shadow-note\">{}</span>", escape(row.notice));
+        }
+        let _ = write!(
+            page,
+            "</td><td>{name}<span class=\"sub\">ID {pid}</span></td><td>{acc}</td><td>{date}<span class=\"sub\">{desc}</span><span class=\"sub\">{n} image(s) scored{failed}</span></td>",
+            name = escape(&person_name(row.patient_name)),
+            pid = escape(row.patient_id),
+            acc = escape(row.accession_number),
+            date = escape(&row.study_datetime.as_deref().map(|d| d.replacen('T', " ", 1)).unwrap_or_else(|| "date not recorded".into())),
+            desc = escape(row.study_description),
+            n = row.images_scored,
+            failed = if row.files_failed > 0 { format!(", {} unreadable", row.files_failed) } else { String::new() },
+        );
+        images_cell(&mut page, group.as_deref().and_then(|g| by_study.get(g)), row);
+        page.push_str("</tr>\n");
+    }
+    if rows.is_empty() {
+        page.push_str("<tr><td colspan=\"9\">No studies in this run.</td></tr>");
+    }
+    let _ = write!(page, "</tbody></table></main><script>{JS}</script></body></html>\n");
+    page
+}
+
+/// Writes `OUT/worklist.html` (via a temporary file).
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write(out: &Path, studies: &[StudyResult], rows: &[WorklistRow<'_>], thumbs: &[ThumbEntry], key: &PseudonymKey, info: &PageInfo<'_>) -> Result<()> {
+    super::write_atomically(&out.join(FILE_NAME), render(studies, rows, thumbs, key, info).as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_quotes() {
+        assert_eq!(escape("<script>alert('x')</script> & \"y\""), "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;y&quot;");
+    }
+
+    fn study(name: &str, accession: &str, band: &str, uid: &str) -> StudyResult {
+        let header = crate::message::Header {
+            study_uid: crate::message::StudyUid::new(uid),
+            patient_name: name.into(),
+            patient_id: "P1".into(),
+            accession_number: accession.into(),
+            ..Default::default()
+        };
+        StudyResult {
+            rank: 1,
+            band: band.into(),
+            band_index: 0,
+            score: Some(0.5),
+            reason: "R3 suspected <b>".into(),
+            header: std::sync::Arc::new(header),
+            modalities: vec![],
+            images_scored: 0,
+            files_failed: 2,
+            files_skipped: 0,
+            models: vec![],
+            eyes: Default::default(),
+        }
+    }
+
+    #[test]
+    fn every_input_value_is_escaped_and_a_study_without_images_says_so() {
+        let key = PseudonymKey::from_hex(&"cd".repeat(32), "test").expect("key");
+        let studies = [study("<script>alert(1)</script>^A&B", "ACC\"><img src=x onerror=alert(1)>", "URGENT", "1.2.3"), study("X^Y", "A2", "NO_DISEASE", "1.2.4")];
+        let rows = super::super::worklist::rows(&studies, true);
+        let thumb = ThumbEntry {
+            study: thumbnails::study_group(&key, &studies[1].header).expect("group"),
+            file: "f-00000.jpg".into(),
+            eye: "L".into(),
+            field: "disc".into(),
+            frame: 0,
+            width: 192,
+            height: 144,
+        };
+        let bands = ["URGENT".to_string(), "NO_DISEASE".to_string()];
+        let info = PageInfo { run_id: "r<1>", software_version: "0", started_at: chrono::Utc::now(), finished_at: chrono::Utc::now(), attempts: 2, models: &[], bands: &bands, shadow: true };
+        let page = render(&studies, &rows, &[thumb], &key, &info);
+        assert!(!page.contains("<script>alert") && !page.contains("<img src=x") && !page.contains("<b>") && !page.contains("r<1>"), "unescaped input");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;, A&amp;B"));
+        assert!(page.contains("data-accession=\"ACC&quot;&gt;&lt;img src=x onerror=alert(1)&gt;\""));
+        assert!(page.contains("no images to show: 2 file(s) could not be read"));
+        assert!(page.contains("src=\"thumbnails/f-00000.jpg\"") && page.contains("left eye, disc"));
+        assert!(page.contains("id=\"shadow-banner\"") && page.contains("after 2 attempts"));
+        assert_eq!(page.matches("<script>").count(), 1, "only the page's own script");
+    }
+
+    #[test]
+    fn names_and_grades_read_as_words() {
+        assert_eq!(person_name("WRIGHT^PATRICIA^ANN"), "WRIGHT, PATRICIA ANN");
+        assert_eq!(person_name("WRIGHT"), "WRIGHT");
+        assert_eq!(person_name("^PAT"), "PAT");
+        assert_eq!(grade_words("R3M1"), "proliferative retinopathy; maculopathy");
+        assert_eq!(grade_words("U"), "ungradable");
+        assert_eq!(grade_words("??"), "");
+    }
+}
