@@ -260,6 +260,8 @@ pub struct Scored {
 /// of the model's input, each the fall in `score` when that cell is hidden.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attention {
+    /// The labels whose summed probability the map explains ("r3").
+    pub explains: String,
     pub grid: usize,
     pub score: f32,
     pub cells: Vec<f32>,

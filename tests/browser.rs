@@ -239,3 +239,62 @@ fn a_shadow_run_page_carries_the_banner() {
     assert_eq!(body_attr(&dom, "data-shadow").as_deref(), Some("true"));
     assert_eq!(page_rows(&dom).len(), 2);
 }
+
+/// A shadow pilot's two pages: the evaluation report (`nightscreen
+/// evaluate`) with its plots decoded and the banner, and the worklist with
+/// one occlusion map over exactly each image the card asks to explain
+/// (p(r3) ≥ 0.5), and none under `--no-explain`.
+#[test]
+fn the_evaluation_report_renders_and_the_worklist_shows_attention_maps() {
+    let (Some(chromium), Some(_)) = (util::chromium(), util::onnxruntime()) else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (input, out) = (dir.path().join("in"), dir.path().join("out"));
+    util::synth_studies(&input, 40, 4);
+    let run = |extra: &[&str]| {
+        let r = util::nightscreen()
+            .args(["run", "--quiet", "--shadow", "--force", "--config", "configs/desp.toml", "--input"])
+            .arg(&input)
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .output()
+            .expect("run");
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    };
+    run(&[]);
+    let evaluate = util::nightscreen()
+        .args(["evaluate", "--resamples", "100", "--results"])
+        .arg(&out)
+        .arg("--reference")
+        .arg(input.join("truth.csv"))
+        .output()
+        .expect("evaluate");
+    assert!(evaluate.status.success(), "{}", String::from_utf8_lossy(&evaluate.stderr));
+
+    let shots = screenshot_dir();
+    let dom = render(&chromium, &out.join("evaluation/report.html"), "", &shots.join("evaluation-report.png"));
+    assert_screenshot(&shots.join("evaluation-report.png"));
+    assert_eq!(body_attr(&dom, "data-images").as_deref(), Some("4"), "four plots on the page");
+    assert_eq!(body_attr(&dom, "data-images-loaded").as_deref(), Some("4"), "every plot decoded");
+    assert!(dom.contains("id=\"shadow-banner\""), "a shadow run's report says so");
+    for table in ["per-eye", "per-study"] {
+        let at = dom.find(&format!("id=\"{table}\"")).unwrap_or_else(|| panic!("no {table} table"));
+        let rows = tags(&dom[at..at + dom[at..].find("</table>").expect("table end")], "tr");
+        let targets: Vec<&str> = rows.iter().filter_map(|t| attr(t, "data-target")).collect();
+        assert_eq!(targets, ["referable", "r3", "m1", "ungradable"], "{table}");
+    }
+
+    // One map per image the card explains, each a 4 × 4 grid.
+    let images = util::read_table(&out, "images");
+    let explained = util::outputs(&images).iter().filter(|o| o[3] >= 0.5).count();
+    assert!(explained > 0, "the fixed set has no image with p(r3) >= 0.5");
+    let dom = render(&chromium, &out.join("worklist.html"), "#images=all", &shots.join("worklist-attention.png"));
+    let maps: Vec<&str> = dom.match_indices("class=\"attention\"").map(|(i, _)| &dom[i..i + dom[i..].find("</div>").expect("map end")]).collect();
+    assert_eq!(maps.len(), explained, "one occlusion map per explained image");
+    assert!(maps.iter().all(|m| m.matches("<i ").count() == 16), "4 × 4 cells each");
+    assert!(maps.iter().all(|m| m.contains("opacity: 0.6") || m.contains("opacity:0.6")), "each map tints its strongest cell fully");
+
+    run(&["--no-explain"]);
+    let page = std::fs::read_to_string(out.join("worklist.html")).expect("worklist.html");
+    assert!(!page.contains("class=\"attention\""), "--no-explain makes no maps");
+}

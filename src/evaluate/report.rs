@@ -12,7 +12,7 @@ use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use base64::Engine as _;
 use parquet::arrow::ArrowWriter;
 
-use super::compare::Figures;
+use super::compare::{Figures, TARGETS};
 use super::metrics::Proportion;
 use super::plots::{self, number};
 use super::{Error, Evaluation};
@@ -151,7 +151,8 @@ fn html(e: &Evaluation, plots: &[(&str, String)], rows: &[String], columns: &[St
 
 fn figure_table(page: &mut String, level: &str, figures: &BTreeMap<&'static str, Figures>) {
     let _ = write!(page, "<h2>Per {level}</h2><table class=\"figures\" id=\"per-{level}\"><tr><th>Target</th><th>Cases</th><th>Positive</th><th>TP / FP / TN / FN</th><th>Sensitivity</th><th>Specificity</th><th>PPV</th><th>NPV</th><th>AUC (95 % CI)</th></tr>");
-    for (name, f) in figures {
+    // In the order of TARGETS (referable first), not the map's alphabetical one.
+    for (name, f) in TARGETS.iter().filter_map(|t| figures.get(t.name).map(|f| (t.name, f))) {
         let c = &f.confusion;
         let auc = if f.auc.auc.is_finite() { format!("{} ({}–{})", number(f.auc.auc), number(f.auc.lower), number(f.auc.upper)) } else { "n/a".into() };
         let _ = write!(

@@ -12,6 +12,8 @@ use crate::model::{ExplainSpec, Layout, ModelCard};
 /// A card's explanation settings resolved to label indices.
 #[derive(Debug, Clone)]
 pub struct Occlusion {
+    /// The label names, joined with "+", for the map's caption.
+    explains: String,
     grid: usize,
     labels: Vec<usize>,
     at_least: f32,
@@ -21,8 +23,9 @@ impl Occlusion {
     /// `None` when the card declares no explanation.
     pub fn from_card(card: &ModelCard) -> Option<Self> {
         let ExplainSpec { grid, labels, at_least, .. } = card.explain.as_ref()?;
+        let explains = labels.join("+");
         let labels = labels.iter().filter_map(|l| card.label_index(l)).collect();
-        Some(Self { grid: *grid, labels, at_least: *at_least })
+        Some(Self { explains, grid: *grid, labels, at_least: *at_least })
     }
 
     /// The score the map explains: the summed probability of the labels.
@@ -74,7 +77,7 @@ impl Occlusion {
     pub fn attention(&self, outputs: &[f32], occluded: &[Vec<f32>]) -> Attention {
         let base = self.score(outputs);
         let cells = occluded.iter().map(|o| (base - self.score(o)).max(0.0)).collect();
-        Attention { grid: self.grid, score: base, cells }
+        Attention { explains: self.explains.clone(), grid: self.grid, score: base, cells }
     }
 }
 
@@ -83,7 +86,7 @@ mod tests {
     use super::*;
 
     fn occlusion(grid: usize) -> Occlusion {
-        Occlusion { grid, labels: vec![1, 2], at_least: 0.5 }
+        Occlusion { explains: "b+c".into(), grid, labels: vec![1, 2], at_least: 0.5 }
     }
 
     #[test]

@@ -127,14 +127,17 @@ fn images_cell(page: &mut String, thumbs: Option<&Vec<&ThumbEntry>>, row: &Workl
                 let caption = [eye_words(&t.eye), t.field.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(", ");
                 let _ = write!(
                     page,
-                    "<figure><img class=\"thumb\" src=\"{dir}/{file}\" width=\"{w}\" height=\"{h}\" alt=\"{alt}\" loading=\"lazy\" decoding=\"async\"><figcaption>{cap}</figcaption></figure>",
+                    "<figure><div class=\"frame\"><img class=\"thumb\" src=\"{dir}/{file}\" width=\"{w}\" height=\"{h}\" alt=\"{alt}\" loading=\"lazy\" decoding=\"async\">",
                     dir = thumbnails::DIR,
                     file = escape(&t.file),
                     w = t.width,
                     h = t.height,
                     alt = escape(&caption),
-                    cap = escape(&caption),
                 );
+                if let Some(map) = &t.attention {
+                    attention_overlay(page, map);
+                }
+                let _ = write!(page, "</div><figcaption>{}</figcaption></figure>", escape(&caption));
             }
         }
         _ => {
@@ -143,6 +146,23 @@ fn images_cell(page: &mut String, thumbs: Option<&Vec<&ThumbEntry>>, row: &Workl
         }
     }
     page.push_str("</div></td>");
+}
+
+/// The occlusion map over its thumbnail: one translucent cell per grid
+/// cell, the strongest fully tinted. The model saw the whole frame
+/// stretched to its input, so the grid lies over the whole thumbnail.
+fn attention_overlay(page: &mut String, map: &thumbnails::AttentionMap) {
+    let strongest = map.cells.iter().copied().fold(0.0f32, f32::max);
+    let title = format!(
+        "Occlusion map: the brighter the cyan, the further p({}) = {:.2} fell when the model could not see that part (most: {:.2})",
+        map.explains, map.score, strongest
+    );
+    let _ = write!(page, "<div class=\"attention\" title=\"{}\" style=\"grid-template-columns:repeat({},1fr)\">", escape(&title), map.grid.clamp(1, 16));
+    for &cell in &map.cells {
+        let weight = if strongest > 0.0 { (cell / strongest).clamp(0.0, 1.0) } else { 0.0 };
+        let _ = write!(page, "<i style=\"opacity:{:.2}\"></i>", 0.6 * weight);
+    }
+    page.push_str("</div>");
 }
 
 fn header(page: &mut String, info: &PageInfo<'_>, rows: &[WorklistRow<'_>]) {
@@ -179,6 +199,7 @@ fn controls(page: &mut String, info: &PageInfo<'_>, rows: usize) {
     let _ = write!(
         page,
         "</fieldset><label>Accession or patient ID <input type=\"search\" id=\"q\" autocomplete=\"off\"></label>\
+         <label><input type=\"checkbox\" id=\"show-attention\" checked> model attention (occlusion maps)</label>\
          <span><span id=\"shown\">{rows}</span> of {rows} studies shown</span></form>"
     );
 }
@@ -293,6 +314,7 @@ mod tests {
             frame: 0,
             width: 192,
             height: 144,
+            attention: Some(thumbnails::AttentionMap { explains: "r3".into(), score: 0.9, grid: 2, cells: vec![0.4, 0.0, 0.2, 0.1] }),
         };
         let bands = ["URGENT".to_string(), "NO_DISEASE".to_string()];
         let info = PageInfo { run_id: "r<1>", software_version: "0", started_at: chrono::Utc::now(), finished_at: chrono::Utc::now(), attempts: 2, models: &[], bands: &bands, shadow: true };
@@ -302,6 +324,7 @@ mod tests {
         assert!(page.contains("data-accession=\"ACC&quot;&gt;&lt;img src=x onerror=alert(1)&gt;\""));
         assert!(page.contains("no images to show: 2 file(s) could not be read"));
         assert!(page.contains("src=\"thumbnails/f-00000.jpg\"") && page.contains("left eye, disc"));
+        assert!(page.contains("grid-template-columns:repeat(2,1fr)") && page.contains("<i style=\"opacity:0.60\"></i><i style=\"opacity:0.00\"></i><i style=\"opacity:0.30\"></i>"), "attention cells, strongest fully tinted");
         assert!(page.contains("id=\"shadow-banner\"") && page.contains("after 2 attempts"));
         assert_eq!(page.matches("<script>").count(), 1, "only the page's own script");
     }

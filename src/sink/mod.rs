@@ -194,7 +194,7 @@ impl Sinks {
                 let meta = &finding.scored.meta;
                 // One thumbnail per frame, however many models scored it.
                 if self.frames.insert(count_key(&(&meta.instance.path, meta.frame_index))) {
-                    if let Some((entry, path)) = thumbnails::write(&self.out.join(thumbnails::DIR), &self.run.key, meta)? {
+                    if let Some((entry, path)) = thumbnails::write(&self.out.join(thumbnails::DIR), &self.run.key, meta, finding.scored.attention.as_ref())? {
                         self.completed_thumbs.push(entry);
                         self.thumb_syncer.push(path);
                     }

@@ -192,7 +192,7 @@ mod tests {
         assert!(prepare(out, false, &fingerprint()).is_err());
         std::fs::remove_file(thumbs.join("x.jpg")).expect("rm");
         let mut state = Checkpoint::new("r".into(), chrono::Utc::now(), fingerprint());
-        state.thumbnails.push(thumbnails::ThumbEntry { study: "s".into(), file: kept.clone(), eye: "R".into(), field: String::new(), frame: 0, width: 1, height: 1 });
+        state.thumbnails.push(thumbnails::ThumbEntry { study: "s".into(), file: kept.clone(), eye: "R".into(), field: String::new(), frame: 0, width: 1, height: 1, attention: None });
         state.save(out).expect("save");
         std::fs::write(thumbs.join("x.jpg"), b"x").expect("write");
         prepare(out, false, &fingerprint()).expect("resume");

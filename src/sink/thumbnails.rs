@@ -14,14 +14,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::message::{Header, ImageMeta};
+use crate::message::{Attention, Header, ImageMeta};
 use crate::privacy::{Kind, PseudonymKey};
 
 /// The folder under OUT.
 pub const DIR: &str = "thumbnails";
 
 /// One thumbnail of the index: what the page needs to show and order it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ThumbEntry {
     /// [`study_group`] of the study the image belongs to.
     pub study: String,
@@ -33,6 +33,25 @@ pub struct ThumbEntry {
     pub frame: u32,
     pub width: u32,
     pub height: u32,
+    /// The model's occlusion map of this frame, when its card asked for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<AttentionMap>,
+}
+
+/// What the page draws over a thumbnail: `grid` × `grid` cells, row by row,
+/// each the fall in p(`explains`) when the model could not see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttentionMap {
+    pub explains: String,
+    pub score: f32,
+    pub grid: usize,
+    pub cells: Vec<f32>,
+}
+
+impl From<&Attention> for AttentionMap {
+    fn from(a: &Attention) -> Self {
+        Self { explains: a.explains.clone(), score: a.score, grid: a.grid, cells: a.cells.clone() }
+    }
 }
 
 /// The file name of one frame's thumbnail: `<file pseudonym>-<frame>.jpg`.
@@ -70,7 +89,7 @@ pub fn study_group(key: &PseudonymKey, header: &Header) -> Option<String> {
 ///
 /// # Errors
 /// The file cannot be written.
-pub fn write(dir: &Path, key: &PseudonymKey, meta: &ImageMeta) -> Result<Option<(ThumbEntry, PathBuf)>> {
+pub fn write(dir: &Path, key: &PseudonymKey, meta: &ImageMeta, attention: Option<&Attention>) -> Result<Option<(ThumbEntry, PathBuf)>> {
     let (Some(thumb), Some(study)) = (&meta.thumbnail, study_group(key, &meta.instance.header)) else { return Ok(None) };
     let file = file_name(key, &meta.instance.path, meta.frame_index);
     let path = dir.join(&file);
@@ -84,6 +103,7 @@ pub fn write(dir: &Path, key: &PseudonymKey, meta: &ImageMeta) -> Result<Option<
         frame: meta.frame_index,
         width: thumb.width,
         height: thumb.height,
+        attention: attention.map(AttentionMap::from),
     };
     Ok(Some((entry, path)))
 }
