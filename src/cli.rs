@@ -42,6 +42,21 @@ pub enum Command {
     /// sensitivity, specificity, PPV, NPV, ROC/AUC, calibration and
     /// operating points, per eye and per study, in DIR.
     Evaluate(EvaluateArgs),
+    /// Join the shards of a sharded run (`run --shard`) in OUT: the global
+    /// worklist (CSV, JSON, HTML), one ranked studies table and a run.json
+    /// listing every shard. Refuses while any shard is missing or unfinished.
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The output folder the shards share.
+    #[arg(value_name = "OUT")]
+    pub out: PathBuf,
+    /// The programme key the shards used (else NIGHTSCREEN_KEY_FILE or
+    /// NIGHTSCREEN_KEY).
+    #[arg(long, value_name = "FILE", env = "NIGHTSCREEN_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +116,16 @@ pub struct RunArgs {
     /// page then shows no attention overlays).
     #[arg(long)]
     pub no_explain: bool,
+    /// Run only shard I of N (0-based, e.g. 2/4): the studies whose
+    /// StudyInstanceUID hashes to I. Without it, a Kubernetes Indexed Job's
+    /// JOB_COMPLETION_INDEX (with --shards N or NIGHTSCREEN_SHARDS) or a
+    /// Slurm array's SLURM_ARRAY_TASK_ID/COUNT pick the shard. Shards share
+    /// OUT; `nightscreen merge OUT` joins them.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<nightscreen::shard::Shard>,
+    /// Shard count for a Kubernetes Indexed Job (its completions).
+    #[arg(long, value_name = "N", env = "NIGHTSCREEN_SHARDS")]
+    pub shards: Option<usize>,
     /// Pseudonymisation key file (from `nightscreen keygen`); else the key
     /// itself in NIGHTSCREEN_KEY.
     #[arg(long, value_name = "FILE", env = "NIGHTSCREEN_KEY_FILE")]

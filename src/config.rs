@@ -69,6 +69,10 @@ pub struct Config {
     /// which `run.json` records): `--key-file` or the environment.
     #[serde(skip)]
     pub key: Option<crate::privacy::PseudonymKey>,
+    /// This process's slice of a sharded run (`--shard`, or the scheduler's
+    /// environment); `None` runs everything.
+    #[serde(skip)]
+    pub shard: Option<crate::shard::Shard>,
 }
 
 fn default_models_dir() -> PathBuf {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use cli::{Cli, Command, DoctorArgs, EvaluateArgs, KeygenArgs, RunArgs, SynthArgs};
+use cli::{Cli, Command, DoctorArgs, EvaluateArgs, KeygenArgs, MergeArgs, RunArgs, SynthArgs};
 use nightscreen::config::{Config, Overrides};
 use nightscreen::privacy::PseudonymKey;
 use nightscreen::progress::{Mode, Progress};
@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => keygen(args),
         Command::Synth(args) => synth(args),
         Command::Evaluate(args) => evaluate(args),
+        Command::Merge(args) => merge(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -61,6 +62,13 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         .with_context(|| format!("loading config {}", args.config.display()))?
         .with_overrides(&overrides);
     cfg.key = Some(PseudonymKey::resolve(args.key_file.as_deref())?);
+    cfg.shard = match args.shard {
+        Some(shard) => Some(shard),
+        None => nightscreen::shard::from_environment(|name| std::env::var(name).ok(), args.shards)?,
+    };
+    if let Some(shard) = cfg.shard {
+        log::info!("shard {} of {} ({})", shard.index, shard.count, shard.tag());
+    }
     let progress = Progress::new(Mode::detect(args.quiet));
     let summary = nightscreen::run(&cfg, &progress)?;
     let bands: Vec<String> = summary.bands.iter().map(|(b, n)| format!("{b} {n}")).collect();
@@ -131,6 +139,21 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<u8> {
     }
     println!("report: {}", options.report.join("report.html").display());
     Ok(0)
+}
+
+fn merge(args: MergeArgs) -> anyhow::Result<u8> {
+    let key = PseudonymKey::resolve(args.key_file.as_deref())?;
+    let summary = nightscreen::merge::run(&args.out, &key)?;
+    log::info!(
+        "merged {} shards into {} ({}): {} studies, {} errors; worklist: {}",
+        summary.shards,
+        args.out.display(),
+        summary.run_id,
+        summary.studies,
+        summary.errors,
+        args.out.join("worklist.csv").display()
+    );
+    Ok(if summary.errors > 0 { EXIT_INPUT_ERRORS } else { 0 })
 }
 
 fn synth(args: SynthArgs) -> anyhow::Result<u8> {

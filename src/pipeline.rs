@@ -30,7 +30,7 @@ use crate::sink::report::{self, InputRecord, ModelRecord, RunReport, RuntimeReco
 use crate::message::{FileDone, Msg};
 use crate::sink::audit::AuditLog;
 use crate::sink::checkpoint::{file_key, Checkpoint, Fingerprint};
-use crate::sink::{outdir, Ledger, ModelStamp, RunStamp, Sinks};
+use crate::sink::{outdir, Ledger, ModelStamp, OutPaths, RunStamp, Sinks};
 use crate::triage::{self, Finding, RuleSet, StudyBook};
 
 /// The `[pipeline]` table.
@@ -108,7 +108,13 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
     cfg.validate()?;
-    let out = cfg.out.clone().ok_or_else(|| Error::Config("no output folder".into()))?;
+    let root = cfg.out.clone().ok_or_else(|| Error::Config("no output folder".into()))?;
+    let paths = match cfg.shard {
+        Some(shard) => OutPaths::shard(&root, shard),
+        None => OutPaths::single(&root),
+    };
+    // The run's own files (a shard's under OUT/shards/<tag>/).
+    let out = paths.run.clone();
     let key = cfg.key.clone().ok_or(crate::privacy::KeyError::Missing)?;
 
     let models: Vec<VerifiedModel> = cfg
@@ -150,7 +156,7 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
         models: stamps.iter().map(|m| format!("{} {} {}", m.id, m.version, m.sha256)).collect(),
         pseudonym_key_id: key.key_id(),
     };
-    let resumed = outdir::prepare(&out, cfg.overwrite, &fingerprint)?;
+    let resumed = outdir::prepare(&paths, cfg.overwrite, &fingerprint)?;
     let is_resume = resumed.is_some();
     let mut state = resumed.unwrap_or_else(|| Checkpoint::new(new_run_id(&started_at), started_at, fingerprint));
     if is_resume {
@@ -202,6 +208,7 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
                 "config_sha256": cfg.source_sha256,
                 "pseudonym_key_id": key.key_id(),
                 "shadow": cfg.sinks.shadow,
+                "shard": cfg.shard.map(|s| s.tag()),
                 "models": models.iter().map(|m| serde_json::json!({"id": m.card.id, "version": m.card.version, "sha256": m.card.sha256.to_lowercase()})).collect::<Vec<_>>(),
                 "inputs": cfg.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
                 "files_seen": files_found,
@@ -211,7 +218,7 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
         log::info!("found {files_found} files");
     }
     let run_started_at = state.started_at;
-    let mut sinks = Sinks::create(&out, &cfg.sinks, run_stamp.clone(), stamps, cfg.triage.bands.clone(), state)?;
+    let mut sinks = Sinks::create(&paths, &cfg.sinks, run_stamp.clone(), stamps, cfg.triage.bands.clone(), state)?;
     let ingest_seconds = ingest_started.elapsed().as_secs_f64();
     progress.set_total((files.len() + walk_rejects.len()) as u64);
 
@@ -236,7 +243,8 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
 
     let sink_result: Result<()> = std::thread::scope(|s| {
         let models = &models;
-        s.spawn(move || ingest::run(files, walk_rejects, models, &tx_ingest));
+        let shard = cfg.shard;
+        s.spawn(move || ingest::run(files, walk_rejects, models, shard, &tx_ingest));
         let decoder = &decoder;
         let pool = &pool;
         // Decode and preprocess share the pool: each frame is shrunk to
@@ -343,6 +351,7 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
         counts,
         outcome,
         shadow: cfg.sinks.shadow,
+        shard: cfg.shard.map(|s| report::ShardRecord { index: s.index, count: s.count }),
         exit_code,
     };
     report.write(&out)?;

@@ -104,7 +104,7 @@ fn run_streams_every_file_once_and_counts_rejects() {
     let cfg = IngestConfig::default();
     let (files, walk_rejects) = ingest::discover(&cfg, &[dir.path().to_path_buf()]);
     let (tx, rx) = crossbeam_channel::unbounded();
-    let counts = ingest::run(files, walk_rejects, &[], &tx);
+    let counts = ingest::run(files, walk_rejects, &[], None, &tx);
     drop(tx);
     let items: Vec<_> = rx.iter().collect();
     assert_eq!(counts.files_seen, 303);

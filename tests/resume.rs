@@ -18,7 +18,7 @@ const VOLATILE: &[&str] = &["run_id", "scored_at", "recorded_at"];
 
 /// The desp config with its models found from anywhere and a commit every
 /// 50 ms, so a kill lands between commits.
-fn config(dir: &Path) -> PathBuf {
+pub fn config(dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(util::root().join("configs/desp.toml")).expect("config");
     let models = util::root().join("models");
     let text = text
@@ -64,7 +64,7 @@ fn arrow_cast_free_display(col: &dyn Array, i: usize) -> String {
 }
 
 /// A table's rows as sorted text lines, volatile columns left out.
-fn rows(out: &Path, table: &str) -> Vec<String> {
+pub fn rows(out: &Path, table: &str) -> Vec<String> {
     let batches: Vec<RecordBatch> = util::read_table(out, table);
     let mut lines = Vec::new();
     for batch in &batches {
@@ -89,7 +89,7 @@ fn audit_events(out: &Path) -> Vec<serde_json::Value> {
 
 /// The rows of `worklist.html` (its table body: the header names the run
 /// and its times, which differ between any two runs).
-fn page_body(out: &Path) -> String {
+pub fn page_body(out: &Path) -> String {
     let page = std::fs::read_to_string(out.join("worklist.html")).expect("worklist.html");
     let start = page.find("<tbody>").expect("table body");
     let end = page.find("</tbody>").expect("table body end");
@@ -97,7 +97,7 @@ fn page_body(out: &Path) -> String {
 }
 
 /// Every thumbnail's name and bytes, by name.
-fn thumbnails(out: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+pub fn thumbnails(out: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     util::every_entry(&out.join("thumbnails"))
         .into_iter()
         .map(|p| (p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), std::fs::read(&p).expect("thumbnail")))
@@ -106,7 +106,7 @@ fn thumbnails(out: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
 
 /// Starts a run and SIGKILLs it once `when` says so; true if it was
 /// killed, false if it finished first.
-fn kill_when(mut child: Child, when: impl Fn(Duration) -> bool) -> bool {
+pub fn kill_when(mut child: Child, when: impl Fn(Duration) -> bool) -> bool {
     let started = Instant::now();
     loop {
         if child.try_wait().expect("wait").is_some() {

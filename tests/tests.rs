@@ -14,4 +14,5 @@ mod ingest;
 mod pipeline;
 mod privacy;
 mod resume;
+mod shard;
 mod synth;

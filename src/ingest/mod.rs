@@ -22,6 +22,7 @@ pub use header::{looks_like_dicom, probe, study_datetime, Probe};
 
 use crate::message::{Header, Instance, Msg, RejectKind, Rejected, Stage};
 use crate::model::VerifiedModel;
+use crate::shard::Shard;
 
 /// The `[ingest]` table.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -212,6 +213,25 @@ fn order_key(item: &Msg<Instance>) -> (u8, String, String, i64, String) {
     }
 }
 
+/// What places a file in a shard: its study, so a study's images stay
+/// together; for an object without one, its instance; for a file whose
+/// header could not be read, its path.
+fn shard_key(item: &Msg<Instance>) -> String {
+    let header = match item {
+        Ok(i) => Some(&*i.header),
+        Err(r) => r.header.as_deref(),
+    };
+    let path = || match item {
+        Ok(i) => i.path.to_string_lossy().into_owned(),
+        Err(r) => r.path.to_string_lossy().into_owned(),
+    };
+    match header {
+        Some(h) if !h.study_uid.0.is_empty() => h.study_uid.0.clone(),
+        Some(h) if !h.sop_instance_uid.0.is_empty() => h.sop_instance_uid.0.clone(),
+        _ => path(),
+    }
+}
+
 /// Files whose headers are read (in parallel) and ordered together before
 /// any is sent: large enough to keep the header readers busy, small enough
 /// that decoding starts within milliseconds instead of after the whole night's
@@ -233,6 +253,7 @@ pub fn run(
     files: Vec<Found>,
     walk_rejects: Vec<Rejected>,
     models: &[VerifiedModel],
+    shard: Option<Shard>,
     tx: &Sender<Msg<Instance>>,
 ) -> IngestCounts {
     let mut counts = IngestCounts { files_seen: files.len() + walk_rejects.len(), instances: 0 };
@@ -242,6 +263,10 @@ pub fn run(
     while let Some(inventory) = next.take() {
         counts.instances += inventory.instances;
         for item in inventory.items {
+            // Another shard's file: not ours to read, count or report.
+            if shard.is_some_and(|s| !s.owns(&shard_key(&item))) {
+                continue;
+            }
             if tx.send(item).is_err() {
                 return counts; // downstream stopped: the pipeline is shutting down
             }

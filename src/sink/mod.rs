@@ -101,12 +101,57 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir).map_err(io)?.sync_all().map_err(io)
 }
 
+/// Where a run writes: its own files (run.json, checkpoint, worklist,
+/// thumbnails, audit trail) under `run`, its Parquet parts under `tables`,
+/// named `part-<part_prefix>...`. A shard's `run` is `OUT/shards/<tag>/`
+/// and its prefix its tag, so shards sharing OUT never touch each other's
+/// files while `OUT/<table>/*.parquet` reads as their union.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutPaths {
+    pub run: PathBuf,
+    pub tables: PathBuf,
+    pub part_prefix: String,
+    pub shard: Option<crate::shard::Shard>,
+}
+
+impl OutPaths {
+    /// One process, everything in `out`.
+    pub fn single(out: &Path) -> Self {
+        Self { run: out.to_path_buf(), tables: out.to_path_buf(), part_prefix: String::new(), shard: None }
+    }
+
+    /// One shard of a run into `out`.
+    pub fn shard(out: &Path, shard: crate::shard::Shard) -> Self {
+        Self { run: out.join(SHARDS_DIR).join(shard.tag()), tables: out.to_path_buf(), part_prefix: format!("{}-", shard.tag()), shard: Some(shard) }
+    }
+}
+
+/// A finished shard's studies, with what the merged worklist needs of them,
+/// for `nightscreen merge`. Identifiable (study headers), like the
+/// worklist beside it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ShardHandoff {
+    pub studies: Vec<StudyResult>,
+    pub thumbnails: Vec<thumbnails::ThumbEntry>,
+    pub failures: Vec<failures::FailedFile>,
+}
+
+/// The handoff's file name in a shard's folder.
+pub const HANDOFF: &str = "shard-studies.json";
+
+/// Where shards keep their own files under OUT.
+pub const SHARDS_DIR: &str = "shards";
+
 /// The per-row tables, in the order their writers are kept.
 pub const ROW_TABLES: [&str; 3] = ["images", "errors", "skipped"];
 
 /// The open tables of one run.
 pub struct Sinks {
+    /// The run's own folder ([`OutPaths::run`]).
     out: PathBuf,
+    tables: PathBuf,
+    part_prefix: String,
+    shard: Option<crate::shard::Shard>,
     run: RunStamp,
     models: Vec<ModelStamp>,
     bands: Vec<String>,
@@ -145,13 +190,16 @@ impl Sinks {
     ///
     /// # Errors
     /// The output folder cannot be written.
-    pub fn create(out: &Path, cfg: &SinkConfig, run: RunStamp, models: Vec<ModelStamp>, bands: Vec<String>, state: Checkpoint) -> Result<Self> {
-        for table in ROW_TABLES.iter().chain(&[thumbnails::DIR]) {
-            let dir = out.join(table);
+    pub fn create(paths: &OutPaths, cfg: &SinkConfig, run: RunStamp, models: Vec<ModelStamp>, bands: Vec<String>, state: Checkpoint) -> Result<Self> {
+        let out = paths.run.as_path();
+        for dir in ROW_TABLES.iter().map(|t| paths.tables.join(t)).chain([out.join(thumbnails::DIR)]) {
             std::fs::create_dir_all(&dir).map_err(|source| Error::Output { path: dir, source })?;
         }
         Ok(Self {
             out: out.to_path_buf(),
+            tables: paths.tables.clone(),
+            part_prefix: paths.part_prefix.clone(),
+            shard: paths.shard,
             run,
             models,
             bands,
@@ -251,8 +299,8 @@ impl Sinks {
 
     fn write(&mut self, table: usize, batch: &arrow_array::RecordBatch) -> Result<()> {
         if self.parts[table].is_none() {
-            let tag = format!("{}-{:05}", self.run.run_id, self.state.commits + 1);
-            self.parts[table] = Some(PartWriter::create(&self.out.join(ROW_TABLES[table]), &tag, batch, self.row_group_rows)?);
+            let tag = format!("{}{}-{:05}", self.part_prefix, self.run.run_id, self.state.commits + 1);
+            self.parts[table] = Some(PartWriter::create(&self.tables.join(ROW_TABLES[table]), &tag, batch, self.row_group_rows)?);
         }
         match &mut self.parts[table] {
             Some(part) => part.write(batch),
@@ -286,7 +334,7 @@ impl Sinks {
             }
         }
         for table in ROW_TABLES {
-            sync_dir(&self.out.join(table))?;
+            sync_dir(&self.tables.join(table))?;
         }
         self.thumb_syncer.wait()?;
         self.state.thumbnails.append(&mut self.completed_thumbs);
@@ -300,6 +348,11 @@ impl Sinks {
         self.last_commit = Instant::now();
         log::debug!("commit {}: {} files committed", self.state.commits, self.state.files.len());
         Ok(())
+    }
+
+    /// The name of the run's last part files (an empty table's, studies).
+    fn part_tag(&self) -> String {
+        format!("{}{}", self.part_prefix, self.run.run_id)
     }
 
     /// The committed state (after [`Sinks::finish`], the whole run's).
@@ -324,11 +377,11 @@ impl Sinks {
                 } else {
                     tables::rejected_batch(&[], &self.run)
                 };
-                PartWriter::create(&self.out.join(table), &self.run.run_id, &empty, self.row_group_rows)?.close()?;
+                PartWriter::create(&self.tables.join(table), &self.part_tag(), &empty, self.row_group_rows)?.close()?;
             }
         }
         let batch = tables::studies_batch(studies, &self.run);
-        let mut part = PartWriter::create(&self.out.join("studies"), &self.run.run_id, &batch, self.row_group_rows)?;
+        let mut part = PartWriter::create(&self.tables.join("studies"), &self.part_tag(), &batch, self.row_group_rows)?;
         part.write(&batch)?;
         part.close()?;
         let rows = worklist::rows(studies, self.shadow);
@@ -345,6 +398,11 @@ impl Sinks {
         };
         html::write(&self.out, studies, &rows, &self.state.thumbnails, &self.run.key, &page)?;
         failures::write(&self.out, &self.state.failures)?;
+        if self.shard.is_some() {
+            let handoff = ShardHandoff { studies: studies.to_vec(), thumbnails: self.state.thumbnails.clone(), failures: self.state.failures.clone() };
+            let json = serde_json::to_vec(&handoff).map_err(|e| Error::Output { path: self.out.join(HANDOFF), source: std::io::Error::other(e) })?;
+            write_atomically(&self.out.join(HANDOFF), &json)?;
+        }
         let mut counts = self.state.counts.clone();
         counts.frames_scored = self.frames.len() as u64;
         counts.files_scored = self.files.len() as u64;

@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use super::checkpoint::{Checkpoint, Fingerprint, FILE_NAME as CHECKPOINT};
-use super::{thumbnails, ROW_TABLES};
+use super::{thumbnails, OutPaths, ROW_TABLES};
 use crate::error::{Error, Result};
 
 /// Files and folders a run writes into OUT; only these are ever replaced.
@@ -61,17 +61,20 @@ fn foreign_outputs(out: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Deletes our part files in `out`'s tables except those `keep` lists
-/// (committed parts of the run being resumed).
-fn remove_parts(out: &Path, keep: Option<&Checkpoint>) -> Result<usize> {
+/// Deletes our part files (those named `part-<prefix>…`: a shard's own)
+/// in the tables under `tables` except those `keep` lists (committed parts
+/// of the run being resumed).
+fn remove_parts(tables: &Path, prefix: &str, keep: Option<&Checkpoint>) -> Result<usize> {
     let mut removed = 0;
+    let (mine, mine_tmp) = (format!("part-{prefix}"), format!(".part-{prefix}"));
     for table in ROW_TABLES.iter().chain(&["studies"]) {
-        let dir = out.join(table);
+        let dir = tables.join(table);
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         let kept = keep.and_then(|k| k.parts.get(*table));
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !is_part_file(&name) || kept.is_some_and(|k| k.contains(&name)) {
+            let ours = name.starts_with(&mine) || name.starts_with(&mine_tmp);
+            if !ours || kept.is_some_and(|k| k.contains(&name)) {
                 continue;
             }
             std::fs::remove_file(entry.path()).map_err(|source| Error::Output { path: entry.path(), source })?;
@@ -88,7 +91,8 @@ fn remove_parts(out: &Path, keep: Option<&Checkpoint>) -> Result<usize> {
 /// `out` holds files nightscreen did not write; holds a finished run and
 /// `force` is off; holds an unfinished run of other software, config or
 /// models; or cannot be created or cleaned.
-pub fn prepare(out: &Path, force: bool, fingerprint: &Fingerprint) -> Result<Option<Checkpoint>> {
+pub fn prepare(paths: &OutPaths, force: bool, fingerprint: &Fingerprint) -> Result<Option<Checkpoint>> {
+    let out = paths.run.as_path();
     let io = |source| Error::Output { path: out.to_path_buf(), source };
     let foreign = foreign_outputs(out);
     if !foreign.is_empty() {
@@ -106,7 +110,7 @@ pub fn prepare(out: &Path, force: bool, fingerprint: &Fingerprint) -> Result<Opt
                 _ => {}
             }
         }
-        remove_parts(out, None)?;
+        remove_parts(&paths.tables, &paths.part_prefix, None)?;
         thumbnails::remove_except(out, &Default::default())?;
         std::fs::create_dir_all(out).map_err(io)?;
         return Ok(None);
@@ -133,7 +137,7 @@ pub fn prepare(out: &Path, force: bool, fingerprint: &Fingerprint) -> Result<Opt
     }
     // Parts written after the last commit (or by an attempt that never
     // committed) would double rows that the resumed run writes again.
-    let removed = remove_parts(out, resumed.as_ref())?;
+    let removed = remove_parts(&paths.tables, &paths.part_prefix, resumed.as_ref())?;
     if removed > 0 {
         log::info!("removed {removed} uncommitted part file(s) left by an interrupted run");
     }
@@ -165,15 +169,15 @@ mod tests {
         let mut state = Checkpoint::new("r".into(), chrono::Utc::now(), fingerprint());
         state.parts.insert("images".into(), vec!["part-r-00001.parquet".into()]);
         state.save(out).expect("save");
-        let resumed = prepare(out, false, &fingerprint()).expect("prepare").expect("a run to resume");
+        let resumed = prepare(&OutPaths::single(out), false, &fingerprint()).expect("prepare").expect("a run to resume");
         assert_eq!(resumed.run_id, "r");
         let mut left: Vec<String> = std::fs::read_dir(out.join("images")).expect("ls").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         left.sort();
         assert_eq!(left, ["notes.txt", "part-r-00001.parquet"]);
         let other = Fingerprint { config_sha256: "d".into(), ..fingerprint() };
-        let err = prepare(out, false, &other).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = prepare(&OutPaths::single(out), false, &other).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("--force"), "{err}");
-        assert!(prepare(out, true, &other).expect("force").is_none());
+        assert!(prepare(&OutPaths::single(out), true, &other).expect("force").is_none());
         assert!(!out.join(CHECKPOINT).exists() && !out.join("images/part-r-00001.parquet").exists());
         assert!(out.join("images/notes.txt").exists(), "files we did not write stay");
     }
@@ -189,15 +193,15 @@ mod tests {
             std::fs::write(thumbs.join(name), b"x").expect("write");
         }
         // Without any run of ours there, x.jpg makes the folder someone else's.
-        assert!(prepare(out, false, &fingerprint()).is_err());
+        assert!(prepare(&OutPaths::single(out), false, &fingerprint()).is_err());
         std::fs::remove_file(thumbs.join("x.jpg")).expect("rm");
         let mut state = Checkpoint::new("r".into(), chrono::Utc::now(), fingerprint());
         state.thumbnails.push(thumbnails::ThumbEntry { study: "s".into(), file: kept.clone(), eye: "R".into(), field: String::new(), frame: 0, width: 1, height: 1, attention: None });
         state.save(out).expect("save");
         std::fs::write(thumbs.join("x.jpg"), b"x").expect("write");
-        prepare(out, false, &fingerprint()).expect("resume");
+        prepare(&OutPaths::single(out), false, &fingerprint()).expect("resume");
         assert!(thumbs.join(&kept).exists() && !thumbs.join(&dropped).exists());
-        prepare(out, true, &fingerprint()).expect("force");
+        prepare(&OutPaths::single(out), true, &fingerprint()).expect("force");
         assert!(!thumbs.join(&kept).exists(), "--force starts thumbnails afresh");
         assert!(thumbs.join("x.jpg").exists(), "files we did not write stay");
     }

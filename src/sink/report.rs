@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Counts;
 use crate::error::{Error, Result};
@@ -82,7 +82,17 @@ pub struct RunReport {
     pub outcome: &'static str,
     /// Shadow mode: the worklist is marked not for clinical use.
     pub shadow: bool,
+    /// This run's slice of a sharded run, if it is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRecord>,
     pub exit_code: u8,
+}
+
+/// Shard `index` (0-based) of `count`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct ShardRecord {
+    pub index: usize,
+    pub count: usize,
 }
 
 impl RunReport {

@@ -10,17 +10,16 @@ use super::desp::{self, Field};
 use super::{Finding, Hit, RuleSet};
 use crate::message::{count_key, Header, RejectKind, Rejected, StudyUid};
 
-/// One study's place on the worklist.
-#[derive(Debug, Clone, Serialize)]
+/// One study's place on the worklist. Serialisable whole, so a shard can
+/// hand its studies to `nightscreen merge`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StudyResult {
     pub rank: u32,
     pub band: String,
-    #[serde(skip)]
     pub band_index: usize,
     /// Strength of the evidence that placed it (the firing output), if any.
     pub score: Option<f32>,
     pub reason: String,
-    #[serde(skip)]
     pub header: Arc<Header>,
     pub modalities: Vec<String>,
     pub images_scored: u32,
@@ -32,10 +31,9 @@ pub struct StudyResult {
 }
 
 /// One eye's DESP grade ("R2M0", "U") and the probabilities behind it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EyeResult {
     pub grade: String,
-    #[serde(skip)]
     pub probs: desp::EyeProbs,
 }
 
@@ -221,17 +219,25 @@ impl<'r> StudyBook<'r> {
                 })
             })
             .collect();
-        out.sort_by(|a, b| {
-            a.band_index
-                .cmp(&b.band_index)
-                .then(b.score.unwrap_or(f32::NEG_INFINITY).total_cmp(&a.score.unwrap_or(f32::NEG_INFINITY)))
-                .then(a.header.study_datetime.cmp(&b.header.study_datetime))
-                .then(a.header.study_uid.cmp(&b.header.study_uid))
-        });
-        for (i, s) in out.iter_mut().enumerate() {
-            s.rank = i as u32 + 1;
-        }
+        rank(&mut out);
         out
+    }
+}
+
+/// Orders studies most urgent first and numbers them: by band, then the
+/// strength of the evidence, then the older study, then UID (so the order
+/// never depends on arrival). `nightscreen merge` orders shards' studies
+/// with it too, so a sharded night ranks as one process would.
+pub fn rank(studies: &mut [StudyResult]) {
+    studies.sort_by(|a, b| {
+        a.band_index
+            .cmp(&b.band_index)
+            .then(b.score.unwrap_or(f32::NEG_INFINITY).total_cmp(&a.score.unwrap_or(f32::NEG_INFINITY)))
+            .then(a.header.study_datetime.cmp(&b.header.study_datetime))
+            .then(a.header.study_uid.cmp(&b.header.study_uid))
+    });
+    for (i, s) in studies.iter_mut().enumerate() {
+        s.rank = i as u32 + 1;
     }
 }
 

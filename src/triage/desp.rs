@@ -150,7 +150,7 @@ pub struct EyeGrade {
 /// An eye's probabilities for the analyst tables: the highest over its
 /// gradable fields (over all fields for gradability), so they agree with
 /// the grade, which also takes the worst gradable field.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EyeProbs {
     /// p(r2) + p(r3).
     pub referable: Option<f32>,

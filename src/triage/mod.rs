@@ -12,7 +12,7 @@ pub mod desp;
 
 use serde::{Deserialize, Serialize};
 
-pub use book::{BookSnapshot, StudyBook, StudyResult};
+pub use book::{rank, BookSnapshot, StudyBook, StudyResult};
 pub use desp::{DespConfig, ImageGrade};
 
 use crate::message::{Msg, Scored};
