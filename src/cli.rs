@@ -44,7 +44,11 @@ pub enum Command {
     Evaluate(EvaluateArgs),
     /// Join the shards of a sharded run (`run --shard`) in OUT: the global
     /// worklist (CSV, JSON, HTML), one ranked studies table and a run.json
-    /// listing every shard. Refuses while any shard is missing or unfinished.
+    /// listing every shard.
+    ///
+    /// Exit codes: 0 merged; 1 merged, but some inputs could not be read;
+    /// 2 fatal (shards disagree, wrong key, unwritable); 3 some shards are
+    /// missing or unfinished (listed; nothing written).
     Merge(MergeArgs),
 }
 

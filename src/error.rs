@@ -27,6 +27,10 @@ pub enum Error {
     Parquet { path: PathBuf, #[source] source: parquet::errors::ParquetError },
     #[error("a pipeline stage stopped unexpectedly: {0}")]
     Stage(String),
+    /// `merge` before every shard has finished: not a failure of the merge,
+    /// which the last shard to finish (or a later attempt) makes.
+    #[error("{0}")]
+    ShardsPending(String),
 }
 
 /// Result alias for fatal errors.

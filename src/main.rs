@@ -16,6 +16,8 @@ use nightscreen::progress::{Mode, Progress};
 const EXIT_INPUT_ERRORS: u8 = 1;
 /// The run could not start or could not write its outputs.
 const EXIT_FATAL: u8 = 2;
+/// `merge`: some shards have not finished yet (nothing was written).
+const EXIT_SHARDS_PENDING: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -143,7 +145,13 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<u8> {
 
 fn merge(args: MergeArgs) -> anyhow::Result<u8> {
     let key = PseudonymKey::resolve(args.key_file.as_deref())?;
-    let summary = nightscreen::merge::run(&args.out, &key)?;
+    let summary = match nightscreen::merge::run(&args.out, &key) {
+        Err(nightscreen::error::Error::ShardsPending(why)) => {
+            eprintln!("nightscreen: {why}");
+            return Ok(EXIT_SHARDS_PENDING);
+        }
+        other => other?,
+    };
     log::info!(
         "merged {} shards into {} ({}): {} studies, {} errors; worklist: {}",
         summary.shards,

@@ -33,6 +33,25 @@ pub struct MergeSummary {
     pub errors: u64,
 }
 
+/// An exclusive `flock` on `OUT/.merge.lock`, released when dropped (or
+/// when the process dies, so a killed merge never blocks the next).
+struct MergeLock {
+    _held: std::fs::File,
+}
+
+impl MergeLock {
+    fn take(out: &Path) -> Result<Self> {
+        use std::os::fd::AsRawFd;
+        let path = out.join(".merge.lock");
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|source| Error::Output { path: path.clone(), source })?;
+        // SAFETY: flock on a descriptor this File owns for the call's duration.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(Error::Output { path, source: std::io::Error::last_os_error() });
+        }
+        Ok(Self { _held: file })
+    }
+}
+
 /// One finished shard: its run.json and its handoff.
 struct Finished {
     shard: Shard,
@@ -46,6 +65,9 @@ struct Finished {
 /// No shards; shards missing, unfinished or disagreeing; a key other than
 /// the shards'; unreadable shard files; or an output that cannot be written.
 pub fn run(out: &Path, key: &PseudonymKey) -> Result<MergeSummary> {
+    // Shards that finish together may each try to merge (the Kubernetes
+    // manifests have every shard try): one at a time, each complete.
+    let _lock = MergeLock::take(out)?;
     let shards = finished_shards(out)?;
     let first = &shards[0].report;
     for field in ["software_version", "config_sha256", "pseudonym_key_id"] {
@@ -174,7 +196,7 @@ fn finished_shards(out: &Path) -> Result<Vec<Finished>> {
         }
     }
     if !problems.is_empty() {
-        return Err(Error::Config(format!("cannot merge {}: {} of {count} shards not finished:\n  {}", out.display(), problems.len(), problems.join("\n  "))));
+        return Err(Error::ShardsPending(format!("cannot merge {}: {} of {count} shards not finished:\n  {}", out.display(), problems.len(), problems.join("\n  "))));
     }
     Ok(finished)
 }

@@ -55,7 +55,7 @@ fn four_shards_merge_to_the_rows_of_one_process_even_with_a_shard_killed_and_rer
     }
     if killed {
         let refused = merge(&out);
-        assert_eq!(refused.status.code(), Some(2), "merge with a shard unfinished");
+        assert_eq!(refused.status.code(), Some(3), "merge with a shard unfinished");
         let stderr = String::from_utf8_lossy(&refused.stderr);
         assert!(stderr.contains("shard-01-of-04: unfinished") && !stderr.contains("shard-00-of-04"), "{stderr}");
         assert!(!out.join("worklist.csv").exists() && !out.join("run.json").exists(), "a refused merge writes nothing");

@@ -15,4 +15,5 @@ mod pipeline;
 mod privacy;
 mod resume;
 mod shard;
+mod deploy;
 mod synth;
