@@ -29,22 +29,7 @@ fn register_fonts() {
 /// ROC curves of every target, one line each, with the AUC in the legend.
 pub fn roc(title: &str, figures: &BTreeMap<&'static str, Figures>) -> Result<Vec<u8>, String> {
     render(|area| {
-        let mut chart = ChartBuilder::on(area)
-            .caption(title, (FONT, 22))
-            .margin(16)
-            .x_label_area_size(44)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
-            .map_err(text)?;
-        chart
-            .configure_mesh()
-            .x_desc("1 − specificity (false positive rate)")
-            .y_desc("Sensitivity (true positive rate)")
-            .label_style((FONT, 14))
-            .light_line_style(BLACK.mix(0.04))
-            .draw()
-            .map_err(text)?;
-        chart.draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3))).map_err(text)?;
+        let mut chart = unit_square(area, title, "1 − specificity (false positive rate)", "Sensitivity (true positive rate)")?;
         for (i, f) in figures.values().enumerate() {
             let colour = PALETTE[i % PALETTE.len()];
             let points: Vec<(f64, f64)> = f
@@ -70,22 +55,7 @@ pub fn roc(title: &str, figures: &BTreeMap<&'static str, Figures>) -> Result<Vec
 /// share of positives, per bin; a calibrated model lies on the diagonal.
 pub fn calibration(title: &str, figures: &BTreeMap<&'static str, Figures>) -> Result<Vec<u8>, String> {
     render(|area| {
-        let mut chart = ChartBuilder::on(area)
-            .caption(title, (FONT, 22))
-            .margin(16)
-            .x_label_area_size(44)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
-            .map_err(text)?;
-        chart
-            .configure_mesh()
-            .x_desc("Mean predicted probability")
-            .y_desc("Observed share positive")
-            .label_style((FONT, 14))
-            .light_line_style(BLACK.mix(0.04))
-            .draw()
-            .map_err(text)?;
-        chart.draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3))).map_err(text)?;
+        let mut chart = unit_square(area, title, "Mean predicted probability", "Observed share positive")?;
         for (i, f) in figures.values().enumerate() {
             let colour = PALETTE[i % PALETTE.len()];
             let points: Vec<(f64, f64)> = f.calibration.iter().map(|b| (b.mean_predicted, b.observed)).collect();
@@ -135,9 +105,24 @@ pub fn confusion(title: &str, rows: &[String], columns: &[String], counts: &BTre
     })
 }
 
+/// Axes from 0 to 1 both ways, with the diagonal: where a useless ROC curve
+/// and a perfectly calibrated model lie.
+fn unit_square<'a, 'b: 'a>(area: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>, title: &str, x: &str, y: &str) -> Result<Chart<'a, 'b>, String> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FONT, 22))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+        .map_err(text)?;
+    chart.configure_mesh().x_desc(x).y_desc(y).label_style((FONT, 14)).light_line_style(BLACK.mix(0.04)).draw().map_err(text)?;
+    chart.draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3))).map_err(text)?;
+    Ok(chart)
+}
+
 type Chart<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
 
-fn legend<'a>(chart: &mut Chart<'a, 'a>) -> Result<(), String> {
+fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>) -> Result<(), String> {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
