@@ -30,6 +30,15 @@ pub fn config(dir: &Path) -> PathBuf {
     path
 }
 
+/// `dir/in`: synthetic studies plus one unreadable file (so errors/ has a
+/// row that must be kept exactly once too), and the commit-often config.
+pub fn studies_and_a_broken_file(dir: &Path, studies: u32, seed: u64) -> (PathBuf, PathBuf) {
+    let input = dir.join("in");
+    util::synth_studies(&input, studies, seed);
+    std::fs::write(input.join("broken.dcm"), b"DICM but not really").expect("write");
+    (input, config(dir))
+}
+
 fn command(config: &Path, input: &Path, out: &Path) -> Command {
     let mut cmd = util::nightscreen();
     cmd.args(["run", "--quiet", "--config"]).arg(config).arg("--input").arg(input).arg("--out").arg(out);
@@ -140,11 +149,7 @@ fn a_run_killed_at_random_moments_resumes_to_the_rows_of_an_uninterrupted_run() 
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let input = dir.path().join("in");
-    util::synth_studies(&input, 24, 31);
-    // One unreadable file, so errors/ has a row to keep exactly once too.
-    std::fs::write(input.join("broken.dcm"), b"DICM but not really").expect("write");
-    let config = config(dir.path());
+    let (input, config) = studies_and_a_broken_file(dir.path(), 24, 31);
 
     let whole = dir.path().join("whole");
     let started = Instant::now();

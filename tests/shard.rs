@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use crate::resume::{config, kill_when, page_body, rows, thumbnails};
+use crate::resume::{kill_when, page_body, rows, studies_and_a_broken_file, thumbnails};
 use crate::util;
 
 fn shard_command(config: &Path, input: &Path, out: &Path, shard: usize) -> Command {
@@ -30,11 +30,8 @@ fn four_shards_merge_to_the_rows_of_one_process_even_with_a_shard_killed_and_rer
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let input = dir.path().join("in");
-    util::synth_studies(&input, 16, 41);
-    // One unreadable file: placed by path, it must be reported exactly once.
-    std::fs::write(input.join("broken.dcm"), b"DICM but not really").expect("write");
-    let config = config(dir.path());
+    // The unreadable file is placed by path: it must be reported exactly once.
+    let (input, config) = studies_and_a_broken_file(dir.path(), 16, 41);
 
     let whole = dir.path().join("whole");
     let r = util::nightscreen().args(["run", "--quiet", "--config"]).arg(&config).arg("--input").arg(&input).arg("--out").arg(&whole).output().expect("run");
