@@ -16,6 +16,7 @@ use super::compare::{Figures, TARGETS};
 use super::metrics::Proportion;
 use super::plots::{self, number};
 use super::{Error, Evaluation};
+use crate::sink::html::escape;
 
 /// The bands in worklist order, then what a reference may add.
 const BANDS: [&str; 5] = ["URGENT", "ROUTINE", "UNGRADABLE", "REVIEW", "NO_DISEASE"];
@@ -97,10 +98,6 @@ fn band_labels(counts: &BTreeMap<String, BTreeMap<String, u64>>) -> (Vec<String>
     columns.sort();
     columns.dedup();
     (ordered(counts.keys().collect()), ordered(columns))
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 fn proportion(p: &Proportion) -> String {
