@@ -112,7 +112,8 @@ fn stages(c: &mut Criterion) {
     });
 
     let batch = fx.config.infer.batch_size;
-    let tensors: Vec<Vec<f32>> = frames.iter().cycle().take(batch).map(|f| pre.prepare(&f.frame, 0).expect("prepare")).collect();
+    let tensors: Vec<Vec<f32>> =
+        frames.iter().cycle().take(batch).map(|f| pre.prepare(&f.frame, 0).expect("prepare")).collect();
     let runtime = Runtime::load(Device::Cpu).expect("ONNX Runtime (make ort; ORT_DYLIB_PATH)");
     let mut session = runtime.session(&fx.model, 1).expect("session");
     let refs: Vec<&[f32]> = tensors.iter().map(Vec::as_slice).collect();
@@ -124,7 +125,8 @@ fn stages(c: &mut Criterion) {
     group.sample_size(10);
     group.throughput(Throughput::Elements(fx.instances.len() as u64));
     let out = fx._dir.path().join("out");
-    let overrides = Overrides { inputs: vec![fx.input.clone()], out: Some(out), overwrite: true, ..Overrides::default() };
+    let overrides =
+        Overrides { inputs: vec![fx.input.clone()], out: Some(out), overwrite: true, ..Overrides::default() };
     let config = fx.config.clone().with_overrides(&overrides);
     let progress = Progress::new(Mode::Quiet);
     group.bench_function("end_to_end", |b| {

@@ -98,8 +98,8 @@ impl Config {
     /// # Errors
     /// The file cannot be read or parsed, or fails [`Config::validate`].
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| Error::ConfigRead { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| Error::ConfigRead { path: path.to_path_buf(), source })?;
         let mut cfg = Self::from_toml(&text, path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.models_dir = base.join(&cfg.models_dir);
@@ -114,8 +114,8 @@ impl Config {
     /// # Errors
     /// Invalid TOML or unknown keys.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
-        let mut cfg: Config = toml::from_str(text)
-            .map_err(|source| Error::ConfigParse { path: origin.to_path_buf(), source })?;
+        let mut cfg: Config =
+            toml::from_str(text).map_err(|source| Error::ConfigParse { path: origin.to_path_buf(), source })?;
         cfg.source_text = text.to_string();
         cfg.source_sha256 = hex::encode(Sha256::digest(text.as_bytes()));
         Ok(cfg)

@@ -127,4 +127,3 @@ fn check_session(rt: &Runtime, model: &VerifiedModel, out: &mut impl Write) -> s
         }
     }
 }
-

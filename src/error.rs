@@ -12,9 +12,17 @@ pub enum Error {
     #[error("configuration: {0}")]
     Config(String),
     #[error("cannot read config {path}")]
-    ConfigRead { path: PathBuf, #[source] source: std::io::Error },
+    ConfigRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("config {path} is not valid")]
-    ConfigParse { path: PathBuf, #[source] source: toml::de::Error },
+    ConfigParse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
     #[error(transparent)]
@@ -22,9 +30,17 @@ pub enum Error {
     #[error(transparent)]
     Key(#[from] crate::privacy::KeyError),
     #[error("writing {path}")]
-    Output { path: PathBuf, #[source] source: std::io::Error },
+    Output {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("writing Parquet {path}")]
-    Parquet { path: PathBuf, #[source] source: parquet::errors::ParquetError },
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
     #[error("a pipeline stage stopped unexpectedly: {0}")]
     Stage(String),
     /// `merge` before every shard has finished: not a failure of the merge,

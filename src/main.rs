@@ -44,9 +44,7 @@ fn init_logging(quiet: bool) {
     // OpenJPEG logs every tile, and codestream errors that reach us anyway
     // as error rows with their reason: keep its messages out of the log.
     let default = if quiet { "warn,openjp2=off,jpeg2k=off" } else { "warn,openjp2=off,jpeg2k=off,nightscreen=info" };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
-        .format_target(false)
-        .init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default)).format_target(false).init();
 }
 
 fn run(args: RunArgs) -> anyhow::Result<u8> {
@@ -132,10 +130,16 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<u8> {
     );
     for (level, figures) in [("eye", &evaluation.per_eye), ("study", &evaluation.per_study)] {
         for (name, f) in figures {
-            let pct = |p: &nightscreen::evaluate::metrics::Proportion| format!("{:.1} % [{:.1}-{:.1}]", 100.0 * p.value, 100.0 * p.lower, 100.0 * p.upper);
+            let pct = |p: &nightscreen::evaluate::metrics::Proportion| {
+                format!("{:.1} % [{:.1}-{:.1}]", 100.0 * p.value, 100.0 * p.lower, 100.0 * p.upper)
+            };
             println!(
                 "per {level:5} {name:10}  sensitivity {}  specificity {}  AUC {:.3} [{:.3}-{:.3}]",
-                pct(&f.sensitivity), pct(&f.specificity), f.auc.auc, f.auc.lower, f.auc.upper
+                pct(&f.sensitivity),
+                pct(&f.specificity),
+                f.auc.auc,
+                f.auc.lower,
+                f.auc.upper
             );
         }
     }

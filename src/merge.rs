@@ -43,7 +43,12 @@ impl MergeLock {
     fn take(out: &Path) -> Result<Self> {
         use std::os::fd::AsRawFd;
         let path = out.join(".merge.lock");
-        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|source| Error::Output { path: path.clone(), source })?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| Error::Output { path: path.clone(), source })?;
         // SAFETY: flock on a descriptor this File owns for the call's duration.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(Error::Output { path, source: std::io::Error::last_os_error() });
@@ -105,7 +110,9 @@ pub fn run(out: &Path, key: &PseudonymKey) -> Result<MergeSummary> {
     worklist::write(out, &rows)?;
     let models = model_stamps(first);
     let bands = configured_bands(first, &studies);
-    let time = |field: &'static str| shards.iter().filter_map(move |s| s.report[field].as_str()?.parse::<chrono::DateTime<chrono::Utc>>().ok());
+    let time = |field: &'static str| {
+        shards.iter().filter_map(move |s| s.report[field].as_str()?.parse::<chrono::DateTime<chrono::Utc>>().ok())
+    };
     let page = html::PageInfo {
         run_id: &run_id,
         software_version: &stamp.software_version,
@@ -149,10 +156,14 @@ pub fn run(out: &Path, key: &PseudonymKey) -> Result<MergeSummary> {
             "outcome": s.report["outcome"],
         })).collect::<Vec<_>>(),
     });
-    let bytes = serde_json::to_vec_pretty(&report).map_err(|e| Error::Output { path: out.join("run.json"), source: std::io::Error::other(e) })?;
+    let bytes = serde_json::to_vec_pretty(&report)
+        .map_err(|e| Error::Output { path: out.join("run.json"), source: std::io::Error::other(e) })?;
     crate::sink::write_atomically(&out.join("run.json"), &bytes)?;
     let mut audit = AuditLog::open(out, &run_id)?;
-    audit.event("run_merged", json!({ "shards": report["shards"], "studies": studies.len(), "counts": report["counts"] }))?;
+    audit.event(
+        "run_merged",
+        json!({ "shards": report["shards"], "studies": studies.len(), "counts": report["counts"] }),
+    )?;
     audit.sync()?;
     Ok(MergeSummary { run_id, shards: shards.len(), studies: studies.len(), errors })
 }
@@ -161,7 +172,8 @@ pub fn run(out: &Path, key: &PseudonymKey) -> Result<MergeSummary> {
 /// missing or unfinished.
 fn finished_shards(out: &Path) -> Result<Vec<Finished>> {
     let dir = out.join(SHARDS_DIR);
-    let entries = std::fs::read_dir(&dir).map_err(|e| Error::Config(format!("{}: no shards to merge ({e})", dir.display())))?;
+    let entries =
+        std::fs::read_dir(&dir).map_err(|e| Error::Config(format!("{}: no shards to merge ({e})", dir.display())))?;
     let mut found: BTreeMap<usize, (Shard, PathBuf)> = BTreeMap::new();
     let mut counts = Vec::new();
     for entry in entries.flatten() {
@@ -176,7 +188,12 @@ fn finished_shards(out: &Path) -> Result<Vec<Finished>> {
     let count = match counts.as_slice() {
         [n] => *n,
         [] => return Err(Error::Config(format!("{}: no shard folders (shard-II-of-NN) to merge", dir.display()))),
-        many => return Err(Error::Config(format!("{}: shards of different counts ({many:?}): one run per OUT", dir.display()))),
+        many => {
+            return Err(Error::Config(format!(
+                "{}: shards of different counts ({many:?}): one run per OUT",
+                dir.display()
+            )))
+        }
     };
     let mut problems = Vec::new();
     let mut finished = Vec::new();
@@ -187,16 +204,23 @@ fn finished_shards(out: &Path) -> Result<Vec<Finished>> {
             continue;
         };
         let report = std::fs::read(path.join("run.json")).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok());
-        let handoff = std::fs::read(path.join(HANDOFF)).ok().and_then(|b| serde_json::from_slice::<ShardHandoff>(&b).ok());
+        let handoff =
+            std::fs::read(path.join(HANDOFF)).ok().and_then(|b| serde_json::from_slice::<ShardHandoff>(&b).ok());
         match (report, handoff) {
             (Some(report), Some(handoff)) if !path.join(crate::sink::checkpoint::FILE_NAME).exists() => {
                 finished.push(Finished { shard: *shard, report, handoff });
             }
-            _ => problems.push(format!("{tag}: unfinished (no run.json yet; run it again with the same index to complete it)")),
+            _ => problems
+                .push(format!("{tag}: unfinished (no run.json yet; run it again with the same index to complete it)")),
         }
     }
     if !problems.is_empty() {
-        return Err(Error::ShardsPending(format!("cannot merge {}: {} of {count} shards not finished:\n  {}", out.display(), problems.len(), problems.join("\n  "))));
+        return Err(Error::ShardsPending(format!(
+            "cannot merge {}: {} of {count} shards not finished:\n  {}",
+            out.display(),
+            problems.len(),
+            problems.join("\n  ")
+        )));
     }
     Ok(finished)
 }
@@ -210,7 +234,11 @@ fn replace_studies_parts(out: &Path, studies: &[StudyResult], stamp: &RunStamp) 
         .map_err(|source| Error::Output { path: dir.clone(), source })?
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("part-shard-") || n.starts_with("part-merged-")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("part-shard-") || n.starts_with("part-merged-"))
+        })
         .collect();
     let batch = studies_batch(studies, stamp);
     let mut part = PartWriter::create(&dir, &stamp.run_id, &batch, 8192)?;
@@ -253,7 +281,10 @@ fn model_stamps(report: &Value) -> Vec<ModelStamp> {
                     id: text(&m["id"]),
                     version: text(&m["version"]),
                     sha256: text(&m["sha256"]),
-                    labels: m["card"]["output"]["labels"].as_array().map(|l| l.iter().map(text).collect()).unwrap_or_default(),
+                    labels: m["card"]["output"]["labels"]
+                        .as_array()
+                        .map(|l| l.iter().map(text).collect())
+                        .unwrap_or_default(),
                 })
                 .collect()
         })

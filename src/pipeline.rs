@@ -22,14 +22,14 @@ use crate::decode::{self, Decoder};
 use crate::error::{Error, Result};
 use crate::infer;
 use crate::ingest;
+use crate::message::{FileDone, Msg};
 use crate::model::{self, VerifiedModel};
 use crate::preprocess::Preprocessor;
 use crate::progress::Progress;
 use crate::runtime::Runtime;
-use crate::sink::report::{self, InputRecord, ModelRecord, RunReport, RuntimeRecord, Timings};
-use crate::message::{FileDone, Msg};
 use crate::sink::audit::AuditLog;
 use crate::sink::checkpoint::{file_key, Checkpoint, Fingerprint};
+use crate::sink::report::{self, InputRecord, ModelRecord, RunReport, RuntimeRecord, Timings};
 use crate::sink::{outdir, Ledger, ModelStamp, OutPaths, RunStamp, Sinks};
 use crate::triage::{self, Finding, RuleSet, StudyBook};
 
@@ -125,17 +125,11 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
     let rules = RuleSet::new(&cfg.triage, &models).map_err(|e| Error::Config(e.to_string()))?;
     let (decode_threads, infer_threads) = split_threads(cfg);
     let runtime = Runtime::load(cfg.infer.device)?;
-    log::info!(
-        "ONNX Runtime {} from {} on {}",
-        runtime.version,
-        runtime.library_path.display(),
-        runtime.provider
-    );
-    let sessions = models
-        .iter()
-        .map(|m| runtime.session(m, infer_threads))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let decoder = Decoder::new(&cfg.decode).with_model_inputs(models.iter().map(|m| (m.card.input.width, m.card.input.height)).collect());
+    log::info!("ONNX Runtime {} from {} on {}", runtime.version, runtime.library_path.display(), runtime.provider);
+    let sessions =
+        models.iter().map(|m| runtime.session(m, infer_threads)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let decoder = Decoder::new(&cfg.decode)
+        .with_model_inputs(models.iter().map(|m| (m.card.input.width, m.card.input.height)).collect());
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(decode_threads)
         .thread_name(|i| format!("decode-{i}"))
@@ -177,13 +171,19 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
     let ingest_started = Instant::now();
     let (mut files, mut walk_rejects) = ingest::discover(&cfg.ingest, &cfg.inputs);
     let files_found = (files.len() + walk_rejects.len()) as u64;
-    let file_list_sha256 = file_list_digest(files.iter().map(|f| f.path.as_path()).chain(walk_rejects.iter().map(|r| r.path.as_path())));
+    let file_list_sha256 =
+        file_list_digest(files.iter().map(|f| f.path.as_path()).chain(walk_rejects.iter().map(|r| r.path.as_path())));
     let user = report::user();
     if is_resume {
         files.retain(|f| !state.files.contains(&file_key(&f.path)));
         walk_rejects.retain(|r| !state.files.contains(&file_key(&r.path)));
         let left = (files.len() + walk_rejects.len()) as u64;
-        log::info!("resuming run {} (attempt {}): {} of {files_found} files already committed", state.run_id, state.attempt, files_found - left);
+        log::info!(
+            "resuming run {} (attempt {}): {} of {files_found} files already committed",
+            state.run_id,
+            state.attempt,
+            files_found - left
+        );
         audit.event(
             "run_resumed",
             serde_json::json!({
@@ -362,7 +362,12 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
 
 /// The sinks' loop: rows and decode's per-file counts in, whole files out
 /// to the study book and the tables, with a commit whenever one is due.
-fn collect(rx_rows: Receiver<Msg<Finding>>, rx_done: Receiver<FileDone>, book: &mut StudyBook, sinks: &mut Sinks) -> Result<()> {
+fn collect(
+    rx_rows: Receiver<Msg<Finding>>,
+    rx_done: Receiver<FileDone>,
+    book: &mut StudyBook,
+    sinks: &mut Sinks,
+) -> Result<()> {
     let mut ledger = Ledger::new();
     let take = |file: crate::sink::CompleteFile, book: &mut StudyBook, sinks: &mut Sinks| -> Result<()> {
         for row in &file.rows {

@@ -86,7 +86,13 @@ impl Preprocessor {
                 let resized = if same_size {
                     converted
                 } else {
-                    let bytes = resize(bytemuck::cast_slice(&converted), frame.width, frame.height, spec, float_pixel_type(spec.channels))?;
+                    let bytes = resize(
+                        bytemuck::cast_slice(&converted),
+                        frame.width,
+                        frame.height,
+                        spec,
+                        float_pixel_type(spec.channels),
+                    )?;
                     // Read back by bytes: the buffer's alignment is the resizer's business.
                     Cow::Owned(bytes.chunks_exact(4).map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect())
                 };
@@ -111,7 +117,9 @@ impl Preprocessor {
             // without a thumbnail is still scored: the page says so.
             match crate::thumbnail::make(&image.frame) {
                 Ok(t) => image.meta = Arc::new(ImageMeta { thumbnail: Some(Arc::new(t)), ..(*image.meta).clone() }),
-                Err(e) => log::warn!("{}: frame {}: no thumbnail: {e}", image.meta.instance.rel_path, image.meta.frame_index),
+                Err(e) => {
+                    log::warn!("{}: frame {}: no thumbnail: {e}", image.meta.instance.rel_path, image.meta.frame_index)
+                }
             }
         }
         for &model in &image.meta.instance.models {
@@ -188,11 +196,19 @@ fn convert_channels(values: &[f32], have: u8, want: u8) -> Cow<'_, [f32]> {
 }
 
 fn byte_pixel_type(channels: u8) -> PixelType {
-    if channels == 1 { PixelType::U8 } else { PixelType::U8x3 }
+    if channels == 1 {
+        PixelType::U8
+    } else {
+        PixelType::U8x3
+    }
 }
 
 fn float_pixel_type(channels: u8) -> PixelType {
-    if channels == 1 { PixelType::F32 } else { PixelType::F32x3 }
+    if channels == 1 {
+        PixelType::F32
+    } else {
+        PixelType::F32x3
+    }
 }
 
 /// Resizes an interleaved image held as raw bytes of `pixel_type`.

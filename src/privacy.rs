@@ -57,13 +57,21 @@ pub enum KeyError {
     )]
     Missing,
     #[error("cannot read the key file {path}")]
-    Read { path: PathBuf, #[source] source: std::io::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{origin} does not hold a key: expected {} hex digits", 2 * KEY_BYTES)]
     Malformed { origin: String },
     #[error("{path} already exists; nightscreen keygen never replaces a key (analysts' pseudonyms depend on it)")]
     Exists { path: PathBuf },
     #[error("cannot write the key file {path}")]
-    Write { path: PathBuf, #[source] source: std::io::Error },
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the system random number generator failed: {0}")]
     Random(String),
 }
@@ -97,7 +105,8 @@ impl PseudonymKey {
     /// # Errors
     /// The file cannot be read or holds no key.
     pub fn from_file(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.to_path_buf(), source })?;
         warn_if_readable_by_others(path);
         Self::from_hex(&text, &path.display().to_string())
     }
@@ -129,13 +138,14 @@ impl PseudonymKey {
         let mut bytes = [0u8; KEY_BYTES];
         getrandom::fill(&mut bytes).map_err(|e| KeyError::Random(e.to_string()))?;
         let write_err = |source| KeyError::Write { path: path.to_path_buf(), source };
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                KeyError::Exists { path: path.to_path_buf() }
-            } else {
-                write_err(e)
-            }
-        })?;
+        let mut file =
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    KeyError::Exists { path: path.to_path_buf() }
+                } else {
+                    write_err(e)
+                }
+            })?;
         file.write_all(format!("{}\n", hex::encode(bytes)).as_bytes()).map_err(write_err)?;
         file.sync_all().map_err(write_err)?;
         Ok(Self { bytes })

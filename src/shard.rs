@@ -29,9 +29,14 @@ pub enum ShardError {
 
 /// The environment a scheduler gives each task, read through `var` so the
 /// rules can be tested without touching the process's environment.
-pub fn from_environment(var: impl Fn(&str) -> Option<String>, count: Option<usize>) -> Result<Option<Shard>, ShardError> {
+pub fn from_environment(
+    var: impl Fn(&str) -> Option<String>,
+    count: Option<usize>,
+) -> Result<Option<Shard>, ShardError> {
     if let Some(index) = var("JOB_COMPLETION_INDEX") {
-        let count = count.or_else(|| var("NIGHTSCREEN_SHARDS").and_then(|c| c.trim().parse().ok())).ok_or(ShardError::NoCount)?;
+        let count = count
+            .or_else(|| var("NIGHTSCREEN_SHARDS").and_then(|c| c.trim().parse().ok()))
+            .ok_or(ShardError::NoCount)?;
         return checked("JOB_COMPLETION_INDEX", &index, 0, count).map(Some);
     }
     if let (Some(id), Some(total)) = (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT")) {
@@ -59,7 +64,8 @@ impl std::str::FromStr for Shard {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let syntax = || ShardError::Syntax(text.to_string());
         let (i, n) = text.split_once('/').ok_or_else(syntax)?;
-        let (index, count): (usize, usize) = (i.trim().parse().map_err(|_| syntax())?, n.trim().parse().map_err(|_| syntax())?);
+        let (index, count): (usize, usize) =
+            (i.trim().parse().map_err(|_| syntax())?, n.trim().parse().map_err(|_| syntax())?);
         if count == 0 || index >= count {
             return Err(syntax());
         }
@@ -123,8 +129,14 @@ mod tests {
     fn shards_come_from_the_flag_kubernetes_or_slurm() {
         assert_eq!("1/4".parse(), Ok(Shard { index: 1, count: 4 }));
         assert!("4/4".parse::<Shard>().is_err() && "x/4".parse::<Shard>().is_err() && "1".parse::<Shard>().is_err());
-        assert_eq!(from_environment(env(&[("JOB_COMPLETION_INDEX", "2")]), Some(3)), Ok(Some(Shard { index: 2, count: 3 })));
-        assert_eq!(from_environment(env(&[("JOB_COMPLETION_INDEX", "2"), ("NIGHTSCREEN_SHARDS", "5")]), None), Ok(Some(Shard { index: 2, count: 5 })));
+        assert_eq!(
+            from_environment(env(&[("JOB_COMPLETION_INDEX", "2")]), Some(3)),
+            Ok(Some(Shard { index: 2, count: 3 }))
+        );
+        assert_eq!(
+            from_environment(env(&[("JOB_COMPLETION_INDEX", "2"), ("NIGHTSCREEN_SHARDS", "5")]), None),
+            Ok(Some(Shard { index: 2, count: 5 }))
+        );
         assert_eq!(from_environment(env(&[("JOB_COMPLETION_INDEX", "2")]), None), Err(ShardError::NoCount));
         assert!(from_environment(env(&[("JOB_COMPLETION_INDEX", "3")]), Some(3)).is_err());
         let slurm = [("SLURM_ARRAY_TASK_ID", "4"), ("SLURM_ARRAY_TASK_COUNT", "4"), ("SLURM_ARRAY_TASK_MIN", "1")];

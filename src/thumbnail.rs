@@ -60,7 +60,9 @@ pub fn size(width: u32, height: u32) -> (u32, u32) {
     if longest <= LONGEST_SIDE {
         return (width.max(1), height.max(1));
     }
-    let scale = |side: u32| ((u64::from(side) * u64::from(LONGEST_SIDE) + u64::from(longest) / 2) / u64::from(longest)).max(1) as u32;
+    let scale = |side: u32| {
+        ((u64::from(side) * u64::from(LONGEST_SIDE) + u64::from(longest) / 2) / u64::from(longest)).max(1) as u32
+    };
     (scale(width), scale(height))
 }
 
@@ -95,7 +97,9 @@ pub fn make(frame: &Frame) -> Result<Thumbnail, ThumbnailError> {
     let color = if channels == 1 { jpeg_encoder::ColorType::Luma } else { jpeg_encoder::ColorType::Rgb };
     // Both sides are at most LONGEST_SIDE here, so they fit JPEG's u16.
     let (w16, h16) = (width as u16, height as u16);
-    jpeg_encoder::Encoder::new(&mut jpeg, QUALITY).encode(&bytes, w16, h16, color).map_err(|e| ThumbnailError::Encode(e.to_string()))?;
+    jpeg_encoder::Encoder::new(&mut jpeg, QUALITY)
+        .encode(&bytes, w16, h16, color)
+        .map_err(|e| ThumbnailError::Encode(e.to_string()))?;
     Ok(Thumbnail { width, height, jpeg })
 }
 

@@ -40,7 +40,15 @@ pub fn render(chromium: &Path, page: &Path, fragment: &str, screenshot: &Path) -
     let dom_file = profile.path().join("dom.html");
     let _ = std::fs::remove_file(screenshot);
     let mut child = Command::new(chromium)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run", "--virtual-time-budget=10000", "--window-size=1400,1000"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--no-first-run",
+            "--virtual-time-budget=10000",
+            "--window-size=1400,1000",
+        ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("--screenshot={}", screenshot.display()))
         .arg("--dump-dom")
@@ -163,7 +171,10 @@ fn the_html_worklist_shows_the_csv_rows_in_order_with_every_thumbnail_and_workin
     let text = std::fs::read_to_string(&html).expect("worklist.html");
     assert!(!text.contains("<script>document.body"), "patient name written unescaped");
     assert!(text.contains("&lt;script&gt;document.body.classList.add(&quot;pwned&quot;)&lt;/script&gt;O&#39;Brien &amp; Co, &quot;Q&quot;"), "escaped name missing: {}", text.find("pwned").map_or("(no name)", |i| &text[i.saturating_sub(80)..(i + 80).min(text.len())]));
-    assert!(!text.contains("http://") && !text.contains("https://") && !text.contains(" src=\"/"), "the page must need nothing from outside OUT");
+    assert!(
+        !text.contains("http://") && !text.contains("https://") && !text.contains(" src=\"/"),
+        "the page must need nothing from outside OUT"
+    );
 
     let dom = render(&chromium, &html, "#images=all", &shots.join("worklist.png"));
     assert_screenshot(&shots.join("worklist.png"));
@@ -182,7 +193,10 @@ fn the_html_worklist_shows_the_csv_rows_in_order_with_every_thumbnail_and_workin
     assert_eq!(files.len(), 16, "{files:?}");
     for f in &files {
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        assert!(nightscreen::sink::thumbnails::is_ours(name), "thumbnail named from something else than pseudonyms: {name}");
+        assert!(
+            nightscreen::sink::thumbnails::is_ours(name),
+            "thumbnail named from something else than pseudonyms: {name}"
+        );
     }
     assert_eq!(body_attr(&dom, "data-images-settled").as_deref(), Some("true"), "images never settled");
     assert_eq!(body_attr(&dom, "data-images-total").as_deref(), Some("16"));
@@ -191,7 +205,11 @@ fn the_html_worklist_shows_the_csv_rows_in_order_with_every_thumbnail_and_workin
     let imgs = tags(&dom, "img");
     assert_eq!(imgs.len(), 16);
     assert!(imgs.iter().all(|t| attr(t, "data-state") == Some("loaded")), "{imgs:?}");
-    assert_eq!(dom.matches("class=\"no-images\"").count(), 1, "the unreadable study shows a placeholder, not a broken image");
+    assert_eq!(
+        dom.matches("class=\"no-images\"").count(),
+        1,
+        "the unreadable study shows a placeholder, not a broken image"
+    );
 
     // Filter by band and search by accession, driven through the fragment.
     let band = &want[0].1;
@@ -289,10 +307,16 @@ fn the_evaluation_report_renders_and_the_worklist_shows_attention_maps() {
     let explained = util::outputs(&images).iter().filter(|o| o[3] >= 0.5).count();
     assert!(explained > 0, "the fixed set has no image with p(r3) >= 0.5");
     let dom = render(&chromium, &out.join("worklist.html"), "#images=all", &shots.join("worklist-attention.png"));
-    let maps: Vec<&str> = dom.match_indices("class=\"attention\"").map(|(i, _)| &dom[i..i + dom[i..].find("</div>").expect("map end")]).collect();
+    let maps: Vec<&str> = dom
+        .match_indices("class=\"attention\"")
+        .map(|(i, _)| &dom[i..i + dom[i..].find("</div>").expect("map end")])
+        .collect();
     assert_eq!(maps.len(), explained, "one occlusion map per explained image");
     assert!(maps.iter().all(|m| m.matches("<i ").count() == 16), "4 × 4 cells each");
-    assert!(maps.iter().all(|m| m.contains("opacity: 0.6") || m.contains("opacity:0.6")), "each map tints its strongest cell fully");
+    assert!(
+        maps.iter().all(|m| m.contains("opacity: 0.6") || m.contains("opacity:0.6")),
+        "each map tints its strongest cell fully"
+    );
 
     run(&["--no-explain"]);
     let page = std::fs::read_to_string(out.join("worklist.html")).expect("worklist.html");

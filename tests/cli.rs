@@ -20,7 +20,15 @@ fn a_clean_batch_exits_0_and_a_second_run_into_the_same_out_needs_overwrite() {
         return;
     }
     let out = dir.path().join("out");
-    let run = || util::nightscreen().args(["run", "--quiet", "--input"]).arg(&input).arg("--out").arg(&out).output().expect("run");
+    let run = || {
+        util::nightscreen()
+            .args(["run", "--quiet", "--input"])
+            .arg(&input)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .expect("run")
+    };
     let first = run();
     assert_eq!(first.status.code(), Some(0), "{}", String::from_utf8_lossy(&first.stderr));
     let second = run();
@@ -144,10 +152,20 @@ fn an_output_folder_holding_files_nightscreen_did_not_write_is_refused() {
     std::fs::write(out.join("worklist.csv"), "someone else's worklist\n").expect("write");
     std::fs::write(out.join("images/notes.txt"), "not ours").expect("write");
     for extra in [&[][..], &["--overwrite"][..]] {
-        let run = util::nightscreen().args(["run", "--quiet", "--input"]).arg(&input).arg("--out").arg(&out).args(extra).output().expect("run");
+        let run = util::nightscreen()
+            .args(["run", "--quiet", "--input"])
+            .arg(&input)
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .output()
+            .expect("run");
         assert_eq!(run.status.code(), Some(2), "{extra:?}");
         let stderr = String::from_utf8_lossy(&run.stderr);
-        assert!(stderr.contains("did not write") && stderr.contains("worklist.csv") && stderr.contains("images"), "{stderr}");
+        assert!(
+            stderr.contains("did not write") && stderr.contains("worklist.csv") && stderr.contains("images"),
+            "{stderr}"
+        );
     }
     assert_eq!(std::fs::read_to_string(out.join("worklist.csv")).expect("read"), "someone else's worklist\n");
     assert!(!out.join("run.json").exists() && !out.join("audit.jsonl").exists());
@@ -163,16 +181,24 @@ fn the_audit_trail_is_appended_run_after_run_and_run_json_says_who_and_on_what()
     util::synth_studies(&input, 2, 23);
     let out = dir.path().join("out");
     let run = || {
-        let r = util::nightscreen().args(["run", "--quiet", "--overwrite", "--input"]).arg(&input).arg("--out").arg(&out).output().expect("run");
+        let r = util::nightscreen()
+            .args(["run", "--quiet", "--overwrite", "--input"])
+            .arg(&input)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .expect("run");
         assert_eq!(r.status.code(), Some(0), "{}", String::from_utf8_lossy(&r.stderr));
-        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(out.join("run.json")).expect("run.json")).expect("json")
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(out.join("run.json")).expect("run.json"))
+            .expect("json")
     };
     let first = run();
     let after_first = std::fs::read_to_string(out.join("audit.jsonl")).expect("audit");
     let second = run();
     let trail = std::fs::read_to_string(out.join("audit.jsonl")).expect("audit");
     assert!(trail.starts_with(&after_first), "the first run's lines are kept as they were");
-    let events: Vec<serde_json::Value> = trail.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
+    let events: Vec<serde_json::Value> =
+        trail.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
     let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap_or("")).collect();
     let expected = ["run_started", "study_banded", "study_banded", "run_finished"];
     assert_eq!(kinds, [expected, expected].concat(), "{trail}");
@@ -198,19 +224,30 @@ fn shadow_mode_marks_every_worklist_row_and_the_run_record() {
     let input = dir.path().join("in");
     util::synth_studies(&input, 3, 25);
     let run = |out: &Path, extra: &[&str]| -> (Vec<csv::StringRecord>, serde_json::Value, serde_json::Value) {
-        let r = util::nightscreen().args(["run", "--quiet", "--input"]).arg(&input).arg("--out").arg(out).args(extra).output().expect("run");
+        let r = util::nightscreen()
+            .args(["run", "--quiet", "--input"])
+            .arg(&input)
+            .arg("--out")
+            .arg(out)
+            .args(extra)
+            .output()
+            .expect("run");
         assert_eq!(r.status.code(), Some(0), "{}", String::from_utf8_lossy(&r.stderr));
         let mut csv = csv::Reader::from_path(out.join("worklist.csv")).expect("worklist.csv");
         assert_eq!(csv.headers().expect("headers").get(0), Some("notice"), "the notice is the first column");
         let rows = csv.records().map(|r| r.expect("row")).collect();
-        let json = serde_json::from_str(&std::fs::read_to_string(out.join("worklist.json")).expect("json")).expect("json");
-        let report = serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).expect("run.json")).expect("json");
+        let json =
+            serde_json::from_str(&std::fs::read_to_string(out.join("worklist.json")).expect("json")).expect("json");
+        let report =
+            serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).expect("run.json")).expect("json");
         (rows, json, report)
     };
     let (rows, json, report) = run(&dir.path().join("shadow"), &["--shadow"]);
     assert_eq!(rows.len(), 3);
     assert!(rows.iter().all(|r| r.get(0) == Some("SHADOW — not for clinical use")), "{rows:?}");
-    assert!(json.as_array().is_some_and(|a| a.len() == 3 && a.iter().all(|r| r["notice"] == "SHADOW — not for clinical use")));
+    assert!(json
+        .as_array()
+        .is_some_and(|a| a.len() == 3 && a.iter().all(|r| r["notice"] == "SHADOW — not for clinical use")));
     assert_eq!(report["shadow"], true);
     let (rows, _, report) = run(&dir.path().join("clinical"), &[]);
     assert!(rows.iter().all(|r| r.get(0) == Some("")), "no notice outside shadow mode");

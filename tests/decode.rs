@@ -86,15 +86,8 @@ fn references() -> BTreeMap<String, Vec<RefRow>> {
     let mut rdr = csv::Reader::from_path(&path).expect("read pixel_references.csv");
     let headers = rdr.headers().expect("csv headers").clone();
     let col = |name: &str| headers.iter().position(|h| h == name).expect(name);
-    let (file, frame, ts, mean, min, max, status) = (
-        col("file"),
-        col("frame"),
-        col("transfer_syntax"),
-        col("mean"),
-        col("min"),
-        col("max"),
-        col("status"),
-    );
+    let (file, frame, ts, mean, min, max, status) =
+        (col("file"), col("frame"), col("transfer_syntax"), col("mean"), col("min"), col("max"), col("status"));
     let mut refs: BTreeMap<String, Vec<RefRow>> = BTreeMap::new();
     for rec in rdr.records() {
         let rec = rec.expect("csv record");
@@ -149,11 +142,8 @@ fn stored_statistics_match_pydicom() {
         let path = data.join(file);
         let out = decode(&path, file);
         let expected_failure = EXPECTED_FAILURES.iter().find(|(f, _, _)| f == file);
-        let errors: Vec<String> = out
-            .iter()
-            .filter_map(|m| m.as_ref().err())
-            .map(|r| format!("frame {:?}: {}", r.frame, r.reason))
-            .collect();
+        let errors: Vec<String> =
+            out.iter().filter_map(|m| m.as_ref().err()).map(|r| format!("frame {:?}: {}", r.frame, r.reason)).collect();
         let (file, rows) = match DECODED_WITHOUT_REFERENCE.iter().find(|(f, _)| f == file) {
             Some((_, intact)) => (file, &refs[*intact]),
             None => (file, rows),
@@ -182,11 +172,7 @@ fn stored_statistics_match_pydicom() {
             continue;
         }
         if out.len() != rows.len() {
-            problems.push(format!(
-                "{file}: {} frames decoded, {} in reference",
-                out.len(),
-                rows.len()
-            ));
+            problems.push(format!("{file}: {} frames decoded, {} in reference", out.len(), rows.len()));
             continue;
         }
         for (msg, r) in out.iter().zip(rows) {
@@ -218,19 +204,12 @@ fn stored_statistics_match_pydicom() {
         eprintln!("  {cat:14} {dm:10.6} {dx:10.3} {n:5}");
     }
     eprintln!("{failed_as_expected} expected failures");
-    assert!(
-        problems.is_empty(),
-        "{} problems:\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
 }
 
 fn only_frame(out: Vec<Msg<DecodedImage>>, what: &str) -> DecodedImage {
-    let mut frames: Vec<DecodedImage> = out
-        .into_iter()
-        .map(|m| m.unwrap_or_else(|r| panic!("{what}: {}", r.reason)))
-        .collect();
+    let mut frames: Vec<DecodedImage> =
+        out.into_iter().map(|m| m.unwrap_or_else(|r| panic!("{what}: {}", r.reason))).collect();
     assert_eq!(frames.len(), 1, "{what}: one frame expected");
     frames.remove(0)
 }
@@ -249,20 +228,11 @@ fn monochrome1_is_inverted() {
     let Some(data) = testdata() else { return };
     let src = data.join("pydicom/dicomdirtests/77654033/CR1/6154");
     let mut obj = dicom_object::open_file(&src).expect("open CR");
-    let pi = obj
-        .element(tags::PHOTOMETRIC_INTERPRETATION)
-        .expect("PI")
-        .to_str()
-        .expect("PI")
-        .to_string();
+    let pi = obj.element(tags::PHOTOMETRIC_INTERPRETATION).expect("PI").to_str().expect("PI").to_string();
     assert_eq!(pi.trim(), "MONOCHROME1");
     let dir = tempfile::tempdir().expect("tempdir");
     let mono2 = dir.path().join("mono2.dcm");
-    obj.put(DataElement::new(
-        tags::PHOTOMETRIC_INTERPRETATION,
-        VR::CS,
-        PrimitiveValue::from("MONOCHROME2"),
-    ));
+    obj.put(DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, PrimitiveValue::from("MONOCHROME2")));
     obj.write_to_file(&mono2).expect("write copy");
 
     let one = only_frame(decode(&src, "CR1"), "MONOCHROME1");
@@ -282,19 +252,11 @@ fn monochrome1_is_inverted() {
 fn jpeg_rgb_without_color_transform_keeps_colours() {
     let Some(data) = testdata() else { return };
     let refs = references();
-    for file in [
-        "pydicom/SC_jpeg_no_color_transform.dcm",
-        "pydicom/SC_jpeg_no_color_transform_2.dcm",
-    ] {
+    for file in ["pydicom/SC_jpeg_no_color_transform.dcm", "pydicom/SC_jpeg_no_color_transform_2.dcm"] {
         let img = only_frame(decode(&data.join(file), file), file);
         let r = &refs[file][0];
         let s = img.meta.stored;
-        assert!(
-            (s.mean - r.mean).abs() < JPEG_MEAN,
-            "{file}: mean {} vs {}",
-            s.mean,
-            r.mean
-        );
+        assert!((s.mean - r.mean).abs() < JPEG_MEAN, "{file}: mean {} vs {}", s.mean, r.mean);
         assert!((s.min - r.min).abs() <= JPEG_MINMAX && (s.max - r.max).abs() <= JPEG_MINMAX);
         assert_eq!(img.frame.channels, 3);
         // Display is the stored RGB over 255.
@@ -307,14 +269,8 @@ fn jpeg_rgb_without_color_transform_keeps_colours() {
 #[test]
 fn planar_rgb_matches_interleaved() {
     let Some(data) = testdata() else { return };
-    let pl = only_frame(
-        decode(&data.join("pydicom-data/color-pl.dcm"), "pl"),
-        "planar",
-    );
-    let px = only_frame(
-        decode(&data.join("pydicom-data/color-px.dcm"), "px"),
-        "interleaved",
-    );
+    let pl = only_frame(decode(&data.join("pydicom-data/color-pl.dcm"), "pl"), "planar");
+    let px = only_frame(decode(&data.join("pydicom-data/color-px.dcm"), "px"), "interleaved");
     assert_eq!(pl.frame.channels, 3);
     assert_eq!(pl.frame.values(), px.frame.values());
 }
@@ -330,51 +286,17 @@ fn limits_and_bad_input_are_errors() {
         out
     };
     let cases = [
-        (
-            DecodeConfig {
-                max_pixels_per_frame: 100,
-                ..Default::default()
-            },
-            file.clone(),
-            "max_pixels_per_frame",
-        ),
-        (
-            DecodeConfig {
-                max_file_bytes: 100,
-                ..Default::default()
-            },
-            file.clone(),
-            "max_file_bytes",
-        ),
-        (
-            DecodeConfig::default(),
-            data.join("pydicom/nonexistent.dcm"),
-            "cannot read file size",
-        ),
-        (
-            DecodeConfig::default(),
-            root().join("Cargo.toml"),
-            "not a readable DICOM file",
-        ),
-        (
-            DecodeConfig::default(),
-            data.join("pydicom/MR_truncated.dcm"),
-            "(7FE0,0010)",
-        ),
+        (DecodeConfig { max_pixels_per_frame: 100, ..Default::default() }, file.clone(), "max_pixels_per_frame"),
+        (DecodeConfig { max_file_bytes: 100, ..Default::default() }, file.clone(), "max_file_bytes"),
+        (DecodeConfig::default(), data.join("pydicom/nonexistent.dcm"), "cannot read file size"),
+        (DecodeConfig::default(), root().join("Cargo.toml"), "not a readable DICOM file"),
+        (DecodeConfig::default(), data.join("pydicom/MR_truncated.dcm"), "(7FE0,0010)"),
     ];
     for (cfg, path, text) in cases {
         let out = run(cfg, &path);
         assert_eq!(out.len(), 1, "{}", path.display());
-        let err = out[0]
-            .as_ref()
-            .err()
-            .unwrap_or_else(|| panic!("{}: decoded", path.display()));
-        assert!(
-            err.reason.contains(text),
-            "{}: {}",
-            path.display(),
-            err.reason
-        );
+        let err = out[0].as_ref().err().unwrap_or_else(|| panic!("{}: decoded", path.display()));
+        assert!(err.reason.contains(text), "{}: {}", path.display(), err.reason);
         assert_eq!(err.frame, None);
         assert_eq!(err.stage, nightscreen::message::Stage::Decode);
     }
@@ -389,11 +311,7 @@ fn missing_frame_is_a_frame_error() {
 
     let Some(data) = testdata() else { return };
     let mut obj = dicom_object::open_file(data.join("pydicom/CT_small.dcm")).expect("open CT");
-    obj.put(DataElement::new(
-        tags::NUMBER_OF_FRAMES,
-        VR::IS,
-        PrimitiveValue::from("2"),
-    ));
+    obj.put(DataElement::new(tags::NUMBER_OF_FRAMES, VR::IS, PrimitiveValue::from("2")));
     let dir = tempfile::tempdir().expect("tempdir");
     let two = dir.path().join("two.dcm");
     obj.write_to_file(&two).expect("write copy");
@@ -402,11 +320,7 @@ fn missing_frame_is_a_frame_error() {
     assert!(out[0].is_ok());
     let err = out[1].as_ref().err().expect("frame 1 must fail");
     assert_eq!(err.frame, Some(1));
-    assert!(
-        err.reason.contains("pixel data too short for frame 1"),
-        "{}",
-        err.reason
-    );
+    assert!(err.reason.contains("pixel data too short for frame 1"), "{}", err.reason);
 }
 
 /// dicom-pixeldata's JPEG 2000 adapter indexes past its buffer (a panic)
@@ -422,11 +336,7 @@ fn codec_panic_is_an_error() {
     let Some(data) = testdata() else { return };
     let mut obj = dicom_object::open_file(data.join("pydicom/examples_jpeg2k.dcm")).expect("open");
     obj.put(DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)));
-    obj.put(DataElement::new(
-        tags::PHOTOMETRIC_INTERPRETATION,
-        VR::CS,
-        PrimitiveValue::from("MONOCHROME2"),
-    ));
+    obj.put(DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, PrimitiveValue::from("MONOCHROME2")));
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = dir.path().join("bad.dcm");
     obj.write_to_file(&bad).expect("write copy");
@@ -434,7 +344,8 @@ fn codec_panic_is_an_error() {
     assert_eq!(out.len(), 1);
     let err = out[0].as_ref().err().expect("must be rejected");
     assert!(
-        err.reason.contains("JPEG 2000 frame 0 declares") && err.reason.contains("with 3 components")
+        err.reason.contains("JPEG 2000 frame 0 declares")
+            && err.reason.contains("with 3 components")
             && err.reason.ends_with("with SamplesPerPixel 1"),
         "{}",
         err.reason
@@ -499,14 +410,22 @@ fn fuzzer_found_codec_inputs_are_one_row_each() {
     let cases = [
         // SIZ says 720 columns, the header 512: dicom-rs's JPEG 2000
         // adapter wrote the larger image past its buffer (a panic).
-        ("crash-62887ec75788.dcm", Some("JPEG 2000 frame 0 declares 720x512 with 1 components, but Columns x Rows is 512x512")),
+        (
+            "crash-62887ec75788.dcm",
+            Some("JPEG 2000 frame 0 declares 720x512 with 1 components, but Columns x Rows is 512x512"),
+        ),
         // Corrupt J2K tile data that openjp2 decodes anyway (reported as
         // over 2 GB RSS by the first campaign, on a build before the guard
         // walked encapsulated fragments; now well under 100 MB).
         ("oom-f886d4fa1943.dcm", None),
     ];
     let dir = root().join("tests/data/fuzz/decode");
-    let cfg = DecodeConfig { max_pixels_per_frame: 4_000_000, max_frames: 16, max_file_bytes: 64 << 20, ..Default::default() };
+    let cfg = DecodeConfig {
+        max_pixels_per_frame: 4_000_000,
+        max_frames: 16,
+        max_file_bytes: 64 << 20,
+        ..Default::default()
+    };
     for (file, want) in cases {
         let path = dir.join(file);
         assert_eq!(nightscreen::ingest::guard::check(&path), Ok(()), "{file}: the guard passes it");

@@ -29,7 +29,11 @@ fn env<'a>(container: &'a Yaml, name: &str) -> Option<String> {
 /// Checks an Indexed Job spec (a Job's or a CronJob's jobTemplate's) and
 /// returns its container.
 fn indexed_job<'a>(spec: &'a Yaml, what: &str) -> &'a Yaml {
-    assert_eq!(spec["completionMode"].as_str(), Some("Indexed"), "{what}: JOB_COMPLETION_INDEX is only set in Indexed mode");
+    assert_eq!(
+        spec["completionMode"].as_str(),
+        Some("Indexed"),
+        "{what}: JOB_COMPLETION_INDEX is only set in Indexed mode"
+    );
     let completions = spec["completions"].as_i64().unwrap_or_else(|| panic!("{what}: completions"));
     assert_eq!(spec["parallelism"].as_i64(), Some(completions), "{what}: parallelism = completions");
     assert!(spec["backoffLimitPerIndex"].as_i64().is_some_and(|n| n >= 1), "{what}: a failed shard is retried alone");
@@ -38,8 +42,16 @@ fn indexed_job<'a>(spec: &'a Yaml, what: &str) -> &'a Yaml {
     let containers = pod["containers"].as_vec().unwrap_or_else(|| panic!("{what}: containers"));
     assert_eq!(containers.len(), 1, "{what}");
     let c = &containers[0];
-    assert_eq!(env(c, "NIGHTSCREEN_SHARDS"), Some(completions.to_string()), "{what}: NIGHTSCREEN_SHARDS must equal completions");
-    assert_eq!(env(c, "NIGHT").as_deref(), Some("fieldRef:metadata.labels['batch.kubernetes.io/job-name']"), "{what}: one OUT per Job, the same for a retried shard");
+    assert_eq!(
+        env(c, "NIGHTSCREEN_SHARDS"),
+        Some(completions.to_string()),
+        "{what}: NIGHTSCREEN_SHARDS must equal completions"
+    );
+    assert_eq!(
+        env(c, "NIGHT").as_deref(),
+        Some("fieldRef:metadata.labels['batch.kubernetes.io/job-name']"),
+        "{what}: one OUT per Job, the same for a retried shard"
+    );
     assert!(env(c, "NIGHTSCREEN_KEY_FILE").is_some(), "{what}: the programme key");
     let command: Vec<&str> = c["command"].as_vec().expect("command").iter().map(|a| text(a, "command")).collect();
     assert_eq!(command[0], "/usr/local/bin/shard-and-merge", "{what}: runs its shard, then the merge");
@@ -48,15 +60,23 @@ fn indexed_job<'a>(spec: &'a Yaml, what: &str) -> &'a Yaml {
     let mounts = c["volumeMounts"].as_vec().expect("volumeMounts");
     for (name, read_only) in [("input", true), ("output", false), ("key", true)] {
         assert!(volumes.iter().any(|v| v["name"].as_str() == Some(name)), "{what}: volume {name}");
-        let mount = mounts.iter().find(|m| m["name"].as_str() == Some(name)).unwrap_or_else(|| panic!("{what}: mount {name}"));
+        let mount =
+            mounts.iter().find(|m| m["name"].as_str() == Some(name)).unwrap_or_else(|| panic!("{what}: mount {name}"));
         assert_eq!(mount["readOnly"].as_bool().unwrap_or(false), read_only, "{what}: {name} readOnly");
         let path = text(&mount["mountPath"], "mountPath");
-        let var = match name { "input" => "NIGHTSCREEN_INPUT", "output" => "NIGHTSCREEN_OUT", _ => "NIGHTSCREEN_KEY_FILE" };
+        let var = match name {
+            "input" => "NIGHTSCREEN_INPUT",
+            "output" => "NIGHTSCREEN_OUT",
+            _ => "NIGHTSCREEN_KEY_FILE",
+        };
         assert!(env(c, var).is_some_and(|v| v.starts_with(path)), "{what}: {var} lies under the {name} mount {path}");
     }
     assert!(volumes.iter().any(|v| v["secret"]["secretName"].as_str().is_some()), "{what}: the key is a Secret");
     for kind in ["requests", "limits"] {
-        assert!(c["resources"][kind]["cpu"].as_str().is_some() && c["resources"][kind]["memory"].as_str().is_some(), "{what}: {kind}");
+        assert!(
+            c["resources"][kind]["cpu"].as_str().is_some() && c["resources"][kind]["memory"].as_str().is_some(),
+            "{what}: {kind}"
+        );
     }
     c
 }
@@ -98,14 +118,19 @@ fn kubernetes_manifests_run_indexed_shards_that_merge() {
 #[test]
 fn the_slurm_array_submits_the_merge_as_a_dependent_job() {
     let array = std::fs::read_to_string(util::root().join("deploy/slurm/nightscreen.sbatch")).expect("sbatch");
-    let directive = |name: &str| array.lines().find_map(|l| l.strip_prefix(&format!("#SBATCH --{name}="))).map(str::to_string);
+    let directive =
+        |name: &str| array.lines().find_map(|l| l.strip_prefix(&format!("#SBATCH --{name}="))).map(str::to_string);
     let range = directive("array").expect("#SBATCH --array");
     let (first, last) = range.split_once('-').expect("array a-b");
     let tasks = last.parse::<usize>().expect("end") - first.parse::<usize>().expect("start") + 1;
     assert!(tasks >= 2, "{range}");
-    assert!(array.contains("nightscreen run") && !array.contains("--shard "), "the shard comes from SLURM_ARRAY_TASK_ID/COUNT");
+    assert!(
+        array.contains("nightscreen run") && !array.contains("--shard "),
+        "the shard comes from SLURM_ARRAY_TASK_ID/COUNT"
+    );
     let submit = std::fs::read_to_string(util::root().join("deploy/slurm/submit.sh")).expect("submit.sh");
-    let dependency = submit.lines().find(|l| l.starts_with("sbatch") && l.contains("merge.sbatch")).expect("submits merge.sbatch");
+    let dependency =
+        submit.lines().find(|l| l.starts_with("sbatch") && l.contains("merge.sbatch")).expect("submits merge.sbatch");
     assert!(dependency.contains("--dependency=\"afterok:${array}\""), "merge waits for the whole array: {dependency}");
     let merge = std::fs::read_to_string(util::root().join("deploy/slurm/merge.sbatch")).expect("merge.sbatch");
     assert!(merge.contains("nightscreen merge \"$NIGHTSCREEN_OUT/$NIGHT\""));

@@ -57,7 +57,10 @@ fn csv_maps(path: &Path) -> Vec<HashMap<String, String>> {
 
 /// Truth outcome per study, from the per-eye `truth.csv`.
 fn truth_outcomes(run: &DespRun) -> HashMap<String, String> {
-    csv_maps(&run.studies.join("truth.csv")).into_iter().map(|row| (row["study_uid"].clone(), row["outcome"].clone())).collect()
+    csv_maps(&run.studies.join("truth.csv"))
+        .into_iter()
+        .map(|row| (row["study_uid"].clone(), row["outcome"].clone()))
+        .collect()
 }
 
 #[test]
@@ -67,12 +70,19 @@ fn every_urgent_study_stands_above_every_disease_free_study() {
     let worklist = csv_maps(&run.out.join("worklist.csv"));
     assert_eq!(worklist.len(), STUDIES, "one worklist row per study");
     let rank_of = |outcome: &str| -> Vec<u32> {
-        worklist.iter().filter(|r| truth[&r["study_uid"]] == outcome).map(|r| r["rank"].parse().expect("rank")).collect()
+        worklist
+            .iter()
+            .filter(|r| truth[&r["study_uid"]] == outcome)
+            .map(|r| r["rank"].parse().expect("rank"))
+            .collect()
     };
     let (urgent, clean) = (rank_of("URGENT"), rank_of("NO_DISEASE"));
     assert!(!urgent.is_empty() && !clean.is_empty(), "seed {SEED} must give both R3 and R0M0 studies");
     let (last_urgent, first_clean) = (urgent.iter().max().unwrap(), clean.iter().min().unwrap());
-    assert!(last_urgent < first_clean, "an R3 study at rank {last_urgent} is below an R0M0 study at rank {first_clean}");
+    assert!(
+        last_urgent < first_clean,
+        "an R3 study at rank {last_urgent} is below an R0M0 study at rank {first_clean}"
+    );
 }
 
 #[test]
@@ -108,7 +118,10 @@ fn every_row_says_why_naming_eye_and_field() {
         assert!(!reason.is_empty(), "row without a reason: {row:?}");
         if row["band"] == "URGENT" {
             assert!(reason.contains("R3 suspected"), "{reason}");
-            assert!(reason.contains(" eye") && reason.contains(" field"), "urgent reason names eye and field: {reason}");
+            assert!(
+                reason.contains(" eye") && reason.contains(" field"),
+                "urgent reason names eye and field: {reason}"
+            );
         }
         for eye in ["right_eye", "left_eye"] {
             let grade = &row[eye];
@@ -152,4 +165,3 @@ fn tables_carry_eye_grades_laterality_field_and_image_grade() {
         }
     }
 }
-

@@ -102,7 +102,10 @@ fn figures_match_scikit_learn_and_scipy() {
 fn same(ours: &Value, reference: &Value, what: &str) {
     match (ours.as_f64(), reference.as_f64()) {
         (Some(a), Some(b)) => assert!((a - b).abs() <= 1e-6, "{what}: ours {a}, reference {b}"),
-        _ => assert!(ours.is_null() && (reference.is_null() || reference == "inf"), "{what}: ours {ours}, reference {reference}"),
+        _ => assert!(
+            ours.is_null() && (reference.is_null() || reference == "inf"),
+            "{what}: ours {ours}, reference {reference}"
+        ),
     }
 }
 
@@ -126,7 +129,13 @@ fn the_evaluate_command_matches_scikit_learn_on_a_real_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (input, out, report) = (dir.path().join("in"), dir.path().join("out"), dir.path().join("report"));
     util::synth_studies(&input, 80, 11);
-    let run = util::nightscreen().args(["run", "--quiet", "--input"]).arg(&input).arg("--out").arg(&out).output().expect("run");
+    let run = util::nightscreen()
+        .args(["run", "--quiet", "--input"])
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run");
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let truth = input.join("truth.csv");
     let (resamples, seed) = ("200", "5");
@@ -143,7 +152,8 @@ fn the_evaluate_command_matches_scikit_learn_on_a_real_run() {
     };
     let done = evaluate(&truth);
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
-    let ours: Value = serde_json::from_slice(&std::fs::read(report.join("evaluation.json")).expect("evaluation.json")).expect("json");
+    let ours: Value =
+        serde_json::from_slice(&std::fs::read(report.join("evaluation.json")).expect("evaluation.json")).expect("json");
 
     let reference = Command::new(python)
         .arg(util::root().join("tests/evaluate_run_reference.py"))
@@ -185,7 +195,8 @@ fn the_evaluate_command_matches_scikit_learn_on_a_real_run() {
                 same_list(&Value::from(ours), &b["calibration"][field], &format!("{what} calibration {field}"));
             }
             let level_name = level.trim_start_matches("per_");
-            let rows: Vec<&[f64; 4]> = points.iter().filter(|(l, t, _)| l == level_name && t == target).map(|(_, _, p)| p).collect();
+            let rows: Vec<&[f64; 4]> =
+                points.iter().filter(|(l, t, _)| l == level_name && t == target).map(|(_, _, p)| p).collect();
             let want = b["operating_points"].as_array().expect("operating points");
             assert_eq!(rows.len(), want.len(), "{what}: operating points");
             for (row, w) in rows.iter().zip(want) {
@@ -234,12 +245,19 @@ fn the_evaluate_command_matches_scikit_learn_on_a_real_run() {
 fn operating_point_rows(path: &std::path::Path) -> Vec<(String, String, [f64; 4])> {
     use arrow_array::{Float64Array, StringArray};
     let file = std::fs::File::open(path).expect("operating_points.parquet");
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet").build().expect("reader");
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet")
+        .build()
+        .expect("reader");
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.expect("batch");
-        let text = |name: &str| batch.column_by_name(name).expect(name).as_any().downcast_ref::<StringArray>().expect(name).clone();
-        let number = |name: &str| batch.column_by_name(name).expect(name).as_any().downcast_ref::<Float64Array>().expect(name).clone();
+        let text = |name: &str| {
+            batch.column_by_name(name).expect(name).as_any().downcast_ref::<StringArray>().expect(name).clone()
+        };
+        let number = |name: &str| {
+            batch.column_by_name(name).expect(name).as_any().downcast_ref::<Float64Array>().expect(name).clone()
+        };
         let (level, target) = (text("level"), text("target"));
         let numbers = ["threshold", "sensitivity", "specificity", "workload_saved"].map(number);
         for i in 0..batch.num_rows() {

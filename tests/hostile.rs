@@ -174,7 +174,11 @@ fn every_hostile_file_is_one_clear_row_and_the_good_study_is_screened() {
     for (name, table, words) in &expect {
         let found = if *table == "errors" { &errors } else { &skipped };
         let mine: Vec<_> = found.iter().filter(|(p, _)| Path::new(p).file_name().is_some_and(|n| n == *name)).collect();
-        assert_eq!(mine.len(), 1, "{name}: expected one row in {table}, got {mine:?}; errors {errors:?}; skipped {skipped:?}");
+        assert_eq!(
+            mine.len(),
+            1,
+            "{name}: expected one row in {table}, got {mine:?}; errors {errors:?}; skipped {skipped:?}"
+        );
         assert!(mine[0].1.contains(words), "{name}: reason {:?} lacks {words:?}", mine[0].1);
         assert!(!mine[0].1.is_empty(), "{name}: empty reason");
     }
@@ -245,7 +249,13 @@ fn uids_shaped_like_paths_never_escape_out() {
     }
     std::fs::remove_dir_all(&synth).expect("rm");
     let out = dir.path().join("deep/out");
-    let run = util::nightscreen().args(["run", "--quiet", "--input"]).arg(&input).arg("--out").arg(&out).output().expect("run");
+    let run = util::nightscreen()
+        .args(["run", "--quiet", "--input"])
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run");
     assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
     let worklist = std::fs::read_to_string(out.join("worklist.csv")).expect("worklist");
     assert!(worklist.contains("../../../escape-study"), "the study is screened under its own UID");

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use crossbeam_channel::bounded;
 use nightscreen::infer::{self, InferConfig, ModelSession};
-use nightscreen::message::{Header, ImageMeta, Instance, Msg, PixelStats, Prepared, RejectKind, Rejected, Scored, Stage};
+use nightscreen::message::{
+    Header, ImageMeta, Instance, Msg, PixelStats, Prepared, RejectKind, Rejected, Scored, Stage,
+};
 use nightscreen::model::{Accepts, Activation, ChannelOrder, InputSpec, Layout, ModelCard, VerifiedModel};
 use nightscreen::runtime::{self, Device, Runtime, RuntimeError};
 
@@ -163,9 +165,18 @@ fn session_checks_card_against_graph() {
         assert!(matches!(err, RuntimeError::ModelMismatch { .. }), "{err:?}");
         assert!(err.to_string().contains(needle), "{needle:?} not in: {err}");
     };
-    check(verified(card("channel-means", "pixels", Layout::NCHW, 3, "means", &["r", "g", "b"])), "no input named \"pixels\"");
-    check(verified(card("channel-means", "image", Layout::NCHW, 3, "score", &["r", "g", "b"])), "no output named \"score\"");
-    check(verified(card("channel-means", "image", Layout::NCHW, 1, "means", &["r", "g", "b"])), "dimension 1 is 3, not 1");
+    check(
+        verified(card("channel-means", "pixels", Layout::NCHW, 3, "means", &["r", "g", "b"])),
+        "no input named \"pixels\"",
+    );
+    check(
+        verified(card("channel-means", "image", Layout::NCHW, 3, "score", &["r", "g", "b"])),
+        "no output named \"score\"",
+    );
+    check(
+        verified(card("channel-means", "image", Layout::NCHW, 1, "means", &["r", "g", "b"])),
+        "dimension 1 is 3, not 1",
+    );
     check(verified(card("channel-means", "image", Layout::NHWC, 3, "means", &["r", "g", "b"])), "NHWC");
     check(verified(card("channel-means", "image", Layout::NCHW, 3, "means", &["a", "b"])), "2 labels");
 }
@@ -225,7 +236,14 @@ fn meta(n: usize) -> Arc<ImageMeta> {
         header: Arc::new(Header::default()),
         models: vec![],
     };
-    Arc::new(ImageMeta { instance: Arc::new(instance), frame_index: 0, width: W as u32, height: H as u32, stored: PixelStats::default(), thumbnail: None })
+    Arc::new(ImageMeta {
+        instance: Arc::new(instance),
+        frame_index: 0,
+        width: W as u32,
+        height: H as u32,
+        stored: PixelStats::default(),
+        thumbnail: None,
+    })
 }
 
 #[test]

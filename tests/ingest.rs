@@ -90,7 +90,6 @@ fn dicomdir_records_are_followed_and_cannot_escape_its_folder() {
 /// progress.
 #[test]
 fn run_streams_every_file_once_and_counts_rejects() {
-
     let Some(data) = util::testdata() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
     let real = std::fs::read(data.join("pydicom/CT_small.dcm")).expect("CT_small");

@@ -63,7 +63,8 @@ fn every_test_file_ends_as_a_row_an_error_or_a_counted_skip() {
     let images = util::read_table(&run.out, "images");
     let errors = util::read_table(&run.out, "errors");
     let skipped = util::read_table(&run.out, "skipped");
-    let inputs = || util::every_entry(&data.join("pydicom")).into_iter().chain(util::every_entry(&data.join("pydicom-data")));
+    let inputs =
+        || util::every_entry(&data.join("pydicom")).into_iter().chain(util::every_entry(&data.join("pydicom-data")));
     let scored: BTreeSet<String> = util::file_paths(&images, inputs()).into_iter().flatten().collect();
     let error_paths = util::file_paths(&errors, inputs());
     let error_frames = util::ints(&errors, "frame");
@@ -130,7 +131,8 @@ fn decoded_pixels_through_the_binary_match_pydicom_references() {
             missing.push(key.0);
             continue;
         };
-        let lossy = ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.91"].contains(&syntax.as_str());
+        let lossy =
+            ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.91"].contains(&syntax.as_str());
         let tolerance = if lossy { 2.0 } else { 1e-6 * reference.abs().max(1.0) };
         assert!((mean - reference).abs() <= tolerance, "{} frame {}: mean {mean} vs pydicom {reference}", key.0, key.1);
         compared += 1;
@@ -236,7 +238,8 @@ fn a_dicomdir_input_is_followed() {
     let images = util::read_table(&out, "images");
     let rows: usize = images.iter().map(|b| b.num_rows()).sum();
     assert!(rows > 0, "no image from the DICOMDIR's records was scored");
-    let run_json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).expect("run.json")).expect("json");
+    let run_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).expect("run.json")).expect("json");
     // The DICOMDIR's records name the image files, not the DICOMDIR itself.
     let listed = run_json["inputs"]["files_seen"].as_u64().expect("files_seen");
     let on_disk = all_files(dicomdir.parent().expect("parent")).len() as u64;

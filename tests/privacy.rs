@@ -19,7 +19,9 @@ const ANALYST_TABLES: [&str; 4] = ["images", "studies", "errors", "skipped"];
 fn identifiers(input: &Path) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     for path in util::every_entry(input).into_iter().filter(|p| p.extension().is_some_and(|e| e == "dcm")) {
-        let Ok(obj) = dicom_object::OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(&path) else { continue };
+        let Ok(obj) = dicom_object::OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(&path) else {
+            continue;
+        };
         for tag in [tags::PATIENT_NAME, tags::PATIENT_ID, tags::PATIENT_BIRTH_DATE, tags::ACCESSION_NUMBER] {
             if let Some(value) = obj.element(tag).ok().and_then(|e| e.to_str().ok()) {
                 let value = value.trim_end_matches(['\0', ' ']).to_string();
@@ -75,13 +77,34 @@ fn analyst_tables_hold_no_identifier_in_any_byte_and_pseudonyms_follow_the_key()
     // not carry the names into the tables.
     let input = dir.path().join("in");
     for (i, study) in std::fs::read_dir(&synth).expect("ls").flatten().filter(|e| e.path().is_dir()).enumerate() {
-        let any = util::every_entry(&study.path()).into_iter().find(|p| p.extension().is_some_and(|e| e == "dcm")).expect("a file");
+        let any = util::every_entry(&study.path())
+            .into_iter()
+            .find(|p| p.extension().is_some_and(|e| e == "dcm"))
+            .expect("a file");
         let obj = dicom_object::OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(&any).expect("header");
-        let text = |tag| obj.element(tag).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).to_string()).unwrap_or_default();
-        let folder = input.join(format!("{}_{}_{}", text(tags::PATIENT_NAME).replace('^', "_"), text(tags::PATIENT_ID), text(tags::ACCESSION_NUMBER)));
+        let text = |tag| {
+            obj.element(tag)
+                .ok()
+                .and_then(|e| e.to_str().ok())
+                .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+                .unwrap_or_default()
+        };
+        let folder = input.join(format!(
+            "{}_{}_{}",
+            text(tags::PATIENT_NAME).replace('^', "_"),
+            text(tags::PATIENT_ID),
+            text(tags::ACCESSION_NUMBER)
+        ));
         std::fs::create_dir_all(&folder).expect("mkdir");
         for file in util::every_entry(&study.path()) {
-            std::fs::copy(&file, folder.join(format!("{i}-{}", file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()))).expect("copy");
+            std::fs::copy(
+                &file,
+                folder.join(format!(
+                    "{i}-{}",
+                    file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                )),
+            )
+            .expect("copy");
         }
     }
     // And an unreadable file in such a folder, so errors/ has a row.
@@ -100,7 +123,11 @@ fn analyst_tables_hold_no_identifier_in_any_byte_and_pseudonyms_follow_the_key()
             let name = part.to_string_lossy();
             for secret in &secrets {
                 assert!(!name.contains(secret.as_str()), "{name} names {secret}");
-                assert!(bytes.windows(secret.len()).all(|w| w != secret.as_bytes()), "{} holds {secret}", part.display());
+                assert!(
+                    bytes.windows(secret.len()).all(|w| w != secret.as_bytes()),
+                    "{} holds {secret}",
+                    part.display()
+                );
             }
         }
         // ...and every decoded value, since pages are zstd-compressed.
@@ -128,11 +155,17 @@ fn analyst_tables_hold_no_identifier_in_any_byte_and_pseudonyms_follow_the_key()
     // The key never reaches an output.
     for entry in util::every_entry(&out) {
         let bytes = std::fs::read(&entry).expect("read");
-        assert!(bytes.windows(util::TEST_KEY.len()).all(|w| w != util::TEST_KEY.as_bytes()), "{} holds the key", entry.display());
+        assert!(
+            bytes.windows(util::TEST_KEY.len()).all(|w| w != util::TEST_KEY.as_bytes()),
+            "{} holds the key",
+            entry.display()
+        );
     }
 
     // Pseudonyms: the same under the same key, others under another key.
-    let studies = |out: &Path| -> BTreeSet<String> { util::strings(&util::read_table(out, "studies"), "study_pseudonym").into_iter().flatten().collect() };
+    let studies = |out: &Path| -> BTreeSet<String> {
+        util::strings(&util::read_table(out, "studies"), "study_pseudonym").into_iter().flatten().collect()
+    };
     let patients = util::strings(&util::read_table(&out, "studies"), "patient_pseudonym");
     assert_eq!(patients.iter().flatten().collect::<BTreeSet<_>>().len(), 6, "one pseudonym per patient");
     let again = dir.path().join("again");

@@ -67,7 +67,9 @@ fn arrow_cast_free_display(col: &dyn Array, i: usize) -> String {
     match col.data_type() {
         DataType::Utf8 => col.as_string::<i32>().value(i).to_string(),
         DataType::Int32 => col.as_primitive::<arrow_array::types::Int32Type>().value(i).to_string(),
-        DataType::Timestamp(..) => col.as_primitive::<arrow_array::types::TimestampMicrosecondType>().value(i).to_string(),
+        DataType::Timestamp(..) => {
+            col.as_primitive::<arrow_array::types::TimestampMicrosecondType>().value(i).to_string()
+        }
         other => panic!("no display for {other:?}"),
     }
 }
@@ -78,9 +80,13 @@ pub fn rows(out: &Path, table: &str) -> Vec<String> {
     let mut lines = Vec::new();
     for batch in &batches {
         let schema = batch.schema();
-        let columns: Vec<usize> = (0..batch.num_columns()).filter(|&c| !VOLATILE.contains(&schema.field(c).name().as_str())).collect();
+        let columns: Vec<usize> =
+            (0..batch.num_columns()).filter(|&c| !VOLATILE.contains(&schema.field(c).name().as_str())).collect();
         for i in 0..batch.num_rows() {
-            let line: Vec<String> = columns.iter().map(|&c| format!("{}={}", schema.field(c).name(), cell(batch.column(c).as_ref(), i))).collect();
+            let line: Vec<String> = columns
+                .iter()
+                .map(|&c| format!("{}={}", schema.field(c).name(), cell(batch.column(c).as_ref(), i)))
+                .collect();
             lines.push(line.join("|"));
         }
     }
@@ -109,7 +115,12 @@ pub fn page_body(out: &Path) -> String {
 pub fn thumbnails(out: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     util::every_entry(&out.join("thumbnails"))
         .into_iter()
-        .map(|p| (p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), std::fs::read(&p).expect("thumbnail")))
+        .map(|p| {
+            (
+                p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                std::fs::read(&p).expect("thumbnail"),
+            )
+        })
         .collect()
 }
 
@@ -163,18 +174,27 @@ fn a_run_killed_at_random_moments_resumes_to_the_rows_of_an_uninterrupted_run() 
     let expected_thumbnails = thumbnails(&whole);
     assert_eq!(expected_thumbnails.len(), 96, "one thumbnail per scored image");
     assert_eq!(expected_page.matches("<img ").count(), 96, "every thumbnail on the page");
-    assert!(expected[0].len() >= 96 && expected[1].len() == 1, "{} image rows, {} errors", expected[0].len(), expected[1].len());
+    assert!(
+        expected[0].len() >= 96 && expected[1].len() == 1,
+        "{} image rows, {} errors",
+        expected[0].len(),
+        expected[1].len()
+    );
 
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
+    let seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
     eprintln!("kill moments seed: {seed}");
     let mut moments = Moments(seed);
     let mut resumed_with_work_done = 0;
     // Kills at a random moment of the whole run (possibly during set-up),
     // kills after the first commit, and a run killed twice.
-    for (n, (case, kills)) in [("any moment", 1u64), ("after a commit", 1), ("after a commit", 1), ("twice", 2)].into_iter().enumerate() {
+    for (n, (case, kills)) in
+        [("any moment", 1u64), ("after a commit", 1), ("after a commit", 1), ("twice", 2)].into_iter().enumerate()
+    {
         let out = dir.path().join(format!("killed-{n}"));
         for _ in 0..kills {
-            let delay = Duration::from_millis(moments.next_ms(if case == "any moment" { took_ms } else { took_ms / 3 }));
+            let delay =
+                Duration::from_millis(moments.next_ms(if case == "any moment" { took_ms } else { took_ms / 3 }));
             let child = command(&config, &input, &out).spawn().expect("spawn");
             let checkpoint = out.join("checkpoint.json");
             let committed_at = std::cell::Cell::new(None);
@@ -195,7 +215,13 @@ fn a_run_killed_at_random_moments_resumes_to_the_rows_of_an_uninterrupted_run() 
         assert_eq!(r.status.code(), Some(1), "{case}: {}", String::from_utf8_lossy(&r.stderr));
         for (table, want) in tables.iter().zip(&expected) {
             let got = rows(&out, table);
-            assert_eq!(got.len(), want.len(), "{case}: {table} has {} rows, the uninterrupted run {}", got.len(), want.len());
+            assert_eq!(
+                got.len(),
+                want.len(),
+                "{case}: {table} has {} rows, the uninterrupted run {}",
+                got.len(),
+                want.len()
+            );
             assert_eq!(&got, want, "{case}: {table} differs");
         }
         let worklist = std::fs::read_to_string(out.join("worklist.csv")).expect("worklist");
@@ -203,29 +229,44 @@ fn a_run_killed_at_random_moments_resumes_to_the_rows_of_an_uninterrupted_run() 
         assert_eq!(page_body(&out), expected_page, "{case}: worklist.html rows differ");
         assert_eq!(thumbnails(&out), expected_thumbnails, "{case}: thumbnails differ");
         assert!(!out.join("checkpoint.json").exists(), "the checkpoint goes once run.json is written");
-        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).expect("run.json")).expect("json");
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).expect("run.json")).expect("json");
         let events = audit_events(&out);
         let resumed: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "run_resumed").collect();
         // An attempt killed before its first commit leaves nothing to
         // resume, so the run that finished is the one started last.
         let started = events.iter().rev().find(|e| e["event"] == "run_started").expect("run_started");
         assert_eq!(started["run_id"], report["run_id"], "{case}: a resumed run keeps its run id");
-        let resumed: Vec<&serde_json::Value> = resumed.into_iter().filter(|e| e["run_id"] == report["run_id"]).collect();
+        let resumed: Vec<&serde_json::Value> =
+            resumed.into_iter().filter(|e| e["run_id"] == report["run_id"]).collect();
         for table in tables {
             let ids = util::strings(&util::read_table(&out, table), "run_id");
-            assert!(ids.iter().all(|id| id.as_deref() == report["run_id"].as_str()), "{case}: every {table} row has the run's id");
+            assert!(
+                ids.iter().all(|id| id.as_deref() == report["run_id"].as_str()),
+                "{case}: every {table} row has the run's id"
+            );
         }
         // Each resume counts once it has started (an attempt killed a
         // moment before its audit line still counts).
         let attempts = report["attempts"].as_u64().unwrap_or(0);
-        assert!(attempts > resumed.len() as u64 && attempts <= kills + 1, "{case}: {attempts} attempts, {} resumes", resumed.len());
+        assert!(
+            attempts > resumed.len() as u64 && attempts <= kills + 1,
+            "{case}: {attempts} attempts, {} resumes",
+            resumed.len()
+        );
         if resumed.iter().any(|e| e["files_committed"].as_u64().unwrap_or(0) > 0) {
             resumed_with_work_done += 1;
         }
         // Rows of an attempt that never committed are gone, not doubled.
-        assert!(std::fs::read_dir(out.join("images")).expect("ls").flatten().all(|e| !e.file_name().to_string_lossy().ends_with(".tmp")));
+        assert!(std::fs::read_dir(out.join("images"))
+            .expect("ls")
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().ends_with(".tmp")));
     }
-    assert!(resumed_with_work_done >= 2, "at least the runs killed after a commit resumed past committed files (seed {seed})");
+    assert!(
+        resumed_with_work_done >= 2,
+        "at least the runs killed after a commit resumed past committed files (seed {seed})"
+    );
 
     // The same command on a finished run changes nothing and says why.
     let again = command(&config, &input, &whole).output().expect("again");

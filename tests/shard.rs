@@ -34,13 +34,22 @@ fn four_shards_merge_to_the_rows_of_one_process_even_with_a_shard_killed_and_rer
     let (input, config) = studies_and_a_broken_file(dir.path(), 16, 41);
 
     let whole = dir.path().join("whole");
-    let r = util::nightscreen().args(["run", "--quiet", "--config"]).arg(&config).arg("--input").arg(&input).arg("--out").arg(&whole).output().expect("run");
+    let r = util::nightscreen()
+        .args(["run", "--quiet", "--config"])
+        .arg(&config)
+        .arg("--input")
+        .arg(&input)
+        .arg("--out")
+        .arg(&whole)
+        .output()
+        .expect("run");
     assert_eq!(r.status.code(), Some(1), "one broken file: {}", String::from_utf8_lossy(&r.stderr));
     let tables = ["images", "errors", "skipped", "studies"];
     let expected: Vec<Vec<String>> = tables.iter().map(|t| rows(&whole, t)).collect();
 
     let out = dir.path().join("sharded");
-    let others: Vec<Child> = [0, 2, 3].iter().map(|&i| shard_command(&config, &input, &out, i).spawn().expect("spawn shard")).collect();
+    let others: Vec<Child> =
+        [0, 2, 3].iter().map(|&i| shard_command(&config, &input, &out, i).spawn().expect("spawn shard")).collect();
     // Shard 1 is killed soon after its first commit.
     let checkpoint = out.join("shards/shard-01-of-04/checkpoint.json");
     let killed = kill_when(shard_command(&config, &input, &out, 1).spawn().expect("spawn shard 1"), |elapsed| {
@@ -68,12 +77,21 @@ fn four_shards_merge_to_the_rows_of_one_process_even_with_a_shard_killed_and_rer
     }
     assert_eq!(rows(&out, "studies").len(), expected[3].len(), "every study in exactly one shard");
     for index in 0..4 {
-        let parts = std::fs::read_dir(out.join("images")).expect("images").flatten().filter(|e| e.file_name().to_string_lossy().starts_with(&format!("part-shard-{index:02}-of-04-"))).count();
+        let parts = std::fs::read_dir(out.join("images"))
+            .expect("images")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("part-shard-{index:02}-of-04-")))
+            .count();
         assert!(parts > 0, "shard {index} wrote no image part named for it");
     }
 
     let merged = merge(&out);
-    assert_eq!(merged.status.code(), Some(1), "the broken file is an error: {}", String::from_utf8_lossy(&merged.stderr));
+    assert_eq!(
+        merged.status.code(),
+        Some(1),
+        "the broken file is an error: {}",
+        String::from_utf8_lossy(&merged.stderr)
+    );
     for (table, want) in tables.iter().zip(&expected) {
         assert_eq!(&rows(&out, table), want, "{table} differs after merge");
     }
@@ -84,8 +102,10 @@ fn four_shards_merge_to_the_rows_of_one_process_even_with_a_shard_killed_and_rer
     let failed = |o: &Path| std::fs::read_to_string(o.join("failed_files.csv")).expect("failed_files.csv");
     assert_eq!(failed(&out), failed(&whole));
 
-    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).expect("run.json")).expect("json");
-    let single: serde_json::Value = serde_json::from_slice(&std::fs::read(whole.join("run.json")).expect("run.json")).expect("json");
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).expect("run.json")).expect("json");
+    let single: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(whole.join("run.json")).expect("run.json")).expect("json");
     assert_eq!(run["shards"].as_array().map(Vec::len), Some(4));
     for count in ["studies", "errors", "frames_scored", "image_rows", "bands"] {
         assert_eq!(run["counts"][count], single["counts"][count], "counts.{count}");

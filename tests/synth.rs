@@ -43,9 +43,7 @@ fn decode_with(path: &Path, decoder: Decoder) -> DecodedImage {
     let mut out = Vec::new();
     decoder.decode_each(&inst, |m| out.push(m));
     assert_eq!(out.len(), 1, "{}", path.display());
-    out.pop()
-        .and_then(|m| m.ok())
-        .unwrap_or_else(|| panic!("{} does not decode", path.display()))
+    out.pop().and_then(|m| m.ok()).unwrap_or_else(|| panic!("{} does not decode", path.display()))
 }
 
 fn csv_rows(path: &Path) -> Vec<csv::StringRecord> {
@@ -62,42 +60,22 @@ fn writes_four_decodable_op_images_per_study() {
     assert_eq!(files.len(), 4 * STUDIES);
     for f in &files {
         let obj = dicom_object::open_file(f).expect("open");
-        let s = |tag| {
-            obj.element(tag)
-                .ok()
-                .and_then(|e| e.to_str().ok())
-                .map(|v| v.trim().to_string())
-                .unwrap_or_default()
-        };
+        let s =
+            |tag| obj.element(tag).ok().and_then(|e| e.to_str().ok()).map(|v| v.trim().to_string()).unwrap_or_default();
         assert_eq!(s(tags::SOP_CLASS_UID), "1.2.840.10008.5.1.4.1.1.77.1.5.1");
-        assert_eq!(
-            obj.meta().transfer_syntax().trim_end_matches('\0'),
-            "1.2.840.10008.1.2.4.50"
-        );
+        assert_eq!(obj.meta().transfer_syntax().trim_end_matches('\0'), "1.2.840.10008.1.2.4.50");
         assert_eq!(s(tags::MODALITY), "OP");
         assert_eq!(s(tags::PHOTOMETRIC_INTERPRETATION), "YBR_FULL_422");
         let side = s(tags::IMAGE_LATERALITY);
         assert!(side == "R" || side == "L", "{side}");
         let field = s(tags::SERIES_DESCRIPTION);
         assert!(field == "MACULA" || field == "DISC", "{field}");
-        let name = f
-            .parent()
-            .and_then(|p| p.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        assert!(
-            name.ends_with(&format!("-{side}-{}", field.to_lowercase())),
-            "{name}"
-        );
+        let name = f.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        assert!(name.ends_with(&format!("-{side}-{}", field.to_lowercase())), "{name}");
 
         let img = decode(f);
         let fr = &img.frame;
-        assert!(
-            fr.width >= 1600 && fr.height >= 1200,
-            "{}x{}",
-            fr.width,
-            fr.height
-        );
+        assert!(fr.width >= 1600 && fr.height >= 1200, "{}x{}", fr.width, fr.height);
         assert_eq!(fr.channels, 3);
         // Circular field of view on black: the corners are dark, the centre is lit.
         let values = fr.values();
@@ -105,17 +83,8 @@ fn writes_four_decodable_op_images_per_study() {
             let i = 3 * (y * fr.width + x) as usize;
             [values[i], values[i + 1], values[i + 2]]
         };
-        for (x, y) in [
-            (5, 5),
-            (fr.width - 6, 5),
-            (5, fr.height - 6),
-            (fr.width - 6, fr.height - 6),
-        ] {
-            assert!(
-                px(x, y).iter().all(|&v| v < 0.05),
-                "corner {x},{y} of {}",
-                f.display()
-            );
+        for (x, y) in [(5, 5), (fr.width - 6, 5), (5, fr.height - 6), (fr.width - 6, fr.height - 6)] {
+            assert!(px(x, y).iter().all(|&v| v < 0.05), "corner {x},{y} of {}", f.display());
         }
     }
 }
@@ -130,10 +99,7 @@ fn truth_files_have_a_row_per_eye_and_per_image() {
     assert_eq!(images.len(), 4 * STUDIES);
     for e in &eyes {
         assert!(["R0", "R1", "R2", "R3", "U"].contains(&&e[3]), "{e:?}");
-        assert!(
-            ["NO_DISEASE", "REVIEW", "UNGRADABLE", "ROUTINE", "URGENT"].contains(&&e[6]),
-            "{e:?}"
-        );
+        assert!(["NO_DISEASE", "REVIEW", "UNGRADABLE", "ROUTINE", "URGENT"].contains(&&e[6]), "{e:?}");
     }
     for i in &images {
         assert!(dir.path().join(&i[7]).is_file(), "{}", &i[7]);
@@ -153,22 +119,11 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
     let (fa, fb) = (dcm_files(a.path()), dcm_files(b.path()));
     assert_eq!(fa.len(), fb.len());
     for (x, y) in fa.iter().zip(&fb) {
-        assert_eq!(
-            std::fs::read(x).ok(),
-            std::fs::read(y).ok(),
-            "{}",
-            x.display()
-        );
+        assert_eq!(std::fs::read(x).ok(), std::fs::read(y).ok(), "{}", x.display());
     }
     for name in ["truth.csv", "truth_images.csv"] {
-        assert_eq!(
-            std::fs::read(a.path().join(name)).ok(),
-            std::fs::read(b.path().join(name)).ok()
-        );
-        assert_ne!(
-            std::fs::read(a.path().join(name)).ok(),
-            std::fs::read(c.path().join(name)).ok()
-        );
+        assert_eq!(std::fs::read(a.path().join(name)).ok(), std::fs::read(b.path().join(name)).ok());
+        assert_ne!(std::fs::read(a.path().join(name)).ok(), std::fs::read(c.path().join(name)).ok());
     }
 }
 
@@ -202,16 +157,7 @@ fn an_r3_eye_shows_dark_red_lesions_an_r0_eye_does_not() {
                 let retina = Retina::generate(Eye::Left, r, false, seed);
                 let mut rng = Rng::new(99);
                 let view = View::new(&retina, Field::Disc, w, h, &mut rng);
-                render(
-                    &retina,
-                    &view,
-                    None,
-                    &mut rng,
-                    w,
-                    h,
-                    &mut Scratch::default(),
-                )
-                .to_vec()
+                render(&retina, &view, None, &mut rng, w, h, &mut Scratch::default()).to_vec()
             })
             .collect();
         let changed = shots[0]
@@ -220,10 +166,7 @@ fn an_r3_eye_shows_dark_red_lesions_an_r0_eye_does_not() {
             .filter(|(a, b)| i32::from(a[1]) - i32::from(b[1]) > 20 && b[0] > 2 * b[1])
             .count();
         let share = changed as f64 / f64::from(w * h);
-        assert!(
-            share > 0.001,
-            "seed {seed}: only {share:.5} of pixels turned dark red"
-        );
+        assert!(share > 0.001, "seed {seed}: only {share:.5} of pixels turned dark red");
     }
 }
 
@@ -253,12 +196,7 @@ print('ok', len(files))
         .arg((4 * STUDIES).to_string())
         .output()
         .expect("run python");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -276,7 +214,9 @@ fn a_photograph_for_a_small_model_is_decoded_at_a_reduced_size() {
     // The same picture: each channel's mean within one grey level of 255.
     let means = |f: &nightscreen::message::Frame| -> Vec<f64> {
         let values = f.values();
-        (0..3).map(|c| values.iter().skip(c).step_by(3).map(|&v| f64::from(v)).sum::<f64>() / (values.len() / 3) as f64).collect()
+        (0..3)
+            .map(|c| values.iter().skip(c).step_by(3).map(|&v| f64::from(v)).sum::<f64>() / (values.len() / 3) as f64)
+            .collect()
     };
     for (a, b) in means(&full.frame).iter().zip(means(&reduced.frame)) {
         assert!((a - b).abs() < 1.0 / 255.0, "channel mean {a} vs {b}");

@@ -4,16 +4,16 @@
 mod util;
 
 mod browser;
+mod cli;
 mod decode;
+mod deploy;
 mod desp;
 mod evaluate;
 mod hostile;
 mod infer;
-mod cli;
 mod ingest;
 mod pipeline;
 mod privacy;
 mod resume;
 mod shard;
-mod deploy;
 mod synth;

@@ -28,7 +28,8 @@ pub fn root() -> PathBuf {
 
 /// `.deps/testdata` (pydicom and pydicom-data test files).
 pub fn testdata() -> Option<PathBuf> {
-    let dir = std::env::var_os("NIGHTSCREEN_TESTDATA").map(PathBuf::from).unwrap_or_else(|| root().join(".deps/testdata"));
+    let dir =
+        std::env::var_os("NIGHTSCREEN_TESTDATA").map(PathBuf::from).unwrap_or_else(|| root().join(".deps/testdata"));
     if dir.join("pydicom").is_dir() && dir.join("pydicom-data").is_dir() {
         Some(dir)
     } else {
@@ -46,8 +47,14 @@ pub fn onnxruntime() -> Option<PathBuf> {
 
 /// Python with DuckDB, pyarrow and polars.
 pub fn python() -> Option<PathBuf> {
-    let py = std::env::var_os("NIGHTSCREEN_PYTHON").map(PathBuf::from).unwrap_or_else(|| root().join(".deps/venv/bin/python"));
-    if py.exists() { Some(py) } else { missing(&format!("python at {}", py.display())) }
+    let py = std::env::var_os("NIGHTSCREEN_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".deps/venv/bin/python"));
+    if py.exists() {
+        Some(py)
+    } else {
+        missing(&format!("python at {}", py.display()))
+    }
 }
 
 /// Headless Chromium (`chromium` on the PATH, Debian's package; `make
@@ -56,7 +63,8 @@ pub fn chromium() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("NIGHTSCREEN_CHROMIUM").map(PathBuf::from) {
         return if path.exists() { Some(path) } else { missing(&format!("chromium at {}", path.display())) };
     }
-    let found = std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("chromium")).find(|p| p.is_file()));
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("chromium")).find(|p| p.is_file()));
     match found {
         Some(path) => Some(path),
         None => missing("chromium (headless browser for the HTML worklist test)"),
@@ -81,7 +89,12 @@ pub fn nightscreen() -> Command {
 /// Every entry under `dir` (symbolic links and special files included, none
 /// followed), as the paths nightscreen reports them.
 pub fn every_entry(dir: &Path) -> Vec<PathBuf> {
-    walkdir::WalkDir::new(dir).into_iter().filter_map(Result::ok).filter(|e| !e.file_type().is_dir()).map(|e| e.into_path()).collect()
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_type().is_dir())
+        .map(|e| e.into_path())
+        .collect()
 }
 
 /// A table's `file_pseudonym` column turned back into paths: each
@@ -180,9 +193,7 @@ pub fn outputs(batches: &[RecordBatch]) -> Vec<Vec<f32>> {
         .iter()
         .flat_map(|b| {
             let list = b.column_by_name("outputs").expect("outputs").as_list::<i32>().clone();
-            (0..list.len())
-                .map(|i| list.value(i).as_primitive::<Float32Type>().values().to_vec())
-                .collect::<Vec<_>>()
+            (0..list.len()).map(|i| list.value(i).as_primitive::<Float32Type>().values().to_vec()).collect::<Vec<_>>()
         })
         .collect()
 }

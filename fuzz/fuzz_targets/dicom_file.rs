@@ -27,7 +27,12 @@ fn harness() -> &'static Harness {
         let model = model::load(&models, "dr-screen", Accepts::default()).expect("models/dr-screen");
         let size = (model.card.input.width, model.card.input.height);
         // Limits small enough that a legal-but-huge image is refused quickly.
-        let cfg = DecodeConfig { max_pixels_per_frame: 4_000_000, max_frames: 16, max_file_bytes: 64 << 20, ..DecodeConfig::default() };
+        let cfg = DecodeConfig {
+            max_pixels_per_frame: 4_000_000,
+            max_frames: 16,
+            max_file_bytes: 64 << 20,
+            ..DecodeConfig::default()
+        };
         let dir = std::env::temp_dir().join(format!("nightscreen-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         Harness {
@@ -44,7 +49,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let Ok(Probe::Image(header)) = probe(&h.file) else { return };
-    let inst = Arc::new(Instance { path: h.file.clone(), rel_path: "input.dcm".into(), header: Arc::new(header), models: vec![0] });
+    let inst = Arc::new(Instance {
+        path: h.file.clone(),
+        rel_path: "input.dcm".into(),
+        header: Arc::new(header),
+        models: vec![0],
+    });
     h.decoder.decode_each(&inst, |msg| {
         if let Ok(image) = msg {
             let _ = h.pre.prepare(&image.frame, 0);

@@ -97,12 +97,8 @@ impl PixelAttrs {
             PixelElement::Double => 64,
         };
         let bits_stored = optional(obj, tags::BITS_STORED, "BitsStored")?.unwrap_or(bits_allocated);
-        let signed = optional::<u16>(obj, tags::PIXEL_REPRESENTATION, "PixelRepresentation")?
-            .unwrap_or(0)
-            == 1;
-        let planar = optional::<u16>(obj, tags::PLANAR_CONFIGURATION, "PlanarConfiguration")?
-            .unwrap_or(0)
-            == 1;
+        let signed = optional::<u16>(obj, tags::PIXEL_REPRESENTATION, "PixelRepresentation")?.unwrap_or(0) == 1;
+        let planar = optional::<u16>(obj, tags::PLANAR_CONFIGURATION, "PlanarConfiguration")?.unwrap_or(0) == 1;
         let photometric = match text(obj, tags::PHOTOMETRIC_INTERPRETATION) {
             Some(s) if !s.is_empty() => Photometric::parse(&s),
             // Lenient: the sample count says enough to show the image.
@@ -110,59 +106,31 @@ impl PixelAttrs {
             _ => Photometric::Monochrome2,
         };
         // Some writers put 0 for single-frame objects.
-        let frames = optional::<u32>(obj, tags::NUMBER_OF_FRAMES, "NumberOfFrames")?
-            .unwrap_or(1)
-            .max(1);
+        let frames = optional::<u32>(obj, tags::NUMBER_OF_FRAMES, "NumberOfFrames")?.unwrap_or(1).max(1);
         if rows == 0 || cols == 0 {
-            return Err(DecodeError::InvalidAttribute {
-                name: "Rows/Columns",
-                value: format!("{rows}x{cols}"),
-            });
+            return Err(DecodeError::InvalidAttribute { name: "Rows/Columns", value: format!("{rows}x{cols}") });
         }
         if !matches!(bits_allocated, 1 | 8 | 16 | 32 | 64) {
-            return Err(DecodeError::Unsupported(format!(
-                "BitsAllocated {bits_allocated}"
-            )));
+            return Err(DecodeError::Unsupported(format!("BitsAllocated {bits_allocated}")));
         }
-        Ok(Self {
-            rows,
-            cols,
-            samples,
-            bits_allocated,
-            bits_stored,
-            signed,
-            planar,
-            photometric,
-            frames,
-            element,
-        })
+        Ok(Self { rows, cols, samples, bits_allocated, bits_stored, signed, planar, photometric, frames, element })
     }
 }
 
-fn parse_int<T: TryFrom<i64>>(
-    e: &InMemElement,
-    name: &'static str,
-) -> Result<Option<T>, DecodeError> {
+fn parse_int<T: TryFrom<i64>>(e: &InMemElement, name: &'static str) -> Result<Option<T>, DecodeError> {
     if e.value().primitive().is_some_and(|p| p.multiplicity() == 0) {
         return Ok(None);
     }
     let bad = || DecodeError::InvalidAttribute {
         name,
-        value: e
-            .to_str()
-            .map(|s| s.into_owned())
-            .unwrap_or_else(|_| "?".into()),
+        value: e.to_str().map(|s| s.into_owned()).unwrap_or_else(|_| "?".into()),
     };
     let v: i64 = e.to_int().map_err(|_| bad())?;
     T::try_from(v).map(Some).map_err(|_| bad())
 }
 
 /// An integer attribute that must be present.
-pub(crate) fn required<T: TryFrom<i64>>(
-    obj: &Obj,
-    tag: dicom_core::Tag,
-    name: &'static str,
-) -> Result<T, DecodeError> {
+pub(crate) fn required<T: TryFrom<i64>>(obj: &Obj, tag: dicom_core::Tag, name: &'static str) -> Result<T, DecodeError> {
     optional(obj, tag, name)?.ok_or(DecodeError::MissingAttribute { name })
 }
 
@@ -224,31 +192,20 @@ pub(crate) fn native_stream(
     endian: Endian,
     bits_allocated: u16,
 ) -> Result<Cow<'_, [u8]>, DecodeError> {
-    let endian = if bits_allocated == 8 {
-        Endian::Little
-    } else {
-        endian
-    };
+    let endian = if bits_allocated == 8 { Endian::Little } else { endian };
     let tag = match element {
         PixelElement::Int => tags::PIXEL_DATA,
         PixelElement::Float => tags::FLOAT_PIXEL_DATA,
         PixelElement::Double => tags::DOUBLE_FLOAT_PIXEL_DATA,
     };
-    let e = obj
-        .get(tag)
-        .ok_or(DecodeError::MissingAttribute { name: "PixelData" })?;
+    let e = obj.get(tag).ok_or(DecodeError::MissingAttribute { name: "PixelData" })?;
     match e.value() {
-        Value::Primitive(p) => file_bytes(p, endian).ok_or_else(|| DecodeError::InvalidAttribute {
-            name: "PixelData",
-            value: format!("VR {}", e.vr()),
-        }),
-        Value::PixelSequence(_) => Err(DecodeError::Invalid(
-            "pixel data is encapsulated but the transfer syntax is native".into(),
-        )),
-        Value::Sequence(_) => Err(DecodeError::InvalidAttribute {
-            name: "PixelData",
-            value: "a sequence".into(),
-        }),
+        Value::Primitive(p) => file_bytes(p, endian)
+            .ok_or_else(|| DecodeError::InvalidAttribute { name: "PixelData", value: format!("VR {}", e.vr()) }),
+        Value::PixelSequence(_) => {
+            Err(DecodeError::Invalid("pixel data is encapsulated but the transfer syntax is native".into()))
+        }
+        Value::Sequence(_) => Err(DecodeError::InvalidAttribute { name: "PixelData", value: "a sequence".into() }),
     }
 }
 
@@ -256,12 +213,7 @@ pub(crate) fn native_stream(
 /// functional group item for this frame, else in the shared one
 /// (enhanced multi-frame objects keep rescale and window there, inside
 /// `seq`).
-pub(crate) fn frame_attr(
-    obj: &Obj,
-    frame: u32,
-    seq: dicom_core::Tag,
-    tag: dicom_core::Tag,
-) -> Option<&InMemElement> {
+pub(crate) fn frame_attr(obj: &Obj, frame: u32, seq: dicom_core::Tag, tag: dicom_core::Tag) -> Option<&InMemElement> {
     if let Some(e) = obj.get(tag) {
         return Some(e);
     }
@@ -275,9 +227,5 @@ pub(crate) fn frame_attr(
 
 /// First value of a decimal attribute, if it parses.
 pub(crate) fn first_float(e: Option<&InMemElement>) -> Option<f64> {
-    e?.to_multi_float64()
-        .ok()?
-        .first()
-        .copied()
-        .filter(|v| v.is_finite())
+    e?.to_multi_float64().ok()?.first().copied().filter(|v| v.is_finite())
 }

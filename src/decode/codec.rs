@@ -37,12 +37,8 @@ const J2K_CODESTREAM: [&str; 7] = [
     "1.2.840.10008.1.2.4.202",
     "1.2.840.10008.1.2.4.203",
 ];
-const JPEG_2000: [&str; 4] = [
-    "1.2.840.10008.1.2.4.90",
-    "1.2.840.10008.1.2.4.91",
-    "1.2.840.10008.1.2.4.92",
-    "1.2.840.10008.1.2.4.93",
-];
+const JPEG_2000: [&str; 4] =
+    ["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.92", "1.2.840.10008.1.2.4.93"];
 
 /// How the pixel data of one object is decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,18 +57,13 @@ impl Codec {
     /// The transfer syntax is unknown, or known but without a decoder here.
     pub fn for_transfer_syntax(uid: &str) -> Result<Self, DecodeError> {
         Ok(match uid {
-            "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.1.99" => {
-                Codec::Native(Endian::Little)
-            }
+            "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.1.99" => Codec::Native(Endian::Little),
             "1.2.840.10008.1.2.2" => Codec::Native(Endian::Big),
             JPEG_BASELINE | JPEG_EXTENDED => Codec::Jpeg,
             RLE_LOSSLESS => Codec::Rle,
             _ => match TransferSyntaxRegistry.get(uid) {
                 None => {
-                    return Err(DecodeError::UnsupportedTransferSyntax {
-                        uid: uid.to_string(),
-                        name: "unknown".into(),
-                    })
+                    return Err(DecodeError::UnsupportedTransferSyntax { uid: uid.to_string(), name: "unknown".into() })
                 }
                 Some(ts) if !ts.can_decode_all() => {
                     return Err(DecodeError::UnsupportedTransferSyntax {
@@ -96,23 +87,10 @@ impl Codec {
 
 /// Yields one frame's stored values at a time.
 pub(crate) enum Source<'a> {
-    Native {
-        stream: Cow<'a, [u8]>,
-        layout: Layout,
-        ybr: bool,
-    },
-    Jpeg {
-        fragments: &'a [Vec<u8>],
-        frames: Vec<Range<usize>>,
-    },
-    Rle {
-        fragments: &'a [Vec<u8>],
-        frames: Vec<Range<usize>>,
-    },
-    Library {
-        obj: &'a DefaultDicomObject,
-        ts: String,
-    },
+    Native { stream: Cow<'a, [u8]>, layout: Layout, ybr: bool },
+    Jpeg { fragments: &'a [Vec<u8>], frames: Vec<Range<usize>> },
+    Rle { fragments: &'a [Vec<u8>], frames: Vec<Range<usize>> },
+    Library { obj: &'a DefaultDicomObject, ts: String },
 }
 
 impl<'a> Source<'a> {
@@ -121,34 +99,19 @@ impl<'a> Source<'a> {
     /// # Errors
     /// The pixel data element does not have the form the transfer syntax
     /// says, or its fragments cannot be assigned to frames.
-    pub fn new(
-        obj: &'a DefaultDicomObject,
-        a: &PixelAttrs,
-        codec: Codec,
-        ts: &str,
-    ) -> Result<Self, DecodeError> {
+    pub fn new(obj: &'a DefaultDicomObject, a: &PixelAttrs, codec: Codec, ts: &str) -> Result<Self, DecodeError> {
         if a.element != PixelElement::Int && !matches!(codec, Codec::Native(_)) {
-            return Err(DecodeError::Invalid(
-                "float pixel data in an encapsulated transfer syntax".into(),
-            ));
+            return Err(DecodeError::Invalid("float pixel data in an encapsulated transfer syntax".into()));
         }
         Ok(match codec {
             Codec::Native(endian) => Source::Native {
                 stream: native_stream(obj, a.element, endian, a.bits_allocated)?,
-                layout: layout(
-                    a,
-                    endian,
-                    a.photometric == Photometric::YbrFull422,
-                    int_bits(a),
-                ),
+                layout: layout(a, endian, a.photometric == Photometric::YbrFull422, int_bits(a)),
                 ybr: a.photometric.is_ybr(),
             },
             Codec::Jpeg | Codec::Rle => {
                 let fragments = encapsulated(obj)?;
-                let offsets = obj
-                    .get(tags::PIXEL_DATA)
-                    .and_then(|e| e.value().offset_table())
-                    .unwrap_or(&[]);
+                let offsets = obj.get(tags::PIXEL_DATA).and_then(|e| e.value().offset_table()).unwrap_or(&[]);
                 let frames = fragments::split(fragments, offsets, a.frames, codec == Codec::Jpeg)?;
                 if codec == Codec::Jpeg {
                     Source::Jpeg { fragments, frames }
@@ -156,10 +119,7 @@ impl<'a> Source<'a> {
                     Source::Rle { fragments, frames }
                 }
             }
-            Codec::Library => Source::Library {
-                obj,
-                ts: ts.to_string(),
-            },
+            Codec::Library => Source::Library { obj, ts: ts.to_string() },
         })
     }
 
@@ -171,21 +131,12 @@ impl<'a> Source<'a> {
     /// can decode a reduced size (JPEG's DCT scaling) may stop there.
     pub fn frame(&self, i: u32, a: &PixelAttrs, needed: Option<(u32, u32)>) -> Result<Stored, DecodeError> {
         match self {
-            Source::Native {
-                stream,
-                layout,
-                ybr,
-            } => {
+            Source::Native { stream, layout, ybr } => {
                 let bits = layout.frame_bits();
                 let start = u64::from(i) * bits;
                 let have = stream.len() as u64;
                 if (start + bits).div_ceil(8) > have {
-                    return Err(DecodeError::Truncated {
-                        frame: i,
-                        offset: start / 8,
-                        needed: bits.div_ceil(8),
-                        have,
-                    });
+                    return Err(DecodeError::Truncated { frame: i, offset: start / 8, needed: bits.div_ceil(8), have });
                 }
                 read_frame(stream, start, layout, *ybr)
             }
@@ -198,24 +149,13 @@ impl<'a> Source<'a> {
                         a.samples
                     )));
                 }
-                let jpeg_attrs = PixelAttrs {
-                    bits_allocated: 8,
-                    planar: false,
-                    rows,
-                    cols,
-                    ..a.clone()
-                };
+                let jpeg_attrs = PixelAttrs { bits_allocated: 8, planar: false, rows, cols, ..a.clone() };
                 let bits = a.bits_stored.min(8);
                 let mut stored = if bits == 8 {
                     // Already interleaved unsigned bytes: keep the codec's buffer.
                     Stored::from_bytes(px, channels)
                 } else {
-                    read_frame(
-                    &px,
-                    0,
-                        &layout(&jpeg_attrs, Endian::Little, false, bits),
-                        false,
-                    )?
+                    read_frame(&px, 0, &layout(&jpeg_attrs, Endian::Little, false, bits), false)?
                 };
                 if (cols, rows) != (a.cols, a.rows) {
                     stored.reduced = Some((cols, rows));
@@ -225,26 +165,16 @@ impl<'a> Source<'a> {
             Source::Rle { fragments, frames } => {
                 let data = fragments::frame_bytes(fragments, frame_range(frames, i)?);
                 if !matches!(a.bits_allocated, 8 | 16 | 32) {
-                    return Err(DecodeError::Unsupported(format!(
-                        "RLE with BitsAllocated {}",
-                        a.bits_allocated
-                    )));
+                    return Err(DecodeError::Unsupported(format!("RLE with BitsAllocated {}", a.bits_allocated)));
                 }
                 let bytes = usize::from(a.bits_allocated / 8);
-                let px = rle::decode_frame(
-                    &data,
-                    a.rows as usize * a.cols as usize,
-                    usize::from(a.samples),
-                    bytes,
-                )?;
+                let px = rle::decode_frame(&data, a.rows as usize * a.cols as usize, usize::from(a.samples), bytes)?;
                 let l = decoded_layout(a, int_bits(a));
                 read_frame(&px, 0, &l, a.photometric.is_ybr())
             }
             Source::Library { obj, ts } => {
                 check_codestream(obj, a, ts, i)?;
-                let px = obj
-                    .decode_pixel_data_frame(i)
-                    .map_err(DecodeError::Pixels)?;
+                let px = obj.decode_pixel_data_frame(i).map_err(DecodeError::Pixels)?;
                 let is_j2k = JPEG_2000.contains(&ts.as_str());
                 let bits = if is_j2k {
                     j2k_bits(obj, a, i)
@@ -264,18 +194,13 @@ impl<'a> Source<'a> {
 }
 
 fn frame_range(frames: &[Range<usize>], i: u32) -> Result<Range<usize>, DecodeError> {
-    frames
-        .get(i as usize)
-        .cloned()
-        .ok_or_else(|| DecodeError::Invalid(format!("no fragments for frame {i}")))
+    frames.get(i as usize).cloned().ok_or_else(|| DecodeError::Invalid(format!("no fragments for frame {i}")))
 }
 
 fn encapsulated(obj: &DefaultDicomObject) -> Result<&[Vec<u8>], DecodeError> {
     match obj.get(tags::PIXEL_DATA).map(|e| e.value()) {
         Some(Value::PixelSequence(seq)) => Ok(seq.fragments()),
-        Some(_) => Err(DecodeError::Invalid(
-            "transfer syntax is encapsulated but pixel data is not".into(),
-        )),
+        Some(_) => Err(DecodeError::Invalid("transfer syntax is encapsulated but pixel data is not".into())),
         None => Err(DecodeError::MissingAttribute { name: "PixelData" }),
     }
 }
@@ -298,10 +223,7 @@ fn layout(a: &PixelAttrs, endian: Endian, ybr422: bool, bits: u16) -> Layout {
         samples: a.samples,
         bits_allocated: a.bits_allocated,
         kind: match a.element {
-            PixelElement::Int => SampleKind::Int {
-                bits,
-                signed: a.signed,
-            },
+            PixelElement::Int => SampleKind::Int { bits, signed: a.signed },
             PixelElement::Float | PixelElement::Double => SampleKind::Float,
         },
         planar: a.planar,
@@ -318,13 +240,7 @@ fn j2k_bits(obj: &DefaultDicomObject, a: &PixelAttrs, frame: u32) -> u16 {
     let siz = obj
         .get(tags::PIXEL_DATA)
         .and_then(|e| e.value().fragments())
-        .and_then(|f| {
-            if f.len() == a.frames as usize {
-                f.get(frame as usize)
-            } else {
-                f.first()
-            }
-        })
+        .and_then(|f| if f.len() == a.frames as usize { f.get(frame as usize) } else { f.first() })
         .and_then(|f| j2k_siz(f));
     match siz {
         Some((signed, precision)) if signed != a.signed => precision,
@@ -396,7 +312,8 @@ fn check_inflated_frame(obj: &DefaultDicomObject, a: &PixelAttrs, i: u32) -> Res
     else {
         return Ok(()); // dicom-rs reports the missing frame itself
     };
-    let frame_bytes = (u64::from(a.rows) * u64::from(a.cols) * u64::from(a.samples) * u64::from(a.bits_allocated)).div_ceil(8);
+    let frame_bytes =
+        (u64::from(a.rows) * u64::from(a.cols) * u64::from(a.samples) * u64::from(a.bits_allocated)).div_ceil(8);
     let mut inflated = flate2::read::DeflateDecoder::new(fragment.as_slice()).take(frame_bytes + 1);
     let n = std::io::copy(&mut inflated, &mut std::io::sink()).unwrap_or(0);
     if n > frame_bytes {
@@ -462,10 +379,7 @@ fn j2k_codestream(data: &[u8]) -> Option<&[u8]> {
 /// (signed, precision) of the first component, from the SIZ marker
 /// segment (ISO 15444-1 A.5.1), in a raw codestream or a JP2 file.
 pub(crate) fn j2k_siz(data: &[u8]) -> Option<(bool, u16)> {
-    let at = data
-        .windows(4)
-        .take(4096)
-        .position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])?;
+    let at = data.windows(4).take(4096).position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])?;
     // SOC(2) SIZ(2) Lsiz(2) Rsiz(2) 8 x u32 Csiz(2), then Ssiz.
     let ssiz = *data.get(at + 2 + 2 + 2 + 2 + 32 + 2)?;
     Some((ssiz & 0x80 != 0, u16::from(ssiz & 0x7F) + 1))

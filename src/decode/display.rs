@@ -47,11 +47,7 @@ impl Voi {
     /// needs the whole frame.
     pub fn apply(&self, x: f64) -> Option<f64> {
         let y = match *self {
-            Voi::Window {
-                center: c,
-                width: w,
-                function: VoiFunction::Linear,
-            } => {
+            Voi::Window { center: c, width: w, function: VoiFunction::Linear } => {
                 // PS3.3 C.11.2.1.2.1; a width of 1 is a threshold at c - 0.5.
                 if x <= c - 0.5 - (w - 1.0) / 2.0 {
                     0.0
@@ -61,16 +57,12 @@ impl Voi {
                     (x - (c - 0.5)) / (w - 1.0) + 0.5
                 }
             }
-            Voi::Window {
-                center: c,
-                width: w,
-                function: VoiFunction::LinearExact,
-            } => ((x - c) / w + 0.5).clamp(0.0, 1.0),
-            Voi::Window {
-                center: c,
-                width: w,
-                function: VoiFunction::Sigmoid,
-            } => 1.0 / (1.0 + (-4.0 * (x - c) / w).exp()),
+            Voi::Window { center: c, width: w, function: VoiFunction::LinearExact } => {
+                ((x - c) / w + 0.5).clamp(0.0, 1.0)
+            }
+            Voi::Window { center: c, width: w, function: VoiFunction::Sigmoid } => {
+                1.0 / (1.0 + (-4.0 * (x - c) / w).exp())
+            }
             Voi::Lut(ref lut) => f64::from(lut.get(x as f32)),
             Voi::MinMax => return None,
         };
@@ -87,9 +79,15 @@ pub(crate) enum Model {
         voi: Voi,
     },
     /// RGB divided by `max`.
-    Rgb { max: f32 },
+    Rgb {
+        max: f32,
+    },
     /// Indices through the red, green and blue LUTs (already in `0..=1`).
-    Palette { r: Lut, g: Lut, b: Lut },
+    Palette {
+        r: Lut,
+        g: Lut,
+        b: Lut,
+    },
 }
 
 /// Chooses the display model of one frame from its attributes.
@@ -116,21 +114,13 @@ pub(crate) fn model_for(
         let (r, g, b) = palette(obj, a.signed, endian)?;
         return Ok(Model::Palette { r, g, b });
     }
-    let modality = match obj
-        .get(tags::MODALITY_LUT_SEQUENCE)
-        .and_then(|s| s.items()?.first().cloned())
-    {
+    let modality = match obj.get(tags::MODALITY_LUT_SEQUENCE).and_then(|s| s.items()?.first().cloned()) {
         Some(item) => Modality::Lut(seq_lut(&item, a.signed, endian, false)?),
         None => {
             let seq = tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE;
-            let slope =
-                first_float(frame_attr(obj, frame, seq, tags::RESCALE_SLOPE)).unwrap_or(1.0);
-            let intercept =
-                first_float(frame_attr(obj, frame, seq, tags::RESCALE_INTERCEPT)).unwrap_or(0.0);
-            Modality::Rescale {
-                slope: slope as f32,
-                intercept: intercept as f32,
-            }
+            let slope = first_float(frame_attr(obj, frame, seq, tags::RESCALE_SLOPE)).unwrap_or(1.0);
+            let intercept = first_float(frame_attr(obj, frame, seq, tags::RESCALE_INTERCEPT)).unwrap_or(0.0);
+            Modality::Rescale { slope: slope as f32, intercept: intercept as f32 }
         }
     };
     Ok(Model::Mono {
@@ -141,10 +131,7 @@ pub(crate) fn model_for(
 }
 
 fn voi_for(obj: &Obj, frame: u32, signed: bool, endian: Endian) -> Result<Voi, DecodeError> {
-    if let Some(item) = obj
-        .get(tags::VOILUT_SEQUENCE)
-        .and_then(|s| s.items()?.first().cloned())
-    {
+    if let Some(item) = obj.get(tags::VOILUT_SEQUENCE).and_then(|s| s.items()?.first().cloned()) {
         return Ok(Voi::Lut(seq_lut(&item, signed, endian, true)?));
     }
     let seq = tags::FRAME_VOILUT_SEQUENCE;
@@ -162,14 +149,8 @@ fn voi_for(obj: &Obj, frame: u32, signed: bool, endian: Endian) -> Result<Voi, D
     Ok(match (center, width) {
         // LINEAR needs width >= 1, the others > 0; otherwise the window is
         // unusable and the frame's own range is the best we can do.
-        (Some(center), Some(width))
-            if width >= 1.0 || (function != VoiFunction::Linear && width > 0.0) =>
-        {
-            Voi::Window {
-                center,
-                width,
-                function,
-            }
+        (Some(center), Some(width)) if width >= 1.0 || (function != VoiFunction::Linear && width > 0.0) => {
+            Voi::Window { center, width, function }
         }
         _ => Voi::MinMax,
     })
@@ -224,16 +205,10 @@ pub(crate) fn min_max_normalise(values: &mut [f32]) {
     let (lo, hi) = values
         .iter()
         .filter(|v| v.is_finite())
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        });
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     let range = hi - lo;
     for v in values.iter_mut() {
-        *v = if range > 0.0 && v.is_finite() {
-            (*v - lo) / range
-        } else {
-            0.0
-        };
+        *v = if range > 0.0 && v.is_finite() { (*v - lo) / range } else { 0.0 };
     }
 }
 

@@ -22,9 +22,7 @@ pub(crate) fn split(
     let n = fragments.len();
     let frames = frames as usize;
     if n == 0 {
-        return Err(DecodeError::Invalid(
-            "encapsulated pixel data has no fragments".into(),
-        ));
+        return Err(DecodeError::Invalid("encapsulated pixel data has no fragments".into()));
     }
     if frames == 1 {
         let all = 0..n;
@@ -64,9 +62,7 @@ pub(crate) fn split(
         }
     }
     if soi_scan {
-        let starts: Vec<usize> = (0..n)
-            .filter(|&i| fragments[i].starts_with(&[0xFF, 0xD8]))
-            .collect();
+        let starts: Vec<usize> = (0..n).filter(|&i| fragments[i].starts_with(&[0xFF, 0xD8])).collect();
         if starts.len() == frames && starts.first() == Some(&0) {
             let mut ranges: Vec<Range<usize>> = starts.windows(2).map(|w| w[0]..w[1]).collect();
             ranges.push(starts[frames - 1]..n);

@@ -54,24 +54,17 @@ pub(crate) fn scan_header(data: &[u8]) -> Result<JpegHeader, DecodeError> {
         if marker == 0xD8 || marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
             continue; // no length field
         }
-        let Some(len) = data
-            .get(pos..pos + 2)
-            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
-        else {
+        let Some(len) = data.get(pos..pos + 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))) else {
             break;
         };
-        let seg = data
-            .get(pos + 2..pos + len.max(2))
-            .ok_or_else(|| bad("segment runs past end"))?;
+        let seg = data.get(pos + 2..pos + len.max(2)).ok_or_else(|| bad("segment runs past end"))?;
         match marker {
             0xC0..=0xCF | 0xF7 if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
                 let ncomp = usize::from(*seg.get(5).ok_or_else(|| bad("short SOF"))?);
                 h.precision = seg[0];
                 h.height = u16::from_be_bytes([seg[1], seg[2]]);
                 h.width = u16::from_be_bytes([seg[3], seg[4]]);
-                h.component_ids = (0..ncomp)
-                    .filter_map(|i| seg.get(6 + 3 * i).copied())
-                    .collect();
+                h.component_ids = (0..ncomp).filter_map(|i| seg.get(6 + 3 * i).copied()).collect();
                 seen_sof = true;
             }
             0xE0 if seg.starts_with(b"JFIF\0") => h.jfif = true,
@@ -137,20 +130,14 @@ pub(crate) fn decode_frame(
     match header.precision {
         8 => {}
         12 => return Err(DecodeError::Jpeg12Bit),
-        p => {
-            return Err(DecodeError::Unsupported(format!(
-                "JPEG sample precision {p}"
-            )))
-        }
+        p => return Err(DecodeError::Unsupported(format!("JPEG sample precision {p}"))),
     }
     let mut dec = Decoder::new(data);
     if header.component_ids.len() == 3 {
         dec.set_color_transform(color_transform(&header, pi));
     }
     dec.read_info().map_err(DecodeError::Jpeg)?;
-    let info = dec
-        .info()
-        .ok_or_else(|| DecodeError::Invalid("JPEG stream has no frame".into()))?;
+    let info = dec.info().ok_or_else(|| DecodeError::Invalid("JPEG stream has no frame".into()))?;
     if u32::from(info.width) != cols || u32::from(info.height) != rows {
         return Err(DecodeError::Invalid(format!(
             "JPEG frame is {}x{} but Columns x Rows is {cols}x{rows}",
@@ -169,15 +156,14 @@ pub(crate) fn decode_frame(
     let channels = match info.pixel_format {
         PixelFormat::L8 => 1,
         PixelFormat::RGB24 => 3,
-        other => {
-            return Err(DecodeError::Unsupported(format!(
-                "JPEG pixel format {other:?}"
-            )))
-        }
+        other => return Err(DecodeError::Unsupported(format!("JPEG pixel format {other:?}"))),
     };
     let expected = size.0 as usize * size.1 as usize * usize::from(channels);
     if pixels.len() != expected {
-        return Err(DecodeError::Invalid(format!("JPEG decoder returned {} samples, expected {expected}", pixels.len())));
+        return Err(DecodeError::Invalid(format!(
+            "JPEG decoder returned {} samples, expected {expected}",
+            pixels.len()
+        )));
     }
     Ok((pixels, channels, size))
 }

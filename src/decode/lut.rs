@@ -31,12 +31,7 @@ impl Lut {
 /// A Modality or VOI LUT sequence item (LUTDescriptor + LUTData).
 /// `normalise` divides the output by the largest entry the bit depth
 /// allows, as a VOI LUT's output is a display value.
-pub(crate) fn seq_lut(
-    item: &Obj,
-    signed: bool,
-    endian: Endian,
-    normalise: bool,
-) -> Result<Lut, DecodeError> {
+pub(crate) fn seq_lut(item: &Obj, signed: bool, endian: Endian, normalise: bool) -> Result<Lut, DecodeError> {
     let name = "LUTDescriptor";
     let (entries, first, bits) = descriptor(item.get(tags::LUT_DESCRIPTOR), signed, name)?;
     let words = words(item.get(tags::LUT_DATA), endian, "LUTData")?;
@@ -45,20 +40,14 @@ pub(crate) fn seq_lut(
 }
 
 /// The red, green and blue palette LUTs, output in `0..=1`.
-pub(crate) fn palette(
-    obj: &Obj,
-    signed: bool,
-    endian: Endian,
-) -> Result<(Lut, Lut, Lut), DecodeError> {
+pub(crate) fn palette(obj: &Obj, signed: bool, endian: Endian) -> Result<(Lut, Lut, Lut), DecodeError> {
     let one = |desc: Tag, data: Tag, seg: Tag, name: &'static str| -> Result<Lut, DecodeError> {
         let (entries, first, bits) = descriptor(obj.get(desc), signed, name)?;
         let values = if let Some(e) = obj.get(data) {
             entries_of(words(Some(e), endian, name)?, entries, name)?
         } else if let Some(e) = obj.get(seg) {
             if bits != 16 {
-                return Err(DecodeError::Unsupported(format!(
-                    "{bits}-bit segmented palette"
-                )));
+                return Err(DecodeError::Unsupported(format!("{bits}-bit segmented palette")));
             }
             let (w, _) = words(Some(e), endian, name)?;
             let mut out = Vec::new();
@@ -93,53 +82,29 @@ pub(crate) fn palette(
 }
 
 /// `[entries, first mapped value, bits]`.
-fn descriptor(
-    e: Option<&InMemElement>,
-    signed: bool,
-    name: &'static str,
-) -> Result<(usize, i64, u16), DecodeError> {
-    let bad = |why: &str| DecodeError::InvalidAttribute {
-        name,
-        value: why.to_string(),
-    };
-    let desc: Vec<i64> = e
-        .ok_or(DecodeError::MissingAttribute { name })?
-        .to_multi_int()
-        .map_err(|_| bad("not numbers"))?;
+fn descriptor(e: Option<&InMemElement>, signed: bool, name: &'static str) -> Result<(usize, i64, u16), DecodeError> {
+    let bad = |why: &str| DecodeError::InvalidAttribute { name, value: why.to_string() };
+    let desc: Vec<i64> =
+        e.ok_or(DecodeError::MissingAttribute { name })?.to_multi_int().map_err(|_| bad("not numbers"))?;
     let [entries, first, bits] = desc[..] else {
         return Err(bad("needs 3 values"));
     };
     // 0 entries means 2^16 (PS3.3 C.7.6.3.1.5).
-    let entries = if entries == 0 {
-        65536
-    } else {
-        entries.clamp(1, 65536)
-    } as usize;
+    let entries = if entries == 0 { 65536 } else { entries.clamp(1, 65536) } as usize;
     // The first mapped value is SS when pixels are signed, but is often
     // written as US.
-    let first = if signed && first > 32767 {
-        first - 65536
-    } else {
-        first
-    };
+    let first = if signed && first > 32767 { first - 65536 } else { first };
     Ok((entries, first, bits.clamp(1, 16) as u16))
 }
 
 /// LUT data as 16-bit words, plus the raw bytes for 8-bit entries.
-fn words(
-    e: Option<&InMemElement>,
-    endian: Endian,
-    name: &'static str,
-) -> Result<(Vec<u16>, Vec<u8>), DecodeError> {
+fn words(e: Option<&InMemElement>, endian: Endian, name: &'static str) -> Result<(Vec<u16>, Vec<u8>), DecodeError> {
     let e = e.ok_or(DecodeError::MissingAttribute { name })?;
     let bytes = e
         .value()
         .primitive()
         .and_then(|p| file_bytes(p, endian))
-        .ok_or_else(|| DecodeError::InvalidAttribute {
-            name,
-            value: "not binary".into(),
-        })?;
+        .ok_or_else(|| DecodeError::InvalidAttribute { name, value: "not binary".into() })?;
     let words = bytes
         .chunks_exact(2)
         .map(|c| match endian {
@@ -209,16 +174,8 @@ pub(crate) fn expand_segmented(
                 pos = end;
             }
             1 => {
-                let y0 = out
-                    .last()
-                    .copied()
-                    .or(last)
-                    .ok_or("segmented LUT starts with a linear segment")?;
-                let y1 = f32::from(
-                    *data
-                        .get(pos)
-                        .ok_or("segmented LUT: truncated linear segment")?,
-                );
+                let y0 = out.last().copied().or(last).ok_or("segmented LUT starts with a linear segment")?;
+                let y1 = f32::from(*data.get(pos).ok_or("segmented LUT: truncated linear segment")?);
                 pos += 1;
                 let step = (y1 - y0) / len.max(1) as f32;
                 out.extend((1..=len).map(|k| (y0 + step * k as f32).round()));
@@ -227,22 +184,12 @@ pub(crate) fn expand_segmented(
                 if out.is_empty() && last.is_none() {
                     return Err("segmented LUT starts with an indirect segment".into());
                 }
-                let lo = u32::from(
-                    *data
-                        .get(pos)
-                        .ok_or("segmented LUT: truncated indirect segment")?,
-                );
-                let hi = u32::from(
-                    *data
-                        .get(pos + 1)
-                        .ok_or("segmented LUT: truncated indirect segment")?,
-                );
+                let lo = u32::from(*data.get(pos).ok_or("segmented LUT: truncated indirect segment")?);
+                let hi = u32::from(*data.get(pos + 1).ok_or("segmented LUT: truncated indirect segment")?);
                 pos += 2;
                 let at = ((hi << 16) | lo) as usize;
                 let prev = out.last().copied();
-                let rest = data
-                    .get(at..)
-                    .ok_or("segmented LUT: indirect offset out of range")?;
+                let rest = data.get(at..).ok_or("segmented LUT: indirect offset out of range")?;
                 expand_segmented(rest, Some(len), prev, depth + 1, out)?;
             }
             other => return Err(format!("segmented LUT: unknown segment type {other}")),

@@ -98,12 +98,7 @@ pub enum DecodeError {
     #[error("12-bit JPEG (SamplePrecision 12) is not supported")]
     Jpeg12Bit,
     #[error("pixel data too short for frame {frame}: needs {needed} bytes from offset {offset}, has {have}")]
-    Truncated {
-        frame: u32,
-        offset: u64,
-        needed: u64,
-        have: u64,
-    },
+    Truncated { frame: u32, offset: u64, needed: u64, have: u64 },
     #[error("{0}")]
     Invalid(String),
     #[error("pixel data could not be decoded")]
@@ -118,10 +113,7 @@ impl DecodeError {
     /// Whether this failure concerns one frame's data (later frames may
     /// still decode), rather than the object as a whole.
     fn is_per_frame(&self) -> bool {
-        matches!(
-            self,
-            Self::Truncated { .. } | Self::Invalid(_) | Self::Pixels(_) | Self::Jpeg(_)
-        )
+        matches!(self, Self::Truncated { .. } | Self::Invalid(_) | Self::Pixels(_) | Self::Jpeg(_))
     }
 
     /// The message with its whole source chain, for a [`crate::message::Rejected`]
@@ -186,9 +178,7 @@ impl Decoder {
                 rej
             }));
         };
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            self.decode_frames(inst, &multi, &current, &mut on_frame)
-        }));
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.decode_frames(inst, &multi, &current, &mut on_frame)));
         let (err, frame) = match outcome {
             Ok(Ok(())) => return,
             Ok(Err(e)) => (e, None),
@@ -198,10 +188,7 @@ impl Decoder {
                     .map(|s| s.to_string())
                     .or_else(|| payload.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".into());
-                (
-                    DecodeError::Panicked(msg),
-                    multi.get().then(|| current.get()),
-                )
+                (DecodeError::Panicked(msg), multi.get().then(|| current.get()))
             }
         };
         let mut rej = inst.reject(Stage::Decode, err.reason());
@@ -218,45 +205,28 @@ impl Decoder {
         current: &std::cell::Cell<u32>,
         on_frame: &mut dyn FnMut(u32, Result<DecodedImage, DecodeError>),
     ) -> Result<(), DecodeError> {
-        let bytes = std::fs::metadata(&inst.path)
-            .map_err(DecodeError::Io)?
-            .len();
+        let bytes = std::fs::metadata(&inst.path).map_err(DecodeError::Io)?.len();
         if bytes > self.cfg.max_file_bytes {
-            return Err(DecodeError::FileTooLarge {
-                bytes,
-                limit: self.cfg.max_file_bytes,
-            });
+            return Err(DecodeError::FileTooLarge { bytes, limit: self.cfg.max_file_bytes });
         }
-        let obj = OpenFileOptions::new()
-            .open_file(&inst.path)
-            .map_err(DecodeError::Open)?;
+        let obj = OpenFileOptions::new().open_file(&inst.path).map_err(DecodeError::Open)?;
         let a = PixelAttrs::read(&obj)?;
         let samples = u64::from(a.rows) * u64::from(a.cols) * u64::from(a.samples);
         if samples > self.cfg.max_pixels_per_frame {
-            return Err(DecodeError::TooManyPixels {
-                samples,
-                limit: self.cfg.max_pixels_per_frame,
-            });
+            return Err(DecodeError::TooManyPixels { samples, limit: self.cfg.max_pixels_per_frame });
         }
         if a.frames > self.cfg.max_frames {
-            return Err(DecodeError::TooManyFrames {
-                frames: a.frames,
-                limit: self.cfg.max_frames,
-            });
+            return Err(DecodeError::TooManyFrames { frames: a.frames, limit: self.cfg.max_frames });
         }
         let ts = obj.meta().transfer_syntax().to_string();
         if ts.is_empty() {
-            return Err(DecodeError::MissingAttribute {
-                name: "TransferSyntaxUID",
-            });
+            return Err(DecodeError::MissingAttribute { name: "TransferSyntaxUID" });
         }
         let codec = Codec::for_transfer_syntax(&ts)?;
         let source = Source::new(&obj, &a, codec, &ts)?;
         multi.set(a.frames > 1);
         // Window and rescale may differ per frame only in enhanced objects.
-        let per_frame_model = obj
-            .get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
-            .is_some();
+        let per_frame_model = obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).is_some();
         let needed = self.needed_size(inst);
         let mut model = None;
         for i in 0..a.frames {
@@ -264,13 +234,7 @@ impl Decoder {
             let result = source.frame(i, &a, needed).and_then(|stored| {
                 let m = match model {
                     Some(ref m) if !per_frame_model => m,
-                    _ => model.insert(display::model_for(
-                        &obj,
-                        &a,
-                        i,
-                        stored.channels,
-                        codec.endian(),
-                    )?),
+                    _ => model.insert(display::model_for(&obj, &a, i, stored.channels, codec.endian())?),
                 };
                 let stats = stored.stats;
                 let (width, height) = stored.reduced.unwrap_or((a.cols, a.rows));
@@ -283,10 +247,7 @@ impl Decoder {
                     stored: stats,
                     thumbnail: None,
                 };
-                Ok(DecodedImage {
-                    meta: Arc::new(meta),
-                    frame,
-                })
+                Ok(DecodedImage { meta: Arc::new(meta), frame })
             });
             match result {
                 Err(e) if a.frames == 1 || (i == 0 && !e.is_per_frame()) => return Err(e),
@@ -347,20 +308,15 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::display::{min_max_normalise, render, Modality, Model, Voi, VoiFunction};
-    use crate::message::Pixels;
     use super::lut::{expand_segmented, Lut};
     use super::pixels::{
-        deplanarize, expand_ybr422, read_frame, ybr_to_rgb, BitFix, Endian, Layout, SampleKind,
-        Samples, Stored,
+        deplanarize, expand_ybr422, read_frame, ybr_to_rgb, BitFix, Endian, Layout, SampleKind, Samples, Stored,
     };
     use super::*;
+    use crate::message::Pixels;
 
     fn window(center: f64, width: f64, function: VoiFunction) -> Voi {
-        Voi::Window {
-            center,
-            width,
-            function,
-        }
+        Voi::Window { center, width, function }
     }
 
     #[test]
@@ -401,10 +357,7 @@ mod tests {
         let model = |invert| Model::Mono {
             invert,
             // Values become -100, 0, 100; window [-100, 100] maps them to 0, ~0.5, 1.
-            modality: Modality::Rescale {
-                slope: 10.0,
-                intercept: -100.0,
-            },
+            modality: Modality::Rescale { slope: 10.0, intercept: -100.0 },
             voi: window(0.5, 201.0, VoiFunction::Linear),
         };
         let two = render(stored.clone(), &model(false), 3, 1);
@@ -448,20 +401,14 @@ mod tests {
 
     #[test]
     fn planar_is_deplanarised() {
-        assert_eq!(
-            deplanarize(&[1, 2, 10, 20, 100, 200], 3),
-            vec![1, 10, 100, 2, 20, 200]
-        );
+        assert_eq!(deplanarize(&[1, 2, 10, 20, 100, 200], 3), vec![1, 10, 100, 2, 20, 200]);
         // Through the reader: 2 pixels, planar, 16-bit big endian.
         let layout = Layout {
             rows: 1,
             cols: 2,
             samples: 3,
             bits_allocated: 16,
-            kind: SampleKind::Int {
-                bits: 16,
-                signed: false,
-            },
+            kind: SampleKind::Int { bits: 16, signed: false },
             planar: true,
             endian: Endian::Big,
             ybr422: false,
@@ -490,10 +437,7 @@ mod tests {
             cols: 4,
             samples: 1,
             bits_allocated: 1,
-            kind: SampleKind::Int {
-                bits: 1,
-                signed: false,
-            },
+            kind: SampleKind::Int { bits: 1, signed: false },
             planar: false,
             endian: Endian::Little,
             ybr422: false,
@@ -505,31 +449,15 @@ mod tests {
 
     #[test]
     fn palette_lookup_clamps_to_table() {
-        let lut = Lut {
-            first: 10,
-            data: vec![0.0, 0.5, 1.0],
-        };
+        let lut = Lut { first: 10, data: vec![0.0, 0.5, 1.0] };
         assert_eq!(lut.get(0.0), 0.0);
         assert_eq!(lut.get(11.0), 0.5);
         assert_eq!(lut.get(99.0), 1.0);
-        let r = Lut {
-            first: 0,
-            data: vec![1.0, 0.0],
-        };
-        let g = Lut {
-            first: 0,
-            data: vec![0.0, 1.0],
-        };
-        let b = Lut {
-            first: 0,
-            data: vec![0.0, 0.0],
-        };
-        let stored = Stored {
-            samples: Samples::Floats(vec![0.0, 1.0]),
-            channels: 1,
-            stats: Default::default(),
-            reduced: None,
-        };
+        let r = Lut { first: 0, data: vec![1.0, 0.0] };
+        let g = Lut { first: 0, data: vec![0.0, 1.0] };
+        let b = Lut { first: 0, data: vec![0.0, 0.0] };
+        let stored =
+            Stored { samples: Samples::Floats(vec![0.0, 1.0]), channels: 1, stats: Default::default(), reduced: None };
         let f = render(stored.clone(), &Model::Palette { r, g, b }, 2, 1);
         assert_eq!(f.channels, 3);
         assert_eq!(f.pixels, Pixels::Unit(vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0]));
@@ -576,25 +504,13 @@ mod tests {
         let f = |b: &[u8]| b.to_vec();
         let frags = vec![f(&[0xFF, 0xD8, 1, 2]), f(&[3, 4]), f(&[0xFF, 0xD8, 5, 6])];
         assert_eq!(fragments::split(&frags, &[], 1, true).unwrap(), vec![0..3]);
-        assert_eq!(
-            fragments::split(&frags, &[], 3, true).unwrap(),
-            vec![0..1, 1..2, 2..3]
-        );
+        assert_eq!(fragments::split(&frags, &[], 3, true).unwrap(), vec![0..1, 1..2, 2..3]);
         // Offsets count 8 bytes of item header per fragment: 0, 12, 22.
-        assert_eq!(
-            fragments::split(&frags, &[0, 22], 2, false).unwrap(),
-            vec![0..2, 2..3]
-        );
-        assert_eq!(
-            fragments::split(&frags, &[], 2, true).unwrap(),
-            vec![0..2, 2..3]
-        );
+        assert_eq!(fragments::split(&frags, &[0, 22], 2, false).unwrap(), vec![0..2, 2..3]);
+        assert_eq!(fragments::split(&frags, &[], 2, true).unwrap(), vec![0..2, 2..3]);
         assert!(fragments::split(&frags, &[], 2, false).is_err());
         assert!(fragments::split(&[], &[], 1, true).is_err());
-        assert_eq!(
-            &*fragments::frame_bytes(&frags, 0..2),
-            &[0xFF, 0xD8, 1, 2, 3, 4]
-        );
+        assert_eq!(&*fragments::frame_bytes(&frags, 0..2), &[0xFF, 0xD8, 1, 2, 3, 4]);
     }
 
     #[test]
@@ -611,30 +527,12 @@ mod tests {
         };
         let ct = |hd: &jpeg::JpegHeader, pi| jpeg::color_transform(hd, pi);
         // See: pydicom SC_jpeg_no_color_transform.dcm
-        assert_eq!(
-            ct(&h(&[1, 2, 3], false, None), &Photometric::Rgb),
-            ColorTransform::RGB
-        );
-        assert_eq!(
-            ct(&h(&[1, 2, 3], true, None), &Photometric::Rgb),
-            ColorTransform::YCbCr
-        );
-        assert_eq!(
-            ct(&h(&[1, 2, 3], false, Some(1)), &Photometric::Rgb),
-            ColorTransform::YCbCr
-        );
-        assert_eq!(
-            ct(&h(&[1, 2, 3], false, Some(0)), &Photometric::YbrFull422),
-            ColorTransform::RGB
-        );
-        assert_eq!(
-            ct(&h(b"RGB", true, None), &Photometric::YbrFull),
-            ColorTransform::RGB
-        );
-        assert_eq!(
-            ct(&h(&[1, 2, 3], false, None), &Photometric::YbrFull422),
-            ColorTransform::YCbCr
-        );
+        assert_eq!(ct(&h(&[1, 2, 3], false, None), &Photometric::Rgb), ColorTransform::RGB);
+        assert_eq!(ct(&h(&[1, 2, 3], true, None), &Photometric::Rgb), ColorTransform::YCbCr);
+        assert_eq!(ct(&h(&[1, 2, 3], false, Some(1)), &Photometric::Rgb), ColorTransform::YCbCr);
+        assert_eq!(ct(&h(&[1, 2, 3], false, Some(0)), &Photometric::YbrFull422), ColorTransform::RGB);
+        assert_eq!(ct(&h(b"RGB", true, None), &Photometric::YbrFull), ColorTransform::RGB);
+        assert_eq!(ct(&h(&[1, 2, 3], false, None), &Photometric::YbrFull422), ColorTransform::YCbCr);
     }
 
     #[test]

@@ -110,12 +110,7 @@ impl Stored {
 ///
 /// YBR (`ybr` true, or `layout.ybr422`) is converted to RGB the way
 /// pydicom does, which is what the references record.
-pub(crate) fn read_frame(
-    raw: &[u8],
-    bit_offset: u64,
-    layout: &Layout,
-    ybr: bool,
-) -> Result<Stored, DecodeError> {
+pub(crate) fn read_frame(raw: &[u8], bit_offset: u64, layout: &Layout, ybr: bool) -> Result<Stored, DecodeError> {
     let n = layout.stored_samples();
     let need_bits = bit_offset + layout.frame_bits();
     if (raw.len() as u64) * 8 < need_bits {
@@ -142,10 +137,7 @@ pub(crate) fn read_frame(
     }
     let channels = if layout.samples >= 3 { 3 } else { 1 };
     if layout.samples != 1 && layout.samples != 3 {
-        return Err(DecodeError::Unsupported(format!(
-            "SamplesPerPixel {}",
-            layout.samples
-        )));
+        return Err(DecodeError::Unsupported(format!("SamplesPerPixel {}", layout.samples)));
     }
     let stats = if layout.ybr422 || ybr {
         if layout.ybr422 {
@@ -153,32 +145,18 @@ pub(crate) fn read_frame(
         }
         let bits = match layout.kind {
             SampleKind::Int { bits, .. } => bits,
-            SampleKind::Float => {
-                return Err(DecodeError::Unsupported(
-                    "YBR colour with float samples".into(),
-                ))
-            }
+            SampleKind::Float => return Err(DecodeError::Unsupported("YBR colour with float samples".into())),
         };
         ybr_to_rgb(&mut values, bits);
         stats_of(&values)
     } else {
         exact
     };
-    Ok(Stored {
-        samples: Samples::Floats(values),
-        channels,
-        stats,
-        reduced: None,
-    })
+    Ok(Stored { samples: Samples::Floats(values), channels, stats, reduced: None })
 }
 
 /// Reads `n` samples; returns them with exact statistics.
-fn read_samples(
-    raw: &[u8],
-    bit_offset: u64,
-    n: usize,
-    layout: &Layout,
-) -> Result<(Vec<f32>, PixelStats), DecodeError> {
+fn read_samples(raw: &[u8], bit_offset: u64, n: usize, layout: &Layout) -> Result<(Vec<f32>, PixelStats), DecodeError> {
     let mut acc = StatsAcc::default();
     let mut out = Vec::with_capacity(n);
     let ba = layout.bits_allocated;
@@ -216,11 +194,7 @@ fn read_samples(
             let start = (bit_offset / 8) as usize;
             for chunk in raw[start..start + n * bytes].chunks_exact(bytes) {
                 let bits = read_uint(chunk, layout.endian);
-                let v = if ba == 32 {
-                    f64::from(f32::from_bits(bits as u32))
-                } else {
-                    f64::from_bits(bits)
-                };
+                let v = if ba == 32 { f64::from(f32::from_bits(bits as u32)) } else { f64::from_bits(bits) };
                 acc.push(v);
                 out.push(v as f32);
             }
@@ -228,11 +202,7 @@ fn read_samples(
         (kind, ba) => {
             return Err(DecodeError::Unsupported(format!(
                 "BitsAllocated {ba} for {} samples",
-                if kind == SampleKind::Float {
-                    "float"
-                } else {
-                    "integer"
-                }
+                if kind == SampleKind::Float { "float" } else { "integer" }
             )))
         }
     }
@@ -292,11 +262,7 @@ impl BitFix {
     }
 
     pub fn apply(self, v: u64) -> i64 {
-        let mask = if self.bits >= 64 {
-            u64::MAX
-        } else {
-            (1u64 << self.bits) - 1
-        };
+        let mask = if self.bits >= 64 { u64::MAX } else { (1u64 << self.bits) - 1 };
         let v = v & mask;
         if self.signed && self.bits < 64 && (v >> (self.bits - 1)) & 1 == 1 {
             v as i64 - (1i64 << self.bits)
@@ -382,15 +348,7 @@ impl StatsAcc {
     }
 
     fn finish(self) -> PixelStats {
-        let mean = if self.n == 0 {
-            0.0
-        } else {
-            self.sum / self.n as f64
-        };
-        PixelStats {
-            mean,
-            min: self.min,
-            max: self.max,
-        }
+        let mean = if self.n == 0 { 0.0 } else { self.sum / self.n as f64 };
+        PixelStats { mean, min: self.min, max: self.max }
     }
 }

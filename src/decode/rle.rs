@@ -20,44 +20,28 @@ pub(crate) fn decode_frame(
     bytes_per_sample: usize,
 ) -> Result<Vec<u8>, DecodeError> {
     let bad = |why: String| DecodeError::Invalid(format!("RLE frame: {why}"));
-    let header = data
-        .get(..64)
-        .ok_or_else(|| bad(format!("{} bytes, shorter than its header", data.len())))?;
+    let header = data.get(..64).ok_or_else(|| bad(format!("{} bytes, shorter than its header", data.len())))?;
     let word = |i: usize| {
-        u32::from_le_bytes([
-            header[4 * i],
-            header[4 * i + 1],
-            header[4 * i + 2],
-            header[4 * i + 3],
-        ]) as usize
+        u32::from_le_bytes([header[4 * i], header[4 * i + 1], header[4 * i + 2], header[4 * i + 3]]) as usize
     };
     let nseg = word(0);
     let expected = samples * bytes_per_sample;
     if nseg != expected {
-        return Err(bad(format!(
-            "{nseg} segments, SamplesPerPixel and BitsAllocated need {expected}"
-        )));
+        return Err(bad(format!("{nseg} segments, SamplesPerPixel and BitsAllocated need {expected}")));
     }
     let stride = samples * bytes_per_sample;
     let mut out = vec![0u8; pixels * stride];
     let mut plane = Vec::with_capacity(pixels);
     for seg in 0..nseg {
         let start = word(seg + 1);
-        let end = if seg + 1 < nseg {
-            word(seg + 2)
-        } else {
-            data.len()
-        };
+        let end = if seg + 1 < nseg { word(seg + 2) } else { data.len() };
         let src = data
             .get(start..end.min(data.len()))
             .filter(|_| start <= end)
             .ok_or_else(|| bad(format!("segment {seg} offsets {start}..{end} out of range")))?;
         unpack_bits(src, pixels, &mut plane);
         if plane.len() < pixels {
-            return Err(bad(format!(
-                "segment {seg} decodes to {} of {pixels} bytes",
-                plane.len()
-            )));
+            return Err(bad(format!("segment {seg} decodes to {} of {pixels} bytes", plane.len())));
         }
         // Segment order is sample-major, MSB first; output is LE interleaved.
         let sample = seg / bytes_per_sample;

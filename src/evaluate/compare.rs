@@ -14,7 +14,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::metrics::{calibration, operating_points, roc_auc_bootstrap, roc_curve, AucInterval, CalibrationBin, Confusion, OperatingPoint, Proportion, Roc};
+use super::metrics::{
+    calibration, operating_points, roc_auc_bootstrap, roc_curve, AucInterval, CalibrationBin, Confusion,
+    OperatingPoint, Proportion, Roc,
+};
 use super::reference::ReferenceEye;
 use super::results::EyePrediction;
 
@@ -155,7 +158,8 @@ pub const CALIBRATION_BINS: usize = 10;
 
 pub fn figures(title: &'static str, cases: &[Case], bootstrap: Bootstrap) -> Figures {
     let confusion = Confusion::tally(cases.iter().map(|c| (c.called, c.positive)));
-    let (scores, positive): (Vec<f64>, Vec<bool>) = cases.iter().filter_map(|c| c.score.map(|s| (s, c.positive))).unzip();
+    let (scores, positive): (Vec<f64>, Vec<bool>) =
+        cases.iter().filter_map(|c| c.score.map(|s| (s, c.positive))).unzip();
     Figures {
         title,
         cases: cases.len(),

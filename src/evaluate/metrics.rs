@@ -31,7 +31,13 @@ pub fn wilson(k: u64, n: u64) -> Proportion {
     let z2 = Z95 * Z95;
     let centre = (p + z2 / (2.0 * nf)) / (1.0 + z2 / nf);
     let half = Z95 / (1.0 + z2 / nf) * (p * (1.0 - p) / nf + z2 / (4.0 * nf * nf)).sqrt();
-    Proportion { numerator: k, denominator: n, value: p, lower: (centre - half).max(0.0), upper: (centre + half).min(1.0) }
+    Proportion {
+        numerator: k,
+        denominator: n,
+        value: p,
+        lower: (centre - half).max(0.0),
+        upper: (centre + half).min(1.0),
+    }
 }
 
 /// Counts of a binary call against the truth.
@@ -110,7 +116,9 @@ pub fn roc_curve(scores: &[f64], positive: &[bool]) -> Roc {
             thresholds.push(scores[idx]);
         }
     }
-    let rate = |counts: Vec<f64>, total: f64| counts.into_iter().map(|c| if total > 0.0 { c / total } else { f64::NAN }).collect();
+    let rate = |counts: Vec<f64>, total: f64| {
+        counts.into_iter().map(|c| if total > 0.0 { c / total } else { f64::NAN }).collect()
+    };
     Roc { false_positive_rate: rate(fps, fp), true_positive_rate: rate(tps, tp), thresholds }
 }
 
@@ -138,7 +146,12 @@ pub fn operating_points(scores: &[f64], positive: &[bool]) -> Vec<OperatingPoint
             let (tpr, fpr) = (roc.true_positive_rate[i], roc.false_positive_rate[i]);
             // Called positive = true + false positives at this threshold.
             let called = tpr * positives + fpr * negatives;
-            OperatingPoint { threshold: roc.thresholds[i], sensitivity: tpr, specificity: 1.0 - fpr, workload_saved: 1.0 - called / n }
+            OperatingPoint {
+                threshold: roc.thresholds[i],
+                sensitivity: tpr,
+                specificity: 1.0 - fpr,
+                workload_saved: 1.0 - called / n,
+            }
         })
         .collect()
 }
@@ -186,7 +199,12 @@ pub fn roc_auc_bootstrap(scores: &[f64], positive: &[bool], resamples: usize, se
         }
     }
     aucs.sort_by(f64::total_cmp);
-    AucInterval { auc: roc_auc(scores, positive), lower: percentile(&aucs, 0.025), upper: percentile(&aucs, 0.975), resamples: aucs.len() }
+    AucInterval {
+        auc: roc_auc(scores, positive),
+        lower: percentile(&aucs, 0.025),
+        upper: percentile(&aucs, 0.975),
+        resamples: aucs.len(),
+    }
 }
 
 /// One bin of a reliability (calibration) diagram.
@@ -221,7 +239,13 @@ pub fn calibration(probabilities: &[f64], positive: &[bool], bins: usize) -> Vec
         .filter(|&i| totals[i] > 0)
         .map(|i| {
             let n = totals[i] as f64;
-            CalibrationBin { lower: edge(i), upper: edge(i + 1), cases: totals[i], mean_predicted: sums[i] / n, observed: hits[i] as f64 / n }
+            CalibrationBin {
+                lower: edge(i),
+                upper: edge(i + 1),
+                cases: totals[i],
+                mean_predicted: sums[i] / n,
+                observed: hits[i] as f64 / n,
+            }
         })
         .collect()
 }

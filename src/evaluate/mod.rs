@@ -29,15 +29,31 @@ use results::{RunInfo, StudyPrediction};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("reading {path}")]
-    Read { path: PathBuf, #[source] source: std::io::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path} is missing: is this the output folder of a finished run?")]
-    Unfinished { path: PathBuf, #[source] source: std::io::Error },
+    Unfinished {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("reading Parquet {path}")]
-    Parquet { path: PathBuf, #[source] source: parquet::errors::ParquetError },
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
     #[error("{path}: {what}")]
     Table { path: PathBuf, what: String },
     #[error("reading reference {path}")]
-    ReferenceCsv { path: PathBuf, #[source] source: csv::Error },
+    ReferenceCsv {
+        path: PathBuf,
+        #[source]
+        source: csv::Error,
+    },
     #[error("reference {path}, line {line}: {what}")]
     Reference { path: PathBuf, line: u64, what: String },
     #[error(
@@ -48,9 +64,17 @@ pub enum Error {
     #[error("none of the reference's {0} studies is in the run's results")]
     NothingMatched(usize),
     #[error("writing {path}")]
-    Write { path: PathBuf, #[source] source: std::io::Error },
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("writing Parquet {path}")]
-    WriteParquet { path: PathBuf, #[source] source: parquet::errors::ParquetError },
+    WriteParquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
     #[error("drawing {path}: {what}")]
     Plot { path: PathBuf, what: String },
 }

@@ -14,7 +14,8 @@ use super::compare::Figures;
 const SIZE: (u32, u32) = (720, 540);
 const FONT: &str = "sans-serif";
 /// Colour-blind-safe (Okabe–Ito) colours, one per target.
-const PALETTE: [RGBColor; 4] = [RGBColor(0, 114, 178), RGBColor(213, 94, 0), RGBColor(0, 158, 115), RGBColor(204, 121, 167)];
+const PALETTE: [RGBColor; 4] =
+    [RGBColor(0, 114, 178), RGBColor(213, 94, 0), RGBColor(0, 158, 115), RGBColor(204, 121, 167)];
 
 static FONTS: Once = Once::new();
 
@@ -29,7 +30,8 @@ fn register_fonts() {
 /// ROC curves of every target, one line each, with the AUC in the legend.
 pub fn roc(title: &str, figures: &BTreeMap<&'static str, Figures>) -> Result<Vec<u8>, String> {
     render(|area| {
-        let mut chart = unit_square(area, title, "1 − specificity (false positive rate)", "Sensitivity (true positive rate)")?;
+        let mut chart =
+            unit_square(area, title, "1 − specificity (false positive rate)", "Sensitivity (true positive rate)")?;
         for (i, f) in figures.values().enumerate() {
             let colour = PALETTE[i % PALETTE.len()];
             let points: Vec<(f64, f64)> = f
@@ -72,7 +74,12 @@ pub fn calibration(title: &str, figures: &BTreeMap<&'static str, Figures>) -> Re
 
 /// Reference outcome (rows) against pipeline band (columns), counts in the
 /// cells, shaded by each row's share.
-pub fn confusion(title: &str, rows: &[String], columns: &[String], counts: &BTreeMap<String, BTreeMap<String, u64>>) -> Result<Vec<u8>, String> {
+pub fn confusion(
+    title: &str,
+    rows: &[String],
+    columns: &[String],
+    counts: &BTreeMap<String, BTreeMap<String, u64>>,
+) -> Result<Vec<u8>, String> {
     render(|area| {
         let area = area.titled(title, (FONT, 22)).map_err(text)?;
         let (width, height) = area.dim_in_pixel();
@@ -83,7 +90,8 @@ pub fn confusion(title: &str, rows: &[String], columns: &[String], counts: &BTre
         area.draw(&Text::new("pipeline band →", (left, 8), (FONT, 14).into_font())).map_err(text)?;
         area.draw(&Text::new("reference ↓", (8, top - 24), (FONT, 14).into_font())).map_err(text)?;
         for (j, column) in columns.iter().enumerate() {
-            area.draw(&Text::new(column.clone(), (left + j as i32 * cell_w + 4, top - 24), label.clone())).map_err(text)?;
+            area.draw(&Text::new(column.clone(), (left + j as i32 * cell_w + 4, top - 24), label.clone()))
+                .map_err(text)?;
         }
         for (i, row) in rows.iter().enumerate() {
             let y = top + i as i32 * cell_h;
@@ -107,7 +115,12 @@ pub fn confusion(title: &str, rows: &[String], columns: &[String], counts: &BTre
 
 /// Axes from 0 to 1 both ways, with the diagonal: where a useless ROC curve
 /// and a perfectly calibrated model lie.
-fn unit_square<'a, 'b: 'a>(area: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>, title: &str, x: &str, y: &str) -> Result<Chart<'a, 'b>, String> {
+fn unit_square<'a, 'b: 'a>(
+    area: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>,
+    title: &str,
+    x: &str,
+    y: &str,
+) -> Result<Chart<'a, 'b>, String> {
     let mut chart = ChartBuilder::on(area)
         .caption(title, (FONT, 22))
         .margin(16)
@@ -115,12 +128,23 @@ fn unit_square<'a, 'b: 'a>(area: &'a DrawingArea<BitMapBackend<'b>, plotters::co
         .y_label_area_size(56)
         .build_cartesian_2d(0f64..1f64, 0f64..1f64)
         .map_err(text)?;
-    chart.configure_mesh().x_desc(x).y_desc(y).label_style((FONT, 14)).light_line_style(BLACK.mix(0.04)).draw().map_err(text)?;
+    chart
+        .configure_mesh()
+        .x_desc(x)
+        .y_desc(y)
+        .label_style((FONT, 14))
+        .light_line_style(BLACK.mix(0.04))
+        .draw()
+        .map_err(text)?;
     chart.draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3))).map_err(text)?;
     Ok(chart)
 }
 
-type Chart<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
 
 fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>) -> Result<(), String> {
     chart
@@ -134,7 +158,9 @@ fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>) -> Result<(), String> {
 }
 
 /// Draws on a white canvas and encodes it as PNG.
-fn render(draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<(), String>) -> Result<Vec<u8>, String> {
+fn render(
+    draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<(), String>,
+) -> Result<Vec<u8>, String> {
     register_fonts();
     let mut pixels = vec![255u8; (SIZE.0 * SIZE.1 * 3) as usize];
     {
@@ -159,5 +185,9 @@ fn text(err: impl std::fmt::Display) -> String {
 
 /// Three decimals, or "n/a" for an undefined figure.
 pub fn number(value: f64) -> String {
-    if value.is_finite() { format!("{value:.3}") } else { "n/a".into() }
+    if value.is_finite() {
+        format!("{value:.3}")
+    } else {
+        "n/a".into()
+    }
 }

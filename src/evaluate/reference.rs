@@ -80,10 +80,13 @@ pub fn read(path: &Path) -> Result<Reference, Error> {
         if let Some(first) = seen.insert((uid.clone(), eye), line) {
             return Err(bad(line, format!("a second grade for this eye (first on line {first})")));
         }
-        let gradable = parse_bool(&row.gradable).ok_or_else(|| bad(line, format!("gradable {:?} is not true or false", row.gradable)))?;
+        let gradable = parse_bool(&row.gradable)
+            .ok_or_else(|| bad(line, format!("gradable {:?} is not true or false", row.gradable)))?;
         let (retinopathy, maculopathy) = if gradable {
-            let r = parse_grade(&row.r_grade, 'R', 3).ok_or_else(|| bad(line, format!("r_grade {:?} is not R0–R3", row.r_grade)))?;
-            let m = parse_grade(&row.m_grade, 'M', 1).ok_or_else(|| bad(line, format!("m_grade {:?} is not M0 or M1", row.m_grade)))?;
+            let r = parse_grade(&row.r_grade, 'R', 3)
+                .ok_or_else(|| bad(line, format!("r_grade {:?} is not R0–R3", row.r_grade)))?;
+            let m = parse_grade(&row.m_grade, 'M', 1)
+                .ok_or_else(|| bad(line, format!("m_grade {:?} is not M0 or M1", row.m_grade)))?;
             (r, m == 1)
         } else {
             (0, false)
@@ -137,7 +140,8 @@ mod tests {
         assert!(good.eyes[0].referable() && !good.eyes[1].referable());
         assert_eq!(good.outcomes["1.2"], "URGENT");
 
-        let err = read_text(&format!("{header}1.2,P,R,R3,M0,true,URGENT\n1.2,P,L,R7,M0,true,URGENT\n")).expect_err("R7");
+        let err =
+            read_text(&format!("{header}1.2,P,R,R3,M0,true,URGENT\n1.2,P,L,R7,M0,true,URGENT\n")).expect_err("R7");
         assert!(err.to_string().contains("line 3") && err.to_string().contains("R7"), "{err}");
         let twice = read_text(&format!("{header}1.2,P,R,R0,M0,true,\n1.2,P,right,R0,M0,true,\n")).expect_err("twice");
         assert!(twice.to_string().contains("first on line 2"), "{twice}");

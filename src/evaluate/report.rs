@@ -25,7 +25,8 @@ const SENSITIVITY_LEVELS: [f64; 5] = [0.99, 0.97, 0.95, 0.90, 0.85];
 
 pub fn write(dir: &Path, evaluation: &Evaluation) -> Result<(), Error> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Write { path: dir.to_path_buf(), source })?;
-    let json = serde_json::to_vec_pretty(evaluation).map_err(|e| Error::Plot { path: dir.join("evaluation.json"), what: e.to_string() })?;
+    let json = serde_json::to_vec_pretty(evaluation)
+        .map_err(|e| Error::Plot { path: dir.join("evaluation.json"), what: e.to_string() })?;
     put(&dir.join("evaluation.json"), &json)?;
     write_operating_points(&dir.join("operating_points.parquet"), evaluation)?;
 
@@ -34,7 +35,11 @@ pub fn write(dir: &Path, evaluation: &Evaluation) -> Result<(), Error> {
         ("roc_eye.png", "ROC curves per eye", plots::roc("ROC per eye", &evaluation.per_eye)),
         ("roc_study.png", "ROC curves per study", plots::roc("ROC per study", &evaluation.per_study)),
         ("calibration_eye.png", "Calibration per eye", plots::calibration("Calibration per eye", &evaluation.per_eye)),
-        ("confusion_bands.png", "Band confusion", plots::confusion("Study band vs reference outcome", &rows, &columns, &evaluation.band_confusion)),
+        (
+            "confusion_bands.png",
+            "Band confusion",
+            plots::confusion("Study band vs reference outcome", &rows, &columns, &evaluation.band_confusion),
+        ),
     ];
     let mut embedded = Vec::new();
     for (name, alt, png) in plots {
@@ -89,7 +94,8 @@ fn write_operating_points(path: &Path, evaluation: &Evaluation) -> Result<(), Er
 /// known bands in worklist order, then anything else seen.
 fn band_labels(counts: &BTreeMap<String, BTreeMap<String, u64>>) -> (Vec<String>, Vec<String>) {
     let ordered = |seen: Vec<&String>| {
-        let mut labels: Vec<String> = BANDS.iter().filter(|b| seen.iter().any(|s| s == *b)).map(|b| b.to_string()).collect();
+        let mut labels: Vec<String> =
+            BANDS.iter().filter(|b| seen.iter().any(|s| s == *b)).map(|b| b.to_string()).collect();
         labels.extend(seen.into_iter().filter(|s| !BANDS.contains(&s.as_str())).cloned());
         labels.dedup();
         labels
@@ -104,7 +110,14 @@ fn proportion(p: &Proportion) -> String {
     if p.denominator == 0 {
         return "n/a (0 cases)".into();
     }
-    format!("{:.1} % ({}/{}; {:.1}–{:.1})", 100.0 * p.value, p.numerator, p.denominator, 100.0 * p.lower, 100.0 * p.upper)
+    format!(
+        "{:.1} % ({}/{}; {:.1}–{:.1})",
+        100.0 * p.value,
+        p.numerator,
+        p.denominator,
+        100.0 * p.lower,
+        100.0 * p.upper
+    )
 }
 
 fn html(e: &Evaluation, plots: &[(&str, String)], rows: &[String], columns: &[String]) -> String {
@@ -137,9 +150,14 @@ fn html(e: &Evaluation, plots: &[(&str, String)], rows: &[String], columns: &[St
     confusion_table(&mut page, rows, columns, &e.band_confusion);
     page.push_str("<h2>Plots</h2><div class=\"plots\">");
     for (alt, data) in plots {
-        let _ = write!(page, "<figure><img alt=\"{alt}\" src=\"data:image/png;base64,{data}\"><figcaption>{alt}</figcaption></figure>");
+        let _ = write!(
+            page,
+            "<figure><img alt=\"{alt}\" src=\"data:image/png;base64,{data}\"><figcaption>{alt}</figcaption></figure>"
+        );
     }
-    page.push_str("</div><p class=\"note\">Every threshold is in operating_points.parquet; every figure in evaluation.json.</p>");
+    page.push_str(
+        "</div><p class=\"note\">Every threshold is in operating_points.parquet; every figure in evaluation.json.</p>",
+    );
     // Records on <body> how many plots decoded, for whoever checks the page
     // (the headless-browser test reads it from the rendered DOM).
     page.push_str("<script>window.addEventListener('load',function(){var i=document.images,n=0;for(var k=0;k<i.length;k++){if(i[k].complete&&i[k].naturalWidth>0)n++;}document.body.dataset.imagesLoaded=n;document.body.dataset.images=i.length;});</script></body></html>\n");
@@ -151,7 +169,11 @@ fn figure_table(page: &mut String, level: &str, figures: &BTreeMap<&'static str,
     // In the order of TARGETS (referable first), not the map's alphabetical one.
     for (name, f) in TARGETS.iter().filter_map(|t| figures.get(t.name).map(|f| (t.name, f))) {
         let c = &f.confusion;
-        let auc = if f.auc.auc.is_finite() { format!("{} ({}–{})", number(f.auc.auc), number(f.auc.lower), number(f.auc.upper)) } else { "n/a".into() };
+        let auc = if f.auc.auc.is_finite() {
+            format!("{} ({}–{})", number(f.auc.auc), number(f.auc.lower), number(f.auc.upper))
+        } else {
+            "n/a".into()
+        };
         let _ = write!(
             page,
             "<tr data-target=\"{name}\"><td>{}</td><td>{}</td><td>{}</td><td>{} / {} / {} / {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{auc}</td></tr>",
@@ -173,7 +195,15 @@ fn operating_excerpt(page: &mut String, per_study: &BTreeMap<&'static str, Figur
         // the level is the highest threshold that does.
         match referable.operating_points.iter().find(|p| p.sensitivity >= level) {
             Some(p) => {
-                let _ = write!(page, "<tr><td>{:.0} %</td><td>{:.4}</td><td>{:.1} %</td><td>{:.1} %</td><td>{:.1} %</td></tr>", level * 100.0, p.threshold, p.sensitivity * 100.0, p.specificity * 100.0, p.workload_saved * 100.0);
+                let _ = write!(
+                    page,
+                    "<tr><td>{:.0} %</td><td>{:.4}</td><td>{:.1} %</td><td>{:.1} %</td><td>{:.1} %</td></tr>",
+                    level * 100.0,
+                    p.threshold,
+                    p.sensitivity * 100.0,
+                    p.specificity * 100.0,
+                    p.workload_saved * 100.0
+                );
             }
             None => {
                 let _ = write!(page, "<tr><td>{:.0} %</td><td colspan=\"4\">not reached</td></tr>", level * 100.0);
@@ -183,11 +213,18 @@ fn operating_excerpt(page: &mut String, per_study: &BTreeMap<&'static str, Figur
     page.push_str("</table><p class=\"note\">Workload saved: the share of scored studies below the threshold, which would need no first human grade if the programme let the model clear them.</p>");
 }
 
-fn confusion_table(page: &mut String, rows: &[String], columns: &[String], counts: &BTreeMap<String, BTreeMap<String, u64>>) {
+fn confusion_table(
+    page: &mut String,
+    rows: &[String],
+    columns: &[String],
+    counts: &BTreeMap<String, BTreeMap<String, u64>>,
+) {
     if rows.is_empty() {
         return;
     }
-    page.push_str("<h2>Study band against reference outcome</h2><table id=\"band-confusion\"><tr><th>Reference \\ pipeline</th>");
+    page.push_str(
+        "<h2>Study band against reference outcome</h2><table id=\"band-confusion\"><tr><th>Reference \\ pipeline</th>",
+    );
     for c in columns {
         let _ = write!(page, "<th>{}</th>", escape(c));
     }

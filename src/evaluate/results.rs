@@ -82,7 +82,9 @@ pub fn read_studies(out: &Path) -> Result<HashMap<String, StudyPrediction>, Erro
         .map_err(|source| Error::Read { path: dir.clone(), source })?
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("part-") && n.ends_with(".parquet")))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("part-") && n.ends_with(".parquet"))
+        })
         .collect();
     parts.sort();
     let mut studies = HashMap::new();
@@ -126,7 +128,12 @@ fn read_batch(batch: &RecordBatch, studies: &mut HashMap<String, StudyPrediction
         if pseudonym.is_null(i) {
             return Err(format!("row {i} has no study_pseudonym"));
         }
-        let study = StudyPrediction { rank: rank.value(i), band: text(band, i), right: predict(&right, i), left: predict(&left, i) };
+        let study = StudyPrediction {
+            rank: rank.value(i),
+            band: text(band, i),
+            right: predict(&right, i),
+            left: predict(&left, i),
+        };
         studies.insert(pseudonym.value(i).to_string(), study);
     }
     Ok(())
@@ -162,7 +169,14 @@ pub fn read_run(out: &Path) -> Result<RunInfo, Error> {
         .map(|models| {
             models
                 .iter()
-                .map(|m| format!("{} {} ({})", m["id"].as_str().unwrap_or("?"), m["version"].as_str().unwrap_or("?"), m["sha256"].as_str().unwrap_or("?")))
+                .map(|m| {
+                    format!(
+                        "{} {} ({})",
+                        m["id"].as_str().unwrap_or("?"),
+                        m["version"].as_str().unwrap_or("?"),
+                        m["sha256"].as_str().unwrap_or("?")
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();

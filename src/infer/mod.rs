@@ -54,7 +54,11 @@ pub enum InferError {
     #[error("model {model}: input tensor has {got} values, expected {expected} ({layout:?} {shape:?})")]
     InputSize { model: String, got: usize, expected: usize, layout: Layout, shape: [usize; 3] },
     #[error("model {model}: ONNX Runtime failed")]
-    Run { model: String, #[source] source: ort::Error },
+    Run {
+        model: String,
+        #[source]
+        source: ort::Error,
+    },
     #[error("model {model}: output {output:?} is missing from the results")]
     MissingOutput { model: String, output: String },
     #[error("model {model}: output {output:?} has {got} values for {images} images, expected {per_image} per image (one per label)")]
@@ -206,10 +210,7 @@ impl ModelSession {
             move |source| InferError::Run { model, source }
         };
         let input = TensorRef::from_array_view(([rows, a, b, c], stacked.as_slice())).map_err(run_err(&self.id))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input_name.as_str() => input])
-            .map_err(run_err(&self.id))?;
+        let outputs = self.session.run(ort::inputs![self.input_name.as_str() => input]).map_err(run_err(&self.id))?;
         let value = outputs
             .get(&self.output_name)
             .ok_or_else(|| InferError::MissingOutput { model: self.id.clone(), output: self.output_name.clone() })?;
@@ -269,7 +270,6 @@ pub fn activate(activation: Activation, values: &mut [f32]) {
         Activation::Softmax => softmax(values),
     }
 }
-
 
 fn reject(meta: &ImageMeta, reason: String) -> Rejected {
     Rejected {
@@ -367,7 +367,13 @@ pub fn run(mut sessions: Vec<ModelSession>, cfg: &InferConfig, rx: Receiver<Msg<
 /// Scores one model's batch and sends the results. A tensor of the wrong
 /// size is rejected alone; a failed run rejects the whole batch. Returns
 /// false when downstream has stopped.
-fn flush(session: &mut ModelSession, model: usize, items: Vec<Prepared>, tx: &Sender<Msg<Scored>>, batch_size: usize) -> bool {
+fn flush(
+    session: &mut ModelSession,
+    model: usize,
+    items: Vec<Prepared>,
+    tx: &Sender<Msg<Scored>>,
+    batch_size: usize,
+) -> bool {
     let mut good = Vec::with_capacity(items.len());
     for p in items {
         match session.check_input(&p.tensor) {

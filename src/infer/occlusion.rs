@@ -112,7 +112,10 @@ mod tests {
     fn weights_are_the_fall_in_the_summed_score() {
         let o = occlusion(2);
         assert!(o.wants(&[0.1, 0.3, 0.3]) && !o.wants(&[0.9, 0.05, 0.05]));
-        let map = o.attention(&[0.0, 0.4, 0.4], &[vec![0.0, 0.1, 0.1], vec![0.0, 0.4, 0.4], vec![0.0, 0.5, 0.5], vec![0.0, 0.2, 0.4]]);
+        let map = o.attention(
+            &[0.0, 0.4, 0.4],
+            &[vec![0.0, 0.1, 0.1], vec![0.0, 0.4, 0.4], vec![0.0, 0.5, 0.5], vec![0.0, 0.2, 0.4]],
+        );
         let expected = [0.6, 0.0, 0.0, 0.2];
         assert_eq!(map.grid, 2);
         for (a, b) in map.cells.iter().zip(expected) {

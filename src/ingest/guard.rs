@@ -67,7 +67,9 @@ impl Skip for BufReader<DeflateDecoder<BufReader<File>>> {
 impl<R: Skip> Walk<R> {
     fn bytes<const N: usize>(&mut self) -> Result<[u8; N], String> {
         let mut buf = [0u8; N];
-        self.src.read_exact(&mut buf).map_err(|_| format!("file ends inside an element header at byte {}", self.pos))?;
+        self.src
+            .read_exact(&mut buf)
+            .map_err(|_| format!("file ends inside an element header at byte {}", self.pos))?;
         self.pos += N as u64;
         Ok(buf)
     }
@@ -133,8 +135,27 @@ impl<R: Skip> Walk<R> {
         // bytes and a 32-bit length.
         let short = matches!(
             &vr,
-            b"AE" | b"AS" | b"AT" | b"CS" | b"DA" | b"DS" | b"DT" | b"FL" | b"FD" | b"IS" | b"LO"
-                | b"LT" | b"PN" | b"SH" | b"SL" | b"SS" | b"ST" | b"TM" | b"UI" | b"UL" | b"US"
+            b"AE"
+                | b"AS"
+                | b"AT"
+                | b"CS"
+                | b"DA"
+                | b"DS"
+                | b"DT"
+                | b"FL"
+                | b"FD"
+                | b"IS"
+                | b"LO"
+                | b"LT"
+                | b"PN"
+                | b"SH"
+                | b"SL"
+                | b"SS"
+                | b"ST"
+                | b"TM"
+                | b"UI"
+                | b"UL"
+                | b"US"
         );
         let len = if short {
             u32::from(self.u16(big)?)

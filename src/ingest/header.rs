@@ -83,7 +83,6 @@ pub fn probe(path: &Path) -> Result<Probe, HeaderError> {
     Ok(classify(&obj))
 }
 
-
 fn classify(obj: &DefaultDicomObject) -> Probe {
     let header = read_header(obj);
     for (prefix, reason) in NON_IMAGE_CLASSES {
@@ -92,9 +91,8 @@ fn classify(obj: &DefaultDicomObject) -> Probe {
             return Probe::NoImage { reason, detail, header };
         }
     }
-    let has_image_module = obj.get(tags::ROWS).is_some()
-        && obj.get(tags::COLUMNS).is_some()
-        && obj.get(tags::BITS_ALLOCATED).is_some();
+    let has_image_module =
+        obj.get(tags::ROWS).is_some() && obj.get(tags::COLUMNS).is_some() && obj.get(tags::BITS_ALLOCATED).is_some();
     if !has_image_module {
         if header.sop_class_uid.starts_with(IMAGE_STORAGE_PREFIX) {
             let detail = format!(
@@ -187,8 +185,7 @@ pub fn study_datetime(date: &str, time: &str) -> Option<chrono::NaiveDateTime> {
     let date = chrono::NaiveDate::parse_from_str(date.get(..8)?, "%Y%m%d").ok()?;
     let digits: String = time.chars().take_while(|c| c.is_ascii_digit()).collect();
     let field = |i: usize| digits.get(i..i + 2).and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
-    let clock = chrono::NaiveTime::from_hms_opt(field(0), field(2), field(4).min(59))
-        .unwrap_or(chrono::NaiveTime::MIN);
+    let clock = chrono::NaiveTime::from_hms_opt(field(0), field(2), field(4).min(59)).unwrap_or(chrono::NaiveTime::MIN);
     Some(date.and_time(clock))
 }
 

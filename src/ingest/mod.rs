@@ -57,14 +57,7 @@ pub struct Inventory {
 }
 
 fn reject(found: &Found, kind: RejectKind, reason: String, header: Option<Header>) -> Rejected {
-    Rejected {
-        path: found.path.clone(),
-        stage: Stage::Ingest,
-        kind,
-        reason,
-        header: header.map(Arc::new),
-        frame: None,
-    }
+    Rejected { path: found.path.clone(), stage: Stage::Ingest, kind, reason, header: header.map(Arc::new), frame: None }
 }
 
 /// Lists the files under each input: a folder is walked, a DICOMDIR is
@@ -81,7 +74,8 @@ pub fn discover(cfg: &IngestConfig, inputs: &[PathBuf]) -> (Vec<Found>, Vec<Reje
         }
     };
     for input in inputs {
-        let root = if input.is_dir() { input.clone() } else { input.parent().map(Path::to_path_buf).unwrap_or_default() };
+        let root =
+            if input.is_dir() { input.clone() } else { input.parent().map(Path::to_path_buf).unwrap_or_default() };
         if dicomdir::is_dicomdir(input) {
             match dicomdir::referenced_files(input) {
                 Ok(list) => list.into_iter().for_each(|p| push(p, &root, &mut files)),
@@ -98,9 +92,9 @@ pub fn discover(cfg: &IngestConfig, inputs: &[PathBuf]) -> (Vec<Found>, Vec<Reje
         }
         let walker = walkdir::WalkDir::new(input).follow_links(cfg.follow_symlinks).sort_by_file_name();
         let skip_hidden = cfg.skip_hidden;
-        let walker = walker.into_iter().filter_entry(move |e| {
-            !(skip_hidden && e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.'))
-        });
+        let walker = walker
+            .into_iter()
+            .filter_entry(move |e| !(skip_hidden && e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.')));
         for entry in walker {
             match entry {
                 Ok(e) if e.file_type().is_file() => push(e.into_path(), &root, &mut files),
@@ -155,10 +149,7 @@ fn walk_error_reason(err: &walkdir::Error) -> String {
 /// orders them by study, series and instance number.
 pub fn scan(files: Vec<Found>, models: &[VerifiedModel]) -> Inventory {
     let files_seen = files.len();
-    let mut items: Vec<Msg<Instance>> = files
-        .into_par_iter()
-        .map(|found| classify(found, models))
-        .collect();
+    let mut items: Vec<Msg<Instance>> = files.into_par_iter().map(|found| classify(found, models)).collect();
     items.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
     let instances = items.iter().filter(|i| i.is_ok()).count();
     Inventory { items, files_seen, instances }
@@ -257,7 +248,8 @@ pub fn run(
     tx: &Sender<Msg<Instance>>,
 ) -> IngestCounts {
     let mut counts = IngestCounts { files_seen: files.len() + walk_rejects.len(), instances: 0 };
-    let walk = Inventory { files_seen: walk_rejects.len(), instances: 0, items: walk_rejects.into_iter().map(Err).collect() };
+    let walk =
+        Inventory { files_seen: walk_rejects.len(), instances: 0, items: walk_rejects.into_iter().map(Err).collect() };
     let mut files = files.into_iter();
     let mut next = Some(walk);
     while let Some(inventory) = next.take() {

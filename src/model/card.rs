@@ -172,9 +172,17 @@ impl Accepts {
 #[non_exhaustive]
 pub enum CardError {
     #[error("cannot read model card {path}")]
-    Read { path: PathBuf, #[source] source: std::io::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("model card {path} is not valid")]
-    Parse { path: PathBuf, #[source] source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
     #[error("model card {path}: {problem}")]
     Invalid { path: PathBuf, problem: String },
 }
@@ -186,10 +194,10 @@ impl ModelCard {
     /// The file cannot be read, is not valid TOML for a card, or is
     /// inconsistent (see [`ModelCard::problems`]).
     pub fn load(path: &Path) -> Result<Self, CardError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| CardError::Read { path: path.to_path_buf(), source })?;
-        let card: ModelCard = toml::from_str(&text)
-            .map_err(|source| CardError::Parse { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| CardError::Read { path: path.to_path_buf(), source })?;
+        let card: ModelCard =
+            toml::from_str(&text).map_err(|source| CardError::Parse { path: path.to_path_buf(), source })?;
         let problems = card.problems();
         if !problems.is_empty() {
             return Err(CardError::Invalid { path: path.to_path_buf(), problem: problems.join("; ") });

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub use card::{Accepts, Activation, CardError, ChannelOrder, ExplainMethod, ExplainSpec, InputSpec, Layout, ModelCard};
+pub use card::{
+    Accepts, Activation, CardError, ChannelOrder, ExplainMethod, ExplainSpec, InputSpec, Layout, ModelCard,
+};
 
 use crate::message::Header;
 
@@ -39,9 +41,17 @@ pub enum ModelError {
     #[error("no model card for {id:?} in {dir} (looked for {dir}/*.toml with id = {id:?})")]
     NotFound { id: String, dir: PathBuf },
     #[error("cannot read models folder {dir}")]
-    Dir { dir: PathBuf, #[source] source: std::io::Error },
+    Dir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot read model file {path}")]
-    Onnx { path: PathBuf, #[source] source: std::io::Error },
+    Onnx {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("model {id}: {path} has sha256 {actual}, but its card says {expected}; refusing to use it")]
     DigestMismatch { id: String, path: PathBuf, expected: String, actual: String },
 }
@@ -76,7 +86,13 @@ pub fn discover(dir: &Path) -> Result<Vec<(PathBuf, Result<ModelCard, CardError>
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     paths.sort();
-    Ok(paths.into_iter().map(|p| { let card = ModelCard::load(&p); (p, card) }).collect())
+    Ok(paths
+        .into_iter()
+        .map(|p| {
+            let card = ModelCard::load(&p);
+            (p, card)
+        })
+        .collect())
 }
 
 /// Checks a card's ONNX file against its digest.

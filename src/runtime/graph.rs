@@ -5,7 +5,11 @@ use ort::value::{TensorElementType, ValueType};
 
 pub(super) fn names(outlets: &[ort::value::Outlet]) -> String {
     let list: Vec<String> = outlets.iter().map(|o| format!("{:?}", o.name())).collect();
-    if list.is_empty() { "none".into() } else { list.join(", ") }
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(", ")
+    }
 }
 
 /// `[-1, 3, 224, 224]` style, with `?` for dynamic dimensions.

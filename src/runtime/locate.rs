@@ -143,7 +143,10 @@ mod tests {
         let dir = std::env::temp_dir().join("nightscreen-no-ort-here");
         let err = locate_library_with(None, std::slice::from_ref(&dir)).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("make ort") && msg.contains("ORT_DYLIB_PATH") && msg.contains(&dir.display().to_string()), "{msg}");
+        assert!(
+            msg.contains("make ort") && msg.contains("ORT_DYLIB_PATH") && msg.contains(&dir.display().to_string()),
+            "{msg}"
+        );
         // An empty value counts as unset.
         let err = locate_library_with(Some(OsStr::new("")), &[]).unwrap_err();
         assert!(matches!(err, RuntimeError::LibraryNotFound { .. }));
@@ -169,4 +172,3 @@ mod tests {
         assert_eq!(version_from_build_info("nothing"), None);
     }
 }
-

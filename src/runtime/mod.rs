@@ -27,8 +27,8 @@ mod graph;
 mod locate;
 
 use graph::{dims, f32_tensor_shape, names};
-pub use locate::{locate_library, locate_library_with, ort_dylib_path_env, search_dirs};
 use locate::{library_version, version_from_build_info, version_from_file_name};
+pub use locate::{locate_library, locate_library_with, ort_dylib_path_env, search_dirs};
 
 /// The ONNX Runtime minor version `ort`'s `api-31` feature needs.
 pub const MIN_ORT_MINOR: u32 = 31;
@@ -80,12 +80,19 @@ impl fmt::Display for Device {
 pub enum RuntimeError {
     #[error("ORT_DYLIB_PATH is set to {path}, but there is no file there; fix the path or unset it to use the project's copy")]
     EnvPathMissing { path: PathBuf },
-    #[error("ONNX Runtime library (libonnxruntime.so) not found; looked in {}; to get it, {HOW_TO_GET}", list_paths(searched))]
+    #[error(
+        "ONNX Runtime library (libonnxruntime.so) not found; looked in {}; to get it, {HOW_TO_GET}",
+        list_paths(searched)
+    )]
     LibraryNotFound { searched: Vec<PathBuf> },
     #[error("cannot load ONNX Runtime from {path}: {reason}; {HOW_TO_GET}")]
     Load { path: PathBuf, reason: String },
     #[error("ONNX Runtime from {path} could not start")]
-    Environment { path: PathBuf, #[source] source: ort::Error },
+    Environment {
+        path: PathBuf,
+        #[source]
+        source: ort::Error,
+    },
     #[error(
         "--device cuda was requested, but CUDA cannot be used: {reason} (ONNX Runtime {library}, available providers: {}); \
          use --device cpu or auto, or point ORT_DYLIB_PATH at libonnxruntime.so from the `onnxruntime-gpu` wheel on a machine with CUDA and cuDNN",
@@ -93,7 +100,12 @@ pub enum RuntimeError {
     )]
     CudaUnavailable { library: PathBuf, available: Vec<String>, reason: String },
     #[error("model {id}: ONNX Runtime cannot open {path}")]
-    Session { id: String, path: PathBuf, #[source] source: ort::Error },
+    Session {
+        id: String,
+        path: PathBuf,
+        #[source]
+        source: ort::Error,
+    },
     #[error("model {id} ({path}) does not match its card: {problem}")]
     ModelMismatch { id: String, path: PathBuf, problem: String },
 }
@@ -104,7 +116,6 @@ fn list_paths(paths: &[PathBuf]) -> String {
     }
     paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
 }
-
 
 /// What stays loaded for the life of the process.
 struct Loaded {
@@ -207,11 +218,8 @@ impl Runtime {
     /// registered, or the graph does not match the card.
     pub fn session(&self, model: &VerifiedModel, intra_threads: usize) -> Result<ModelSession, RuntimeError> {
         let card = &model.card;
-        let ort_err = |source: ort::Error| RuntimeError::Session {
-            id: card.id.clone(),
-            path: model.onnx_path.clone(),
-            source,
-        };
+        let ort_err =
+            |source: ort::Error| RuntimeError::Session { id: card.id.clone(), path: model.onnx_path.clone(), source };
         let mut builder = Session::builder(&self.loaded.env).map_err(ort_err)?;
         if intra_threads > 0 {
             builder = builder.with_intra_threads(intra_threads).map_err(|e| ort_err(e.into()))?;
@@ -234,13 +242,15 @@ impl Runtime {
             Layout::NCHW => [c, h, w],
             Layout::NHWC => [h, w, c],
         };
-        let input = session
-            .inputs()
-            .iter()
-            .find(|o| o.name() == spec.name)
-            .ok_or_else(|| mismatch(format!("no input named {:?} (the graph has {})", spec.name, names(session.inputs()))))?;
+        let input = session.inputs().iter().find(|o| o.name() == spec.name).ok_or_else(|| {
+            mismatch(format!("no input named {:?} (the graph has {})", spec.name, names(session.inputs())))
+        })?;
         if session.inputs().len() > 1 {
-            return Err(mismatch(format!("the graph has {} inputs ({}); only one is supported", session.inputs().len(), names(session.inputs()))));
+            return Err(mismatch(format!(
+                "the graph has {} inputs ({}); only one is supported",
+                session.inputs().len(),
+                names(session.inputs())
+            )));
         }
         let in_shape = f32_tensor_shape(input.dtype()).map_err(|e| mismatch(format!("input {:?} {e}", spec.name)))?;
         let layout_name = format!("{:?}", spec.layout);
@@ -266,12 +276,11 @@ impl Runtime {
         let fixed_batch = (in_shape[0] > 0).then_some(in_shape[0] as usize);
 
         let out_spec = &card.output;
-        let output = session
-            .outputs()
-            .iter()
-            .find(|o| o.name() == out_spec.name)
-            .ok_or_else(|| mismatch(format!("no output named {:?} (the graph has {})", out_spec.name, names(session.outputs()))))?;
-        let out_shape = f32_tensor_shape(output.dtype()).map_err(|e| mismatch(format!("output {:?} {e}", out_spec.name)))?;
+        let output = session.outputs().iter().find(|o| o.name() == out_spec.name).ok_or_else(|| {
+            mismatch(format!("no output named {:?} (the graph has {})", out_spec.name, names(session.outputs())))
+        })?;
+        let out_shape =
+            f32_tensor_shape(output.dtype()).map_err(|e| mismatch(format!("output {:?} {e}", out_spec.name)))?;
         if out_shape.is_empty() {
             return Err(mismatch(format!("output {:?} is a scalar; it needs a batch dimension", out_spec.name)));
         }
@@ -335,7 +344,8 @@ fn load_shared() -> Result<Arc<Loaded>, RuntimeError> {
 }
 
 fn init(path: &Path) -> Result<Loaded, RuntimeError> {
-    let builder = ort::init_from(path).map_err(|e| RuntimeError::Load { path: path.to_path_buf(), reason: e.to_string() })?;
+    let builder =
+        ort::init_from(path).map_err(|e| RuntimeError::Load { path: path.to_path_buf(), reason: e.to_string() })?;
     // ORT logs through our callback into `log` (target "onnxruntime"), so
     // its warnings follow RUST_LOG instead of going straight to stderr.
     let logger: ort::logging::LoggerFunction = Arc::new(|level, category, _id, location, message| {
@@ -362,8 +372,8 @@ fn init(path: &Path) -> Result<Loaded, RuntimeError> {
         .or_else(|| version_from_build_info(&build_info))
         .or_else(|| version_from_file_name(path))
         .unwrap_or_else(|| "unknown".into());
-    let available_providers = available_providers()
-        .map_err(|source| RuntimeError::Environment { path: path.to_path_buf(), source })?;
+    let available_providers =
+        available_providers().map_err(|source| RuntimeError::Environment { path: path.to_path_buf(), source })?;
     Ok(Loaded {
         library_path: path.to_path_buf(),
         version,
@@ -408,7 +418,10 @@ fn append_cuda(builder: &mut SessionBuilder) -> Result<(), ort::Error> {
     // the options are copied by Append and released exactly once.
     unsafe {
         ort::Error::result_from_status((api.CreateCUDAProviderOptions)(&mut options))?;
-        let appended = ort::Error::result_from_status((api.SessionOptionsAppendExecutionProvider_CUDA_V2)(builder.ptr_mut(), options));
+        let appended = ort::Error::result_from_status((api.SessionOptionsAppendExecutionProvider_CUDA_V2)(
+            builder.ptr_mut(),
+            options,
+        ));
         (api.ReleaseCUDAProviderOptions)(options);
         appended
     }

@@ -61,7 +61,8 @@ impl AuditLog {
     /// A line cannot be written.
     pub fn studies(&mut self, studies: &[StudyResult]) -> Result<()> {
         for s in studies {
-            let eyes: serde_json::Map<String, Value> = s.eyes.iter().map(|(eye, r)| (eye.clone(), json!(r.grade))).collect();
+            let eyes: serde_json::Map<String, Value> =
+                s.eyes.iter().map(|(eye, r)| (eye.clone(), json!(r.grade))).collect();
             self.event(
                 "study_banded",
                 json!({ "study_uid": s.header.study_uid.0, "rank": s.rank, "band": s.band, "reason": s.reason, "eyes": eyes }),

@@ -98,7 +98,10 @@ impl Checkpoint {
             Err(source) => return Err(Error::Output { path, source }),
         };
         let state: Self = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::Config(format!("{} is not a checkpoint this version can resume ({e}); pass --force to start the run again", path.display()))
+            Error::Config(format!(
+                "{} is not a checkpoint this version can resume ({e}); pass --force to start the run again",
+                path.display()
+            ))
         })?;
         if state.format != FORMAT {
             return Err(Error::Config(format!(
@@ -116,7 +119,8 @@ impl Checkpoint {
     /// Writing, syncing or renaming fails.
     pub fn save(&self, out: &Path) -> Result<()> {
         let path = out.join(FILE_NAME);
-        let bytes = serde_json::to_vec(self).map_err(|e| Error::Output { path: path.clone(), source: std::io::Error::other(e) })?;
+        let bytes = serde_json::to_vec(self)
+            .map_err(|e| Error::Output { path: path.clone(), source: std::io::Error::other(e) })?;
         super::write_atomically(&path, &bytes)?;
         super::sync_dir(out)
     }
@@ -150,7 +154,12 @@ mod tests {
     fn a_checkpoint_survives_a_round_trip_and_a_foreign_file_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         assert!(Checkpoint::load(dir.path()).expect("load").is_none());
-        let fp = Fingerprint { software_version: "1".into(), config_sha256: "c".into(), models: vec!["m 1 s".into()], pseudonym_key_id: "k".into() };
+        let fp = Fingerprint {
+            software_version: "1".into(),
+            config_sha256: "c".into(),
+            models: vec!["m 1 s".into()],
+            pseudonym_key_id: "k".into(),
+        };
         let mut state = Checkpoint::new("run-1".into(), chrono::Utc::now(), fp.clone());
         state.files.insert(file_key(Path::new("/in/a.dcm")));
         state.parts.insert("images".into(), vec!["part-run-1-00001.parquet".into()]);

@@ -39,6 +39,8 @@ pub fn write(out: &Path, failures: &[FailedFile]) -> Result<()> {
     for f in sorted {
         w.serialize(f).map_err(csv_err)?;
     }
-    let bytes = w.into_inner().map_err(|e| Error::Output { path: path.clone(), source: std::io::Error::other(e.to_string()) })?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Error::Output { path: path.clone(), source: std::io::Error::other(e.to_string()) })?;
     super::write_atomically(&path, &bytes)
 }

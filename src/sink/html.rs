@@ -80,7 +80,11 @@ fn grade_words(grade: &str) -> String {
         Some("R3") => "proliferative retinopathy",
         _ => return String::new(),
     };
-    if grade.ends_with("M1") { format!("{r}; maculopathy") } else { format!("{r}; no maculopathy") }
+    if grade.ends_with("M1") {
+        format!("{r}; maculopathy")
+    } else {
+        format!("{r}; no maculopathy")
+    }
 }
 
 /// "FAMILY^GIVEN^MIDDLE" (DICOM PN) as "FAMILY, GIVEN MIDDLE".
@@ -106,8 +110,16 @@ fn eye_words(eye: &str) -> &'static str {
 
 /// Right eye first, macula before disc, then frame: the order graders read.
 fn image_order(t: &ThumbEntry) -> (u8, u8, u32, String) {
-    let eye = match t.eye.as_str() { "R" => 0, "L" => 1, _ => 2 };
-    let field = match t.field.as_str() { "macula" => 0, "disc" => 1, _ => 2 };
+    let eye = match t.eye.as_str() {
+        "R" => 0,
+        "L" => 1,
+        _ => 2,
+    };
+    let field = match t.field.as_str() {
+        "macula" => 0,
+        "disc" => 1,
+        _ => 2,
+    };
     (eye, field, t.frame, t.file.clone())
 }
 
@@ -115,7 +127,12 @@ fn eye_cell(page: &mut String, grade: &str) {
     if grade.is_empty() {
         page.push_str("<td><span class=\"sub\">not graded</span></td>");
     } else {
-        let _ = write!(page, "<td><span class=\"grade\">{}</span><span class=\"words\">{}</span></td>", escape(grade), escape(&grade_words(grade)));
+        let _ = write!(
+            page,
+            "<td><span class=\"grade\">{}</span><span class=\"words\">{}</span></td>",
+            escape(grade),
+            escape(&grade_words(grade))
+        );
     }
 }
 
@@ -124,7 +141,12 @@ fn images_cell(page: &mut String, thumbs: Option<&Vec<&ThumbEntry>>, row: &Workl
     match thumbs {
         Some(list) if !list.is_empty() => {
             for t in list {
-                let caption = [eye_words(&t.eye), t.field.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(", ");
+                let caption = [eye_words(&t.eye), t.field.as_str()]
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 let _ = write!(
                     page,
                     "<figure><div class=\"frame\"><img class=\"thumb\" src=\"{dir}/{file}\" width=\"{w}\" height=\"{h}\" alt=\"{alt}\" loading=\"lazy\" decoding=\"async\">",
@@ -141,7 +163,11 @@ fn images_cell(page: &mut String, thumbs: Option<&Vec<&ThumbEntry>>, row: &Workl
             }
         }
         _ => {
-            let why = if row.files_failed > 0 { format!("no images to show: {} file(s) could not be read", row.files_failed) } else { "no images to show".to_string() };
+            let why = if row.files_failed > 0 {
+                format!("no images to show: {} file(s) could not be read", row.files_failed)
+            } else {
+                "no images to show".to_string()
+            };
             let _ = write!(page, "<span class=\"no-images\">{}</span>", escape(&why));
         }
     }
@@ -157,7 +183,12 @@ fn attention_overlay(page: &mut String, map: &thumbnails::AttentionMap) {
         "Occlusion map: the brighter the cyan, the further p({}) = {:.2} fell when the model could not see that part (most: {:.2})",
         map.explains, map.score, strongest
     );
-    let _ = write!(page, "<div class=\"attention\" title=\"{}\" style=\"grid-template-columns:repeat({},1fr)\">", escape(&title), map.grid.clamp(1, 16));
+    let _ = write!(
+        page,
+        "<div class=\"attention\" title=\"{}\" style=\"grid-template-columns:repeat({},1fr)\">",
+        escape(&title),
+        map.grid.clamp(1, 16)
+    );
     for &cell in &map.cells {
         let weight = if strongest > 0.0 { (cell / strongest).clamp(0.0, 1.0) } else { 0.0 };
         let _ = write!(page, "<i style=\"opacity:{:.2}\"></i>", 0.6 * weight);
@@ -167,7 +198,12 @@ fn attention_overlay(page: &mut String, map: &thumbnails::AttentionMap) {
 
 fn header(page: &mut String, info: &PageInfo<'_>, rows: &[WorklistRow<'_>]) {
     let time = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
-    let models = info.models.iter().map(|m| format!("{} {} (sha256 {})", m.id, m.version, m.sha256.get(..12).unwrap_or(&m.sha256))).collect::<Vec<_>>().join("; ");
+    let models = info
+        .models
+        .iter()
+        .map(|m| format!("{} {} (sha256 {})", m.id, m.version, m.sha256.get(..12).unwrap_or(&m.sha256)))
+        .collect::<Vec<_>>()
+        .join("; ");
     let mut counts: Vec<String> = Vec::new();
     for band in info.bands {
         let n = rows.iter().filter(|r| r.band == band).count();
@@ -175,13 +211,29 @@ fn header(page: &mut String, info: &PageInfo<'_>, rows: &[WorklistRow<'_>]) {
     }
     page.push_str("<header>");
     if info.shadow {
-        let _ = write!(page, "<div class=\"shadow-banner\" id=\"shadow-banner\" role=\"alert\">{}</div>", escape(SHADOW_NOTICE));
+        let _ = write!(
+            page,
+            "<div class=\"shadow-banner\" id=\"shadow-banner\" role=\"alert\">{}</div>",
+            escape(SHADOW_NOTICE)
+        );
     }
-    let _ = write!(page, "<h1>Screening worklist — {} stud{}</h1><dl class=\"provenance\">", rows.len(), if rows.len() == 1 { "y" } else { "ies" });
+    let _ = write!(
+        page,
+        "<h1>Screening worklist — {} stud{}</h1><dl class=\"provenance\">",
+        rows.len(),
+        if rows.len() == 1 { "y" } else { "ies" }
+    );
     for (label, value) in [
         ("Run", info.run_id.to_string()),
         ("Started", time(info.started_at)),
-        ("Finished", format!("{}{}", time(info.finished_at), if info.attempts > 1 { format!(" (after {} attempts)", info.attempts) } else { String::new() })),
+        (
+            "Finished",
+            format!(
+                "{}{}",
+                time(info.finished_at),
+                if info.attempts > 1 { format!(" (after {} attempts)", info.attempts) } else { String::new() }
+            ),
+        ),
         ("Software", format!("nightscreen {}", info.software_version)),
         ("Model(s)", models),
         ("Bands", counts.join(", ")),
@@ -205,7 +257,13 @@ fn controls(page: &mut String, info: &PageInfo<'_>, rows: usize) {
 }
 
 /// The whole page.
-pub fn render(studies: &[StudyResult], rows: &[WorklistRow<'_>], thumbs: &[ThumbEntry], key: &PseudonymKey, info: &PageInfo<'_>) -> String {
+pub fn render(
+    studies: &[StudyResult],
+    rows: &[WorklistRow<'_>],
+    thumbs: &[ThumbEntry],
+    key: &PseudonymKey,
+    info: &PageInfo<'_>,
+) -> String {
     let mut by_study: HashMap<&str, Vec<&ThumbEntry>> = HashMap::new();
     for t in thumbs {
         by_study.entry(t.study.as_str()).or_default().push(t);
@@ -216,7 +274,12 @@ pub fn render(studies: &[StudyResult], rows: &[WorklistRow<'_>], thumbs: &[Thumb
     }
     let mut page = String::with_capacity(4096 + rows.len() * 1500);
     page.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
-    let _ = write!(page, "<title>{}Worklist {}</title><style>{CSS}</style></head>\n", if info.shadow { "SHADOW — " } else { "" }, escape(info.run_id));
+    let _ = write!(
+        page,
+        "<title>{}Worklist {}</title><style>{CSS}</style></head>\n",
+        if info.shadow { "SHADOW — " } else { "" },
+        escape(info.run_id)
+    );
     let _ = write!(page, "<body data-shadow=\"{}\" data-rows=\"{}\">", info.shadow, rows.len());
     header(&mut page, info, rows);
     controls(&mut page, info, rows.len());
@@ -264,7 +327,14 @@ pub fn render(studies: &[StudyResult], rows: &[WorklistRow<'_>], thumbs: &[Thumb
 ///
 /// # Errors
 /// The file cannot be written.
-pub fn write(out: &Path, studies: &[StudyResult], rows: &[WorklistRow<'_>], thumbs: &[ThumbEntry], key: &PseudonymKey, info: &PageInfo<'_>) -> Result<()> {
+pub fn write(
+    out: &Path,
+    studies: &[StudyResult],
+    rows: &[WorklistRow<'_>],
+    thumbs: &[ThumbEntry],
+    key: &PseudonymKey,
+    info: &PageInfo<'_>,
+) -> Result<()> {
     super::write_atomically(&out.join(FILE_NAME), render(studies, rows, thumbs, key, info).as_bytes())
 }
 
@@ -274,7 +344,10 @@ mod tests {
 
     #[test]
     fn escapes_markup_and_quotes() {
-        assert_eq!(escape("<script>alert('x')</script> & \"y\""), "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;y&quot;");
+        assert_eq!(
+            escape("<script>alert('x')</script> & \"y\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;y&quot;"
+        );
     }
 
     fn study(name: &str, accession: &str, band: &str, uid: &str) -> StudyResult {
@@ -304,7 +377,10 @@ mod tests {
     #[test]
     fn every_input_value_is_escaped_and_a_study_without_images_says_so() {
         let key = PseudonymKey::from_hex(&"cd".repeat(32), "test").expect("key");
-        let studies = [study("<script>alert(1)</script>^A&B", "ACC\"><img src=x onerror=alert(1)>", "URGENT", "1.2.3"), study("X^Y", "A2", "NO_DISEASE", "1.2.4")];
+        let studies = [
+            study("<script>alert(1)</script>^A&B", "ACC\"><img src=x onerror=alert(1)>", "URGENT", "1.2.3"),
+            study("X^Y", "A2", "NO_DISEASE", "1.2.4"),
+        ];
         let rows = super::super::worklist::rows(&studies, true);
         let thumb = ThumbEntry {
             study: thumbnails::study_group(&key, &studies[1].header).expect("group"),
@@ -314,17 +390,43 @@ mod tests {
             frame: 0,
             width: 192,
             height: 144,
-            attention: Some(thumbnails::AttentionMap { explains: "r3".into(), score: 0.9, grid: 2, cells: vec![0.4, 0.0, 0.2, 0.1] }),
+            attention: Some(thumbnails::AttentionMap {
+                explains: "r3".into(),
+                score: 0.9,
+                grid: 2,
+                cells: vec![0.4, 0.0, 0.2, 0.1],
+            }),
         };
         let bands = ["URGENT".to_string(), "NO_DISEASE".to_string()];
-        let info = PageInfo { run_id: "r<1>", software_version: "0", started_at: chrono::Utc::now(), finished_at: chrono::Utc::now(), attempts: 2, models: &[], bands: &bands, shadow: true };
+        let info = PageInfo {
+            run_id: "r<1>",
+            software_version: "0",
+            started_at: chrono::Utc::now(),
+            finished_at: chrono::Utc::now(),
+            attempts: 2,
+            models: &[],
+            bands: &bands,
+            shadow: true,
+        };
         let page = render(&studies, &rows, &[thumb], &key, &info);
-        assert!(!page.contains("<script>alert") && !page.contains("<img src=x") && !page.contains("<b>") && !page.contains("r<1>"), "unescaped input");
+        assert!(
+            !page.contains("<script>alert")
+                && !page.contains("<img src=x")
+                && !page.contains("<b>")
+                && !page.contains("r<1>"),
+            "unescaped input"
+        );
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;, A&amp;B"));
         assert!(page.contains("data-accession=\"ACC&quot;&gt;&lt;img src=x onerror=alert(1)&gt;\""));
         assert!(page.contains("no images to show: 2 file(s) could not be read"));
         assert!(page.contains("src=\"thumbnails/f-00000.jpg\"") && page.contains("left eye, disc"));
-        assert!(page.contains("grid-template-columns:repeat(2,1fr)") && page.contains("<i style=\"opacity:0.60\"></i><i style=\"opacity:0.00\"></i><i style=\"opacity:0.30\"></i>"), "attention cells, strongest fully tinted");
+        assert!(
+            page.contains("grid-template-columns:repeat(2,1fr)")
+                && page.contains(
+                    "<i style=\"opacity:0.60\"></i><i style=\"opacity:0.00\"></i><i style=\"opacity:0.30\"></i>"
+                ),
+            "attention cells, strongest fully tinted"
+        );
         assert!(page.contains("id=\"shadow-banner\"") && page.contains("after 2 attempts"));
         assert_eq!(page.matches("<script>").count(), 1, "only the page's own script");
     }

@@ -111,7 +111,14 @@ mod tests {
     use crate::message::{RejectKind, Rejected, Stage};
 
     fn rejected(path: &str) -> Msg<Finding> {
-        Err(Rejected { path: path.into(), stage: Stage::Decode, kind: RejectKind::Error, reason: "x".into(), header: None, frame: Some(0) })
+        Err(Rejected {
+            path: path.into(),
+            stage: Stage::Decode,
+            kind: RejectKind::Error,
+            reason: "x".into(),
+            header: None,
+            frame: Some(0),
+        })
     }
 
     fn done(path: &str, units: u32) -> FileDone {

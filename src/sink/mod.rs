@@ -122,7 +122,12 @@ impl OutPaths {
 
     /// One shard of a run into `out`.
     pub fn shard(out: &Path, shard: crate::shard::Shard) -> Self {
-        Self { run: out.join(SHARDS_DIR).join(shard.tag()), tables: out.to_path_buf(), part_prefix: format!("{}-", shard.tag()), shard: Some(shard) }
+        Self {
+            run: out.join(SHARDS_DIR).join(shard.tag()),
+            tables: out.to_path_buf(),
+            part_prefix: format!("{}-", shard.tag()),
+            shard: Some(shard),
+        }
     }
 }
 
@@ -190,7 +195,14 @@ impl Sinks {
     ///
     /// # Errors
     /// The output folder cannot be written.
-    pub fn create(paths: &OutPaths, cfg: &SinkConfig, run: RunStamp, models: Vec<ModelStamp>, bands: Vec<String>, state: Checkpoint) -> Result<Self> {
+    pub fn create(
+        paths: &OutPaths,
+        cfg: &SinkConfig,
+        run: RunStamp,
+        models: Vec<ModelStamp>,
+        bands: Vec<String>,
+        state: Checkpoint,
+    ) -> Result<Self> {
         let out = paths.run.as_path();
         for dir in ROW_TABLES.iter().map(|t| paths.tables.join(t)).chain([out.join(thumbnails::DIR)]) {
             std::fs::create_dir_all(&dir).map_err(|source| Error::Output { path: dir, source })?;
@@ -242,7 +254,12 @@ impl Sinks {
                 let meta = &finding.scored.meta;
                 // One thumbnail per frame, however many models scored it.
                 if self.frames.insert(count_key(&(&meta.instance.path, meta.frame_index))) {
-                    if let Some((entry, path)) = thumbnails::write(&self.out.join(thumbnails::DIR), &self.run.key, meta, finding.scored.attention.as_ref())? {
+                    if let Some((entry, path)) = thumbnails::write(
+                        &self.out.join(thumbnails::DIR),
+                        &self.run.key,
+                        meta,
+                        finding.scored.attention.as_ref(),
+                    )? {
                         self.completed_thumbs.push(entry);
                         self.thumb_syncer.push(path);
                     }
@@ -300,7 +317,8 @@ impl Sinks {
     fn write(&mut self, table: usize, batch: &arrow_array::RecordBatch) -> Result<()> {
         if self.parts[table].is_none() {
             let tag = format!("{}{}-{:05}", self.part_prefix, self.run.run_id, self.state.commits + 1);
-            self.parts[table] = Some(PartWriter::create(&self.tables.join(ROW_TABLES[table]), &tag, batch, self.row_group_rows)?);
+            self.parts[table] =
+                Some(PartWriter::create(&self.tables.join(ROW_TABLES[table]), &tag, batch, self.row_group_rows)?);
         }
         match &mut self.parts[table] {
             Some(part) => part.write(batch),
@@ -399,8 +417,13 @@ impl Sinks {
         html::write(&self.out, studies, &rows, &self.state.thumbnails, &self.run.key, &page)?;
         failures::write(&self.out, &self.state.failures)?;
         if self.shard.is_some() {
-            let handoff = ShardHandoff { studies: studies.to_vec(), thumbnails: self.state.thumbnails.clone(), failures: self.state.failures.clone() };
-            let json = serde_json::to_vec(&handoff).map_err(|e| Error::Output { path: self.out.join(HANDOFF), source: std::io::Error::other(e) })?;
+            let handoff = ShardHandoff {
+                studies: studies.to_vec(),
+                thumbnails: self.state.thumbnails.clone(),
+                failures: self.state.failures.clone(),
+            };
+            let json = serde_json::to_vec(&handoff)
+                .map_err(|e| Error::Output { path: self.out.join(HANDOFF), source: std::io::Error::other(e) })?;
             write_atomically(&self.out.join(HANDOFF), &json)?;
         }
         let mut counts = self.state.counts.clone();

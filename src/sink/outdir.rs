@@ -37,7 +37,11 @@ fn is_part_file(name: &str) -> bool {
 
 /// Whether an entry of one of our folders is a file we write there.
 fn is_ours(folder: &str, name: &str) -> bool {
-    if folder == thumbnails::DIR { thumbnails::is_ours(name) } else { is_part_file(name) }
+    if folder == thumbnails::DIR {
+        thumbnails::is_ours(name)
+    } else {
+        is_part_file(name)
+    }
 }
 
 /// Our output names already in `out` that no nightscreen run accounts for.
@@ -104,7 +108,8 @@ pub fn prepare(paths: &OutPaths, force: bool, fingerprint: &Fingerprint) -> Resu
         )));
     }
     if force {
-        for name in OUR_OUTPUTS.iter().filter(|n| !ROW_TABLES.contains(n) && !["studies", thumbnails::DIR].contains(n)) {
+        for name in OUR_OUTPUTS.iter().filter(|n| !ROW_TABLES.contains(n) && !["studies", thumbnails::DIR].contains(n))
+        {
             match std::fs::remove_file(out.join(name)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
                 _ => {}
@@ -155,7 +160,12 @@ mod tests {
     use super::*;
 
     fn fingerprint() -> Fingerprint {
-        Fingerprint { software_version: "1".into(), config_sha256: "c".into(), models: vec![], pseudonym_key_id: "k".into() }
+        Fingerprint {
+            software_version: "1".into(),
+            config_sha256: "c".into(),
+            models: vec![],
+            pseudonym_key_id: "k".into(),
+        }
     }
 
     #[test]
@@ -169,9 +179,14 @@ mod tests {
         let mut state = Checkpoint::new("r".into(), chrono::Utc::now(), fingerprint());
         state.parts.insert("images".into(), vec!["part-r-00001.parquet".into()]);
         state.save(out).expect("save");
-        let resumed = prepare(&OutPaths::single(out), false, &fingerprint()).expect("prepare").expect("a run to resume");
+        let resumed =
+            prepare(&OutPaths::single(out), false, &fingerprint()).expect("prepare").expect("a run to resume");
         assert_eq!(resumed.run_id, "r");
-        let mut left: Vec<String> = std::fs::read_dir(out.join("images")).expect("ls").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let mut left: Vec<String> = std::fs::read_dir(out.join("images"))
+            .expect("ls")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
         left.sort();
         assert_eq!(left, ["notes.txt", "part-r-00001.parquet"]);
         let other = Fingerprint { config_sha256: "d".into(), ..fingerprint() };
@@ -196,7 +211,16 @@ mod tests {
         assert!(prepare(&OutPaths::single(out), false, &fingerprint()).is_err());
         std::fs::remove_file(thumbs.join("x.jpg")).expect("rm");
         let mut state = Checkpoint::new("r".into(), chrono::Utc::now(), fingerprint());
-        state.thumbnails.push(thumbnails::ThumbEntry { study: "s".into(), file: kept.clone(), eye: "R".into(), field: String::new(), frame: 0, width: 1, height: 1, attention: None });
+        state.thumbnails.push(thumbnails::ThumbEntry {
+            study: "s".into(),
+            file: kept.clone(),
+            eye: "R".into(),
+            field: String::new(),
+            frame: 0,
+            width: 1,
+            height: 1,
+            attention: None,
+        });
         state.save(out).expect("save");
         std::fs::write(thumbs.join("x.jpg"), b"x").expect("write");
         prepare(&OutPaths::single(out), false, &fingerprint()).expect("resume");

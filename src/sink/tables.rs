@@ -12,8 +12,7 @@ use std::sync::Arc;
 use arrow_array::builder::{ListBuilder, StringBuilder};
 use arrow_array::types::Float32Type;
 use arrow_array::{
-    ArrayRef, Float32Array, Float64Array, Int32Array, ListArray, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
+    ArrayRef, Float32Array, Float64Array, Int32Array, ListArray, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 
 use crate::message::{Header, Rejected};
@@ -31,9 +30,14 @@ pub struct RunStamp {
 }
 
 /// The pseudonym columns of the objects `headers` name.
-fn pseudonyms<'h>(key: &PseudonymKey, headers: impl Iterator<Item = Option<&'h Header>> + Clone) -> [(&'static str, ArrayRef); 4] {
+fn pseudonyms<'h>(
+    key: &PseudonymKey,
+    headers: impl Iterator<Item = Option<&'h Header>> + Clone,
+) -> [(&'static str, ArrayRef); 4] {
     let column = |kind: Kind, pick: fn(&Header) -> &str| -> ArrayRef {
-        Arc::new(StringArray::from(headers.clone().map(|h| h.and_then(|h| key.pseudonym(kind, pick(h)))).collect::<Vec<_>>()))
+        Arc::new(StringArray::from(
+            headers.clone().map(|h| h.and_then(|h| key.pseudonym(kind, pick(h)))).collect::<Vec<_>>(),
+        ))
     };
     [
         ("patient_pseudonym", column(Kind::Patient, |h| h.patient_id.as_str())),
@@ -88,10 +92,11 @@ fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
     // whether the first batch (often an empty one) happened to hold nulls.
     // Column lengths are equal by construction; a mismatch is a bug here,
     // not bad input, so it is reported as an empty batch rather than a panic.
-    RecordBatch::try_from_iter_with_nullable(columns.into_iter().map(|(name, array)| (name, array, true))).unwrap_or_else(|e| {
-        log::error!("internal error building a table batch: {e}");
-        RecordBatch::new_empty(Arc::new(arrow_schema::Schema::empty()))
-    })
+    RecordBatch::try_from_iter_with_nullable(columns.into_iter().map(|(name, array)| (name, array, true)))
+        .unwrap_or_else(|e| {
+            log::error!("internal error building a table batch: {e}");
+            RecordBatch::new_empty(Arc::new(arrow_schema::Schema::empty()))
+        })
 }
 
 /// `images/`: one row per (frame, model).
@@ -115,7 +120,10 @@ pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], ban
     let mut columns = vec![("run_id", repeat(&run.run_id, n))];
     columns.extend(pseudonyms(&run.key, heads.iter().map(|h| Some(h.as_ref()))));
     columns.extend([
-        ("frame", Arc::new(Int32Array::from_iter_values(rows.iter().map(|f| f.scored.meta.frame_index as i32))) as ArrayRef),
+        (
+            "frame",
+            Arc::new(Int32Array::from_iter_values(rows.iter().map(|f| f.scored.meta.frame_index as i32))) as ArrayRef,
+        ),
         ("file_pseudonym", strings(files.iter().map(String::as_str))),
         ("sop_class_uid", strings(heads.iter().map(|h| h.sop_class_uid.as_str()))),
         ("modality", strings(heads.iter().map(|h| h.modality.as_str()))),
@@ -123,7 +131,12 @@ pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], ban
         ("transfer_syntax", strings(heads.iter().map(|h| h.transfer_syntax.as_str()))),
         ("laterality", strings(heads.iter().map(|h| h.laterality.as_str()))),
         ("field", strings(heads.iter().map(|h| h.field.as_str()))),
-        ("study_datetime", Arc::new(TimestampMicrosecondArray::from(heads.iter().map(|h| h.study_datetime.as_ref().map(naive_micros)).collect::<Vec<_>>()))),
+        (
+            "study_datetime",
+            Arc::new(TimestampMicrosecondArray::from(
+                heads.iter().map(|h| h.study_datetime.as_ref().map(naive_micros)).collect::<Vec<_>>(),
+            )),
+        ),
         ("width", Arc::new(Int32Array::from_iter_values(rows.iter().map(|f| f.scored.meta.width as i32)))),
         ("height", Arc::new(Int32Array::from_iter_values(rows.iter().map(|f| f.scored.meta.height as i32)))),
         ("stored_mean", Arc::new(Float64Array::from_iter_values(rows.iter().map(|f| f.scored.meta.stored.mean)))),
@@ -133,12 +146,23 @@ pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], ban
         ("model_version", strings(rows.iter().map(|f| model(f).version.as_str()))),
         ("model_sha256", strings(rows.iter().map(|f| model(f).sha256.as_str()))),
         ("labels", string_lists(rows.iter().map(|f| model(f).labels.as_slice()))),
-        ("outputs", Arc::new(ListArray::from_iter_primitive::<Float32Type, _, _>(rows.iter().map(|f| Some(f.scored.outputs.iter().map(|v| Some(*v)).collect::<Vec<_>>()))))),
+        (
+            "outputs",
+            Arc::new(ListArray::from_iter_primitive::<Float32Type, _, _>(
+                rows.iter().map(|f| Some(f.scored.outputs.iter().map(|v| Some(*v)).collect::<Vec<_>>())),
+            )),
+        ),
         ("top_label", opt_strings(top.iter().map(|t| t.0))),
         ("top_score", Arc::new(Float32Array::from(top.iter().map(|t| t.1).collect::<Vec<_>>()))),
         ("band", opt_strings(rows.iter().map(|f| f.band().and_then(|b| band_names.get(b)).map(String::as_str)))),
         ("image_grade", opt_strings(grades.iter().map(Option::as_deref))),
-        ("scored_at", Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|f| micros(&f.scored.scored_at))).with_timezone("UTC"))),
+        (
+            "scored_at",
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|f| micros(&f.scored.scored_at)))
+                    .with_timezone("UTC"),
+            ),
+        ),
         ("software_version", repeat(&run.software_version, n)),
         ("config_sha256", repeat(&run.config_sha256, n)),
     ]);
@@ -149,20 +173,26 @@ pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], ban
 pub fn rejected_batch(rows: &[(Rejected, chrono::DateTime<chrono::Utc>)], run: &RunStamp) -> RecordBatch {
     let n = rows.len();
     let files: Vec<String> = rows.iter().map(|(r, _)| run.key.file_pseudonym(&r.path)).collect();
-    let mut columns = vec![
-        ("run_id", repeat(&run.run_id, n)),
-        ("file_pseudonym", strings(files.iter().map(String::as_str))),
-    ];
+    let mut columns =
+        vec![("run_id", repeat(&run.run_id, n)), ("file_pseudonym", strings(files.iter().map(String::as_str)))];
     columns.extend(pseudonyms(&run.key, rows.iter().map(|(r, _)| r.header.as_deref())));
     columns.extend([
         ("stage", strings(rows.iter().map(|(r, _)| r.stage.as_str()))),
-        ("reason_key", strings(rows.iter().map(|(r, _)| match r.kind {
-            crate::message::RejectKind::Skip(key) => key,
-            crate::message::RejectKind::Error => "error",
-        }))),
+        (
+            "reason_key",
+            strings(rows.iter().map(|(r, _)| match r.kind {
+                crate::message::RejectKind::Skip(key) => key,
+                crate::message::RejectKind::Error => "error",
+            })),
+        ),
         ("message", strings(rows.iter().map(|(r, _)| r.reason.as_str()))),
         ("frame", Arc::new(Int32Array::from(rows.iter().map(|(r, _)| r.frame.map(|f| f as i32)).collect::<Vec<_>>()))),
-        ("recorded_at", Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|(_, t)| micros(t))).with_timezone("UTC"))),
+        (
+            "recorded_at",
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|(_, t)| micros(t))).with_timezone("UTC"),
+            ),
+        ),
         ("software_version", repeat(&run.software_version, n)),
     ]);
     batch(columns)
@@ -182,7 +212,12 @@ pub fn studies_batch(rows: &[StudyResult], run: &RunStamp) -> RecordBatch {
         ("rank", Arc::new(Int32Array::from_iter_values(rows.iter().map(|s| s.rank as i32)))),
         patient,
         study,
-        ("study_datetime", Arc::new(TimestampMicrosecondArray::from(rows.iter().map(|s| s.header.study_datetime.as_ref().map(naive_micros)).collect::<Vec<_>>()))),
+        (
+            "study_datetime",
+            Arc::new(TimestampMicrosecondArray::from(
+                rows.iter().map(|s| s.header.study_datetime.as_ref().map(naive_micros)).collect::<Vec<_>>(),
+            )),
+        ),
         ("modalities", string_lists(rows.iter().map(|s| s.modalities.as_slice()))),
         ("band", strings(rows.iter().map(|s| s.band.as_str()))),
         ("score", Arc::new(Float32Array::from(rows.iter().map(|s| s.score).collect::<Vec<_>>()))),

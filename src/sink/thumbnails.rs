@@ -89,8 +89,15 @@ pub fn study_group(key: &PseudonymKey, header: &Header) -> Option<String> {
 ///
 /// # Errors
 /// The file cannot be written.
-pub fn write(dir: &Path, key: &PseudonymKey, meta: &ImageMeta, attention: Option<&Attention>) -> Result<Option<(ThumbEntry, PathBuf)>> {
-    let (Some(thumb), Some(study)) = (&meta.thumbnail, study_group(key, &meta.instance.header)) else { return Ok(None) };
+pub fn write(
+    dir: &Path,
+    key: &PseudonymKey,
+    meta: &ImageMeta,
+    attention: Option<&Attention>,
+) -> Result<Option<(ThumbEntry, PathBuf)>> {
+    let (Some(thumb), Some(study)) = (&meta.thumbnail, study_group(key, &meta.instance.header)) else {
+        return Ok(None);
+    };
     let file = file_name(key, &meta.instance.path, meta.frame_index);
     let path = dir.join(&file);
     std::fs::write(&path, &thumb.jpeg).map_err(|source| Error::Output { path: path.clone(), source })?;
@@ -147,7 +154,9 @@ impl Syncer {
                     match job {
                         Job::Sync(path) if failed.is_none() => {
                             let io = |source| Error::Output { path: path.clone(), source };
-                            if let Err(e) = std::fs::File::open(&path).map_err(io).and_then(|f| f.sync_all().map_err(io)) {
+                            if let Err(e) =
+                                std::fs::File::open(&path).map_err(io).and_then(|f| f.sync_all().map_err(io))
+                            {
                                 failed = Some(e);
                             }
                         }
@@ -179,7 +188,10 @@ impl Syncer {
     /// # Errors
     /// A file or the folder could not be synced, or the thread is gone.
     pub fn wait(&self) -> Result<()> {
-        let gone = || Error::Output { path: self.dir.clone(), source: std::io::Error::other("the thumbnail sync thread stopped") };
+        let gone = || Error::Output {
+            path: self.dir.clone(),
+            source: std::io::Error::other("the thumbnail sync thread stopped"),
+        };
         let (ack_tx, ack_rx) = crossbeam_channel::bounded(1);
         self.tx.as_ref().ok_or_else(gone)?.send(Job::Barrier(ack_tx)).map_err(|_| gone())?;
         ack_rx.recv().map_err(|_| gone())?
@@ -229,7 +241,8 @@ mod tests {
         assert!(name.ends_with("-00003.jpg") && !name.contains('/') && !name.contains("1.2.3"), "{name}");
         assert!(is_ours(&name) && is_ours(&format!("{name}.tmp")));
         assert_eq!(name, file_name(&key(), hostile, 3), "stable across runs");
-        for other in ["notes.jpg", "photo-00001.jpg", &name.replace(".jpg", ".png"), &name.to_uppercase(), "-00001.jpg"] {
+        for other in ["notes.jpg", "photo-00001.jpg", &name.replace(".jpg", ".png"), &name.to_uppercase(), "-00001.jpg"]
+        {
             assert!(!is_ours(other), "{other}");
         }
     }

@@ -92,6 +92,7 @@ pub fn write(out: &Path, rows: &[WorklistRow<'_>]) -> Result<()> {
     }
     super::write_atomically(&csv_path, &csv_bytes)?;
     let json_path = out.join("worklist.json");
-    let json = serde_json::to_vec_pretty(rows).map_err(|e| Error::Output { path: json_path.clone(), source: std::io::Error::other(e) })?;
+    let json = serde_json::to_vec_pretty(rows)
+        .map_err(|e| Error::Output { path: json_path.clone(), source: std::io::Error::other(e) })?;
     super::write_atomically(&json_path, &json)
 }

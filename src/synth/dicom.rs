@@ -41,10 +41,7 @@ pub fn encode_jpeg(planes: [&[u8]; 3], width: u32, height: u32) -> Result<Vec<u8
         (Ok(w), Ok(h)) if w > 0 && h > 0 => (w, h),
         _ => return Err(SynthError::Size { width, height }),
     };
-    if planes
-        .iter()
-        .any(|p| p.len() < usize::from(w) * usize::from(h))
-    {
+    if planes.iter().any(|p| p.len() < usize::from(w) * usize::from(h)) {
         return Err(SynthError::Size { width, height });
     }
     let mut jpeg = Vec::with_capacity(planes[0].len() / 4);
@@ -89,123 +86,49 @@ pub fn write(
     let p = &study.patient;
     // SOP common, patient, study.
     put(&mut o, tags::SOP_CLASS_UID, VR::UI, OP_8BIT);
-    put(
-        &mut o,
-        tags::SOP_INSTANCE_UID,
-        VR::UI,
-        image.sop_uid.as_str(),
-    );
+    put(&mut o, tags::SOP_INSTANCE_UID, VR::UI, image.sop_uid.as_str());
     put(&mut o, tags::STUDY_DATE, VR::DA, study.date.as_str());
     put(&mut o, tags::SERIES_DATE, VR::DA, study.date.as_str());
     put(&mut o, tags::CONTENT_DATE, VR::DA, study.date.as_str());
     put(&mut o, tags::STUDY_TIME, VR::TM, study.time.as_str());
     put(&mut o, tags::SERIES_TIME, VR::TM, study.time.as_str());
     put(&mut o, tags::CONTENT_TIME, VR::TM, study.time.as_str());
-    put(
-        &mut o,
-        tags::ACQUISITION_DATE_TIME,
-        VR::DT,
-        format!("{}{}", study.date, study.time),
-    );
-    put(
-        &mut o,
-        tags::ACCESSION_NUMBER,
-        VR::SH,
-        study.accession.as_str(),
-    );
+    put(&mut o, tags::ACQUISITION_DATE_TIME, VR::DT, format!("{}{}", study.date, study.time));
+    put(&mut o, tags::ACCESSION_NUMBER, VR::SH, study.accession.as_str());
     put(&mut o, tags::MODALITY, VR::CS, "OP");
     put(&mut o, tags::MANUFACTURER, VR::LO, "nightscreen synth");
-    put(
-        &mut o,
-        tags::INSTITUTION_NAME,
-        VR::LO,
-        "Synthetic Diabetic Eye Screening",
-    );
+    put(&mut o, tags::INSTITUTION_NAME, VR::LO, "Synthetic Diabetic Eye Screening");
     put(&mut o, tags::REFERRING_PHYSICIAN_NAME, VR::PN, "");
-    put(
-        &mut o,
-        tags::STUDY_DESCRIPTION,
-        VR::LO,
-        "Diabetic eye screening",
-    );
+    put(&mut o, tags::STUDY_DESCRIPTION, VR::LO, "Diabetic eye screening");
     put(&mut o, tags::SERIES_DESCRIPTION, VR::LO, image.field.code());
-    put(
-        &mut o,
-        tags::MANUFACTURER_MODEL_NAME,
-        VR::LO,
-        "synthetic 45 degree fundus camera",
-    );
+    put(&mut o, tags::MANUFACTURER_MODEL_NAME, VR::LO, "synthetic 45 degree fundus camera");
     put(&mut o, tags::PATIENT_NAME, VR::PN, p.name.as_str());
     put(&mut o, tags::PATIENT_ID, VR::LO, p.id.as_str());
-    put(
-        &mut o,
-        tags::PATIENT_BIRTH_DATE,
-        VR::DA,
-        p.birth_date.as_str(),
-    );
+    put(&mut o, tags::PATIENT_BIRTH_DATE, VR::DA, p.birth_date.as_str());
     put(&mut o, tags::PATIENT_SEX, VR::CS, p.sex);
     put(&mut o, tags::PATIENT_IDENTITY_REMOVED, VR::CS, "YES");
     put(&mut o, tags::DEVICE_SERIAL_NUMBER, VR::LO, "SYNTH-0001");
-    put(
-        &mut o,
-        tags::SOFTWARE_VERSIONS,
-        VR::LO,
-        format!("nightscreen {}", crate::VERSION),
-    );
-    put(
-        &mut o,
-        tags::STUDY_INSTANCE_UID,
-        VR::UI,
-        study.study_uid.as_str(),
-    );
-    put(
-        &mut o,
-        tags::SERIES_INSTANCE_UID,
-        VR::UI,
-        image.series_uid.as_str(),
-    );
+    put(&mut o, tags::SOFTWARE_VERSIONS, VR::LO, format!("nightscreen {}", crate::VERSION));
+    put(&mut o, tags::STUDY_INSTANCE_UID, VR::UI, study.study_uid.as_str());
+    put(&mut o, tags::SERIES_INSTANCE_UID, VR::UI, image.series_uid.as_str());
     put(&mut o, tags::STUDY_ID, VR::SH, study.study_id.as_str());
-    put(
-        &mut o,
-        tags::SERIES_NUMBER,
-        VR::IS,
-        image.series_number.to_string(),
-    );
+    put(&mut o, tags::SERIES_NUMBER, VR::IS, image.series_number.to_string());
     put(&mut o, tags::INSTANCE_NUMBER, VR::IS, "1");
     put(&mut o, tags::LATERALITY, VR::CS, eye.eye.code());
     put(&mut o, tags::IMAGE_LATERALITY, VR::CS, eye.eye.code());
-    put(
-        &mut o,
-        tags::IMAGE_COMMENTS,
-        VR::LT,
-        format!("DESP field {} {}", image.field.number(), image.field.code()),
-    );
+    put(&mut o, tags::IMAGE_COMMENTS, VR::LT, format!("DESP field {} {}", image.field.number(), image.field.code()));
     // Ophthalmic photography image and acquisition parameters.
-    put(
-        &mut o,
-        tags::IMAGE_TYPE,
-        VR::CS,
-        PrimitiveValue::Strs(["ORIGINAL".to_string(), "PRIMARY".to_string()].into()),
-    );
+    put(&mut o, tags::IMAGE_TYPE, VR::CS, PrimitiveValue::Strs(["ORIGINAL".to_string(), "PRIMARY".to_string()].into()));
     put(&mut o, tags::BURNED_IN_ANNOTATION, VR::CS, "NO");
     put(&mut o, tags::PATIENT_EYE_MOVEMENT_COMMANDED, VR::CS, "NO");
     put(&mut o, tags::HORIZONTAL_FIELD_OF_VIEW, VR::FL, 45.0f32);
     put(&mut o, tags::PUPIL_DILATED, VR::CS, "YES");
     put(&mut o, tags::DETECTOR_TYPE, VR::CS, "CCD");
-    put_seq(
-        &mut o,
-        tags::ANATOMIC_REGION_SEQUENCE,
-        vec![code("5665001", "SCT", "Retina")],
-    );
+    put_seq(&mut o, tags::ANATOMIC_REGION_SEQUENCE, vec![code("5665001", "SCT", "Retina")]);
     put_seq(&mut o, tags::ACQUISITION_CONTEXT_SEQUENCE, Vec::new());
     // Image pixel description.
     put(&mut o, tags::SAMPLES_PER_PIXEL, VR::US, 3u16);
-    put(
-        &mut o,
-        tags::PHOTOMETRIC_INTERPRETATION,
-        VR::CS,
-        "YBR_FULL_422",
-    );
+    put(&mut o, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "YBR_FULL_422");
     put(&mut o, tags::PLANAR_CONFIGURATION, VR::US, 0u16);
     put(&mut o, tags::ROWS, VR::US, height as u16);
     put(&mut o, tags::COLUMNS, VR::US, width as u16);
@@ -215,30 +138,13 @@ pub fn write(
     put(&mut o, tags::PIXEL_REPRESENTATION, VR::US, 0u16);
     put(&mut o, tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "01");
     let ratio = (width as f64 * height as f64 * 3.0) / jpeg.len() as f64;
-    put(
-        &mut o,
-        tags::LOSSY_IMAGE_COMPRESSION_RATIO,
-        VR::DS,
-        format!("{ratio:.2}"),
-    );
-    put(
-        &mut o,
-        tags::LOSSY_IMAGE_COMPRESSION_METHOD,
-        VR::CS,
-        "ISO_10918_1",
-    );
+    put(&mut o, tags::LOSSY_IMAGE_COMPRESSION_RATIO, VR::DS, format!("{ratio:.2}"));
+    put(&mut o, tags::LOSSY_IMAGE_COMPRESSION_METHOD, VR::CS, "ISO_10918_1");
     // One frame: a basic offset table with its single offset, one fragment.
     let pixels = PixelFragmentSequence::new(vec![0u32], vec![jpeg]);
     o.put(DataElement::new(tags::PIXEL_DATA, VR::OB, pixels));
     let file = o
         .with_meta(FileMetaTableBuilder::new().transfer_syntax(JPEG_BASELINE))
-        .map_err(|source| SynthError::Meta {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        })?;
-    file.write_to_file(path)
-        .map_err(|source| SynthError::Write {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        })
+        .map_err(|source| SynthError::Meta { path: path.to_path_buf(), source: Box::new(source) })?;
+    file.write_to_file(path).map_err(|source| SynthError::Write { path: path.to_path_buf(), source: Box::new(source) })
 }

@@ -29,12 +29,7 @@ fn pole_point(rng: &mut Rng) -> P {
 }
 
 fn blob(c: P, r: f32) -> Blob {
-    Blob {
-        c,
-        a: r,
-        b: r,
-        angle: 0.0,
-    }
+    Blob { c, a: r, b: r, angle: 0.0 }
 }
 
 impl Retina {
@@ -46,19 +41,11 @@ impl Retina {
         };
         for _ in 0..mas {
             let c = pole_point(rng);
-            self.push(
-                LesionKind::Microaneurysm,
-                c,
-                vec![blob(c, rng.range(0.026, 0.036))],
-            );
+            self.push(LesionKind::Microaneurysm, c, vec![blob(c, rng.range(0.026, 0.036))]);
         }
         for _ in 0..dots {
             let c = pole_point(rng);
-            self.push(
-                LesionKind::DotHaemorrhage,
-                c,
-                vec![blob(c, rng.range(0.04, 0.065))],
-            );
+            self.push(LesionKind::DotHaemorrhage, c, vec![blob(c, rng.range(0.04, 0.065))]);
         }
         for _ in 0..blots {
             let c = pole_point(rng);
@@ -84,10 +71,7 @@ impl Retina {
                 _ => (true, true, false),
             };
             if nvd {
-                let c = [
-                    self.disc[0] + 0.2 * rng.normal(),
-                    self.disc[1] + 0.2 * rng.normal(),
-                ];
+                let c = [self.disc[0] + 0.2 * rng.normal(), self.disc[1] + 0.2 * rng.normal()];
                 self.add_new_vessels(rng, c);
             }
             if nve {
@@ -100,17 +84,8 @@ impl Retina {
                 if c[1].abs() < 0.8 {
                     c[1] = c[1].signum() * 0.8 + c[1];
                 }
-                let top = Blob {
-                    c,
-                    a: rng.range(0.45, 0.9),
-                    b: rng.range(0.3, 0.6),
-                    angle: 0.0,
-                };
-                self.push(
-                    LesionKind::Preretinal,
-                    [c[0], c[1] + 0.5 * top.b],
-                    vec![top],
-                );
+                let top = Blob { c, a: rng.range(0.45, 0.9), b: rng.range(0.3, 0.6), angle: 0.0 };
+                self.push(LesionKind::Preretinal, [c[0], c[1] + 0.5 * top.b], vec![top]);
             }
         }
         if m1 {
@@ -130,12 +105,7 @@ impl Retina {
                     [c[0] + 0.22 * rng.normal(), c[1] + 0.22 * rng.normal()]
                 };
                 let parts = (0..rng.int(1, 3))
-                    .map(|_| {
-                        blob(
-                            [p[0] + 0.02 * rng.normal(), p[1] + 0.02 * rng.normal()],
-                            rng.range(0.018, 0.045),
-                        )
-                    })
+                    .map(|_| blob([p[0] + 0.02 * rng.normal(), p[1] + 0.02 * rng.normal()], rng.range(0.018, 0.045)))
                     .collect();
                 self.push(LesionKind::Exudate, p, parts);
             }
@@ -143,11 +113,7 @@ impl Retina {
     }
 
     pub(super) fn push(&mut self, kind: LesionKind, centre: P, blobs: Vec<Blob>) {
-        self.lesions.push(Lesion {
-            kind,
-            centre,
-            blobs,
-        });
+        self.lesions.push(Lesion { kind, centre, blobs });
     }
 
     /// Sausage-like widening along about 1.6 DD of a vein away from the disc.
@@ -189,11 +155,7 @@ impl Retina {
                 pts.push(p);
             }
             let widths = vec![w; pts.len()];
-            self.vessels.push(Vessel {
-                kind: VesselKind::New,
-                pts,
-                widths,
-            });
+            self.vessels.push(Vessel { kind: VesselKind::New, pts, widths });
         }
         self.push(LesionKind::NewVessels, c, Vec::new());
     }
@@ -214,8 +176,7 @@ impl Retina {
                     1
                 }
                 LesionKind::Exudate => {
-                    m1 |= dist(l.centre, self.fovea) <= 1.0
-                        && dist(self.fovea, centre) < 0.9 * radius;
+                    m1 |= dist(l.centre, self.fovea) <= 1.0 && dist(self.fovea, centre) < 0.9 * radius;
                     1
                 }
                 LesionKind::Microaneurysm | LesionKind::DotHaemorrhage => 1,

@@ -60,14 +60,7 @@ pub struct SynthConfig {
 
 impl SynthConfig {
     pub fn new(studies: usize, out: impl Into<PathBuf>, seed: u64) -> Self {
-        Self {
-            studies,
-            out: out.into(),
-            seed,
-            width: 1600,
-            height: 1200,
-            overwrite: false,
-        }
+        Self { studies, out: out.into(), seed, width: 1600, height: 1200, overwrite: false }
     }
 }
 
@@ -127,9 +120,7 @@ pub fn run(cfg: &SynthConfig) -> Result<SynthSummary, SynthError> {
     prepare_out(cfg)?;
     let truths = (0..cfg.studies)
         .into_par_iter()
-        .map_init(render::Scratch::default, |scratch, i| {
-            generate_study(cfg, i, scratch)
-        })
+        .map_init(render::Scratch::default, |scratch, i| generate_study(cfg, i, scratch))
         .collect::<Result<Vec<_>, _>>()?;
     truth::write(&cfg.out, &truths)?;
     let mut summary = SynthSummary {
@@ -144,11 +135,7 @@ pub fn run(cfg: &SynthConfig) -> Result<SynthSummary, SynthError> {
         summary.images += t.images.len();
         summary.ungradable_images += t.images.iter().filter(|i| i.grade.0.is_none()).count();
         for e in &t.eyes {
-            let key = if e.grade.0.is_some() {
-                format!("{}{}", e.grade.r(), e.grade.m())
-            } else {
-                "U".into()
-            };
+            let key = if e.grade.0.is_some() { format!("{}{}", e.grade.r(), e.grade.m()) } else { "U".into() };
             *summary.eye_grades.entry(key).or_default() += 1;
         }
         *summary.outcomes.entry(t.outcome().name()).or_default() += 1;
@@ -158,10 +145,7 @@ pub fn run(cfg: &SynthConfig) -> Result<SynthSummary, SynthError> {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SynthError + '_ {
-    move |source| SynthError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| SynthError::Io { path: path.to_path_buf(), source }
 }
 
 /// Creates `out`, refusing one with files in it unless `overwrite`, in
@@ -169,10 +153,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SynthError + '_ {
 fn prepare_out(cfg: &SynthConfig) -> Result<(), SynthError> {
     let out = &cfg.out;
     std::fs::create_dir_all(out).map_err(io_err(out))?;
-    let entries: Vec<_> = std::fs::read_dir(out)
-        .map_err(io_err(out))?
-        .filter_map(|e| e.ok())
-        .collect();
+    let entries: Vec<_> = std::fs::read_dir(out).map_err(io_err(out))?.filter_map(|e| e.ok()).collect();
     if entries.is_empty() {
         return Ok(());
     }
@@ -210,10 +191,7 @@ pub fn generate_study(
     };
     for eye in &plan.eyes {
         let grade = generate_eye(cfg, &plan, eye, &study_dir, &mut truth.images, scratch)?;
-        truth.eyes.push(EyeTruth {
-            eye: eye.eye.code(),
-            grade,
-        });
+        truth.eyes.push(EyeTruth { eye: eye.eye.code(), grade });
     }
     Ok(truth)
 }
@@ -232,34 +210,13 @@ fn generate_eye(
     let mut eye_grade = Grade(None);
     for image in &eye.images {
         let view = View::new(&retina, image.field, cfg.width, cfg.height, &mut rng);
-        let rgb = render::render_planes(
-            &retina,
-            &view,
-            image.defect,
-            &mut rng,
-            cfg.width,
-            cfg.height,
-            scratch,
-        );
+        let rgb = render::render_planes(&retina, &view, image.defect, &mut rng, cfg.width, cfg.height, scratch);
         let jpeg = dicom::encode_jpeg(rgb, cfg.width, cfg.height)?;
-        let series_dir = format!(
-            "{}-{}-{}",
-            image.series_number,
-            eye.eye.code(),
-            image.field.code().to_lowercase()
-        );
+        let series_dir = format!("{}-{}-{}", image.series_number, eye.eye.code(), image.field.code().to_lowercase());
         let rel = format!("{study_dir}/{series_dir}/1.dcm");
         let dir = cfg.out.join(study_dir).join(&series_dir);
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        dicom::write(
-            &dir.join("1.dcm"),
-            plan,
-            eye,
-            image,
-            jpeg,
-            cfg.width,
-            cfg.height,
-        )?;
+        dicom::write(&dir.join("1.dcm"), plan, eye, image, jpeg, cfg.width, cfg.height)?;
         let grade = match image.defect {
             Some(_) => Grade(None),
             None => Grade(Some(retina.grade_in(view.centre, view.radius_dd()))),

@@ -34,11 +34,7 @@ impl Look {
             exposure: rng.range(0.85, 1.1),
             vignette: rng.range(0.45, 0.6),
             tilt: [g * a.cos(), g * a.sin()],
-            tint: [
-                rng.range(0.96, 1.04),
-                rng.range(0.95, 1.05),
-                rng.range(0.9, 1.1),
-            ],
+            tint: [rng.range(0.96, 1.04), rng.range(0.95, 1.05), rng.range(0.9, 1.1)],
             noise: rng.range(1.2, 2.5),
             pupil: 1.0,
             haze: 0.0,
@@ -79,8 +75,7 @@ impl Look {
     #[inline]
     pub fn illum(&self, x: f32, y: f32) -> f32 {
         let rr = x * x + y * y;
-        let mut l =
-            (1.0 - self.vignette * rr * rr.sqrt()) * (1.0 + self.tilt[0] * x + self.tilt[1] * y);
+        let mut l = (1.0 - self.vignette * rr * rr.sqrt()) * (1.0 + self.tilt[0] * x + self.tilt[1] * y);
         if self.pupil < 1.0 {
             l *= smoothstep(self.pupil + 0.25, self.pupil - 0.15, rr.sqrt());
         }
@@ -98,14 +93,7 @@ pub fn smoothstep(edge0: f32, edge1: f32, x: f32) -> f32 {
 /// RGB f32 image (three passes approximate a Gaussian of sigma ≈ radius).
 /// Each pass is two sweeps in memory order, whatever the radius. Compiled
 /// for AVX2 when the CPU has it (same IEEE operations, same result).
-pub fn box_blur(
-    rgb: &mut [f32],
-    tmp: &mut Vec<f32>,
-    w: usize,
-    h: usize,
-    radius: usize,
-    passes: usize,
-) {
+pub fn box_blur(rgb: &mut [f32], tmp: &mut Vec<f32>, w: usize, h: usize, radius: usize, passes: usize) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2.
@@ -117,26 +105,12 @@ pub fn box_blur(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn box_blur_avx2(
-    rgb: &mut [f32],
-    tmp: &mut Vec<f32>,
-    w: usize,
-    h: usize,
-    radius: usize,
-    passes: usize,
-) {
+unsafe fn box_blur_avx2(rgb: &mut [f32], tmp: &mut Vec<f32>, w: usize, h: usize, radius: usize, passes: usize) {
     box_blur_any(rgb, tmp, w, h, radius, passes);
 }
 
 #[inline(always)]
-fn box_blur_any(
-    rgb: &mut [f32],
-    tmp: &mut Vec<f32>,
-    w: usize,
-    h: usize,
-    radius: usize,
-    passes: usize,
-) {
+fn box_blur_any(rgb: &mut [f32], tmp: &mut Vec<f32>, w: usize, h: usize, radius: usize, passes: usize) {
     tmp.resize(rgb.len(), 0.0);
     let norm = 1.0 / (2 * radius + 1) as f32;
     let r = radius as isize;
@@ -172,19 +146,13 @@ fn box_blur_any(
         let line = |y: isize| (y.clamp(0, h as isize - 1) as usize) * row;
         for dy in -r..=r {
             let o = line(dy);
-            sum.iter_mut()
-                .zip(&tmp[o..o + row])
-                .for_each(|(s, v)| *s += v);
+            sum.iter_mut().zip(&tmp[o..o + row]).for_each(|(s, v)| *s += v);
         }
         for y in 0..h {
             let dst = &mut rgb[y * row..(y + 1) * row];
             dst.iter_mut().zip(&sum).for_each(|(d, s)| *d = s * norm);
             let (add, sub) = (line(y as isize + r + 1), line(y as isize - r));
-            for ((s, a), b) in sum
-                .iter_mut()
-                .zip(&tmp[add..add + row])
-                .zip(&tmp[sub..sub + row])
-            {
+            for ((s, a), b) in sum.iter_mut().zip(&tmp[add..add + row]).zip(&tmp[sub..sub + row]) {
                 *s += a - b;
             }
         }

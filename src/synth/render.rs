@@ -47,16 +47,10 @@ impl View {
         let radius = 0.47 * height as f32 * rng.range(0.97, 1.0);
         let fov = FOV_DD * rng.range(0.97, 1.03);
         View {
-            centre: [
-                target[0] + 0.12 * rng.normal(),
-                target[1] + 0.12 * rng.normal(),
-            ],
+            centre: [target[0] + 0.12 * rng.normal(), target[1] + 0.12 * rng.normal()],
             ppd: radius / fov,
             rot: 0.04 * rng.normal(),
-            c: [
-                width as f32 / 2.0 + 4.0 * rng.normal(),
-                height as f32 / 2.0 + 3.0 * rng.normal(),
-            ],
+            c: [width as f32 / 2.0 + 4.0 * rng.normal(), height as f32 / 2.0 + 3.0 * rng.normal()],
             radius,
         }
     }
@@ -67,10 +61,7 @@ impl View {
     }
 
     pub fn to_px(&self, p: P) -> [f32; 2] {
-        let (dx, dy) = (
-            (p[0] - self.centre[0]) * self.ppd,
-            (p[1] - self.centre[1]) * self.ppd,
-        );
+        let (dx, dy) = ((p[0] - self.centre[0]) * self.ppd, (p[1] - self.centre[1]) * self.ppd);
         let (s, c) = self.rot.sin_cos();
         [self.c[0] + c * dx + s * dy, self.c[1] - s * dx + c * dy]
     }
@@ -145,13 +136,7 @@ pub fn render<'s>(
     render_planes(retina, view, defect, rng, width, height, scratch);
     let Scratch { planes, out, .. } = scratch;
     out.clear();
-    out.extend(
-        planes[0]
-            .iter()
-            .zip(&planes[1])
-            .zip(&planes[2])
-            .flat_map(|((&r, &g), &b)| [r, g, b]),
-    );
+    out.extend(planes[0].iter().zip(&planes[1]).zip(&planes[2]).flat_map(|((&r, &g), &b)| [r, g, b]));
     out
 }
 
@@ -168,17 +153,7 @@ pub fn render_planes<'s>(
 ) -> [&'s [u8]; 3] {
     let (w, h) = (width as usize, height as usize);
     let look = Look::new(defect, rng);
-    let Scratch {
-        masks,
-        base,
-        cells,
-        row,
-        noise,
-        rgb,
-        tmp,
-        planes,
-        ..
-    } = scratch;
+    let Scratch { masks, base, cells, row, noise, rgb, tmp, planes, .. } = scratch;
     masks.reset(w, h, view);
     masks.stamp(view, retina);
     grid_cells(cells, view, w, h);
@@ -203,21 +178,8 @@ pub fn render_planes<'s>(
         p.resize(w * h, 0);
     }
     let (radius, passes) = look.blur;
-    let mut rows = Rows {
-        row,
-        base,
-        cells,
-        masks,
-        view,
-        fin: &fin,
-        noise,
-        noise_seed,
-        exu_gain,
-        planes: &mut *planes,
-        rgb,
-        w,
-        h,
-    };
+    let mut rows =
+        Rows { row, base, cells, masks, view, fin: &fin, noise, noise_seed, exu_gain, planes: &mut *planes, rgb, w, h };
     if radius > 0 {
         // Defocus blurs the retina, not the camera's noise or field stop.
         rows.rgb.clear();
@@ -340,14 +302,7 @@ impl Rows<'_> {
 /// expanded to full width (once per [`BASE_STEP`] rows), so the per-row
 /// work is one contiguous, vectorisable lerp.
 #[inline(always)]
-fn background_row(
-    row: &mut Row,
-    base: &[f32],
-    cells: &[(usize, usize)],
-    w: usize,
-    y: usize,
-    (x0, x1): (usize, usize),
-) {
+fn background_row(row: &mut Row, base: &[f32], cells: &[(usize, usize)], w: usize, y: usize, (x0, x1): (usize, usize)) {
     let (j, fy) = (y / BASE_STEP, (y % BASE_STEP) as f32 / BASE_STEP as f32);
     if row.grid_row != Some(j) {
         if row.grid_row == Some(j.wrapping_sub(1)) {
@@ -360,10 +315,7 @@ fn background_row(
     }
     let [c0, c1, c2] = &mut row.c;
     for (k, dst) in [c0, c1, c2, &mut row.light].into_iter().enumerate() {
-        let (a, b) = (
-            &row.above[k * w + x0..k * w + x1],
-            &row.below[k * w + x0..k * w + x1],
-        );
+        let (a, b) = (&row.above[k * w + x0..k * w + x1], &row.below[k * w + x0..k * w + x1]);
         for ((d, a), b) in dst[x0..x1].iter_mut().zip(a).zip(b) {
             *d = a + (b - a) * fy;
         }
@@ -435,11 +387,7 @@ struct Finish {
 
 impl Finish {
     fn new(look: &Look) -> Self {
-        Finish {
-            clear: 1.0 - look.haze,
-            haze: look.haze_colour.map(|c| c * look.haze),
-            noise: look.noise,
-        }
+        Finish { clear: 1.0 - look.haze, haze: look.haze_colour.map(|c| c * look.haze), noise: look.noise }
     }
 }
 
@@ -497,32 +445,19 @@ fn finish_row(
 ///
 /// Only the cells in `cells` (per grid row, see [`grid_cells`]) are
 /// shaded; the others keep stale values that no pixel reads.
-fn shade_base(
-    base: &mut Vec<f32>,
-    cells: &[(usize, usize)],
-    w: usize,
-    retina: &Retina,
-    view: &View,
-    look: &Look,
-) {
+fn shade_base(base: &mut Vec<f32>, cells: &[(usize, usize)], w: usize, retina: &Retina, view: &View, look: &Look) {
     let gw = w / BASE_STEP + 2;
     base.resize(gw * cells.len() * BASE_CH, 0.0);
     let (s, c) = view.rot.sin_cos();
     let inv_ppd = 1.0 / view.ppd;
-    let cup_centre = [
-        retina.disc[0] - 0.08 * retina.disc[0].signum(),
-        retina.disc[1],
-    ];
+    let cup_centre = [retina.disc[0] - 0.08 * retina.disc[0].signum(), retina.disc[1]];
     let macula_sigma2 = 2.0 * 0.6f32.powi(2);
     let fovea_sigma2 = 2.0 * 0.12f32.powi(2);
     for (j, &(i0, i1)) in cells.iter().enumerate() {
         let fy = (j * BASE_STEP) as f32 + 0.5 - view.c[1];
         for i in i0..i1 {
             let fx = (i * BASE_STEP) as f32 + 0.5 - view.c[0];
-            let q = [
-                view.centre[0] + (c * fx - s * fy) * inv_ppd,
-                view.centre[1] + (s * fx + c * fy) * inv_ppd,
-            ];
+            let q = [view.centre[0] + (c * fx - s * fy) * inv_ppd, view.centre[1] + (s * fx + c * fy) * inv_ppd];
             let t = retina.texture.at(q);
             let mut col = [0, 1, 2].map(|k| retina.pigment[k] * (1.0 + 0.07 * t));
             // Macular pigment absorbs blue and green most.
@@ -535,24 +470,14 @@ fn shade_base(
                 col[2] *= 1.0 - 0.45 * m - 0.15 * f;
             }
             // Optic disc: orange-yellow rim, paler cup, a soft margin.
-            let du = [
-                (q[0] - retina.disc[0]) / retina.disc_r[0],
-                (q[1] - retina.disc[1]) / retina.disc_r[1],
-            ];
+            let du = [(q[0] - retina.disc[0]) / retina.disc_r[0], (q[1] - retina.disc[1]) / retina.disc_r[1]];
             let rho2 = du[0] * du[0] + du[1] * du[1];
             if rho2 < 2.0 {
                 let rho = rho2.sqrt();
                 let rim = smoothstep(1.04, 0.94, rho);
                 let halo = 0.08 * smoothstep(1.35, 1.0, rho) * (1.0 - rim);
-                let cu = [
-                    (q[0] - cup_centre[0]) / retina.disc_r[0],
-                    (q[1] - cup_centre[1]) / retina.disc_r[1],
-                ];
-                let cup = smoothstep(
-                    retina.cup + 0.12,
-                    retina.cup - 0.12,
-                    (cu[0] * cu[0] + cu[1] * cu[1]).sqrt(),
-                );
+                let cu = [(q[0] - cup_centre[0]) / retina.disc_r[0], (q[1] - cup_centre[1]) / retina.disc_r[1]];
+                let cup = smoothstep(retina.cup + 0.12, retina.cup - 0.12, (cu[0] * cu[0] + cu[1] * cu[1]).sqrt());
                 for k in 0..3 {
                     let disc = DISC_RIM[k] + (DISC_CUP[k] - DISC_RIM[k]) * cup;
                     col[k] = (col[k] * (1.0 + halo)) * (1.0 - rim) + disc * rim;
@@ -577,14 +502,9 @@ fn grid_cells(cells: &mut Vec<(usize, usize)>, view: &View, w: usize, h: usize) 
     cells.clear();
     for j in 0..gh {
         let rows = (j * BASE_STEP).saturating_sub(BASE_STEP)..((j + 1) * BASE_STEP).min(h);
-        let (x0, x1) = rows
-            .filter_map(|y| fov_span(view, w, y))
-            .fold((w, 0), |(a, b), (x0, x1)| (a.min(x0), b.max(x1)));
-        cells.push(if x0 < x1 {
-            (x0 / BASE_STEP, (x1 - 1) / BASE_STEP + 2)
-        } else {
-            (0, 0)
-        });
+        let (x0, x1) =
+            rows.filter_map(|y| fov_span(view, w, y)).fold((w, 0), |(a, b), (x0, x1)| (a.min(x0), b.max(x1)));
+        cells.push(if x0 < x1 { (x0 / BASE_STEP, (x1 - 1) / BASE_STEP + 2) } else { (0, 0) });
     }
 }
 

@@ -193,16 +193,7 @@ struct Grower<'a> {
 impl Grower<'_> {
     /// Grows one vessel and, recursively, its branches.
     #[allow(clippy::too_many_arguments)]
-    fn grow(
-        &mut self,
-        kind: VesselKind,
-        start: P,
-        heading: f32,
-        width: f32,
-        len: f32,
-        steer: Steer,
-        depth: u32,
-    ) {
+    fn grow(&mut self, kind: VesselKind, start: P, heading: f32, width: f32, len: f32, steer: Steer, depth: u32) {
         let mut p = start;
         let mut h = heading;
         let mut w = width;
@@ -223,11 +214,7 @@ impl Grower<'_> {
                     let r_target = r0 + 0.2 * phi + 0.7 * (phi - 1.7).max(0.0).powi(2);
                     // Tangent to the circle round the fovea, going over the
                     // top (superior) or under the bottom (inferior) ...
-                    let (tx, ty) = if sense < 0.0 {
-                        (p[1] / r, -p[0] / r)
-                    } else {
-                        (-p[1] / r, p[0] / r)
-                    };
+                    let (tx, ty) = if sense < 0.0 { (p[1] / r, -p[0] / r) } else { (-p[1] / r, p[0] / r) };
                     // ... pulled in or out towards the target radius.
                     let k = 0.8 * (r - r_target);
                     let (dx, dy) = (tx - k * p[0] / r, ty - k * p[1] / r);
@@ -247,12 +234,7 @@ impl Grower<'_> {
             while diff < -PI {
                 diff += 2.0 * PI;
             }
-            h += diff
-                * if matches!(steer, Steer::Arcade { .. }) {
-                    0.12
-                } else {
-                    0.03
-                };
+            h += diff * if matches!(steer, Steer::Arcade { .. }) { 0.12 } else { 0.03 };
             p = [p[0] + STEP * h.cos(), p[1] + STEP * h.sin()];
             travelled += STEP;
             w *= 0.998;
@@ -268,15 +250,7 @@ impl Grower<'_> {
                 let ratio = self.rng.range(0.45, 0.75);
                 let child_len = self.rng.range(1.0, 4.0) * ratio + 0.5;
                 w *= 0.93;
-                self.grow(
-                    kind,
-                    p,
-                    angle,
-                    w * ratio,
-                    child_len,
-                    Steer::Straight { heading: angle },
-                    depth + 1,
-                );
+                self.grow(kind, p, angle, w * ratio, child_len, Steer::Straight { heading: angle }, depth + 1);
             }
         }
         if pts.len() >= 2 {
@@ -295,11 +269,7 @@ impl Retina {
         let light = [238.0, 112.0, 42.0];
         let dark = [170.0, 62.0, 24.0];
         let pigment = [0, 1, 2].map(|c| light[c] + (dark[c] - light[c]) * k);
-        let tessellation = if rng.chance(0.3) {
-            rng.range(0.1, 0.35)
-        } else {
-            0.0
-        };
+        let tessellation = if rng.chance(0.3) { rng.range(0.1, 0.35) } else { 0.0 };
         let texture = Texture::new(&mut root.fork(2), tessellation);
         let disc = [DISC[0] + 0.15 * rng.normal(), DISC[1] + 0.1 * rng.normal()];
         let disc_r = [rng.range(0.47, 0.52), rng.range(0.52, 0.58)];
@@ -343,62 +313,25 @@ impl Retina {
 /// Four arcades of arteries and veins from the disc (superior and inferior,
 /// temporal and nasal), a few small papillomacular vessels, all branching.
 fn vessel_tree(rng: &mut Rng, disc: P) -> Vec<Vessel> {
-    let mut g = Grower {
-        rng,
-        out: Vec::new(),
-    };
+    let mut g = Grower { rng, out: Vec::new() };
     for (kind, width) in [(VesselKind::Vein, 0.095), (VesselKind::Artery, 0.072)] {
-        let offset = if kind == VesselKind::Vein {
-            0.06
-        } else {
-            -0.06
-        };
+        let offset = if kind == VesselKind::Vein { 0.06 } else { -0.06 };
         for sense in [-1.0f32, 1.0] {
-            let start = [
-                disc[0] + offset + 0.03 * g.rng.normal(),
-                disc[1] + 0.05 * sense,
-            ];
+            let start = [disc[0] + offset + 0.03 * g.rng.normal(), disc[1] + 0.05 * sense];
             // Temporal arcade: leaves the disc vertically, arcs round the macula.
-            let r0 = 2.25
-                + if kind == VesselKind::Vein { 0.15 } else { 0.0 }
-                + 0.2 * g.rng.normal()
-                + 0.15 * sense;
+            let r0 = 2.25 + if kind == VesselKind::Vein { 0.15 } else { 0.0 } + 0.2 * g.rng.normal() + 0.15 * sense;
             let len = g.rng.range(7.0, 9.0);
-            g.grow(
-                kind,
-                start,
-                sense * FRAC_PI_2 - 0.15,
-                width,
-                len,
-                Steer::Arcade { sense, r0 },
-                0,
-            );
+            g.grow(kind, start, sense * FRAC_PI_2 - 0.15, width, len, Steer::Arcade { sense, r0 }, 0);
             // Nasal vessel: up-right or down-right.
             let h = sense * (FRAC_PI_4 + 0.3 * g.rng.normal());
             let len = g.rng.range(4.0, 6.0);
-            g.grow(
-                kind,
-                start,
-                h,
-                width * 0.8,
-                len,
-                Steer::Straight { heading: h },
-                1,
-            );
+            g.grow(kind, start, h, width * 0.8, len, Steer::Straight { heading: h }, 1);
         }
         // Small papillomacular vessels heading for the fovea.
         for _ in 0..g.rng.int(1, 3) {
             let start = [disc[0] - 0.15, disc[1] + 0.3 * g.rng.normal()];
             let h = PI + 0.25 * g.rng.normal();
-            g.grow(
-                kind,
-                start,
-                h,
-                width * 0.35,
-                2.5,
-                Steer::Straight { heading: h },
-                2,
-            );
+            g.grow(kind, start, h, width * 0.35, 2.5, Steer::Straight { heading: h }, 2);
         }
     }
     g.out

@@ -23,18 +23,14 @@ fn mix(mut z: u64) -> u64 {
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Self {
-            state: mix(seed ^ 0x6E69_6768_7473_6372),
-        }
+        Self { state: mix(seed ^ 0x6E69_6768_7473_6372) }
     }
 
     /// An independent stream for one labelled part of the work, so that
     /// (say) adding a lesion type does not change the patient names drawn
     /// from the parent stream, and studies can be generated in any order.
     pub fn fork(&self, label: u64) -> Rng {
-        Rng {
-            state: mix(self.state ^ mix(label.wrapping_add(GOLDEN))),
-        }
+        Rng { state: mix(self.state ^ mix(label.wrapping_add(GOLDEN))) }
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -123,10 +119,7 @@ mod tests {
         let xs: Vec<f32> = (0..20_000).map(|_| r.normal()).collect();
         let mean = xs.iter().sum::<f32>() / xs.len() as f32;
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / xs.len() as f32;
-        assert!(
-            mean.abs() < 0.05 && (var - 1.0).abs() < 0.05,
-            "{mean} {var}"
-        );
+        assert!(mean.abs() < 0.05 && (var - 1.0).abs() < 0.05, "{mean} {var}");
         assert!((0..1000).all(|_| (0.0..1.0).contains(&r.f32())));
     }
 }

@@ -27,12 +27,7 @@ pub struct Masks {
 impl Masks {
     /// Empty masks for a `w × h` photograph through `view`.
     pub fn reset(&mut self, w: usize, h: usize, view: &View) {
-        let masks = [
-            &mut self.art,
-            &mut self.vein,
-            &mut self.blood,
-            &mut self.exudate,
-        ];
+        let masks = [&mut self.art, &mut self.vein, &mut self.blood, &mut self.exudate];
         if (self.w, self.h) == (w, h) && self.spans.len() == h {
             for m in masks {
                 for (y, &(x0, x1)) in self.spans.iter().enumerate() {
@@ -47,8 +42,7 @@ impl Masks {
         }
         (self.w, self.h) = (w, h);
         self.spans.clear();
-        self.spans
-            .extend((0..h).map(|y| fov_span(view, w, y).unwrap_or((0, 0))));
+        self.spans.extend((0..h).map(|y| fov_span(view, w, y).unwrap_or((0, 0))));
     }
 
     /// `[x0, x1)` clipped to the field stop on row `y`.
@@ -121,17 +115,12 @@ impl Masks {
             let (a, b) = (px[i - 1], px[i]);
             let (wa, wb) = (widths[i - 1] * view.ppd * 0.5, widths[i] * view.ppd * 0.5);
             let pad = wa.max(wb) + 1.5;
-            let (x0, x1, y0, y1) = self.bbox(
-                [a[0].min(b[0]) - pad, a[1].min(b[1]) - pad],
-                [a[0].max(b[0]) + pad, a[1].max(b[1]) + pad],
-            );
+            let (x0, x1, y0, y1) =
+                self.bbox([a[0].min(b[0]) - pad, a[1].min(b[1]) - pad], [a[0].max(b[0]) + pad, a[1].max(b[1]) + pad]);
             let (ex, ey) = (b[0] - a[0], b[1] - a[1]);
             let len2 = (ex * ex + ey * ey).max(1e-6);
             // Most of the tree lies outside the field of view.
-            let (mx, my) = (
-                (a[0] + b[0]) / 2.0 - view.c[0],
-                (a[1] + b[1]) / 2.0 - view.c[1],
-            );
+            let (mx, my) = ((a[0] + b[0]) / 2.0 - view.c[0], (a[1] + b[1]) / 2.0 - view.c[1]);
             let reach = view.radius + pad + len2.sqrt();
             if mx * mx + my * my > reach * reach {
                 continue;
@@ -139,11 +128,7 @@ impl Masks {
             // On each row the vessel covers a short run around its centre
             // line; for steep segments scan only that run, not the box.
             let steep = ey.abs() > 0.3 * len2.sqrt();
-            let run = if steep {
-                pad * len2.sqrt() / ey.abs() + 1.0
-            } else {
-                0.0
-            };
+            let run = if steep { pad * len2.sqrt() / ey.abs() + 1.0 } else { 0.0 };
             // Only wide arteries show the central light reflex (an `exp`
             // per pixel); everything else takes the branch-free loop.
             let reflex = reflex && wa.max(wb) > 3.0;
@@ -164,14 +149,7 @@ impl Masks {
                 } else {
                     &mut self.art[y * w..(y + 1) * w]
                 };
-                let seg = Segment {
-                    a,
-                    e: [ex, ey],
-                    len2,
-                    wa,
-                    wb,
-                    fy,
-                };
+                let seg = Segment { a, e: [ex, ey], len2, wa, wb, fy };
                 if reflex {
                     seg.row_reflex(&mut mask[x0..x1], x0);
                 } else {
@@ -226,8 +204,7 @@ impl Masks {
                         let dy = fy - top;
                         let level = (dy / 2.0 + 0.5).clamp(0.0, 1.0);
                         let q = ((fx - cx) / hw).powi(2) + (dy.max(0.0) / depth).powi(2);
-                        let cover =
-                            level * ((1.0 - q.sqrt()) * hw.min(depth) / 4.0 + 0.5).clamp(0.0, 1.0);
+                        let cover = level * ((1.0 - q.sqrt()) * hw.min(depth) / 4.0 + 0.5).clamp(0.0, 1.0);
                         // Blood in front of the retina hides its vessels.
                         let keep = 1.0 - 0.9 * cover;
                         self.art[i] = (f32::from(self.art[i]) * keep) as u8;

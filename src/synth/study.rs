@@ -143,18 +143,17 @@ pub struct StudyPlan {
 }
 
 const FAMILY: &[&str] = &[
-    "SMITH", "JONES", "TAYLOR", "BROWN", "WILLIAMS", "WILSON", "JOHNSON", "DAVIES", "PATEL",
-    "WRIGHT", "ROBINSON", "THOMPSON", "EVANS", "WALKER", "WHITE", "ROBERTS", "GREEN", "HALL",
-    "KHAN", "WOOD", "HUGHES", "CLARKE", "LEWIS", "EDWARDS", "HUSSAIN", "MARTIN", "OKAFOR",
-    "NGUYEN", "SINGH", "COOPER",
+    "SMITH", "JONES", "TAYLOR", "BROWN", "WILLIAMS", "WILSON", "JOHNSON", "DAVIES", "PATEL", "WRIGHT", "ROBINSON",
+    "THOMPSON", "EVANS", "WALKER", "WHITE", "ROBERTS", "GREEN", "HALL", "KHAN", "WOOD", "HUGHES", "CLARKE", "LEWIS",
+    "EDWARDS", "HUSSAIN", "MARTIN", "OKAFOR", "NGUYEN", "SINGH", "COOPER",
 ];
 const GIVEN_F: &[&str] = &[
-    "MARGARET", "SUSAN", "PATRICIA", "FATIMA", "LINDA", "JEAN", "CAROL", "AMINA", "PRIYA", "HELEN",
-    "SARAH", "JOY", "GRACE", "ANNE", "MEI",
+    "MARGARET", "SUSAN", "PATRICIA", "FATIMA", "LINDA", "JEAN", "CAROL", "AMINA", "PRIYA", "HELEN", "SARAH", "JOY",
+    "GRACE", "ANNE", "MEI",
 ];
 const GIVEN_M: &[&str] = &[
-    "JOHN", "DAVID", "MICHAEL", "PETER", "MOHAMMED", "RAJ", "JAMES", "ROBERT", "PAUL", "KWAME",
-    "STEPHEN", "ALAN", "TARIQ", "WEI", "GEORGE",
+    "JOHN", "DAVID", "MICHAEL", "PETER", "MOHAMMED", "RAJ", "JAMES", "ROBERT", "PAUL", "KWAME", "STEPHEN", "ALAN",
+    "TARIQ", "WEI", "GEORGE",
 ];
 
 /// Days from 1970-01-01 to a civil date (Howard Hinnant's algorithm); kept
@@ -178,15 +177,7 @@ fn civil_from_days(z: i32) -> (i32, u32, u32) {
     let mp = (5 * doy + 2) / 153;
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
+    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
 }
 
 fn da(days: i32) -> String {
@@ -241,46 +232,19 @@ impl StudyPlan {
         let study_uid = uid(&mut rng);
         let accession = format!("DES{:07}", rng.int(0, 9_999_999));
         let first = draw_grades(&mut rng);
-        let second = if rng.chance(SAME_AS_OTHER_EYE) {
-            first
-        } else {
-            draw_grades(&mut rng)
-        };
+        let second = if rng.chance(SAME_AS_OTHER_EYE) { first } else { draw_grades(&mut rng) };
         let mut series_number = 0;
         let mut eye = |eye: Eye, (r, m1): (u8, bool), rng: &mut Rng| {
-            let poor = rng.chance(POOR_EYE).then(|| {
-                if rng.chance(0.6) {
-                    Defect::SmallPupil
-                } else {
-                    Defect::Opacity
-                }
-            });
+            let poor = rng.chance(POOR_EYE).then(|| if rng.chance(0.6) { Defect::SmallPupil } else { Defect::Opacity });
             let mut image = |field: Field, rng: &mut Rng| {
-                let own = rng
-                    .chance(IMAGE_FAILURE)
-                    .then(|| *rng.pick(&[Defect::Blur, Defect::Dark, Defect::Bright]));
+                let own = rng.chance(IMAGE_FAILURE).then(|| *rng.pick(&[Defect::Blur, Defect::Dark, Defect::Bright]));
                 series_number += 1;
-                ImagePlan {
-                    field,
-                    defect: poor.or(own),
-                    series_uid: uid(rng),
-                    sop_uid: uid(rng),
-                    series_number,
-                }
+                ImagePlan { field, defect: poor.or(own), series_uid: uid(rng), sop_uid: uid(rng), series_number }
             };
             let images = [image(Field::Macula, rng), image(Field::Disc, rng)];
-            EyePlan {
-                eye,
-                r,
-                m1,
-                images,
-                seed: rng.next_u64(),
-            }
+            EyePlan { eye, r, m1, images, seed: rng.next_u64() }
         };
-        let eyes = [
-            eye(Eye::Right, first, &mut rng),
-            eye(Eye::Left, second, &mut rng),
-        ];
+        let eyes = [eye(Eye::Right, first, &mut rng), eye(Eye::Left, second, &mut rng)];
         StudyPlan {
             index,
             patient,

@@ -29,8 +29,7 @@ impl Grade {
     }
 
     pub fn m(self) -> String {
-        self.0
-            .map_or("U".into(), |(_, m)| if m { "M1" } else { "M0" }.into())
+        self.0.map_or("U".into(), |(_, m)| if m { "M1" } else { "M0" }.into())
     }
 
     /// The worse of two grades, ignoring ungradable ones.
@@ -101,11 +100,7 @@ pub struct StudyTruth {
 
 impl StudyTruth {
     pub fn outcome(&self) -> Outcome {
-        self.eyes
-            .iter()
-            .map(|e| Outcome::of_eye(e.grade))
-            .max()
-            .unwrap_or(Outcome::Ungradable)
+        self.eyes.iter().map(|e| Outcome::of_eye(e.grade)).max().unwrap_or(Outcome::Ungradable)
     }
 }
 
@@ -116,24 +111,12 @@ impl StudyTruth {
 pub fn write(dir: &Path, studies: &[StudyTruth]) -> Result<(), SynthError> {
     let csv_err = |name: &str| {
         let path = dir.join(name);
-        move |source: csv::Error| SynthError::Truth {
-            path: path.clone(),
-            source,
-        }
+        move |source: csv::Error| SynthError::Truth { path: path.clone(), source }
     };
     let mut eyes = csv::Writer::from_path(dir.join("truth.csv")).map_err(csv_err("truth.csv"))?;
-    eyes.write_record([
-        "study_uid",
-        "patient_id",
-        "eye",
-        "r_grade",
-        "m_grade",
-        "gradable",
-        "outcome",
-    ])
-    .map_err(csv_err("truth.csv"))?;
-    let mut images = csv::Writer::from_path(dir.join("truth_images.csv"))
-        .map_err(csv_err("truth_images.csv"))?;
+    eyes.write_record(["study_uid", "patient_id", "eye", "r_grade", "m_grade", "gradable", "outcome"])
+        .map_err(csv_err("truth.csv"))?;
+    let mut images = csv::Writer::from_path(dir.join("truth_images.csv")).map_err(csv_err("truth_images.csv"))?;
     images
         .write_record([
             "study_uid",
@@ -151,16 +134,8 @@ pub fn write(dir: &Path, studies: &[StudyTruth]) -> Result<(), SynthError> {
         let outcome = s.outcome().name();
         for e in &s.eyes {
             let gradable = e.grade.0.is_some().to_string();
-            eyes.write_record([
-                &s.study_uid,
-                &s.patient_id,
-                e.eye,
-                &e.grade.r(),
-                &e.grade.m(),
-                &gradable,
-                outcome,
-            ])
-            .map_err(csv_err("truth.csv"))?;
+            eyes.write_record([&s.study_uid, &s.patient_id, e.eye, &e.grade.r(), &e.grade.m(), &gradable, outcome])
+                .map_err(csv_err("truth.csv"))?;
         }
         for i in &s.images {
             let gradable = i.grade.0.is_some().to_string();
@@ -180,9 +155,7 @@ pub fn write(dir: &Path, studies: &[StudyTruth]) -> Result<(), SynthError> {
         }
     }
     eyes.flush().map_err(|e| csv_err("truth.csv")(e.into()))?;
-    images
-        .flush()
-        .map_err(|e| csv_err("truth_images.csv")(e.into()))?;
+    images.flush().map_err(|e| csv_err("truth_images.csv")(e.into()))?;
     Ok(())
 }
 

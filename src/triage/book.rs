@@ -132,7 +132,11 @@ impl<'r> StudyBook<'r> {
                 acc.failed_files.insert(r.path.to_string_lossy().into_owned());
                 // Under DESP an unreadable field counts as an ungradable one.
                 if self.rules.desp_enabled() && !header.laterality.is_empty() {
-                    acc.fields.push(Field { eye: header.laterality.clone(), field: header.field.clone(), grade: desp::unreadable() });
+                    acc.fields.push(Field {
+                        eye: header.laterality.clone(),
+                        field: header.field.clone(),
+                        grade: desp::unreadable(),
+                    });
                 }
             }
             RejectKind::Skip(_) => acc.skipped += 1,
@@ -190,8 +194,14 @@ impl<'r> StudyBook<'r> {
                         (rules.band_index(desp::BANDS[band]), Some(score), why)
                     }
                     Some((band, value, why)) => (band, Some(value), why),
-                    None if scored == 0 => (rules.incomplete_band, None, "no image in this study could be scored".to_string()),
-                    None if failed > 0 => (rules.incomplete_band, None, "no finding in the readable images, but some could not be read".to_string()),
+                    None if scored == 0 => {
+                        (rules.incomplete_band, None, "no image in this study could be scored".to_string())
+                    }
+                    None if failed > 0 => (
+                        rules.incomplete_band,
+                        None,
+                        "no finding in the readable images, but some could not be read".to_string(),
+                    ),
                     None => (rules.default_band, None, format!("no rule fired on {scored} image(s)")),
                 };
                 if header.study_uid.0.is_empty() {
@@ -214,8 +224,15 @@ impl<'r> StudyBook<'r> {
                     images_scored: scored,
                     files_failed: failed,
                     files_skipped: acc.skipped,
-                    models: acc.models.iter().map(|&m| format!("{} {}", rules.models[m].0, rules.models[m].1)).collect(),
-                    eyes: eyes.iter().map(|e| (e.eye.clone(), EyeResult { grade: e.label(), probs: e.probs })).collect(),
+                    models: acc
+                        .models
+                        .iter()
+                        .map(|&m| format!("{} {}", rules.models[m].0, rules.models[m].1))
+                        .collect(),
+                    eyes: eyes
+                        .iter()
+                        .map(|e| (e.eye.clone(), EyeResult { grade: e.label(), probs: e.probs }))
+                        .collect(),
                 })
             })
             .collect();
@@ -241,18 +258,17 @@ pub fn rank(studies: &mut [StudyResult]) {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::triage::{Rule, TriageConfig};
     use crate::message::Scored;
-    use crate::model::VerifiedModel;
     use crate::message::{ImageMeta, Instance, PixelStats};
     use crate::model::card::{Accepts, Activation, InputSpec, Layout, ModelCard, OutputSpec};
     use crate::model::ChannelOrder;
+    use crate::model::VerifiedModel;
+    use crate::triage::{Rule, TriageConfig};
 
     fn model() -> VerifiedModel {
         VerifiedModel {
@@ -264,8 +280,22 @@ mod tests {
                 intended_use: String::new(),
                 limitations: String::new(),
                 clinical_use: false,
-                input: InputSpec { name: "x".into(), layout: Layout::NCHW, channels: 3, height: 8, width: 8, scale: 1.0, mean: vec![], std: vec![], channel_order: ChannelOrder::RGB },
-                output: OutputSpec { name: "y".into(), labels: vec!["r3".into(), "r2".into()], activation: Activation::None },
+                input: InputSpec {
+                    name: "x".into(),
+                    layout: Layout::NCHW,
+                    channels: 3,
+                    height: 8,
+                    width: 8,
+                    scale: 1.0,
+                    mean: vec![],
+                    std: vec![],
+                    channel_order: ChannelOrder::RGB,
+                },
+                output: OutputSpec {
+                    name: "y".into(),
+                    labels: vec!["r3".into(), "r2".into()],
+                    activation: Activation::None,
+                },
                 accepts: Accepts::default(),
                 thresholds: [("r2".to_string(), 0.4)].into_iter().collect(),
                 evaluation: None,
@@ -280,7 +310,13 @@ mod tests {
     fn config() -> TriageConfig {
         TriageConfig {
             rules: vec![
-                Rule { model: "m".into(), label: "r3".into(), at_least: Some(0.8), band: "URGENT".into(), finding: Some("R3".into()) },
+                Rule {
+                    model: "m".into(),
+                    label: "r3".into(),
+                    at_least: Some(0.8),
+                    band: "URGENT".into(),
+                    finding: Some("R3".into()),
+                },
                 Rule { model: "m".into(), label: "r2".into(), at_least: None, band: "ROUTINE".into(), finding: None },
             ],
             ..TriageConfig::default()
@@ -288,9 +324,26 @@ mod tests {
     }
 
     fn scored(study: &str, laterality: &str, outputs: Vec<f32>) -> Scored {
-        let header = Header { study_uid: StudyUid::new(study), laterality: laterality.into(), modality: "OP".into(), ..Header::default() };
-        let instance = Arc::new(Instance { path: format!("/{study}/{laterality}.dcm").into(), rel_path: String::new(), header: Arc::new(header), models: vec![0] });
-        let meta = Arc::new(ImageMeta { instance, frame_index: 0, width: 8, height: 8, stored: PixelStats::default(), thumbnail: None });
+        let header = Header {
+            study_uid: StudyUid::new(study),
+            laterality: laterality.into(),
+            modality: "OP".into(),
+            ..Header::default()
+        };
+        let instance = Arc::new(Instance {
+            path: format!("/{study}/{laterality}.dcm").into(),
+            rel_path: String::new(),
+            header: Arc::new(header),
+            models: vec![0],
+        });
+        let meta = Arc::new(ImageMeta {
+            instance,
+            frame_index: 0,
+            width: 8,
+            height: 8,
+            stored: PixelStats::default(),
+            thumbnail: None,
+        });
         Scored { meta, model: 0, outputs, attention: None, scored_at: chrono::Utc::now() }
     }
 

@@ -89,7 +89,11 @@ pub struct ImageGrade {
 impl ImageGrade {
     /// "R2M1", "R0M0" or "U".
     pub fn label(&self) -> String {
-        if self.gradable { format!("R{}M{}", self.r, u8::from(self.m1)) } else { "U".into() }
+        if self.gradable {
+            format!("R{}M{}", self.r, u8::from(self.m1))
+        } else {
+            "U".into()
+        }
     }
 }
 
@@ -113,14 +117,38 @@ impl DespConfig {
         };
         let m1 = p_m1 >= self.m1_at_least;
         let near = |p: f32, t: f32| p < t && p >= t - self.unsure_margin;
-        let unsure = r < 2 && !m1 && (near(p_referable, self.referable_at_least) || near(p_m1, self.m1_at_least) || near(p3, self.r3_at_least));
-        ImageGrade { gradable: p_gradable >= self.gradable_at_least, r, m1, unsure, p_gradable, p_r3: p3, p_referable, p_m1, p_any_dr }
+        let unsure = r < 2
+            && !m1
+            && (near(p_referable, self.referable_at_least)
+                || near(p_m1, self.m1_at_least)
+                || near(p3, self.r3_at_least));
+        ImageGrade {
+            gradable: p_gradable >= self.gradable_at_least,
+            r,
+            m1,
+            unsure,
+            p_gradable,
+            p_r3: p3,
+            p_referable,
+            p_m1,
+            p_any_dr,
+        }
     }
 }
 
 /// The grade of a field whose file could not be read: ungradable.
 pub fn unreadable() -> ImageGrade {
-    ImageGrade { gradable: false, r: 0, m1: false, unsure: false, p_gradable: 0.0, p_r3: 0.0, p_referable: 0.0, p_m1: 0.0, p_any_dr: 0.0 }
+    ImageGrade {
+        gradable: false,
+        r: 0,
+        m1: false,
+        unsure: false,
+        p_gradable: 0.0,
+        p_r3: 0.0,
+        p_referable: 0.0,
+        p_m1: 0.0,
+        p_any_dr: 0.0,
+    }
 }
 
 /// One graded image with where it was taken.
@@ -161,7 +189,9 @@ pub struct EyeProbs {
 
 impl EyeProbs {
     fn of(fields: &[&Field]) -> Self {
-        let top = |f: fn(&ImageGrade) -> f32| fields.iter().filter(|x| x.grade.gradable).map(|x| f(&x.grade)).reduce(f32::max);
+        let top = |f: fn(&ImageGrade) -> f32| {
+            fields.iter().filter(|x| x.grade.gradable).map(|x| f(&x.grade)).reduce(f32::max)
+        };
         Self {
             referable: top(|g| g.p_referable),
             r3: top(|g| g.p_r3),
@@ -173,7 +203,11 @@ impl EyeProbs {
 
 impl EyeGrade {
     pub fn label(&self) -> String {
-        if self.ungradable { "U".into() } else { format!("R{}M{}", self.r, u8::from(self.m1)) }
+        if self.ungradable {
+            "U".into()
+        } else {
+            format!("R{}M{}", self.r, u8::from(self.m1))
+        }
     }
 }
 
@@ -193,11 +227,16 @@ pub fn grade_eyes(fields: &[Field]) -> Vec<EyeGrade> {
             // Fields arrive in whatever order decode finished them; ties
             // (two fields equally ungradable) must not depend on that.
             of_eye.sort_by(|a, b| {
-                a.field.cmp(&b.field).then(a.grade.p_gradable.total_cmp(&b.grade.p_gradable)).then(a.grade.p_referable.total_cmp(&b.grade.p_referable))
+                a.field
+                    .cmp(&b.field)
+                    .then(a.grade.p_gradable.total_cmp(&b.grade.p_gradable))
+                    .then(a.grade.p_referable.total_cmp(&b.grade.p_referable))
             });
             let probs = EyeProbs::of(&of_eye);
             let gradable = of_eye.iter().filter(|f| f.grade.gradable);
-            match gradable.max_by(|a, b| severity(&a.grade).partial_cmp(&severity(&b.grade)).unwrap_or(std::cmp::Ordering::Equal)) {
+            match gradable
+                .max_by(|a, b| severity(&a.grade).partial_cmp(&severity(&b.grade)).unwrap_or(std::cmp::Ordering::Equal))
+            {
                 Some(worst) => Some(EyeGrade {
                     eye,
                     ungradable: false,
@@ -209,7 +248,15 @@ pub fn grade_eyes(fields: &[Field]) -> Vec<EyeGrade> {
                 }),
                 None => {
                     let best = of_eye.iter().max_by(|a, b| a.grade.p_gradable.total_cmp(&b.grade.p_gradable))?;
-                    Some(EyeGrade { eye, ungradable: true, r: 0, m1: false, unsure: false, decisive: (*best).clone(), probs })
+                    Some(EyeGrade {
+                        eye,
+                        ungradable: true,
+                        r: 0,
+                        m1: false,
+                        unsure: false,
+                        decisive: (*best).clone(),
+                        probs,
+                    })
                 }
             }
         })
@@ -241,7 +288,10 @@ pub fn study_outcome(eyes: &[EyeGrade]) -> (usize, f32, String) {
             _ => g.p_referable.max(g.p_m1),
         }
     };
-    let Some(worst) = eyes.iter().min_by(|a, b| band_of(a).cmp(&band_of(b)).then(risk(b, band_of(b)).total_cmp(&risk(a, band_of(a))))) else {
+    let Some(worst) = eyes
+        .iter()
+        .min_by(|a, b| band_of(a).cmp(&band_of(b)).then(risk(b, band_of(b)).total_cmp(&risk(a, band_of(a)))))
+    else {
         return (UNGRADABLE, 1.0, "no DR-model result for this study".into());
     };
     let band = band_of(worst);
@@ -255,7 +305,11 @@ pub fn study_outcome(eyes: &[EyeGrade]) -> (usize, f32, String) {
         UNGRADABLE => format!("ungradable: no gradable field, p(gradable)={:.2}", g.p_gradable),
         REVIEW if worst.r == 1 => format!("R1 suspected, p={:.2}", g.p_any_dr),
         REVIEW => format!("model unsure: p(referable)={:.2} close to the threshold", g.p_referable.max(g.p_m1)),
-        _ => format!("R0M0 in {}, highest p(referable)={:.2}", if eyes.len() > 1 { "both eyes" } else { "the eye seen" }, score),
+        _ => format!(
+            "R0M0 in {}, highest p(referable)={:.2}",
+            if eyes.len() > 1 { "both eyes" } else { "the eye seen" },
+            score
+        ),
     };
     let mut reason = what;
     if band != NO_DISEASE {
@@ -269,7 +323,8 @@ pub fn study_outcome(eyes: &[EyeGrade]) -> (usize, f32, String) {
             reason.push_str(&format!(", {} field", worst.decisive.field));
         }
     }
-    let others: Vec<String> = eyes.iter().filter(|e| e.eye != worst.eye).map(|e| format!("other eye {}", e.label())).collect();
+    let others: Vec<String> =
+        eyes.iter().filter(|e| e.eye != worst.eye).map(|e| format!("other eye {}", e.label())).collect();
     if !others.is_empty() {
         reason.push_str(&format!("; {}", others.join(", ")));
     }
@@ -327,14 +382,23 @@ mod tests {
 
     #[test]
     fn the_worse_eye_decides_the_study_and_the_reason_says_where() {
-        let eyes = grade_eyes(&[field("L", "disc", [0.0, 0.0, 0.09, 0.91, 0.0, 0.95]), field("R", "macula", [0.9, 0.05, 0.03, 0.02, 0.1, 0.9])]);
+        let eyes = grade_eyes(&[
+            field("L", "disc", [0.0, 0.0, 0.09, 0.91, 0.0, 0.95]),
+            field("R", "macula", [0.9, 0.05, 0.03, 0.02, 0.1, 0.9]),
+        ]);
         let (band, score, reason) = study_outcome(&eyes);
         assert_eq!(BANDS[band], "URGENT");
         assert!((score - 0.91).abs() < 1e-6);
         assert_eq!(reason, "R3 suspected, p=0.91, left eye, disc field; other eye R0M0");
-        let eyes = grade_eyes(&[field("L", "macula", [0.0, 0.0, 0.1, 0.9, 0.0, 0.1]), field("R", "macula", [0.9, 0.05, 0.03, 0.02, 0.1, 0.9])]);
+        let eyes = grade_eyes(&[
+            field("L", "macula", [0.0, 0.0, 0.1, 0.9, 0.0, 0.1]),
+            field("R", "macula", [0.9, 0.05, 0.03, 0.02, 0.1, 0.9]),
+        ]);
         assert_eq!(BANDS[study_outcome(&eyes).0], "UNGRADABLE");
-        let eyes = grade_eyes(&[field("L", "macula", [0.95, 0.02, 0.02, 0.01, 0.1, 0.9]), field("R", "macula", [0.9, 0.05, 0.03, 0.02, 0.1, 0.9])]);
+        let eyes = grade_eyes(&[
+            field("L", "macula", [0.95, 0.02, 0.02, 0.01, 0.1, 0.9]),
+            field("R", "macula", [0.9, 0.05, 0.03, 0.02, 0.1, 0.9]),
+        ]);
         let (band, _, reason) = study_outcome(&eyes);
         assert_eq!(BANDS[band], "NO_DISEASE");
         assert!(reason.starts_with("R0M0 in both eyes"), "{reason}");

@@ -93,7 +93,10 @@ impl TriageConfig {
         }
         for rule in &self.rules {
             if !known(&rule.band) {
-                out.push(format!("triage rule for {}/{}: band {:?} is not in triage.bands", rule.model, rule.label, rule.band));
+                out.push(format!(
+                    "triage rule for {}/{}: band {:?} is not in triage.bands",
+                    rule.model, rule.label, rule.band
+                ));
             }
         }
         out
@@ -173,12 +176,20 @@ impl RuleSet {
                 .position(|m| m.card.id == rule.model)
                 .ok_or_else(|| fail("model is not in this run's [[models]]".into()))?;
             let card = &models[model].card;
-            let output = card.label_index(&rule.label).ok_or_else(|| fail(format!("model has no output label (labels: {})", card.output.labels.join(", "))))?;
+            let output = card.label_index(&rule.label).ok_or_else(|| {
+                fail(format!("model has no output label (labels: {})", card.output.labels.join(", ")))
+            })?;
             let threshold = match rule.at_least.or_else(|| card.thresholds.get(&rule.label).copied()) {
                 Some(t) => t,
                 None => return Err(fail("no at_least given and the card has no threshold for it".into())),
             };
-            rules.push(BoundRule { model, output, threshold, band: band_of(&rule.band), finding: rule.finding.clone().unwrap_or_else(|| rule.label.clone()) });
+            rules.push(BoundRule {
+                model,
+                output,
+                threshold,
+                band: band_of(&rule.band),
+                finding: rule.finding.clone().unwrap_or_else(|| rule.label.clone()),
+            });
         }
         let desp = match cfg.mode {
             TriageMode::Rules => None,
@@ -245,15 +256,10 @@ impl RuleSet {
 }
 
 /// The triage stage: evaluates rules per image and forwards findings.
-pub fn run(
-    rules: &RuleSet,
-    rx: crossbeam_channel::Receiver<Msg<Scored>>,
-    tx: crossbeam_channel::Sender<Msg<Finding>>,
-) {
+pub fn run(rules: &RuleSet, rx: crossbeam_channel::Receiver<Msg<Scored>>, tx: crossbeam_channel::Sender<Msg<Finding>>) {
     for msg in rx {
         if tx.send(msg.map(|s| rules.evaluate(s))).is_err() {
             return;
         }
     }
 }
-

@@ -39,11 +39,7 @@ pub(super) fn dct_quant(x: &mut [[i32; LANES]; 64], q: &Quant, out: &mut Coefs) 
     // first to outputs 0 and 4.
     #[inline(always)]
     fn dct8(x: &mut [[i32; LANES]; 64], at: usize, step: usize, pass2: bool, round: i32) {
-        let sh = if pass2 {
-            CONST_BITS + PASS1_BITS
-        } else {
-            CONST_BITS - PASS1_BITS
-        };
+        let sh = if pass2 { CONST_BITS + PASS1_BITS } else { CONST_BITS - PASS1_BITS };
         let descale = |v: i32| (v + (1 << (sh - 1))) >> sh;
         let i = [0, 1, 2, 3, 4, 5, 6, 7].map(|j| at + j * step);
         for l in 0..LANES {
@@ -112,15 +108,14 @@ pub(super) fn transpose(src: &[[i16; LANES]; 64], dst: &mut [[i16; 64]; LANES]) 
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{
-            __m128i, _mm_loadu_si128, _mm_storeu_si128, _mm_unpackhi_epi16, _mm_unpackhi_epi32,
-            _mm_unpackhi_epi64, _mm_unpacklo_epi16, _mm_unpacklo_epi32, _mm_unpacklo_epi64,
+            __m128i, _mm_loadu_si128, _mm_storeu_si128, _mm_unpackhi_epi16, _mm_unpackhi_epi32, _mm_unpackhi_epi64,
+            _mm_unpacklo_epi16, _mm_unpacklo_epi32, _mm_unpacklo_epi64,
         };
         for j in 0..8 {
             // SAFETY: SSE2 is part of x86_64; loads read `src[8j..8j + 8]`
             // (8 lanes of i16 each) and stores write `dst[l][8j..8j + 8]`.
             unsafe {
-                let r: [__m128i; 8] =
-                    std::array::from_fn(|t| _mm_loadu_si128(src[8 * j + t].as_ptr().cast()));
+                let r: [__m128i; 8] = std::array::from_fn(|t| _mm_loadu_si128(src[8 * j + t].as_ptr().cast()));
                 let a = [
                     _mm_unpacklo_epi16(r[0], r[1]),
                     _mm_unpackhi_epi16(r[0], r[1]),

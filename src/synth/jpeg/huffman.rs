@@ -14,12 +14,7 @@ pub(super) struct Huff {
 impl Huff {
     /// Canonical codes (T.81 Annex C).
     pub(super) fn new(bits: [u8; 16], values: &'static [u8]) -> Self {
-        let mut h = Huff {
-            bits,
-            values,
-            code: [0; 256],
-            len: [0; 256],
-        };
+        let mut h = Huff { bits, values, code: [0; 256], len: [0; 256] };
         let (mut code, mut k) = (0u16, 0usize);
         for (i, &n) in bits.iter().enumerate() {
             for _ in 0..n {
@@ -110,8 +105,7 @@ pub(super) fn nonzero(zz: &[i16; 64]) -> u64 {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{
-            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_packs_epi16,
-            _mm_setzero_si128,
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_packs_epi16, _mm_setzero_si128,
         };
         let mut mask = 0u64;
         for j in 0..4 {
@@ -129,31 +123,19 @@ pub(super) fn nonzero(zz: &[i16; 64]) -> u64 {
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        zz.iter()
-            .enumerate()
-            .fold(0, |m, (i, &c)| m | (u64::from(c != 0) << i))
+        zz.iter().enumerate().fold(0, |m, (i, &c)| m | (u64::from(c != 0) << i))
     }
 }
 
 /// Huffman-codes a DC coefficient as the difference from the previous
 /// one of its component.
 #[inline]
-pub(super) fn write_dc(
-    dc: i16,
-    prev: &mut i16,
-    table: &Huff,
-    bits: &mut BitWriter,
-    out: &mut Vec<u8>,
-) {
+pub(super) fn write_dc(dc: i16, prev: &mut i16, table: &Huff, bits: &mut BitWriter, out: &mut Vec<u8>) {
     let diff = i32::from(dc) - i32::from(*prev);
     *prev = dc;
     let (n, v) = magnitude(diff);
     let s = n as usize;
-    bits.put(
-        out,
-        (u32::from(table.code[s]) << n) | v,
-        u32::from(table.len[s]) + n,
-    );
+    bits.put(out, (u32::from(table.code[s]) << n) | v, u32::from(table.len[s]) + n);
 }
 
 #[inline]
@@ -164,13 +146,7 @@ pub(super) fn put_eob(table: &Huff, bits: &mut BitWriter, out: &mut Vec<u8>) {
 /// Huffman-codes the AC coefficients of a block, visiting only the
 /// non-zero ones (bits of `nz`).
 #[inline]
-pub(super) fn write_ac(
-    zz: &[i16; 64],
-    nz: u64,
-    table: &Huff,
-    bits: &mut BitWriter,
-    out: &mut Vec<u8>,
-) {
+pub(super) fn write_ac(zz: &[i16; 64], nz: u64, table: &Huff, bits: &mut BitWriter, out: &mut Vec<u8>) {
     let mut mask = nz & !1;
     let mut last = 0u32;
     while mask != 0 {
@@ -182,11 +158,7 @@ pub(super) fn write_ac(
         }
         let (n, v) = magnitude(i32::from(zz[i as usize]));
         let s = ((run << 4) | n) as usize;
-        bits.put(
-            out,
-            (u32::from(table.code[s]) << n) | v,
-            u32::from(table.len[s]) + n,
-        );
+        bits.put(out, (u32::from(table.code[s]) << n) | v, u32::from(table.len[s]) + n);
         last = i;
         mask &= mask - 1;
     }

@@ -73,10 +73,7 @@ struct Coefs {
 
 impl Default for Coefs {
     fn default() -> Self {
-        Coefs {
-            zz: [[0; 64]; LANES],
-            nz: [0; LANES],
-        }
+        Coefs { zz: [[0; 64]; LANES], nz: [0; LANES] }
     }
 }
 
@@ -93,11 +90,7 @@ struct Batch {
 
 impl Default for Batch {
     fn default() -> Self {
-        Batch {
-            x: [[0; LANES]; 64],
-            n: 0,
-            at: 0,
-        }
+        Batch { x: [[0; LANES]; 64], n: 0, at: 0 }
     }
 }
 
@@ -105,14 +98,8 @@ impl JpegEncoder {
     pub fn new(quality: u8) -> Self {
         JpegEncoder {
             q: [Quant::new(&LUMA_Q, quality), Quant::new(&CHROMA_Q, quality)],
-            dc: [
-                Huff::new(LUMA_DC_BITS, &DC_VALUES),
-                Huff::new(CHROMA_DC_BITS, &DC_VALUES),
-            ],
-            ac: [
-                Huff::new(LUMA_AC_BITS, &LUMA_AC_VALUES),
-                Huff::new(CHROMA_AC_BITS, &CHROMA_AC_VALUES),
-            ],
+            dc: [Huff::new(LUMA_DC_BITS, &DC_VALUES), Huff::new(CHROMA_DC_BITS, &DC_VALUES)],
+            ac: [Huff::new(LUMA_AC_BITS, &LUMA_AC_VALUES), Huff::new(CHROMA_AC_BITS, &CHROMA_AC_VALUES)],
             y: Vec::new(),
             cb: Vec::new(),
             cr: Vec::new(),
@@ -163,11 +150,7 @@ impl JpegEncoder {
             for r in 0..8 {
                 let y = (row * 8 + r).min(h - 1);
                 let [rs, gs, bs] = planes;
-                let (rs, gs, bs) = (
-                    &rs[y * w..(y + 1) * w],
-                    &gs[y * w..(y + 1) * w],
-                    &bs[y * w..(y + 1) * w],
-                );
+                let (rs, gs, bs) = (&rs[y * w..(y + 1) * w], &gs[y * w..(y + 1) * w], &bs[y * w..(y + 1) * w]);
                 self.convert_row(rs, gs, bs, r, wp);
             }
             self.transform_row(mcus, wp);
@@ -183,13 +166,7 @@ impl JpegEncoder {
                     }
                     Slot::Lane(at, lane) => (&self.done[at as usize], usize::from(lane)),
                 };
-                write_dc(
-                    coefs.zz[lane][0],
-                    &mut prev[comp],
-                    &self.dc[t],
-                    &mut bits,
-                    out,
-                );
+                write_dc(coefs.zz[lane][0], &mut prev[comp], &self.dc[t], &mut bits, out);
                 write_ac(&coefs.zz[lane], coefs.nz[lane], &self.ac[t], &mut bits, out);
             }
         }
@@ -212,12 +189,8 @@ impl JpegEncoder {
             out.extend_from_slice(&[0xFF, 0xDB, 0, 67, dest as u8]);
             out.extend(ZIGZAG.iter().map(|&z| q.table[usize::from(z)]));
         }
-        for (class, dest, t) in [
-            (0u8, 0u8, &self.dc[0]),
-            (1, 0, &self.ac[0]),
-            (0, 1, &self.dc[1]),
-            (1, 1, &self.ac[1]),
-        ] {
+        for (class, dest, t) in [(0u8, 0u8, &self.dc[0]), (1, 0, &self.ac[0]), (0, 1, &self.dc[1]), (1, 1, &self.ac[1])]
+        {
             let len = (2 + 1 + 16 + t.values.len()) as u16;
             out.extend_from_slice(&[0xFF, 0xC4]);
             out.extend_from_slice(&len.to_be_bytes());
@@ -238,10 +211,7 @@ impl JpegEncoder {
         let last = y[w - 1];
         y[w..].fill(last);
         let half = wp / 2;
-        let (cb, cr) = (
-            &mut self.cb[r * half..(r + 1) * half],
-            &mut self.cr[r * half..(r + 1) * half],
-        );
+        let (cb, cr) = (&mut self.cb[r * half..(r + 1) * half], &mut self.cr[r * half..(r + 1) * half]);
         // Nearest sampling keeps the even columns.
         let even = w.div_ceil(2);
         chroma_even(rs, gs, bs, &mut cb[..even], &mut cr[..even]);
@@ -317,8 +287,7 @@ mod tests {
         let mut out = Vec::new();
         let mut enc = jpeg_encoder::Encoder::new(&mut out, 90);
         enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_1);
-        enc.encode(rgb, w, h, jpeg_encoder::ColorType::Rgb)
-            .expect("reference encode");
+        enc.encode(rgb, w, h, jpeg_encoder::ColorType::Rgb).expect("reference encode");
         out
     }
 
