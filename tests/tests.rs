@@ -9,6 +9,7 @@ mod decode;
 mod deploy;
 mod desp;
 mod evaluate;
+mod golden;
 mod hostile;
 mod infer;
 mod ingest;
