@@ -24,7 +24,7 @@ DEMO_OUT := out/demo
 # `nightscreen keygen` and keeps it with its secrets.
 DEMO_KEY := out/demo.key
 
-.PHONY: all build demo evaluate test bench ort testdata venv cmake chromium doctor clean
+.PHONY: all build demo evaluate test lint bench ort testdata venv cmake chromium doctor clean
 
 all: build
 
@@ -86,7 +86,14 @@ evaluate: build ort $(DEMO_KEY)
 	$(BIN) evaluate --key-file $(DEMO_KEY) --results $(EVAL_OUT) --reference $(EVAL_IN)/truth.csv
 	python3 tools/evaluate_desp.py $(EVAL_OUT) $(EVAL_IN)/truth.csv --check-targets --card models/dr-screen.toml
 
-test: cmake ort testdata venv chromium
+# One house style, checked before the tests: rustfmt.toml's format and
+# clippy with every warning an error, over the library, binary, tests and benches.
+lint: cmake
+	cargo fmt --check
+	cd fuzz && cargo fmt --check
+	cargo clippy --release --locked --all-targets -- -D warnings
+
+test: lint cmake ort testdata venv chromium
 	NIGHTSCREEN_TESTDATA=$(CURDIR)/$(TESTDATA) NIGHTSCREEN_PYTHON=$(CURDIR)/$(VENV)/bin/python \
 	NIGHTSCREEN_STRICT=1 ORT_DYLIB_PATH=$(CURDIR)/$(ORT_DIR)/libonnxruntime.so \
 	  cargo test --release --locked

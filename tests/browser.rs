@@ -221,7 +221,7 @@ fn the_html_worklist_shows_the_csv_rows_in_order_with_every_thumbnail_and_workin
     let accession = &want[2].0;
     let dom = render(&chromium, &html, &format!("#q={accession}"), &shots.join("worklist-search.png"));
     let visible: Vec<String> = page_rows(&dom).into_iter().filter(|r| r.2).map(|r| r.0).collect();
-    assert_eq!(&visible, &[accession.clone()], "#q={accession}");
+    assert_eq!(visible.as_slice(), std::slice::from_ref(accession), "#q={accession}");
     let dom = render(&chromium, &html, "#band=NO_SUCH_BAND", &shots.join("worklist-none.png"));
     assert!(page_rows(&dom).iter().all(|r| !r.2), "an unknown band shows nothing");
 

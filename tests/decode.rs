@@ -318,7 +318,7 @@ fn missing_frame_is_a_frame_error() {
     let out = decode(&two, "two");
     assert_eq!(out.len(), 2);
     assert!(out[0].is_ok());
-    let err = out[1].as_ref().err().expect("frame 1 must fail");
+    let err = out[1].as_ref().expect_err("frame 1 must fail");
     assert_eq!(err.frame, Some(1));
     assert!(err.reason.contains("pixel data too short for frame 1"), "{}", err.reason);
 }
@@ -342,7 +342,7 @@ fn codec_panic_is_an_error() {
     obj.write_to_file(&bad).expect("write copy");
     let out = decode(&bad, "bad");
     assert_eq!(out.len(), 1);
-    let err = out[0].as_ref().err().expect("must be rejected");
+    let err = out[0].as_ref().expect_err("must be rejected");
     assert!(
         err.reason.contains("JPEG 2000 frame 0 declares")
             && err.reason.contains("with 3 components")

@@ -19,7 +19,7 @@ fn text<'a>(y: &'a Yaml, what: &str) -> &'a str {
 }
 
 /// The env entry `name` of a container: its value, or "fieldRef:PATH".
-fn env<'a>(container: &'a Yaml, name: &str) -> Option<String> {
+fn env(container: &Yaml, name: &str) -> Option<String> {
     container["env"].as_vec()?.iter().find(|e| e["name"].as_str() == Some(name)).map(|e| match e["value"].as_str() {
         Some(v) => v.to_string(),
         None => format!("fieldRef:{}", e["valueFrom"]["fieldRef"]["fieldPath"].as_str().unwrap_or_default()),

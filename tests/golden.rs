@@ -40,9 +40,7 @@ fn cell(col: &dyn Array, i: usize) -> Value {
         return Value::Null;
     }
     match col.data_type() {
-        DataType::Float32 => {
-            Value::from(f64::from(col.as_primitive::<arrow_array::types::Float32Type>().value(i)))
-        }
+        DataType::Float32 => Value::from(f64::from(col.as_primitive::<arrow_array::types::Float32Type>().value(i))),
         DataType::Float64 => Value::from(col.as_primitive::<arrow_array::types::Float64Type>().value(i)),
         DataType::Int32 => Value::from(col.as_primitive::<arrow_array::types::Int32Type>().value(i)),
         DataType::Utf8 => Value::from(col.as_string::<i32>().value(i)),

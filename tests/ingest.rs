@@ -75,7 +75,7 @@ fn pydicom_non_image_objects_are_skipped_with_their_kind() {
 fn dicomdir_records_are_followed_and_cannot_escape_its_folder() {
     let Some(data) = util::testdata() else { return };
     let dicomdir = data.join("pydicom/dicomdirtests/DICOMDIR");
-    let (files, rejects) = ingest::discover(&IngestConfig::default(), &[dicomdir.clone()]);
+    let (files, rejects) = ingest::discover(&IngestConfig::default(), std::slice::from_ref(&dicomdir));
     assert!(rejects.is_empty(), "{rejects:?}");
     assert!(!files.is_empty());
     let base = dicomdir.parent().expect("parent");

@@ -112,6 +112,9 @@ pub(crate) fn reduced_size(width: u16, height: u16, needed: (u32, u32)) -> Optio
         .find(|&(w, h)| u32::from(w) >= needed.0 && u32::from(h) >= needed.1 && (w, h) != (width, height))
 }
 
+/// A decoded JPEG frame: its samples, components per pixel and (width, height).
+type DecodedJpeg = (Vec<u8>, u8, (u32, u32));
+
 /// Decodes one frame to 8-bit samples (interleaved RGB or grey), reduced
 /// by DCT scaling when `needed` (Columns × Rows) allows it. Returns the
 /// samples, the channel count and the decoded Columns × Rows.
@@ -125,7 +128,7 @@ pub(crate) fn decode_frame(
     rows: u32,
     cols: u32,
     needed: Option<(u32, u32)>,
-) -> Result<(Vec<u8>, u8, (u32, u32)), DecodeError> {
+) -> Result<DecodedJpeg, DecodeError> {
     let header = scan_header(data)?;
     match header.precision {
         8 => {}

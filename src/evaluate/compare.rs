@@ -105,7 +105,9 @@ pub fn study_cases(eyes: &[MatchedEye<'_>], target: &Target) -> Vec<Case> {
             order.push(uid);
             Vec::new()
         });
-        by_study.get_mut(uid).map(|cases| cases.push(case));
+        if let Some(cases) = by_study.get_mut(uid) {
+            cases.push(case);
+        }
     }
     order
         .iter()

@@ -29,6 +29,9 @@ const ITEM: (u16, u16) = (0xFFFE, 0xE000);
 const ITEM_END: (u16, u16) = (0xFFFE, 0xE00D);
 const SEQ_END: (u16, u16) = (0xFFFE, 0xE0DD);
 
+/// One element header as read: tag (group, element), VR if explicit, length.
+type ElementHeader = ((u16, u16), Option<[u8; 2]>, u32);
+
 #[derive(Clone, Copy, PartialEq)]
 enum Syntax {
     ExplicitLittle,
@@ -120,7 +123,7 @@ impl<R: Skip> Walk<R> {
     }
 
     /// One element header: tag, VR (if explicit) and length.
-    fn header(&mut self, syntax: Syntax) -> Result<((u16, u16), Option<[u8; 2]>, u32), String> {
+    fn header(&mut self, syntax: Syntax) -> Result<ElementHeader, String> {
         let big = syntax == Syntax::ExplicitBig;
         let group = self.u16(big)?;
         let element = self.u16(big)?;

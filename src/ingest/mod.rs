@@ -150,7 +150,7 @@ fn walk_error_reason(err: &walkdir::Error) -> String {
 pub fn scan(files: Vec<Found>, models: &[VerifiedModel]) -> Inventory {
     let files_seen = files.len();
     let mut items: Vec<Msg<Instance>> = files.into_par_iter().map(|found| classify(found, models)).collect();
-    items.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
+    items.sort_by_key(order_key);
     let instances = items.iter().filter(|i| i.is_ok()).count();
     Inventory { items, files_seen, instances }
 }

@@ -221,7 +221,7 @@ impl ModelCard {
         if !self.input.std.is_empty() && self.input.std.len() != c {
             out.push(format!("input.std has {} values for {c} channels", self.input.std.len()));
         }
-        if self.input.std.iter().any(|s| *s == 0.0) {
+        if self.input.std.contains(&0.0) {
             out.push("input.std must not contain 0".into());
         }
         if self.output.labels.is_empty() {

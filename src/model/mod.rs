@@ -74,12 +74,15 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// A card file found in a models folder, loaded or with why not.
+pub type DiscoveredCard = (PathBuf, Result<ModelCard, CardError>);
+
 /// Every card (`*.toml`) in a models folder, sorted by file name, each
 /// loaded or with the reason it could not be.
 ///
 /// # Errors
 /// The folder itself cannot be listed.
-pub fn discover(dir: &Path) -> Result<Vec<(PathBuf, Result<ModelCard, CardError>)>, ModelError> {
+pub fn discover(dir: &Path) -> Result<Vec<DiscoveredCard>, ModelError> {
     let entries = std::fs::read_dir(dir).map_err(|source| ModelError::Dir { dir: dir.to_path_buf(), source })?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -274,9 +274,9 @@ pub fn render(
     }
     let mut page = String::with_capacity(4096 + rows.len() * 1500);
     page.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
-    let _ = write!(
+    let _ = writeln!(
         page,
-        "<title>{}Worklist {}</title><style>{CSS}</style></head>\n",
+        "<title>{}Worklist {}</title><style>{CSS}</style></head>",
         if info.shadow { "SHADOW — " } else { "" },
         escape(info.run_id)
     );
@@ -319,7 +319,7 @@ pub fn render(
     if rows.is_empty() {
         page.push_str("<tr><td colspan=\"9\">No studies in this run.</td></tr>");
     }
-    let _ = write!(page, "</tbody></table></main><script>{JS}</script></body></html>\n");
+    let _ = writeln!(page, "</tbody></table></main><script>{JS}</script></body></html>");
     page
 }
 

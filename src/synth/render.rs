@@ -433,6 +433,7 @@ fn finish_row(
             let v = (c[i] * clear + light[i].min(1.2) * haze + amp * n[i]) * edge[i];
             // What `v as u8` gives (truncation, saturating at 0 and 255,
             // NaN to 0), in a form that vectorises: `max` maps NaN to 0.
+            #[allow(clippy::manual_clamp)] // clamp keeps NaN; `max` maps it to 0, as `as u8` does
             let v = v.max(0.0).min(255.0);
             // SAFETY: `v` is finite and within 0..=255 here.
             *o = unsafe { v.to_int_unchecked::<i32>() } as u8;

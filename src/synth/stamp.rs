@@ -287,6 +287,7 @@ impl Segment {
 /// that vectorises.
 #[inline(always)]
 fn level(s: f32) -> u8 {
+    #[allow(clippy::manual_clamp)] // clamp keeps NaN; `max` maps it to 0, as `as u8` does
     let v = (s * 255.0).max(0.0).min(255.0);
     // SAFETY: `v` is finite and within 0..=255 (`max` maps NaN to 0).
     unsafe { v.to_int_unchecked::<i32>() as u8 }

@@ -42,6 +42,8 @@ pub(super) fn dct_quant(x: &mut [[i32; LANES]; 64], q: &Quant, out: &mut Coefs) 
         let sh = if pass2 { CONST_BITS + PASS1_BITS } else { CONST_BITS - PASS1_BITS };
         let descale = |v: i32| (v + (1 << (sh - 1))) >> sh;
         let i = [0, 1, 2, 3, 4, 5, 6, 7].map(|j| at + j * step);
+        // One lane at a time over eight rows: the shape that vectorises.
+        #[allow(clippy::needless_range_loop)]
         for l in 0..LANES {
             let (tmp0, tmp7) = (x[i[0]][l] + x[i[7]][l], x[i[0]][l] - x[i[7]][l]);
             let (tmp1, tmp6) = (x[i[1]][l] + x[i[6]][l], x[i[1]][l] - x[i[6]][l]);

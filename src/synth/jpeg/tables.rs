@@ -64,6 +64,7 @@ impl Quant {
         let quality = u32::from(quality.clamp(1, 100));
         let scale = if quality < 50 { 5000 / quality } else { 200 - quality * 2 };
         let mut q = Quant { table: [0; 64], recip: [0; 64], corr: [0; 64] };
+        #[allow(clippy::needless_range_loop)] // four tables filled from one index
         for i in 0..64 {
             let v = ((u32::from(base[i]) * scale + 50) / 100).clamp(1, 255);
             q.table[i] = v as u8;
