@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod decode;
+pub mod dicom;
 pub mod doctor;
 pub mod error;
 pub mod evaluate;

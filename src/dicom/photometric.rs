@@ -1,0 +1,1 @@
+//! (being written for issue 14; see src/dicom/mod.rs)
