@@ -18,11 +18,12 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use nightscreen::config::Overrides;
 use nightscreen::decode::Decoder;
-use nightscreen::message::{DecodedImage, Instance};
+use nightscreen::message::{DecodedImage, Instance, SourceId};
 use nightscreen::model::{self, VerifiedModel};
 use nightscreen::preprocess::Preprocessor;
 use nightscreen::progress::{Mode, Progress};
 use nightscreen::runtime::{Device, Runtime};
+use nightscreen::source::{Blob, FileSystem, Source};
 use nightscreen::{ingest, synth, Config};
 
 const STUDIES: usize = 4;
@@ -54,8 +55,8 @@ fn fixture() -> Fixture {
     config.key = Some(nightscreen::privacy::PseudonymKey::from_hex(&"b3c4".repeat(16), "bench key").expect("key"));
     let entry = &config.models[0];
     let model = model::load(&config.models_dir, &entry.id, entry.route.clone()).expect("model");
-    let (files, _) = ingest::discover(&config.ingest, std::slice::from_ref(&input));
-    let inventory = ingest::scan(files, std::slice::from_ref(&model));
+    let source = FileSystem::new(&config.ingest, std::slice::from_ref(&input));
+    let inventory = ingest::scan(source.list().instances, &source, std::slice::from_ref(&model));
     let instances: Vec<Arc<Instance>> = inventory.items.into_iter().filter_map(Result::ok).map(Arc::new).collect();
     assert!(instances.len() >= 8, "at least a batch of images in {}", input.display());
     Fixture { _dir: dir, input, config, model, instances }
@@ -67,10 +68,17 @@ fn one_thread() -> rayon::ThreadPool {
     rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool")
 }
 
+/// An instance's bytes, as the pipeline's file source opens them.
+fn blob(inst: &Instance) -> Blob {
+    let SourceId::File(path) = &inst.source;
+    Blob::open_file(path).expect("open synthetic image")
+}
+
 fn decode_all(decoder: &Decoder, instances: &[Arc<Instance>]) -> Vec<DecodedImage> {
     let mut frames = Vec::new();
     for inst in instances {
-        decoder.decode_each(inst, |msg| frames.push(msg.expect("synthetic image decodes")));
+        let blob = blob(inst);
+        decoder.decode_each(inst, &blob, |msg| frames.push(msg.expect("synthetic image decodes")));
     }
     frames
 }
@@ -90,7 +98,7 @@ fn stages(c: &mut Criterion) {
                 let inst = &fx.instances[next % fx.instances.len()];
                 next += 1;
                 let mut frames = 0;
-                decoder.decode_each(inst, |msg| frames += usize::from(msg.is_ok()));
+                decoder.decode_each(inst, &blob(inst), |msg| frames += usize::from(msg.is_ok()));
                 assert_eq!(frames, 1);
             })
         })

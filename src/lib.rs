@@ -24,6 +24,7 @@ pub mod progress;
 pub mod runtime;
 pub mod shard;
 pub mod sink;
+pub mod source;
 pub mod synth;
 pub mod thumbnail;
 pub mod triage;

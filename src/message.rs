@@ -66,12 +66,86 @@ impl fmt::Display for Stage {
     }
 }
 
+/// Where an instance's bytes come from: a file today; a DICOMweb or DIMSE
+/// instance next. Resume, counting, pseudonyms and the list of failures key
+/// on it. Deliberately not `Display`: it may name a patient (folder names
+/// often do), so only `failed_files.csv` shows it ([`SourceId::locator`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub enum SourceId {
+    File(PathBuf),
+}
+
+impl SourceId {
+    /// The bytes keyed digests are made from (file pseudonyms, resume keys):
+    /// a file's path, as before there were sources, so pseudonyms and
+    /// checkpoints carry across.
+    pub fn key_bytes(&self) -> &[u8] {
+        match self {
+            SourceId::File(path) => path.as_os_str().as_encoded_bytes(),
+        }
+    }
+
+    /// How the identifiable list of failures names it: a file's path.
+    pub fn locator(&self) -> String {
+        match self {
+            SourceId::File(path) => path.display().to_string(),
+        }
+    }
+}
+
+/// Why an input was skipped by design; [`SkipReason::as_str`] is the stable
+/// key counted in `run.json` and written to `skipped/`'s `reason_key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SkipReason {
+    SymlinkNotFollowed,
+    NotARegularFile,
+    NotDicom,
+    NoPixelData,
+    NoModelAccepts,
+    /// A SOP class that never carries an image we screen.
+    Dicomdir,
+    StructuredReport,
+    RtPlan,
+    RtStructureSet,
+    PresentationState,
+    Palette,
+    EncapsulatedDocument,
+    RawOrRegistration,
+    Waveform,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SymlinkNotFollowed => "symlink_not_followed",
+            Self::NotARegularFile => "not_a_regular_file",
+            Self::NotDicom => "not_dicom",
+            Self::NoPixelData => "no_pixel_data",
+            Self::NoModelAccepts => "no_model_accepts",
+            Self::Dicomdir => "dicomdir",
+            Self::StructuredReport => "structured_report",
+            Self::RtPlan => "rt_plan",
+            Self::RtStructureSet => "rt_structure_set",
+            Self::PresentationState => "presentation_state",
+            Self::Palette => "palette",
+            Self::EncapsulatedDocument => "encapsulated_document",
+            Self::RawOrRegistration => "raw_or_registration",
+            Self::Waveform => "waveform",
+        }
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why an input produced no result: skipped by design, or an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RejectKind {
     /// Not an image we screen (no pixel data, not DICOM, no model accepts it).
-    /// The string is a short stable reason key used for counting.
-    Skip(&'static str),
+    Skip(SkipReason),
     /// The file should have been readable but was not.
     Error,
 }
@@ -79,7 +153,7 @@ pub enum RejectKind {
 /// An input dropped by some stage, kept so sinks can report it.
 #[derive(Debug, Clone)]
 pub struct Rejected {
-    pub path: PathBuf,
+    pub source: SourceId,
     pub stage: Stage,
     pub kind: RejectKind,
     /// Human-readable reason, with the failing detail (never patient data).
@@ -130,18 +204,18 @@ pub struct Header {
 /// against it to know when a file is complete and can be committed.
 #[derive(Debug, Clone)]
 pub struct FileDone {
-    pub path: PathBuf,
+    pub source: SourceId,
     pub units: u32,
     /// Whether the file was an image instance (not rejected at ingest).
     pub instance: bool,
 }
 
-/// One image object found by ingest, with the file it lives in.
+/// One image object found by ingest, with where its bytes are.
 #[derive(Debug, Clone)]
 pub struct Instance {
-    pub path: PathBuf,
-    /// Path relative to the input root it was found under (for display).
-    pub rel_path: String,
+    pub source: SourceId,
+    /// Its name under its input (a relative path for a file), for ordering.
+    pub name: String,
     pub header: Arc<Header>,
     /// Models (by index into the run's model list) that accept this image.
     pub models: Vec<usize>,
@@ -151,7 +225,7 @@ impl Instance {
     /// Turns a stage failure on this instance into a [`Rejected`] error.
     pub fn reject(&self, stage: Stage, reason: impl fmt::Display) -> Rejected {
         Rejected {
-            path: self.path.clone(),
+            source: self.source.clone(),
             stage,
             kind: RejectKind::Error,
             reason: reason.to_string(),

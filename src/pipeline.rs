@@ -11,7 +11,7 @@
 //! sinks commit every few seconds; an OUT holding an unfinished run's
 //! checkpoint is resumed: its committed files are not read again.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use crossbeam_channel::{bounded, select, Receiver};
@@ -22,7 +22,7 @@ use crate::decode::{self, Decoder};
 use crate::error::{Error, Result};
 use crate::infer;
 use crate::ingest;
-use crate::message::{FileDone, Msg};
+use crate::message::{FileDone, Msg, SourceId};
 use crate::model::{self, VerifiedModel};
 use crate::preprocess::Preprocessor;
 use crate::progress::Progress;
@@ -31,6 +31,7 @@ use crate::sink::audit::AuditLog;
 use crate::sink::checkpoint::{file_key, Checkpoint, Fingerprint};
 use crate::sink::report::{self, InputRecord, ModelRecord, RunReport, RuntimeRecord, Timings};
 use crate::sink::{outdir, Ledger, ModelStamp, OutPaths, RunStamp, Sinks};
+use crate::source::{FileSystem, Listing, Source};
 use crate::triage::{self, Finding, RuleSet, StudyBook};
 
 /// The `[pipeline]` table.
@@ -86,13 +87,13 @@ fn split_threads(cfg: &Config) -> (usize, usize) {
     (decode, infer)
 }
 
-/// SHA-256 of the input file list (one path per line, in walk order): two
-/// runs over the same files have the same digest, whatever the files hold.
-fn file_list_digest<'a>(paths: impl Iterator<Item = &'a Path>) -> String {
+/// SHA-256 of the input list (one path per line, in walk order): two runs
+/// over the same files have the same digest, whatever the files hold.
+fn file_list_digest<'a>(inputs: impl Iterator<Item = &'a SourceId>) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
-    for path in paths {
-        hasher.update(path.as_os_str().as_encoded_bytes());
+    for input in inputs {
+        hasher.update(input.key_bytes());
         hasher.update(b"\n");
     }
     format!("{:x}", hasher.finalize())
@@ -169,14 +170,14 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
     let setup_seconds = started.elapsed().as_secs_f64();
 
     let ingest_started = Instant::now();
-    let (mut files, mut walk_rejects) = ingest::discover(&cfg.ingest, &cfg.inputs);
+    let source = FileSystem::new(&cfg.ingest, &cfg.inputs);
+    let Listing { instances: mut files, rejected: mut walk_rejects } = source.list();
     let files_found = (files.len() + walk_rejects.len()) as u64;
-    let file_list_sha256 =
-        file_list_digest(files.iter().map(|f| f.path.as_path()).chain(walk_rejects.iter().map(|r| r.path.as_path())));
+    let file_list_sha256 = file_list_digest(files.iter().map(|f| &f.id).chain(walk_rejects.iter().map(|r| &r.source)));
     let user = report::user();
     if is_resume {
-        files.retain(|f| !state.files.contains(&file_key(&f.path)));
-        walk_rejects.retain(|r| !state.files.contains(&file_key(&r.path)));
+        files.retain(|f| !state.files.contains(&file_key(&f.id)));
+        walk_rejects.retain(|r| !state.files.contains(&file_key(&r.source)));
         let left = (files.len() + walk_rejects.len()) as u64;
         log::info!(
             "resuming run {} (attempt {}): {} of {files_found} files already committed",
@@ -244,7 +245,8 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
     let sink_result: Result<()> = std::thread::scope(|s| {
         let models = &models;
         let shard = cfg.shard;
-        s.spawn(move || ingest::run(files, walk_rejects, models, shard, &tx_ingest));
+        let source = &source;
+        s.spawn(move || ingest::run(files, walk_rejects, source, models, shard, &tx_ingest));
         let decoder = &decoder;
         let pool = &pool;
         // Decode and preprocess share the pool: each frame is shrunk to
@@ -259,7 +261,7 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
             open.then_some(sent)
         };
         // The counts' sender goes with decode, so the sinks see it close.
-        s.spawn(move || decode::run(decoder, pool, rx_ingest, &emit, &on_file_done));
+        s.spawn(move || decode::run(decoder, source, pool, rx_ingest, &emit, &on_file_done));
         s.spawn(move || infer::run(sessions, &infer_cfg, rx_prepared, tx_scored));
         let rules = &rules;
         s.spawn(move || triage::run(rules, rx_scored, tx_found));

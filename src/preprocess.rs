@@ -117,9 +117,8 @@ impl Preprocessor {
             // without a thumbnail is still scored: the page says so.
             match crate::thumbnail::make(&image.frame) {
                 Ok(t) => image.meta = Arc::new(ImageMeta { thumbnail: Some(Arc::new(t)), ..(*image.meta).clone() }),
-                Err(e) => {
-                    log::warn!("{}: frame {}: no thumbnail: {e}", image.meta.instance.rel_path, image.meta.frame_index)
-                }
+                // No path in the log: folder names can be patient names.
+                Err(e) => log::warn!("frame {}: no thumbnail: {e}", image.meta.frame_index),
             }
         }
         for &model in &image.meta.instance.models {

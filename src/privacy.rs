@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::message::SourceId;
+
 /// Environment variable holding the key itself (64 hex digits).
 pub const KEY_ENV: &str = "NIGHTSCREEN_KEY";
 /// Environment variable naming the key file.
@@ -160,9 +162,10 @@ impl PseudonymKey {
         Some(self.digest(kind.label(), value.as_bytes()))
     }
 
-    /// A file's pseudonym, from its path's bytes.
-    pub fn file_pseudonym(&self, path: &Path) -> String {
-        self.digest(Kind::File.label(), path.as_os_str().as_encoded_bytes())
+    /// An input's pseudonym (`file_pseudonym` in the tables): for a file,
+    /// from its path's bytes, as `tools/pseudonym.py` computes it.
+    pub fn file_pseudonym(&self, source: &SourceId) -> String {
+        self.digest(Kind::File.label(), source.key_bytes())
     }
 
     /// Names the key in outputs (16 hex digits): the same key, the same id.

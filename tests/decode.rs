@@ -11,7 +11,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use nightscreen::decode::{DecodeConfig, Decoder};
-use nightscreen::message::{DecodedImage, Header, Instance, Msg};
+use nightscreen::message::{DecodedImage, Header, Instance, Msg, SourceId};
+use nightscreen::source::Blob;
 
 use crate::util::{root, testdata};
 
@@ -57,17 +58,21 @@ const J2K_LOSSY_MINMAX: f64 = 5.0;
 
 fn instance(path: &Path, rel: &str) -> Arc<Instance> {
     Arc::new(Instance {
-        path: path.to_path_buf(),
-        rel_path: rel.to_string(),
+        source: SourceId::File(path.to_path_buf()),
+        name: rel.to_string(),
         header: Arc::new(Header::default()),
         models: vec![0],
     })
 }
 
+fn blob(path: &Path) -> Blob {
+    Blob::open_file(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 fn decode(path: &Path, rel: &str) -> Vec<Msg<DecodedImage>> {
     let dec = Decoder::new(&DecodeConfig::default());
     let mut out = Vec::new();
-    dec.decode_each(&instance(path, rel), |m| out.push(m));
+    dec.decode_each(&instance(path, rel), &blob(path), |m| out.push(m));
     out
 }
 
@@ -280,15 +285,18 @@ fn planar_rgb_matches_interleaved() {
 fn limits_and_bad_input_are_errors() {
     let Some(data) = testdata() else { return };
     let file = data.join("pydicom/CT_small.dcm");
+    // Opened through the file source, as the stage does, so a missing file
+    // is an error row too.
+    let files = nightscreen::source::FileSystem::new(&Default::default(), &[]);
     let run = |cfg: DecodeConfig, path: &Path| {
         let mut out = Vec::new();
-        Decoder::new(&cfg).decode_each(&instance(path, "x"), |m| out.push(m));
+        Decoder::new(&cfg).open_and_decode(&files, &instance(path, "x"), |m| out.push(m));
         out
     };
     let cases = [
         (DecodeConfig { max_pixels_per_frame: 100, ..Default::default() }, file.clone(), "max_pixels_per_frame"),
         (DecodeConfig { max_file_bytes: 100, ..Default::default() }, file.clone(), "max_file_bytes"),
-        (DecodeConfig::default(), data.join("pydicom/nonexistent.dcm"), "cannot read file size"),
+        (DecodeConfig::default(), data.join("pydicom/nonexistent.dcm"), "cannot read file: "),
         (DecodeConfig::default(), root().join("Cargo.toml"), "not a readable DICOM file"),
         (DecodeConfig::default(), data.join("pydicom/MR_truncated.dcm"), "(7FE0,0010)"),
     ];
@@ -358,15 +366,16 @@ fn codec_panic_is_an_error() {
 fn run_forwards_and_accounts_every_message_to_its_file() {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use nightscreen::message::{RejectKind, Rejected, Stage};
+    use nightscreen::message::{RejectKind, Rejected, SkipReason, Stage};
+    use nightscreen::source::FileSystem;
 
     let Some(data) = testdata() else { return };
     let (in_tx, in_rx) = crossbeam_channel::bounded(4);
     let (out_tx, out_rx) = crossbeam_channel::bounded(64);
     let upstream = Rejected {
-        path: "skipped.txt".into(),
+        source: SourceId::File("skipped.txt".into()),
         stage: Stage::Ingest,
-        kind: RejectKind::Skip("not-dicom"),
+        kind: RejectKind::Skip(SkipReason::NotDicom),
         reason: "not DICOM".into(),
         header: None,
         frame: None,
@@ -383,6 +392,7 @@ fn run_forwards_and_accounts_every_message_to_its_file() {
     let done = AtomicUsize::new(0);
     nightscreen::decode::run(
         &Decoder::new(&DecodeConfig::default()),
+        &FileSystem::new(&Default::default(), &[]),
         &pool,
         in_rx,
         &|msg| out_tx.send(msg).is_ok().then_some(1),
@@ -428,9 +438,9 @@ fn fuzzer_found_codec_inputs_are_one_row_each() {
     };
     for (file, want) in cases {
         let path = dir.join(file);
-        assert_eq!(nightscreen::ingest::guard::check(&path), Ok(()), "{file}: the guard passes it");
+        assert_eq!(nightscreen::ingest::guard::check(&blob(&path)), Ok(()), "{file}: the guard passes it");
         let mut out = Vec::new();
-        Decoder::new(&cfg).decode_each(&instance(&path, file), |m| out.push(m));
+        Decoder::new(&cfg).decode_each(&instance(&path, file), &blob(&path), |m| out.push(m));
         assert_eq!(out.len(), 1, "{file}");
         match (want, &out[0]) {
             (Some(want), Err(err)) => assert!(err.reason.contains(want), "{file}: {}", err.reason),

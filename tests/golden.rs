@@ -166,7 +166,11 @@ fn failed_files(text: &str, root: &Path) -> Vec<String> {
         let record = record.expect("failed_files.csv row");
         let fields: Vec<&str> = record.iter().collect();
         let (path, pseudonym) = (fields[0], fields[fields.len() - 1]);
-        assert_eq!(pseudonym, key.file_pseudonym(Path::new(path)), "pseudonym of {path}");
+        assert_eq!(
+            pseudonym,
+            key.file_pseudonym(&nightscreen::message::SourceId::File(path.into())),
+            "pseudonym of {path}"
+        );
         let mut row = vec![relative(path, root)];
         row.extend(fields[1..fields.len() - 1].iter().map(|f| f.to_string()));
         lines.push(row.join(","));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crossbeam_channel::bounded;
 use nightscreen::infer::{self, InferConfig, ModelSession};
 use nightscreen::message::{
-    Header, ImageMeta, Instance, Msg, PixelStats, Prepared, RejectKind, Rejected, Scored, Stage,
+    Header, ImageMeta, Instance, Msg, PixelStats, Prepared, RejectKind, Rejected, Scored, SourceId, Stage,
 };
 use nightscreen::model::{Accepts, Activation, ChannelOrder, InputSpec, Layout, ModelCard, VerifiedModel};
 use nightscreen::runtime::{self, Device, Runtime, RuntimeError};
@@ -231,8 +231,8 @@ fn library_not_found_says_how_to_get_it() {
 
 fn meta(n: usize) -> Arc<ImageMeta> {
     let instance = Instance {
-        path: PathBuf::from(format!("/in/{n}.dcm")),
-        rel_path: format!("{n}.dcm"),
+        source: SourceId::File(PathBuf::from(format!("/in/{n}.dcm"))),
+        name: format!("{n}.dcm"),
         header: Arc::new(Header::default()),
         models: vec![],
     };
@@ -270,7 +270,7 @@ fn stage_batches_two_models_and_passes_rejects() {
     // Upstream reject passes through; a wrong-sized tensor fails alone.
     tx_in
         .send(Err(Rejected {
-            path: "/in/bad.dcm".into(),
+            source: SourceId::File("/in/bad.dcm".into()),
             stage: Stage::Decode,
             kind: RejectKind::Error,
             reason: "broken".into(),
@@ -289,10 +289,10 @@ fn stage_batches_two_models_and_passes_rejects() {
     for msg in results {
         match msg {
             Ok(s) => {
-                let path = s.meta.instance.path.display().to_string();
+                let path = s.meta.instance.source.locator();
                 assert_close(&s.outputs, &expected.remove(&path).unwrap_or_else(|| panic!("unexpected {path}")));
             }
-            Err(r) => rejects.push((r.path.display().to_string(), r.stage)),
+            Err(r) => rejects.push((r.source.locator(), r.stage)),
         }
     }
     assert!(expected.is_empty(), "not scored: {expected:?}");

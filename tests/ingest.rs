@@ -3,17 +3,20 @@
 use std::collections::BTreeMap;
 
 use nightscreen::ingest::{self, IngestConfig};
-use nightscreen::message::RejectKind;
+use nightscreen::message::{RejectKind, SourceId};
+use nightscreen::source::{FileSystem, Listing, Source};
 
 use crate::util;
 
 fn outcomes(inputs: &[std::path::PathBuf], cfg: &IngestConfig) -> BTreeMap<String, String> {
-    let (files, walk_rejects) = ingest::discover(cfg, inputs);
+    let source = FileSystem::new(cfg, inputs);
+    let Listing { instances: files, rejected: walk_rejects } = source.list();
     let models = Vec::new();
-    let inventory = ingest::scan(files, &models);
+    let inventory = ingest::scan(files, &source, &models);
     let mut out = BTreeMap::new();
     for r in walk_rejects.into_iter().chain(inventory.items.into_iter().filter_map(Result::err)) {
-        let name = r.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let SourceId::File(path) = &r.source;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let kind = match r.kind {
             RejectKind::Skip(key) => key.to_string(),
             RejectKind::Error => format!("error: {}", r.reason),
@@ -75,13 +78,14 @@ fn pydicom_non_image_objects_are_skipped_with_their_kind() {
 fn dicomdir_records_are_followed_and_cannot_escape_its_folder() {
     let Some(data) = util::testdata() else { return };
     let dicomdir = data.join("pydicom/dicomdirtests/DICOMDIR");
-    let (files, rejects) = ingest::discover(&IngestConfig::default(), std::slice::from_ref(&dicomdir));
-    assert!(rejects.is_empty(), "{rejects:?}");
-    assert!(!files.is_empty());
+    let listing = FileSystem::new(&IngestConfig::default(), std::slice::from_ref(&dicomdir)).list();
+    assert!(listing.rejected.is_empty(), "{:?}", listing.rejected);
+    assert!(!listing.instances.is_empty());
     let base = dicomdir.parent().expect("parent");
-    for f in &files {
-        assert!(f.path.starts_with(base), "{} outside {}", f.path.display(), base.display());
-        assert!(f.path.is_file(), "{} listed but missing", f.path.display());
+    for f in &listing.instances {
+        let SourceId::File(path) = &f.id;
+        assert!(path.starts_with(base), "{} outside {}", path.display(), base.display());
+        assert!(path.is_file(), "{} listed but missing", path.display());
     }
 }
 
@@ -101,9 +105,10 @@ fn run_streams_every_file_once_and_counts_rejects() {
         std::fs::write(dir.path().join(format!("zz-image-{i}.dcm")), &real).expect("write");
     }
     let cfg = IngestConfig::default();
-    let (files, walk_rejects) = ingest::discover(&cfg, &[dir.path().to_path_buf()]);
+    let source = FileSystem::new(&cfg, &[dir.path().to_path_buf()]);
+    let listing = source.list();
     let (tx, rx) = crossbeam_channel::unbounded();
-    let counts = ingest::run(files, walk_rejects, &[], None, &tx);
+    let counts = ingest::run(listing.instances, listing.rejected, &source, &[], None, &tx);
     drop(tx);
     let items: Vec<_> = rx.iter().collect();
     assert_eq!(counts.files_seen, 303);
@@ -111,7 +116,7 @@ fn run_streams_every_file_once_and_counts_rejects() {
     // No model is configured, so the images are counted skips too.
     assert_eq!(items.iter().filter(|m| m.is_err()).count(), 303);
     assert_eq!(counts.instances, 0);
-    let mut paths: Vec<_> = items.iter().filter_map(|m| m.as_ref().err()).map(|r| r.path.clone()).collect();
+    let mut paths: Vec<_> = items.iter().filter_map(|m| m.as_ref().err()).map(|r| r.source.clone()).collect();
     paths.sort();
     paths.dedup();
     assert_eq!(paths.len(), 303, "every file exactly once");
@@ -154,7 +159,7 @@ fn fuzzer_found_huge_allocations_are_refused_by_the_guard() {
             continue;
         }
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        match ingest::guard::check(&path) {
+        match ingest::guard::check(&nightscreen::source::Blob::open_file(&path).expect("open")) {
             Ok(()) => passed.push(name),
             Err(e) => {
                 if let Some((_, want)) = reasons.iter().find(|(f, _)| *f == name) {

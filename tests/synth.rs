@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use dicom_dictionary_std::tags;
 use nightscreen::decode::{DecodeConfig, Decoder};
-use nightscreen::message::{DecodedImage, Header, Instance};
+use nightscreen::message::{DecodedImage, Header, Instance, SourceId};
 use nightscreen::synth::{self, SynthConfig};
 
 use crate::util::python;
@@ -35,13 +35,14 @@ fn decode(path: &Path) -> DecodedImage {
 
 fn decode_with(path: &Path, decoder: Decoder) -> DecodedImage {
     let inst = Arc::new(Instance {
-        path: path.to_path_buf(),
-        rel_path: path.display().to_string(),
+        source: SourceId::File(path.to_path_buf()),
+        name: path.display().to_string(),
         header: Arc::new(Header::default()),
         models: vec![0],
     });
     let mut out = Vec::new();
-    decoder.decode_each(&inst, |m| out.push(m));
+    let blob = nightscreen::source::Blob::open_file(path).expect("open");
+    decoder.decode_each(&inst, &blob, |m| out.push(m));
     assert_eq!(out.len(), 1, "{}", path.display());
     out.pop().and_then(|m| m.ok()).unwrap_or_else(|| panic!("{} does not decode", path.display()))
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use arrow_array::{Array, RecordBatch};
+use nightscreen::message::SourceId;
 
 pub fn strict() -> bool {
     std::env::var("NIGHTSCREEN_STRICT").is_ok_and(|v| v == "1")
@@ -102,8 +103,10 @@ pub fn every_entry(dir: &Path) -> Vec<PathBuf> {
 /// One that matches none comes back as "<unknown ...>", never silently.
 pub fn file_paths(batches: &[RecordBatch], candidates: impl IntoIterator<Item = PathBuf>) -> Vec<Option<String>> {
     let key = test_key();
-    let by_pseudonym: std::collections::HashMap<String, String> =
-        candidates.into_iter().map(|p| (key.file_pseudonym(&p), p.to_string_lossy().into_owned())).collect();
+    let by_pseudonym: std::collections::HashMap<String, String> = candidates
+        .into_iter()
+        .map(|p| (key.file_pseudonym(&SourceId::File(p.clone())), p.to_string_lossy().into_owned()))
+        .collect();
     strings(batches, "file_pseudonym")
         .into_iter()
         .map(|p| p.map(|p| by_pseudonym.get(&p).cloned().unwrap_or_else(|| format!("<unknown file pseudonym {p}>"))))

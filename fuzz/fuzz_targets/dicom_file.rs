@@ -1,7 +1,8 @@
 //! One file's whole journey short of inference: header probe (with the
 //! length guard), decode under tight limits, and preprocess for the shipped
-//! DR model. Any panic, abort or runaway allocation is a bug: hostile input
-//! must end as an error value.
+//! DR model, all from the fuzzer's bytes in memory (no temporary file). Any
+//! panic, abort or runaway allocation is a bug: hostile input must end as an
+//! error value.
 #![no_main]
 
 use std::path::PathBuf;
@@ -10,12 +11,12 @@ use std::sync::{Arc, OnceLock};
 use libfuzzer_sys::fuzz_target;
 use nightscreen::decode::{DecodeConfig, Decoder};
 use nightscreen::ingest::{probe, Probe};
-use nightscreen::message::Instance;
+use nightscreen::message::{Instance, SourceId};
 use nightscreen::model::{self, Accepts};
 use nightscreen::preprocess::Preprocessor;
+use nightscreen::source::Blob;
 
 struct Harness {
-    file: PathBuf,
     decoder: Decoder,
     pre: Preprocessor,
 }
@@ -33,10 +34,7 @@ fn harness() -> &'static Harness {
             max_file_bytes: 64 << 20,
             ..DecodeConfig::default()
         };
-        let dir = std::env::temp_dir().join(format!("nightscreen-fuzz-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
         Harness {
-            file: dir.join("input.dcm"),
             decoder: Decoder::new(&cfg).with_model_inputs(vec![size]),
             pre: Preprocessor::new(std::slice::from_ref(&model)),
         }
@@ -45,17 +43,16 @@ fn harness() -> &'static Harness {
 
 fuzz_target!(|data: &[u8]| {
     let h = harness();
-    if std::fs::write(&h.file, data).is_err() {
-        return;
-    }
-    let Ok(Probe::Image(header)) = probe(&h.file) else { return };
+    let blob = Blob::bytes(data.to_vec());
+    let Ok(Probe::Image(header)) = probe(&blob) else { return };
     let inst = Arc::new(Instance {
-        path: h.file.clone(),
-        rel_path: "input.dcm".into(),
+        // A name only: decode reads the blob, nothing opens this path.
+        source: SourceId::File(PathBuf::from("fuzz-input.dcm")),
+        name: "fuzz-input.dcm".into(),
         header: Arc::new(header),
         models: vec![0],
     });
-    h.decoder.decode_each(&inst, |msg| {
+    h.decoder.decode_each(&inst, &blob, |msg| {
         if let Ok(image) = msg {
             let _ = h.pre.prepare(&image.frame, 0);
         }

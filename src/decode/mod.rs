@@ -25,11 +25,11 @@ use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
 use dicom_dictionary_std::tags;
-use dicom_object::OpenFileOptions;
 use rayon::iter::{ParallelBridge, ParallelIterator};
 use serde::{Deserialize, Serialize};
 
 use crate::message::{DecodedImage, FileDone, ImageMeta, Instance, Msg, Stage};
+use crate::source::{self, Blob};
 
 use attrs::PixelAttrs;
 use codec::{Codec, Source};
@@ -74,8 +74,8 @@ impl Default for DecodeConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeError {
-    #[error("cannot read file size")]
-    Io(#[source] std::io::Error),
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
     #[error("file is {bytes} bytes, over the max_file_bytes limit of {limit}")]
     FileTooLarge { bytes: u64, limit: u64 },
     #[error("not a readable DICOM file")]
@@ -164,11 +164,11 @@ impl Decoder {
         sizes?.into_iter().reduce(|a, b| (a.0.max(b.0), a.1.max(b.1)))
     }
 
-    /// Decodes every frame of an instance; calls `emit` once per decoded
+    /// Decodes every frame of an instance from its bytes; calls `emit` once per decoded
     /// frame, or with `Err(Rejected { stage: Decode, frame: Some(i) or None })`
     /// for failures (a whole-file failure is one `Err`). Never panics on bad
     /// input: codec panics are caught and reported as errors.
-    pub fn decode_each(&self, inst: &Arc<Instance>, mut emit: impl FnMut(Msg<DecodedImage>)) {
+    pub fn decode_each(&self, inst: &Arc<Instance>, blob: &Blob, mut emit: impl FnMut(Msg<DecodedImage>)) {
         let multi = std::cell::Cell::new(false);
         let current = std::cell::Cell::new(0u32);
         let mut on_frame = |i: u32, r: Result<DecodedImage, DecodeError>| {
@@ -178,7 +178,8 @@ impl Decoder {
                 rej
             }));
         };
-        let outcome = catch_unwind(AssertUnwindSafe(|| self.decode_frames(inst, &multi, &current, &mut on_frame)));
+        let outcome =
+            catch_unwind(AssertUnwindSafe(|| self.decode_frames(inst, blob, &multi, &current, &mut on_frame)));
         let (err, frame) = match outcome {
             Ok(Ok(())) => return,
             Ok(Err(e)) => (e, None),
@@ -196,20 +197,35 @@ impl Decoder {
         emit(Err(rej));
     }
 
-    /// Opens the object, checks limits, then decodes frame by frame.
+    /// Opens the instance from `source` and decodes it ([`Decoder::decode_each`]);
+    /// an instance that cannot be opened is one error row.
+    pub fn open_and_decode(
+        &self,
+        source: &dyn source::Source,
+        inst: &Arc<Instance>,
+        mut emit: impl FnMut(Msg<DecodedImage>),
+    ) {
+        match source.open(&inst.source) {
+            Ok(blob) => self.decode_each(inst, &blob, emit),
+            Err(e) => emit(Err(inst.reject(Stage::Decode, DecodeError::from(e).reason()))),
+        }
+    }
+
+    /// Checks limits, parses the object, then decodes frame by frame.
     /// Whole-object failures are returned; per-frame ones go to `on_frame`.
     fn decode_frames(
         &self,
         inst: &Arc<Instance>,
+        blob: &Blob,
         multi: &std::cell::Cell<bool>,
         current: &std::cell::Cell<u32>,
         on_frame: &mut dyn FnMut(u32, Result<DecodedImage, DecodeError>),
     ) -> Result<(), DecodeError> {
-        let bytes = std::fs::metadata(&inst.path).map_err(DecodeError::Io)?.len();
+        let bytes = blob.len();
         if bytes > self.cfg.max_file_bytes {
             return Err(DecodeError::FileTooLarge { bytes, limit: self.cfg.max_file_bytes });
         }
-        let obj = OpenFileOptions::new().open_file(&inst.path).map_err(DecodeError::Open)?;
+        let obj = blob.object(None).map_err(DecodeError::Open)?;
         let a = PixelAttrs::read(&obj)?;
         let samples = u64::from(a.rows) * u64::from(a.cols) * u64::from(a.samples);
         if samples > self.cfg.max_pixels_per_frame {
@@ -258,8 +274,8 @@ impl Decoder {
     }
 }
 
-/// The decode stage loop: runs [`Decoder::decode_each`] for each instance
-/// on `pool` (`par_bridge`) and hands every result to `emit` on the worker
+/// The decode stage loop: opens each instance from `source` and runs
+/// [`Decoder::decode_each`] on it on `pool` (`par_bridge`), and hands every result to `emit` on the worker
 /// that produced it. Rejections from upstream are forwarded unchanged.
 /// Once a file is fully handed on, `on_file_done` hears how many
 /// downstream messages it became, so the sinks can tell when it is complete.
@@ -270,6 +286,7 @@ impl Decoder {
 /// returns how many messages it sent on.
 pub fn run(
     dec: &Decoder,
+    source: &dyn source::Source,
     pool: &rayon::ThreadPool,
     rx: Receiver<Msg<Instance>>,
     emit: &(dyn Fn(Msg<DecodedImage>) -> Option<u32> + Sync),
@@ -288,14 +305,14 @@ pub fn run(
             };
             let done = match msg {
                 Err(rejected) => {
-                    let path = rejected.path.clone();
+                    let source = rejected.source.clone();
                     forward(Err(rejected));
-                    FileDone { path, units, instance: false }
+                    FileDone { source, units, instance: false }
                 }
                 Ok(inst) => {
                     let inst = Arc::new(inst);
-                    dec.decode_each(&inst, &mut forward);
-                    FileDone { path: inst.path.clone(), units, instance: true }
+                    dec.open_and_decode(source, &inst, &mut forward);
+                    FileDone { source: inst.source.clone(), units, instance: true }
                 }
             };
             if !closed.load(Ordering::Relaxed) {
@@ -590,8 +607,8 @@ mod tests {
 
     #[test]
     fn errors_carry_their_source() {
-        let e = DecodeError::Io(std::io::Error::other("disk on fire"));
-        assert_eq!(e.reason(), "cannot read file size: disk on fire");
+        let e = DecodeError::from(crate::source::SourceError::Io(std::io::Error::other("disk on fire")));
+        assert_eq!(e.reason(), "cannot read file: disk on fire");
     }
 
     #[test]

@@ -273,7 +273,7 @@ pub fn activate(activation: Activation, values: &mut [f32]) {
 
 fn reject(meta: &ImageMeta, reason: String) -> Rejected {
     Rejected {
-        path: meta.instance.path.clone(),
+        source: meta.instance.source.clone(),
         stage: Stage::Infer,
         kind: RejectKind::Error,
         reason,

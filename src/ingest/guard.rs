@@ -7,11 +7,11 @@
 //! declared lengths cannot fit in it or whose nesting is absurd — so the
 //! parser only ever sees files whose every length is bounded by the file size.
 
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
-use std::path::Path;
 
 use flate2::bufread::DeflateDecoder;
+
+use crate::source::{Blob, BlobReader};
 
 /// Deeper nesting than this is refused (real objects rarely exceed 10).
 pub const MAX_SEQUENCE_DEPTH: usize = 64;
@@ -54,14 +54,14 @@ trait Skip: BufRead {
     fn skip(&mut self, n: u64) -> std::io::Result<u64>;
 }
 
-impl Skip for BufReader<File> {
+impl Skip for BlobReader<'_> {
     fn skip(&mut self, n: u64) -> std::io::Result<u64> {
-        self.seek_relative(n as i64)?;
+        self.skip_forward(n)?;
         Ok(n)
     }
 }
 
-impl Skip for BufReader<DeflateDecoder<BufReader<File>>> {
+impl Skip for BufReader<DeflateDecoder<BlobReader<'_>>> {
     fn skip(&mut self, n: u64) -> std::io::Result<u64> {
         std::io::copy(&mut self.take(n), &mut std::io::sink())
     }
@@ -172,14 +172,12 @@ impl<R: Skip> Walk<R> {
     }
 }
 
-/// Checks a DICOM Part 10 file's declared lengths up to its pixel data.
+/// Checks a DICOM Part 10 object's declared lengths up to its pixel data.
 ///
 /// # Errors
 /// A description of the first impossible length or excessive nesting.
-pub fn check(path: &Path) -> Result<(), String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-    let size = file.metadata().map_err(|e| e.to_string())?.len();
-    let mut w = Walk { src: BufReader::new(file), pos: 0, size };
+pub fn check(blob: &Blob) -> Result<(), String> {
+    let mut w = Walk { src: blob.reader(), pos: 0, size: blob.len() };
     // Preamble + "DICM", or (rarely) the meta group straight away.
     let head = w.bytes::<4>().ok();
     if head.as_ref() != Some(b"DICM") && head.map(|h| h[0..2] == [0x02, 0x00]) != Some(true) {
@@ -304,6 +302,10 @@ mod tests {
         f
     }
 
+    fn on_disk(f: &tempfile::NamedTempFile) -> Blob {
+        Blob::file(std::fs::File::open(f.path()).expect("open")).expect("blob")
+    }
+
     fn element(tag: (u16, u16), vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
         let mut e = Vec::new();
         e.extend_from_slice(&tag.0.to_le_bytes());
@@ -320,7 +322,7 @@ mod tests {
     fn a_sane_file_passes() {
         let mut body = element((0x0010, 0x0010), b"PN", b"DOE^J ");
         body.extend(element((0x0028, 0x0010), b"US", &4u16.to_le_bytes()));
-        assert_eq!(check(part10(&body, EXPLICIT).path()), Ok(()));
+        assert_eq!(check(&on_disk(&part10(&body, EXPLICIT))), Ok(()));
     }
 
     #[test]
@@ -329,7 +331,7 @@ mod tests {
         body.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0]);
         body.extend_from_slice(&0xF000_0000u32.to_le_bytes());
         body.extend_from_slice(&[0u8; 16]);
-        let err = check(part10(&body, EXPLICIT).path()).expect_err("must refuse");
+        let err = check(&on_disk(&part10(&body, EXPLICIT))).expect_err("must refuse");
         assert!(err.contains("(7FE0,0010) declares 4026531840 bytes"), "{err}");
     }
 
@@ -340,7 +342,7 @@ mod tests {
             body.extend_from_slice(&[0x08, 0x00, 0x15, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
             body.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
         }
-        let err = check(part10(&body, EXPLICIT).path()).expect_err("must refuse");
+        let err = check(&on_disk(&part10(&body, EXPLICIT))).expect_err("must refuse");
         assert!(err.contains("nested deeper"), "{err}");
     }
 
@@ -348,6 +350,8 @@ mod tests {
     fn a_truncated_header_is_refused() {
         let body = element((0x0010, 0x0010), b"PN", b"DOE^J ");
         let f = part10(&body[..body.len() - 3], EXPLICIT);
-        assert!(check(f.path()).is_err());
+        assert!(check(&on_disk(&f)).is_err());
+        let bytes = std::fs::read(f.path()).expect("read");
+        assert!(check(&Blob::bytes(bytes)).is_err(), "the same bytes in memory");
     }
 }

@@ -2,13 +2,13 @@
 //! pixel data, so grouping 25 000 files costs a fraction of decoding them.
 
 use std::io::Read;
-use std::path::Path;
 
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
-use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use dicom_object::DefaultDicomObject;
 
-use crate::message::{Header, SeriesUid, SopInstanceUid, StudyUid};
+use crate::message::{Header, SeriesUid, SkipReason, SopInstanceUid, StudyUid};
+use crate::source::Blob;
 
 /// What a file turned out to be, before any pixels are read.
 #[derive(Debug)]
@@ -16,7 +16,7 @@ pub enum Probe {
     /// An image: has Rows, Columns and BitsAllocated.
     Image(Header),
     /// A DICOM object with no image to screen; the reason key is counted.
-    NoImage { reason: &'static str, detail: String, header: Header },
+    NoImage { reason: SkipReason, detail: String, header: Header },
     /// An image storage object whose pixel data is missing: broken, not
     /// merely uninteresting, so it becomes an error row.
     MissingPixels { detail: String, header: Header },
@@ -30,29 +30,29 @@ pub enum Probe {
 pub struct HeaderError(pub String);
 
 /// SOP classes that never carry pixel data we screen, named for the skip reason.
-const NON_IMAGE_CLASSES: &[(&str, &str)] = &[
-    ("1.2.840.10008.1.3.10", "dicomdir"),
-    ("1.2.840.10008.5.1.4.1.1.88.", "structured_report"),
-    ("1.2.840.10008.5.1.4.1.1.481.5", "rt_plan"),
-    ("1.2.840.10008.5.1.4.1.1.481.3", "rt_structure_set"),
-    ("1.2.840.10008.5.1.4.1.1.11.", "presentation_state"),
-    ("1.2.840.10008.5.1.4.1.1.39.1", "palette"),
-    ("1.2.840.10008.5.1.4.1.1.104.", "encapsulated_document"),
-    ("1.2.840.10008.5.1.4.1.1.66", "raw_or_registration"),
-    ("1.2.840.10008.5.1.4.1.1.9.", "waveform"),
+const NON_IMAGE_CLASSES: &[(&str, SkipReason)] = &[
+    ("1.2.840.10008.1.3.10", SkipReason::Dicomdir),
+    ("1.2.840.10008.5.1.4.1.1.88.", SkipReason::StructuredReport),
+    ("1.2.840.10008.5.1.4.1.1.481.5", SkipReason::RtPlan),
+    ("1.2.840.10008.5.1.4.1.1.481.3", SkipReason::RtStructureSet),
+    ("1.2.840.10008.5.1.4.1.1.11.", SkipReason::PresentationState),
+    ("1.2.840.10008.5.1.4.1.1.39.1", SkipReason::Palette),
+    ("1.2.840.10008.5.1.4.1.1.104.", SkipReason::EncapsulatedDocument),
+    ("1.2.840.10008.5.1.4.1.1.66", SkipReason::RawOrRegistration),
+    ("1.2.840.10008.5.1.4.1.1.9.", SkipReason::Waveform),
 ];
 
 /// Storage SOP classes under this root are images unless listed above.
 const IMAGE_STORAGE_PREFIX: &str = "1.2.840.10008.5.1.4.1.1.";
 
-/// True when the file starts like DICOM Part 10: "DICM" after the 128-byte
+/// True when the bytes start like DICOM Part 10: "DICM" after the 128-byte
 /// preamble, or (preamble missing) a File Meta group at offset 0.
-pub fn looks_like_dicom(path: &Path) -> std::io::Result<bool> {
+pub fn looks_like_dicom(blob: &Blob) -> std::io::Result<bool> {
     let mut head = [0u8; 132];
-    let mut file = std::fs::File::open(path)?;
+    let mut reader = blob.reader();
     let mut n = 0;
     while n < head.len() {
-        let got = file.read(&mut head[n..])?;
+        let got = reader.read(&mut head[n..])?;
         if got == 0 {
             break;
         }
@@ -64,21 +64,20 @@ pub fn looks_like_dicom(path: &Path) -> std::io::Result<bool> {
     Ok(preamble || bare_meta || bare_dicm)
 }
 
-/// Reads one file's header and classifies it.
+/// Reads one instance's header and classifies it.
 ///
 /// # Errors
-/// The file is DICOM but its header cannot be parsed (truncated, bad lengths…).
-pub fn probe(path: &Path) -> Result<Probe, HeaderError> {
-    match looks_like_dicom(path) {
+/// The object is DICOM but its header cannot be parsed (truncated, bad lengths…).
+pub fn probe(blob: &Blob) -> Result<Probe, HeaderError> {
+    match looks_like_dicom(blob) {
         Ok(true) => {}
         Ok(false) => return Ok(Probe::NotDicom("no DICOM Part 10 preamble or file meta group".into())),
         Err(e) => return Err(HeaderError(format!("cannot read file: {e}"))),
     }
-    super::guard::check(path).map_err(|e| HeaderError(format!("malformed DICOM: {e}")))?;
+    super::guard::check(blob).map_err(|e| HeaderError(format!("malformed DICOM: {e}")))?;
     // Float and double pixel data come before Pixel Data in tag order.
-    let obj = OpenFileOptions::new()
-        .read_until(tags::FLOAT_PIXEL_DATA)
-        .open_file(path)
+    let obj = blob
+        .object(Some(tags::FLOAT_PIXEL_DATA))
         .map_err(|e| HeaderError(format!("cannot parse DICOM header: {}", crate::error::chain(&e))))?;
     Ok(classify(&obj))
 }
@@ -88,7 +87,7 @@ fn classify(obj: &DefaultDicomObject) -> Probe {
     for (prefix, reason) in NON_IMAGE_CLASSES {
         if header.sop_class_uid.starts_with(prefix) {
             let detail = format!("SOP class {} has no image to screen", header.sop_class_uid);
-            return Probe::NoImage { reason, detail, header };
+            return Probe::NoImage { reason: *reason, detail, header };
         }
     }
     let has_image_module =
@@ -102,7 +101,7 @@ fn classify(obj: &DefaultDicomObject) -> Probe {
             return Probe::MissingPixels { detail, header };
         }
         let detail = format!("no image pixel module (SOP class {:?})", header.sop_class_uid);
-        return Probe::NoImage { reason: "no_pixel_data", detail, header };
+        return Probe::NoImage { reason: SkipReason::NoPixelData, detail, header };
     }
     Probe::Image(header)
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Counts;
 use crate::error::{Error, Result};
+use crate::message::SourceId;
 use crate::triage::BookSnapshot;
 
 /// File name under OUT.
@@ -140,9 +141,9 @@ impl Checkpoint {
 
 /// A stable key for an input file: the first 128 bits of the SHA-256 of
 /// its path, the same on every machine and build.
-pub fn file_key(path: &Path) -> String {
+pub fn file_key(source: &SourceId) -> String {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
+    let digest = Sha256::digest(source.key_bytes());
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -161,7 +162,7 @@ mod tests {
             pseudonym_key_id: "k".into(),
         };
         let mut state = Checkpoint::new("run-1".into(), chrono::Utc::now(), fp.clone());
-        state.files.insert(file_key(Path::new("/in/a.dcm")));
+        state.files.insert(file_key(&SourceId::File("/in/a.dcm".into())));
         state.parts.insert("images".into(), vec!["part-run-1-00001.parquet".into()]);
         state.save(dir.path()).expect("save");
         let back = Checkpoint::load(dir.path()).expect("load").expect("present");
@@ -175,7 +176,8 @@ mod tests {
     #[test]
     fn file_keys_are_stable_and_distinct() {
         // sha256("/a"), first 16 bytes: pinned, so a rebuild never changes keys.
-        assert_eq!(file_key(Path::new("/a")), "6a50dc8584134c7de537c0052ff6d236");
-        assert_ne!(file_key(Path::new("/a")), file_key(Path::new("/b")));
+        let file = |p: &str| SourceId::File(p.into());
+        assert_eq!(file_key(&file("/a")), "6a50dc8584134c7de537c0052ff6d236");
+        assert_ne!(file_key(&file("/a")), file_key(&file("/b")));
     }
 }

@@ -9,15 +9,14 @@
 //! resumed run can skip committed files whole.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
-use crate::message::{FileDone, Msg};
+use crate::message::{FileDone, Msg, SourceId};
 use crate::triage::Finding;
 
 /// A file whose every row has arrived.
 #[derive(Debug)]
 pub struct CompleteFile {
-    pub path: PathBuf,
+    pub source: SourceId,
     /// Whether ingest accepted it as an image instance.
     pub instance: bool,
     pub rows: Vec<Msg<Finding>>,
@@ -35,14 +34,14 @@ struct OpenFile {
 /// between decode and the sinks can hold, so it stays small.
 #[derive(Default)]
 pub struct Ledger {
-    open: HashMap<PathBuf, OpenFile>,
+    open: HashMap<SourceId, OpenFile>,
 }
 
-/// The input file a row belongs to.
-pub fn row_path(row: &Msg<Finding>) -> &Path {
+/// The input a row belongs to.
+pub fn row_source(row: &Msg<Finding>) -> &SourceId {
     match row {
-        Ok(finding) => &finding.scored.meta.instance.path,
-        Err(rejected) => &rejected.path,
+        Ok(finding) => &finding.scored.meta.instance.source,
+        Err(rejected) => &rejected.source,
     }
 }
 
@@ -53,28 +52,28 @@ impl Ledger {
 
     /// Records a row; returns its file if that was the last row missing.
     pub fn arrive(&mut self, row: Msg<Finding>) -> Option<CompleteFile> {
-        let path = row_path(&row).to_path_buf();
-        let file = self.open.entry(path.clone()).or_default();
+        let source = row_source(&row).clone();
+        let file = self.open.entry(source.clone()).or_default();
         file.rows.push(row);
-        self.take_if_complete(path)
+        self.take_if_complete(source)
     }
 
     /// Records decode's word on a file; returns it if all its rows are in.
     pub fn expect(&mut self, done: FileDone) -> Option<CompleteFile> {
-        let file = self.open.entry(done.path.clone()).or_default();
+        let file = self.open.entry(done.source.clone()).or_default();
         // The same path listed twice (two inputs overlapping) adds up.
         file.expected = Some(file.expected.unwrap_or(0) + done.units);
         file.instance |= done.instance;
-        self.take_if_complete(done.path)
+        self.take_if_complete(done.source)
     }
 
-    fn take_if_complete(&mut self, path: PathBuf) -> Option<CompleteFile> {
-        let file = self.open.get(&path)?;
+    fn take_if_complete(&mut self, source: SourceId) -> Option<CompleteFile> {
+        let file = self.open.get(&source)?;
         if file.expected != Some(file.rows.len() as u32) {
             return None;
         }
-        let file = self.open.remove(&path)?;
-        Some(CompleteFile { path, instance: file.instance, rows: file.rows })
+        let file = self.open.remove(&source)?;
+        Some(CompleteFile { source, instance: file.instance, rows: file.rows })
     }
 
     /// Every file still open, once no more rows can come. Counts that do
@@ -84,7 +83,7 @@ impl Ledger {
         let mut files: Vec<CompleteFile> = self
             .open
             .drain()
-            .map(|(path, file)| {
+            .map(|(source, file)| {
                 if file.expected != Some(file.rows.len() as u32) {
                     log::warn!(
                         "internal: {} rows reached the sinks for a file decode counted as {:?}",
@@ -92,10 +91,10 @@ impl Ledger {
                         file.expected
                     );
                 }
-                CompleteFile { path, instance: file.instance, rows: file.rows }
+                CompleteFile { source, instance: file.instance, rows: file.rows }
             })
             .collect();
-        files.sort_by(|a, b| a.path.cmp(&b.path));
+        files.sort_by(|a, b| a.source.cmp(&b.source));
         files
     }
 
@@ -110,9 +109,13 @@ mod tests {
     use super::*;
     use crate::message::{RejectKind, Rejected, Stage};
 
+    fn file(path: &str) -> SourceId {
+        SourceId::File(path.into())
+    }
+
     fn rejected(path: &str) -> Msg<Finding> {
         Err(Rejected {
-            path: path.into(),
+            source: file(path),
             stage: Stage::Decode,
             kind: RejectKind::Error,
             reason: "x".into(),
@@ -122,7 +125,7 @@ mod tests {
     }
 
     fn done(path: &str, units: u32) -> FileDone {
-        FileDone { path: path.into(), units, instance: true }
+        FileDone { source: file(path), units, instance: true }
     }
 
     #[test]
@@ -132,7 +135,7 @@ mod tests {
         assert!(ledger.expect(done("b", 1)).is_none());
         assert!(ledger.expect(done("a", 2)).is_none(), "one of a's two rows is still in flight");
         let a = ledger.arrive(rejected("a")).expect("a is complete");
-        assert_eq!((a.path.as_path(), a.rows.len(), a.instance), (Path::new("a"), 2, true));
+        assert_eq!((&a.source, a.rows.len(), a.instance), (&file("a"), 2, true));
         let b = ledger.arrive(rejected("b")).expect("b is complete");
         assert_eq!(b.rows.len(), 1);
         assert_eq!(ledger.open_files(), 0);

@@ -238,7 +238,7 @@ impl Sinks {
     /// # Errors
     /// Writing rows fails.
     pub fn push_file(&mut self, file: CompleteFile) -> Result<()> {
-        self.completed.push(checkpoint::file_key(&file.path));
+        self.completed.push(checkpoint::file_key(&file.source));
         self.completed_instances += u64::from(file.instance);
         for row in file.rows {
             self.push(row)?;
@@ -253,7 +253,7 @@ impl Sinks {
                 self.state.counts.image_rows += 1;
                 let meta = &finding.scored.meta;
                 // One thumbnail per frame, however many models scored it.
-                if self.frames.insert(count_key(&(&meta.instance.path, meta.frame_index))) {
+                if self.frames.insert(count_key(&(&meta.instance.source, meta.frame_index))) {
                     if let Some((entry, path)) = thumbnails::write(
                         &self.out.join(thumbnails::DIR),
                         &self.run.key,
@@ -264,17 +264,17 @@ impl Sinks {
                         self.thumb_syncer.push(path);
                     }
                 }
-                self.files.insert(count_key(&meta.instance.path));
+                self.files.insert(count_key(&meta.instance.source));
                 self.pending_images.push(finding);
             }
             Err(r) => match r.kind {
                 RejectKind::Error => {
                     self.state.failures.push(failures::FailedFile {
-                        path: r.path.display().to_string(),
+                        path: r.source.locator(),
                         stage: r.stage.to_string(),
                         frame: r.frame,
                         reason: r.reason.clone(),
-                        file_pseudonym: self.run.key.file_pseudonym(&r.path),
+                        file_pseudonym: self.run.key.file_pseudonym(&r.source),
                     });
                     let counts = &mut self.state.counts;
                     counts.errors += 1;

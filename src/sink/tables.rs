@@ -116,7 +116,7 @@ pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], ban
         })
         .collect();
     let grades: Vec<Option<String>> = rows.iter().map(|f| f.grade.map(|g| g.label())).collect();
-    let files: Vec<String> = rows.iter().map(|f| run.key.file_pseudonym(&f.scored.meta.instance.path)).collect();
+    let files: Vec<String> = rows.iter().map(|f| run.key.file_pseudonym(&f.scored.meta.instance.source)).collect();
     let mut columns = vec![("run_id", repeat(&run.run_id, n))];
     columns.extend(pseudonyms(&run.key, heads.iter().map(|h| Some(h.as_ref()))));
     columns.extend([
@@ -172,7 +172,7 @@ pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], ban
 /// `errors/` and `skipped/`: one row per file (or frame) that gave no result.
 pub fn rejected_batch(rows: &[(Rejected, chrono::DateTime<chrono::Utc>)], run: &RunStamp) -> RecordBatch {
     let n = rows.len();
-    let files: Vec<String> = rows.iter().map(|(r, _)| run.key.file_pseudonym(&r.path)).collect();
+    let files: Vec<String> = rows.iter().map(|(r, _)| run.key.file_pseudonym(&r.source)).collect();
     let mut columns =
         vec![("run_id", repeat(&run.run_id, n)), ("file_pseudonym", strings(files.iter().map(String::as_str)))];
     columns.extend(pseudonyms(&run.key, rows.iter().map(|(r, _)| r.header.as_deref())));
@@ -181,7 +181,7 @@ pub fn rejected_batch(rows: &[(Rejected, chrono::DateTime<chrono::Utc>)], run: &
         (
             "reason_key",
             strings(rows.iter().map(|(r, _)| match r.kind {
-                crate::message::RejectKind::Skip(key) => key,
+                crate::message::RejectKind::Skip(reason) => reason.as_str(),
                 crate::message::RejectKind::Error => "error",
             })),
         ),

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::message::{Attention, Header, ImageMeta};
+use crate::message::{Attention, Header, ImageMeta, SourceId};
 use crate::privacy::{Kind, PseudonymKey};
 
 /// The folder under OUT.
@@ -55,8 +55,8 @@ impl From<&Attention> for AttentionMap {
 }
 
 /// The file name of one frame's thumbnail: `<file pseudonym>-<frame>.jpg`.
-pub fn file_name(key: &PseudonymKey, path: &Path, frame: u32) -> String {
-    format!("{}-{frame:05}.jpg", key.file_pseudonym(path))
+pub fn file_name(key: &PseudonymKey, source: &SourceId, frame: u32) -> String {
+    format!("{}-{frame:05}.jpg", key.file_pseudonym(source))
 }
 
 /// Whether `name` is a thumbnail (or its temporary) that we wrote: 32 hex
@@ -98,7 +98,7 @@ pub fn write(
     let (Some(thumb), Some(study)) = (&meta.thumbnail, study_group(key, &meta.instance.header)) else {
         return Ok(None);
     };
-    let file = file_name(key, &meta.instance.path, meta.frame_index);
+    let file = file_name(key, &meta.instance.source, meta.frame_index);
     let path = dir.join(&file);
     std::fs::write(&path, &thumb.jpeg).map_err(|source| Error::Output { path: path.clone(), source })?;
     let header = &meta.instance.header;
@@ -236,7 +236,7 @@ mod tests {
 
     #[test]
     fn names_are_pseudonyms_only_and_recognised_as_ours() {
-        let hostile = Path::new("/in/../../etc/passwd/1.2.3<script>.dcm");
+        let hostile = &SourceId::File("/in/../../etc/passwd/1.2.3<script>.dcm".into());
         let name = file_name(&key(), hostile, 3);
         assert!(name.ends_with("-00003.jpg") && !name.contains('/') && !name.contains("1.2.3"), "{name}");
         assert!(is_ours(&name) && is_ours(&format!("{name}.tmp")));

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::desp::{self, Field};
 use super::{Finding, Hit, RuleSet};
-use crate::message::{count_key, Header, RejectKind, Rejected, StudyUid};
+use crate::message::{count_key, Header, RejectKind, Rejected, SourceId, StudyUid};
 
 /// One study's place on the worklist. Serialisable whole, so a shard can
 /// hand its studies to `nightscreen merge`.
@@ -54,9 +54,9 @@ struct StudyAcc {
 
 /// Groups by StudyInstanceUID; an object without one is a study of its
 /// own (keyed by its path), never merged with other UID-less files.
-fn study_key(header: &Header, path: &std::path::Path) -> StudyUid {
+fn study_key(header: &Header, source: &SourceId) -> StudyUid {
     if header.study_uid.0.is_empty() {
-        StudyUid(format!("(no StudyInstanceUID) {}", path.display()))
+        StudyUid(format!("(no StudyInstanceUID) {}", source.locator()))
     } else {
         header.study_uid.clone()
     }
@@ -103,7 +103,7 @@ impl<'r> StudyBook<'r> {
     pub fn add_finding(&mut self, f: &Finding) {
         let header = &f.scored.meta.instance.header;
         let best_here = f.hits.first().map(|hit| (hit.band, hit.value, self.describe(f, hit)));
-        let acc = self.studies.entry(study_key(header, &f.scored.meta.instance.path)).or_default();
+        let acc = self.studies.entry(study_key(header, &f.scored.meta.instance.source)).or_default();
         acc.header.get_or_insert_with(|| Arc::clone(header));
         acc.modalities.insert(header.modality.clone());
         acc.frames.insert(count_key(&(&header.sop_instance_uid.0, f.scored.meta.frame_index)));
@@ -125,11 +125,11 @@ impl<'r> StudyBook<'r> {
     /// Records a file that failed or was skipped, when its study is known.
     pub fn add_rejected(&mut self, r: &Rejected) {
         let Some(header) = &r.header else { return };
-        let acc = self.studies.entry(study_key(header, &r.path)).or_default();
+        let acc = self.studies.entry(study_key(header, &r.source)).or_default();
         acc.header.get_or_insert_with(|| Arc::clone(header));
         match r.kind {
             RejectKind::Error => {
-                acc.failed_files.insert(r.path.to_string_lossy().into_owned());
+                acc.failed_files.insert(r.source.locator());
                 // Under DESP an unreadable field counts as an ungradable one.
                 if self.rules.desp_enabled() && !header.laterality.is_empty() {
                     acc.fields.push(Field {
@@ -331,8 +331,8 @@ mod tests {
             ..Header::default()
         };
         let instance = Arc::new(Instance {
-            path: format!("/{study}/{laterality}.dcm").into(),
-            rel_path: String::new(),
+            source: SourceId::File(format!("/{study}/{laterality}.dcm").into()),
+            name: String::new(),
             header: Arc::new(header),
             models: vec![0],
         });
@@ -387,7 +387,7 @@ mod tests {
         let mut book = StudyBook::new(&rules);
         book.add_finding(&rules.evaluate(scored("s", "R", vec![0.1, 0.1])));
         let mut broken = scored("s", "L", vec![]).meta.instance.reject(crate::message::Stage::Decode, "truncated");
-        broken.path = "/s/L-broken.dcm".into();
+        broken.source = SourceId::File("/s/L-broken.dcm".into());
         book.add_rejected(&broken);
         let list = book.finish();
         assert_eq!(list[0].band, "REVIEW");

@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use dicom_dictionary_std::tags;
-use dicom_object::open_file;
+
+use super::Blob;
 
 /// True when a path names a DICOMDIR file (by name, as media require).
 pub fn is_dicomdir(path: &Path) -> bool {
@@ -18,7 +19,9 @@ pub fn is_dicomdir(path: &Path) -> bool {
 /// # Errors
 /// The DICOMDIR cannot be read or has no Directory Record Sequence.
 pub fn referenced_files(dicomdir: &Path) -> Result<Vec<PathBuf>, String> {
-    let obj = open_file(dicomdir).map_err(|e| format!("cannot read DICOMDIR: {e}"))?;
+    // Read through a blob: dicom-rs's own file errors would name the path.
+    let blob = Blob::open_file(dicomdir).map_err(|e| format!("cannot read DICOMDIR: {e}"))?;
+    let obj = blob.object(None).map_err(|e| format!("cannot read DICOMDIR: {e}"))?;
     let records = obj
         .get(tags::DIRECTORY_RECORD_SEQUENCE)
         .and_then(|e| e.items())
