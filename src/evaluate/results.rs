@@ -9,14 +9,15 @@ use std::path::Path;
 use arrow_array::{Array, Float32Array, Int32Array, RecordBatch, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::reference::Eye;
 use super::Error;
+use crate::dicom::laterality::Laterality;
+use crate::triage::desp::{Grade, RGrade};
 
 /// What the pipeline said about one eye.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EyePrediction {
-    /// DESP grade such as "R2M0" or "U"; empty when the eye had no image.
-    pub grade: String,
+    /// DESP grade; `None` when the eye had no image.
+    pub grade: Option<Grade>,
     pub p_referable: Option<f64>,
     pub p_r3: Option<f64>,
     pub p_m1: Option<f64>,
@@ -25,23 +26,23 @@ pub struct EyePrediction {
 
 impl EyePrediction {
     pub fn called_ungradable(&self) -> bool {
-        self.grade == "U"
+        self.grade == Some(Grade::Ungradable)
     }
 
-    /// Retinopathy grade of a graded eye ("R2M0" → 2).
-    pub fn retinopathy(&self) -> Option<u8> {
-        self.grade.strip_prefix('R')?.get(..1)?.parse().ok()
+    /// Retinopathy grade of a graded eye.
+    pub fn retinopathy(&self) -> Option<RGrade> {
+        self.grade?.retinopathy()
     }
 
     pub fn maculopathy(&self) -> bool {
-        self.grade.ends_with("M1")
+        self.grade.is_some_and(Grade::maculopathy)
     }
 
     /// Referred for R2, R3 or M1. An eye called U is not counted as
     /// referred: conservative for sensitivity, since re-imaging is not a
     /// grade.
     pub fn called_referable(&self) -> bool {
-        self.retinopathy().is_some_and(|r| r >= 2) || self.maculopathy()
+        self.grade.is_some_and(Grade::is_referable)
     }
 }
 
@@ -55,10 +56,13 @@ pub struct StudyPrediction {
 }
 
 impl StudyPrediction {
-    pub fn eye(&self, eye: Eye) -> &EyePrediction {
+    /// The prediction for the right or left eye (the reference grades
+    /// nothing else).
+    pub fn eye(&self, eye: Laterality) -> Option<&EyePrediction> {
         match eye {
-            Eye::Right => &self.right,
-            Eye::Left => &self.left,
+            Laterality::Right => Some(&self.right),
+            Laterality::Left => Some(&self.left),
+            Laterality::Both | Laterality::Unknown => None,
         }
     }
 }
@@ -117,12 +121,18 @@ fn read_batch(batch: &RecordBatch, studies: &mut HashMap<String, StudyPrediction
     let (right, left) = (eye("right")?, eye("left")?);
     let value = |c: &Float32Array, i: usize| (!c.is_null(i)).then(|| f64::from(c.value(i)));
     let text = |c: &StringArray, i: usize| if c.is_null(i) { String::new() } else { c.value(i).to_string() };
-    let predict = |e: &(&StringArray, &Float32Array, &Float32Array, &Float32Array, &Float32Array), i| EyePrediction {
-        grade: text(e.0, i),
-        p_referable: value(e.1, i),
-        p_r3: value(e.2, i),
-        p_m1: value(e.3, i),
-        p_gradable: value(e.4, i),
+    let predict = |e: &(&StringArray, &Float32Array, &Float32Array, &Float32Array, &Float32Array), i: usize| {
+        let grade = match text(e.0, i).as_str() {
+            "" => None,
+            grade => Some(grade.parse::<Grade>().map_err(|e| format!("row {i}: {e}"))?),
+        };
+        Ok::<_, String>(EyePrediction {
+            grade,
+            p_referable: value(e.1, i),
+            p_r3: value(e.2, i),
+            p_m1: value(e.3, i),
+            p_gradable: value(e.4, i),
+        })
     };
     for i in 0..batch.num_rows() {
         if pseudonym.is_null(i) {
@@ -131,8 +141,8 @@ fn read_batch(batch: &RecordBatch, studies: &mut HashMap<String, StudyPrediction
         let study = StudyPrediction {
             rank: rank.value(i),
             band: text(band, i),
-            right: predict(&right, i),
-            left: predict(&left, i),
+            right: predict(&right, i)?,
+            left: predict(&left, i)?,
         };
         studies.insert(pseudonym.value(i).to_string(), study);
     }

@@ -22,7 +22,9 @@ use crate::triage::BookSnapshot;
 pub const FILE_NAME: &str = "checkpoint.json";
 
 /// Bumped when the layout changes; an older checkpoint is not resumed.
-const FORMAT: u32 = 2;
+/// 3: the study book keeps typed bands, grades and the programme's
+/// evidence (issue 14).
+const FORMAT: u32 = 3;
 
 /// What must match for a run to be resumed rather than recomputed: rows of
 /// one run come from one software version, config and set of models.
@@ -97,6 +99,20 @@ impl Checkpoint {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(Error::Output { path, source }),
         };
+        // The format first, so an older layout is refused by its number
+        // rather than by whichever field no longer parses.
+        #[derive(Deserialize)]
+        struct Format {
+            format: u32,
+        }
+        if let Ok(Format { format }) = serde_json::from_slice::<Format>(&bytes) {
+            if format != FORMAT {
+                return Err(Error::Config(format!(
+                    "{} has checkpoint format {format}, this version writes {FORMAT}; pass --force to start the run again",
+                    path.display()
+                )));
+            }
+        }
         let state: Self = serde_json::from_slice(&bytes).map_err(|e| {
             Error::Config(format!(
                 "{} is not a checkpoint this version can resume ({e}); pass --force to start the run again",
