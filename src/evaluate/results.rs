@@ -200,3 +200,48 @@ pub fn read_run(out: &Path) -> Result<RunInfo, Error> {
         models,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::ArrayRef;
+
+    use super::*;
+
+    fn batch(right_grade: Option<&str>) -> RecordBatch {
+        let text = |v: Option<&str>| Arc::new(StringArray::from(vec![v])) as ArrayRef;
+        let float = |v: Option<f32>| Arc::new(Float32Array::from(vec![v])) as ArrayRef;
+        let mut columns: Vec<(String, ArrayRef)> = vec![
+            ("study_pseudonym".into(), text(Some("s1"))),
+            ("rank".into(), Arc::new(Int32Array::from(vec![1]))),
+            ("band".into(), text(Some("URGENT"))),
+            ("right_eye_grade".into(), text(right_grade)),
+            ("left_eye_grade".into(), text(None)),
+        ];
+        for side in ["right", "left"] {
+            for p in ["referable", "r3", "m1", "gradable"] {
+                columns.push((format!("{side}_eye_p_{p}"), float(Some(0.5))));
+            }
+        }
+        RecordBatch::try_from_iter(columns).expect("batch")
+    }
+
+    #[test]
+    fn eye_grades_are_read_with_the_one_grade_parser() {
+        let mut studies = HashMap::new();
+        read_batch(&batch(Some("R3M1")), &mut studies).expect("read");
+        let study = &studies["s1"];
+        assert_eq!(study.right.retinopathy(), Some(RGrade::R3));
+        assert!(study.right.maculopathy() && study.right.called_referable() && !study.right.called_ungradable());
+        assert_eq!(study.left.grade, None, "no grade: the eye had no image");
+        assert!(!study.left.called_referable());
+        assert!(study.eye(Laterality::Both).is_none());
+
+        read_batch(&batch(Some("U")), &mut studies).expect("read");
+        assert!(studies["s1"].right.called_ungradable() && !studies["s1"].right.called_referable());
+
+        let err = read_batch(&batch(Some("R2X")), &mut studies).expect_err("not a grade");
+        assert!(err.contains("R2X") && err.contains("row 0"), "{err}");
+    }
+}

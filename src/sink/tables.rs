@@ -268,3 +268,77 @@ pub fn studies_batch(rows: &[StudyResult], bands: &Bands, run: &RunStamp) -> Rec
     ]);
     batch(columns)
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::Array;
+
+    use super::*;
+    use crate::triage::desp::{EyeOutcome, EyeProbs};
+    use crate::triage::StudyDetail;
+
+    fn study(band: crate::triage::Band, detail: StudyDetail) -> StudyResult {
+        StudyResult {
+            rank: 1,
+            band,
+            score: None,
+            reason: "why".into(),
+            header: Arc::new(Header { study_uid: crate::message::StudyUid::new("1.2"), ..Header::default() }),
+            modalities: vec!["OP".into()],
+            images_scored: 1,
+            files_failed: 0,
+            files_skipped: 0,
+            models: vec![],
+            detail,
+        }
+    }
+
+    #[test]
+    fn the_studies_table_names_bands_and_takes_desp_eye_columns_from_the_detail() {
+        let bands = Bands::new(vec!["URGENT".into(), "NO_DISEASE".into()]);
+        let run = RunStamp {
+            run_id: "r".into(),
+            software_version: "0".into(),
+            config_sha256: "c".into(),
+            key: PseudonymKey::from_hex(&"ab".repeat(32), "test").expect("key"),
+        };
+        let right = EyeOutcome {
+            grade: "R3M0".parse().expect("grade"),
+            probs: EyeProbs { referable: Some(0.9), r3: Some(0.8), m1: Some(0.1), gradable: 0.95 },
+        };
+        let rows = [
+            study(bands.find("URGENT").expect("band"), StudyDetail::Desp { right: Some(right), left: None }),
+            study(bands.find("NO_DISEASE").expect("band"), StudyDetail::None),
+        ];
+        let batch = studies_batch(&rows, &bands, &run);
+        let schema = batch.schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let at = |name: &str| names.iter().position(|n| *n == name).expect(name);
+        assert_eq!(
+            names[at("reason")..=at("images_scored")],
+            [
+                "reason",
+                "right_eye_grade",
+                "left_eye_grade",
+                "right_eye_p_referable",
+                "right_eye_p_r3",
+                "right_eye_p_m1",
+                "right_eye_p_gradable",
+                "left_eye_p_referable",
+                "left_eye_p_r3",
+                "left_eye_p_m1",
+                "left_eye_p_gradable",
+                "images_scored"
+            ]
+        );
+        let text = |name: &str| {
+            let col = batch.column(at(name)).as_any().downcast_ref::<StringArray>().expect("strings").clone();
+            (0..col.len()).map(|i| (!col.is_null(i)).then(|| col.value(i).to_string())).collect::<Vec<_>>()
+        };
+        assert_eq!(text("band"), [Some("URGENT".into()), Some("NO_DISEASE".into())]);
+        assert_eq!(text("right_eye_grade"), [Some("R3M0".into()), None]);
+        assert_eq!(text("left_eye_grade"), [None, None]);
+        let gradable = batch.column(at("right_eye_p_gradable")).as_any().downcast_ref::<Float32Array>().expect("f32");
+        assert!((gradable.value(0) - 0.95).abs() < 1e-6 && gradable.is_null(1));
+    }
+}

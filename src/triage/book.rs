@@ -366,4 +366,48 @@ mod tests {
         assert_eq!(rules.bands().name(list[0].band), "REVIEW");
         assert!(list[0].reason.contains("1 file(s) could not be read"), "{}", list[0].reason);
     }
+
+    #[test]
+    fn under_desp_the_programme_places_the_study_and_an_unreadable_field_counts_as_ungradable() {
+        let mut dr = model();
+        dr.card.id = "dr".into();
+        dr.card.output.labels = ["r0", "r1", "r2", "r3", "m1", "gradable"].map(String::from).to_vec();
+        let cfg = TriageConfig {
+            mode: crate::triage::TriageMode::Desp,
+            bands: crate::triage::desp::BANDS.map(String::from).to_vec(),
+            default_band: "NO_DISEASE".into(),
+            incomplete_band: "REVIEW".into(),
+            rules: Vec::new(),
+            desp: crate::triage::DespConfig { model: "dr".into(), ..Default::default() },
+        };
+        assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
+        let desp = RuleSet::new(&cfg, std::slice::from_ref(&dr)).expect("desp rules");
+        let plain = RuleSet::new(&TriageConfig { mode: crate::triage::TriageMode::Rules, ..cfg.clone() }, &[dr])
+            .expect("plain rules");
+        let mut results = Vec::new();
+        for rules in [&desp, &plain] {
+            let mut book = StudyBook::new(rules);
+            book.add_finding(&rules.evaluate(scored("s", "R", vec![0.9, 0.05, 0.03, 0.02, 0.1, 0.9])));
+            let broken = scored("s", "L", vec![]).meta.instance.reject(crate::message::Stage::Decode, "truncated");
+            book.add_rejected(&broken);
+            let list = book.finish();
+            assert_eq!(list.len(), 1);
+            results.push((rules.bands().name(list[0].band).to_string(), list[0].clone()));
+        }
+        let (band, study) = &results[0];
+        assert_eq!(band, "UNGRADABLE");
+        assert!(
+            study.reason.starts_with("ungradable: no gradable field, p(gradable)=0.00, left eye; other eye R0M0"),
+            "{}",
+            study.reason
+        );
+        let (right, left) = study.detail.eyes();
+        assert_eq!(right.map(|e| e.grade.to_string()).as_deref(), Some("R0M0"));
+        assert_eq!(left.map(|e| e.grade), Some(crate::triage::Grade::Ungradable));
+        // Without the DESP programme the same study has no eyes and the
+        // generic rules place it: a failed file keeps it out of the quiet band.
+        let (band, study) = &results[1];
+        assert_eq!((band.as_str(), &study.detail), ("REVIEW", &StudyDetail::None));
+        assert!(study.reason.starts_with("no finding in the readable images"), "{}", study.reason);
+    }
 }
