@@ -6,6 +6,8 @@
 //! the strongest evidence. The reason is written in words, so a grader sees
 //! why a study is where it is. Studies with unreadable images never land in
 //! the least urgent band: a human must look at what the machine could not.
+//! A screening programme ([`Programme`]: DESP today) grades its images and
+//! may place a study itself; the study book stays generic.
 
 pub mod band;
 mod book;
@@ -139,8 +141,8 @@ pub struct Hit {
     pub threshold: f32,
 }
 
-/// One scored image with the rules it fired (most urgent first) and, for
-/// the DESP model's images, its grade.
+/// One scored image with the rules it fired (most urgent first) and, when
+/// the programme grades this model's images (DESP: the DR model), its grade.
 #[derive(Debug, Clone)]
 pub struct Finding {
     pub scored: Scored,
