@@ -189,6 +189,17 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpoint_of_an_older_format_is_refused_by_its_number() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Format 2's study book no longer parses; the refusal must say why.
+        std::fs::write(dir.path().join(FILE_NAME), b"{\"format\": 2, \"book\": [[\"1.2\", {\"fields\": []}]]}")
+            .expect("write");
+        let Err(err) = Checkpoint::load(dir.path()) else { panic!("an older format must be refused") };
+        let err = err.to_string();
+        assert!(err.contains("checkpoint format 2") && err.contains(&format!("writes {FORMAT}")), "{err}");
+    }
+
+    #[test]
     fn file_keys_are_stable_and_distinct() {
         // sha256("/a"), first 16 bytes: pinned, so a rebuild never changes keys.
         assert_eq!(file_key(Path::new("/a")), "6a50dc8584134c7de537c0052ff6d236");
