@@ -22,7 +22,7 @@ use crate::shard::Shard;
 use crate::sink::audit::AuditLog;
 use crate::sink::tables::{studies_batch, ModelStamp, RunStamp};
 use crate::sink::{failures, html, thumbnails, worklist, PartWriter, ShardHandoff, HANDOFF, SHARDS_DIR};
-use crate::triage::{rank, StudyResult};
+use crate::triage::{rank, Bands, StudyResult, TriageConfig};
 
 /// What a merge joined.
 #[derive(Debug)]
@@ -104,12 +104,12 @@ pub fn run(out: &Path, key: &PseudonymKey) -> Result<MergeSummary> {
         config_sha256: first["config_sha256"].as_str().unwrap_or_default().to_string(),
         key: key.clone(),
     };
-    replace_studies_parts(out, &studies, &stamp)?;
+    let bands = configured_bands(first);
+    replace_studies_parts(out, &studies, &bands, &stamp)?;
     let thumbs = link_thumbnails(out, &shards)?;
-    let rows = worklist::rows(&studies, shadow);
+    let rows = worklist::rows(&studies, &bands, shadow);
     worklist::write(out, &rows)?;
     let models = model_stamps(first);
-    let bands = configured_bands(first, &studies);
     let time = |field: &'static str| {
         shards.iter().filter_map(move |s| s.report[field].as_str()?.parse::<chrono::DateTime<chrono::Utc>>().ok())
     };
@@ -123,11 +123,11 @@ pub fn run(out: &Path, key: &PseudonymKey) -> Result<MergeSummary> {
         bands: &bands,
         shadow,
     };
-    html::write(out, &studies, &rows, &thumbs, key, &page)?;
+    html::write(out, &rows, &thumbs, key, &page)?;
     let failed: Vec<failures::FailedFile> = shards.iter().flat_map(|s| s.handoff.failures.iter().cloned()).collect();
     failures::write(out, &failed)?;
 
-    let counts = summed_counts(&shards, &studies);
+    let counts = summed_counts(&shards, &studies, &bands);
     let errors = counts["errors"].as_u64().unwrap_or(0);
     let report = json!({
         "software": "nightscreen",
@@ -228,7 +228,7 @@ fn finished_shards(out: &Path) -> Result<Vec<Finished>> {
 /// Swaps the shards' `studies` parts (ranked within each shard) for one
 /// part ranked across all of them: written first, so a crash leaves the
 /// shards' parts, never nothing.
-fn replace_studies_parts(out: &Path, studies: &[StudyResult], stamp: &RunStamp) -> Result<()> {
+fn replace_studies_parts(out: &Path, studies: &[StudyResult], bands: &Bands, stamp: &RunStamp) -> Result<()> {
     let dir = out.join("studies");
     let old: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map_err(|source| Error::Output { path: dir.clone(), source })?
@@ -240,7 +240,7 @@ fn replace_studies_parts(out: &Path, studies: &[StudyResult], stamp: &RunStamp) 
                 .is_some_and(|n| n.starts_with("part-shard-") || n.starts_with("part-merged-"))
         })
         .collect();
-    let batch = studies_batch(studies, stamp);
+    let batch = studies_batch(studies, bands, stamp);
     let mut part = PartWriter::create(&dir, &stamp.run_id, &batch, 8192)?;
     part.write(&batch)?;
     let written = part.close()?;
@@ -291,21 +291,20 @@ fn model_stamps(report: &Value) -> Vec<ModelStamp> {
         .unwrap_or_default()
 }
 
-/// The bands of the shards' config (`[triage] bands`), else those seen.
-fn configured_bands(report: &Value, studies: &[StudyResult]) -> Vec<String> {
+/// The bands of the shards' config (`[triage] bands`), else the default
+/// ones (a study carries only its band's position, so the names come from
+/// the config the shards ran).
+fn configured_bands(report: &Value) -> Bands {
     let from_config = report["config"]
         .as_str()
         .and_then(|text| text.parse::<toml::Table>().ok())
         .and_then(|t| t.get("triage")?.get("bands")?.as_array().cloned())
         .map(|bands| bands.iter().filter_map(|b| b.as_str().map(str::to_string)).collect::<Vec<_>>());
-    from_config.filter(|b| !b.is_empty()).unwrap_or_else(|| {
-        let seen: BTreeMap<usize, String> = studies.iter().map(|s| (s.band_index, s.band.clone())).collect();
-        seen.into_values().collect()
-    })
+    Bands::new(from_config.filter(|b| !b.is_empty()).unwrap_or_else(|| TriageConfig::default().bands))
 }
 
 /// The shards' counts added up; studies and bands from the merged list.
-fn summed_counts(shards: &[Finished], studies: &[StudyResult]) -> Value {
+fn summed_counts(shards: &[Finished], studies: &[StudyResult], band_names: &Bands) -> Value {
     let mut sums: BTreeMap<String, u64> = BTreeMap::new();
     let mut maps: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for s in shards {
@@ -323,7 +322,7 @@ fn summed_counts(shards: &[Finished], studies: &[StudyResult]) -> Value {
     }
     let mut bands: BTreeMap<String, u64> = BTreeMap::new();
     for s in studies {
-        *bands.entry(s.band.clone()).or_default() += 1;
+        *bands.entry(band_names.name(s.band).to_string()).or_default() += 1;
     }
     sums.insert("studies".into(), studies.len() as u64);
     maps.insert("bands".into(), bands);

@@ -183,10 +183,10 @@ pub struct Header {
     pub frames: u32,
     pub samples_per_pixel: u16,
     pub bits_allocated: u16,
-    /// ImageLaterality, else Laterality ("R", "L", "B" or empty).
-    pub laterality: String,
-    /// Fundus field, "macula" or "disc", when the header says (see ingest).
-    pub field: String,
+    /// ImageLaterality, else Laterality.
+    pub laterality: crate::dicom::laterality::Laterality,
+    /// Fundus field, when the header says (see ingest).
+    pub field: crate::dicom::laterality::FundusField,
     pub body_part: String,
     pub series_number: Option<i32>,
     pub instance_number: Option<i32>,

@@ -219,7 +219,7 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
         log::info!("found {files_found} files");
     }
     let run_started_at = state.started_at;
-    let mut sinks = Sinks::create(&paths, &cfg.sinks, run_stamp.clone(), stamps, cfg.triage.bands.clone(), state)?;
+    let mut sinks = Sinks::create(&paths, &cfg.sinks, run_stamp.clone(), stamps, rules.bands().clone(), state)?;
     let ingest_seconds = ingest_started.elapsed().as_secs_f64();
     progress.set_total((files.len() + walk_rejects.len()) as u64);
 
@@ -278,7 +278,7 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
 
     let exit_code = if counts.errors > 0 { 1 } else { 0 };
     let outcome = if exit_code == 0 { "ok" } else { "completed_with_errors" };
-    audit.studies(&studies)?;
+    audit.studies(&studies, rules.bands())?;
     audit.event(
         "run_finished",
         serde_json::json!({

@@ -56,7 +56,7 @@ pub const TARGETS: [Target; 4] = [
         title: "Proliferative (R3)",
         gradable_only: true,
         truth: |r| r.retinopathy == 3,
-        call: |p| p.retinopathy() == Some(3),
+        call: |p| p.retinopathy() == Some(crate::triage::desp::RGrade::R3),
         score: |p| p.p_r3,
     },
     Target {

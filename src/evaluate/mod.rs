@@ -158,8 +158,8 @@ fn evaluate(
     let study_of = |uid: &str| pseudonyms.get(uid).and_then(|p| predictions.get(p));
     let mut eyes = Vec::new();
     for eye in &reference.eyes {
-        match study_of(&eye.study_uid).map(|s| s.eye(eye.eye)) {
-            Some(predicted) if !predicted.grade.is_empty() => eyes.push(MatchedEye { reference: eye, predicted }),
+        match study_of(&eye.study_uid).and_then(|s| s.eye(eye.eye)) {
+            Some(predicted) if predicted.grade.is_some() => eyes.push(MatchedEye { reference: eye, predicted }),
             _ => {}
         }
     }

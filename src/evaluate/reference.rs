@@ -9,19 +9,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::Error;
-
-/// Which eye a grade is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Eye {
-    Right,
-    Left,
-}
+use crate::dicom::laterality::Laterality;
 
 /// One eye's reference grade.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReferenceEye {
     pub study_uid: String,
-    pub eye: Eye,
+    /// `Right` or `Left`: the reference grades one eye per row.
+    pub eye: Laterality,
     pub gradable: bool,
     /// Retinopathy grade 0–3 (meaningless when not gradable).
     pub retinopathy: u8,
@@ -73,8 +68,8 @@ pub fn read(path: &Path) -> Result<Reference, Error> {
             return Err(bad(line, "empty study_uid".into()));
         }
         let eye = match row.eye.trim().to_ascii_uppercase().as_str() {
-            "R" | "RIGHT" | "OD" => Eye::Right,
-            "L" | "LEFT" | "OS" => Eye::Left,
+            "R" | "RIGHT" | "OD" => Laterality::Right,
+            "L" | "LEFT" | "OS" => Laterality::Left,
             other => return Err(bad(line, format!("eye {other:?} is not R or L"))),
         };
         if let Some(first) = seen.insert((uid.clone(), eye), line) {

@@ -9,14 +9,15 @@ use std::path::Path;
 use arrow_array::{Array, Float32Array, Int32Array, RecordBatch, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::reference::Eye;
 use super::Error;
+use crate::dicom::laterality::Laterality;
+use crate::triage::desp::{Grade, RGrade};
 
 /// What the pipeline said about one eye.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EyePrediction {
-    /// DESP grade such as "R2M0" or "U"; empty when the eye had no image.
-    pub grade: String,
+    /// DESP grade; `None` when the eye had no image.
+    pub grade: Option<Grade>,
     pub p_referable: Option<f64>,
     pub p_r3: Option<f64>,
     pub p_m1: Option<f64>,
@@ -25,23 +26,23 @@ pub struct EyePrediction {
 
 impl EyePrediction {
     pub fn called_ungradable(&self) -> bool {
-        self.grade == "U"
+        self.grade == Some(Grade::Ungradable)
     }
 
-    /// Retinopathy grade of a graded eye ("R2M0" → 2).
-    pub fn retinopathy(&self) -> Option<u8> {
-        self.grade.strip_prefix('R')?.get(..1)?.parse().ok()
+    /// Retinopathy grade of a graded eye.
+    pub fn retinopathy(&self) -> Option<RGrade> {
+        self.grade?.retinopathy()
     }
 
     pub fn maculopathy(&self) -> bool {
-        self.grade.ends_with("M1")
+        self.grade.is_some_and(Grade::maculopathy)
     }
 
     /// Referred for R2, R3 or M1. An eye called U is not counted as
     /// referred: conservative for sensitivity, since re-imaging is not a
     /// grade.
     pub fn called_referable(&self) -> bool {
-        self.retinopathy().is_some_and(|r| r >= 2) || self.maculopathy()
+        self.grade.is_some_and(Grade::is_referable)
     }
 }
 
@@ -55,10 +56,13 @@ pub struct StudyPrediction {
 }
 
 impl StudyPrediction {
-    pub fn eye(&self, eye: Eye) -> &EyePrediction {
+    /// The prediction for the right or left eye (the reference grades
+    /// nothing else).
+    pub fn eye(&self, eye: Laterality) -> Option<&EyePrediction> {
         match eye {
-            Eye::Right => &self.right,
-            Eye::Left => &self.left,
+            Laterality::Right => Some(&self.right),
+            Laterality::Left => Some(&self.left),
+            Laterality::Both | Laterality::Unknown => None,
         }
     }
 }
@@ -117,12 +121,18 @@ fn read_batch(batch: &RecordBatch, studies: &mut HashMap<String, StudyPrediction
     let (right, left) = (eye("right")?, eye("left")?);
     let value = |c: &Float32Array, i: usize| (!c.is_null(i)).then(|| f64::from(c.value(i)));
     let text = |c: &StringArray, i: usize| if c.is_null(i) { String::new() } else { c.value(i).to_string() };
-    let predict = |e: &(&StringArray, &Float32Array, &Float32Array, &Float32Array, &Float32Array), i| EyePrediction {
-        grade: text(e.0, i),
-        p_referable: value(e.1, i),
-        p_r3: value(e.2, i),
-        p_m1: value(e.3, i),
-        p_gradable: value(e.4, i),
+    let predict = |e: &(&StringArray, &Float32Array, &Float32Array, &Float32Array, &Float32Array), i: usize| {
+        let grade = match text(e.0, i).as_str() {
+            "" => None,
+            grade => Some(grade.parse::<Grade>().map_err(|e| format!("row {i}: {e}"))?),
+        };
+        Ok::<_, String>(EyePrediction {
+            grade,
+            p_referable: value(e.1, i),
+            p_r3: value(e.2, i),
+            p_m1: value(e.3, i),
+            p_gradable: value(e.4, i),
+        })
     };
     for i in 0..batch.num_rows() {
         if pseudonym.is_null(i) {
@@ -131,8 +141,8 @@ fn read_batch(batch: &RecordBatch, studies: &mut HashMap<String, StudyPrediction
         let study = StudyPrediction {
             rank: rank.value(i),
             band: text(band, i),
-            right: predict(&right, i),
-            left: predict(&left, i),
+            right: predict(&right, i)?,
+            left: predict(&left, i)?,
         };
         studies.insert(pseudonym.value(i).to_string(), study);
     }
@@ -189,4 +199,49 @@ pub fn read_run(out: &Path) -> Result<RunInfo, Error> {
         shadow,
         models,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::ArrayRef;
+
+    use super::*;
+
+    fn batch(right_grade: Option<&str>) -> RecordBatch {
+        let text = |v: Option<&str>| Arc::new(StringArray::from(vec![v])) as ArrayRef;
+        let float = |v: Option<f32>| Arc::new(Float32Array::from(vec![v])) as ArrayRef;
+        let mut columns: Vec<(String, ArrayRef)> = vec![
+            ("study_pseudonym".into(), text(Some("s1"))),
+            ("rank".into(), Arc::new(Int32Array::from(vec![1]))),
+            ("band".into(), text(Some("URGENT"))),
+            ("right_eye_grade".into(), text(right_grade)),
+            ("left_eye_grade".into(), text(None)),
+        ];
+        for side in ["right", "left"] {
+            for p in ["referable", "r3", "m1", "gradable"] {
+                columns.push((format!("{side}_eye_p_{p}"), float(Some(0.5))));
+            }
+        }
+        RecordBatch::try_from_iter(columns).expect("batch")
+    }
+
+    #[test]
+    fn eye_grades_are_read_with_the_one_grade_parser() {
+        let mut studies = HashMap::new();
+        read_batch(&batch(Some("R3M1")), &mut studies).expect("read");
+        let study = &studies["s1"];
+        assert_eq!(study.right.retinopathy(), Some(RGrade::R3));
+        assert!(study.right.maculopathy() && study.right.called_referable() && !study.right.called_ungradable());
+        assert_eq!(study.left.grade, None, "no grade: the eye had no image");
+        assert!(!study.left.called_referable());
+        assert!(study.eye(Laterality::Both).is_none());
+
+        read_batch(&batch(Some("U")), &mut studies).expect("read");
+        assert!(studies["s1"].right.called_ungradable() && !studies["s1"].right.called_referable());
+
+        let err = read_batch(&batch(Some("R2X")), &mut studies).expect_err("not a grade");
+        assert!(err.contains("R2X") && err.contains("row 0"), "{err}");
+    }
 }

@@ -7,6 +7,7 @@ use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
 
+use crate::dicom::laterality::{FundusField, Laterality};
 use crate::message::{Header, SeriesUid, SkipReason, SopInstanceUid, StudyUid};
 use crate::source::Blob;
 
@@ -132,6 +133,7 @@ fn read_header(obj: &DefaultDicomObject) -> Header {
     if laterality.is_empty() {
         laterality = text(obj, tags::LATERALITY);
     }
+    let laterality = Laterality::parse(&laterality);
     let field = fundus_field(&[
         text(obj, tags::IMAGE_COMMENTS),
         text(obj, tags::SERIES_DESCRIPTION),
@@ -165,17 +167,17 @@ fn read_header(obj: &DefaultDicomObject) -> Header {
 
 /// The fundus field named in free-text descriptions: cameras and the
 /// programme's own protocol write "macula" / "disc" (or "optic disc").
-fn fundus_field(texts: &[String]) -> String {
+fn fundus_field(texts: &[String]) -> FundusField {
     for t in texts {
         let t = t.to_ascii_lowercase();
         if t.contains("macula") {
-            return "macula".into();
+            return FundusField::Macula;
         }
         if t.contains("disc") || t.contains("disk") {
-            return "disc".into();
+            return FundusField::Disc;
         }
     }
-    String::new()
+    FundusField::Unknown
 }
 
 /// DA (YYYYMMDD) + TM (HHMMSS.ffffff, any prefix) → a timestamp; a missing

@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+use crate::dicom::laterality::Laterality;
 use crate::error::{Error, Result};
-use crate::triage::StudyResult;
+use crate::triage::{Bands, StudyResult};
 
 /// The open trail of one run.
 pub struct AuditLog {
@@ -59,13 +60,17 @@ impl AuditLog {
     ///
     /// # Errors
     /// A line cannot be written.
-    pub fn studies(&mut self, studies: &[StudyResult]) -> Result<()> {
+    pub fn studies(&mut self, studies: &[StudyResult], bands: &Bands) -> Result<()> {
         for s in studies {
-            let eyes: serde_json::Map<String, Value> =
-                s.eyes.iter().map(|(eye, r)| (eye.clone(), json!(r.grade))).collect();
+            let (right, left) = s.detail.eyes();
+            let eyes: serde_json::Map<String, Value> = [(Laterality::Right, right), (Laterality::Left, left)]
+                .into_iter()
+                .filter_map(|(eye, outcome)| Some((eye.as_str().to_string(), json!(outcome?.grade.to_string()))))
+                .collect();
+            let band = bands.name(s.band);
             self.event(
                 "study_banded",
-                json!({ "study_uid": s.header.study_uid.0, "rank": s.rank, "band": s.band, "reason": s.reason, "eyes": eyes }),
+                json!({ "study_uid": s.header.study_uid.0, "rank": s.rank, "band": band, "reason": s.reason, "eyes": eyes }),
             )?;
         }
         Ok(())

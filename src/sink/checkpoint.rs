@@ -23,7 +23,9 @@ use crate::triage::BookSnapshot;
 pub const FILE_NAME: &str = "checkpoint.json";
 
 /// Bumped when the layout changes; an older checkpoint is not resumed.
-const FORMAT: u32 = 2;
+/// 3: the study book keeps typed bands, grades and the programme's
+/// evidence (issue 14).
+const FORMAT: u32 = 3;
 
 /// What must match for a run to be resumed rather than recomputed: rows of
 /// one run come from one software version, config and set of models.
@@ -98,6 +100,20 @@ impl Checkpoint {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(Error::Output { path, source }),
         };
+        // The format first, so an older layout is refused by its number
+        // rather than by whichever field no longer parses.
+        #[derive(Deserialize)]
+        struct Format {
+            format: u32,
+        }
+        if let Ok(Format { format }) = serde_json::from_slice::<Format>(&bytes) {
+            if format != FORMAT {
+                return Err(Error::Config(format!(
+                    "{} has checkpoint format {format}, this version writes {FORMAT}; pass --force to start the run again",
+                    path.display()
+                )));
+            }
+        }
         let state: Self = serde_json::from_slice(&bytes).map_err(|e| {
             Error::Config(format!(
                 "{} is not a checkpoint this version can resume ({e}); pass --force to start the run again",
@@ -171,6 +187,17 @@ mod tests {
         assert!(Checkpoint::load(dir.path()).is_err());
         Checkpoint::remove(dir.path()).expect("remove");
         Checkpoint::remove(dir.path()).expect("removing twice is fine");
+    }
+
+    #[test]
+    fn a_checkpoint_of_an_older_format_is_refused_by_its_number() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Format 2's study book no longer parses; the refusal must say why.
+        std::fs::write(dir.path().join(FILE_NAME), b"{\"format\": 2, \"book\": [[\"1.2\", {\"fields\": []}]]}")
+            .expect("write");
+        let Err(err) = Checkpoint::load(dir.path()) else { panic!("an older format must be refused") };
+        let err = err.to_string();
+        assert!(err.contains("checkpoint format 2") && err.contains(&format!("writes {FORMAT}")), "{err}");
     }
 
     #[test]

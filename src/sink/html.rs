@@ -17,7 +17,7 @@ use super::worklist::{WorklistRow, SHADOW_NOTICE};
 use super::ModelStamp;
 use crate::error::Result;
 use crate::privacy::PseudonymKey;
-use crate::triage::StudyResult;
+use crate::triage::{Bands, Grade};
 
 const CSS: &str = include_str!("assets/worklist.css");
 const JS: &str = include_str!("assets/worklist.js");
@@ -34,7 +34,7 @@ pub struct PageInfo<'a> {
     pub attempts: u32,
     pub models: &'a [ModelStamp],
     /// The configured bands, most urgent first (the filter's checkboxes).
-    pub bands: &'a [String],
+    pub bands: &'a Bands,
     pub shadow: bool,
 }
 
@@ -55,38 +55,6 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// The CSS class of a band's colour. Bands are config names; those the
-/// page knows get their colour, any other a neutral grey (still labelled).
-fn band_class(band: &str) -> &'static str {
-    match band {
-        "URGENT" => "band-urgent",
-        "ROUTINE" => "band-routine",
-        "UNGRADABLE" => "band-ungradable",
-        "REVIEW" => "band-review",
-        "NO_DISEASE" => "band-no-disease",
-        _ => "band-other",
-    }
-}
-
-/// A DESP grade ("R2M1", "U") in words for the grader.
-fn grade_words(grade: &str) -> String {
-    if grade == "U" {
-        return "ungradable".into();
-    }
-    let r = match grade.get(..2) {
-        Some("R0") => "no retinopathy",
-        Some("R1") => "background retinopathy",
-        Some("R2") => "pre-proliferative retinopathy",
-        Some("R3") => "proliferative retinopathy",
-        _ => return String::new(),
-    };
-    if grade.ends_with("M1") {
-        format!("{r}; maculopathy")
-    } else {
-        format!("{r}; no maculopathy")
-    }
-}
-
 /// "FAMILY^GIVEN^MIDDLE" (DICOM PN) as "FAMILY, GIVEN MIDDLE".
 fn person_name(pn: &str) -> String {
     let mut parts = pn.split('=').next().unwrap_or("").split('^').map(str::trim);
@@ -99,40 +67,22 @@ fn person_name(pn: &str) -> String {
     }
 }
 
-fn eye_words(eye: &str) -> &'static str {
-    match eye {
-        "R" => "right eye",
-        "L" => "left eye",
-        "B" => "both eyes",
-        _ => "eye not recorded",
-    }
-}
-
 /// Right eye first, macula before disc, then frame: the order graders read.
 fn image_order(t: &ThumbEntry) -> (u8, u8, u32, String) {
-    let eye = match t.eye.as_str() {
-        "R" => 0,
-        "L" => 1,
-        _ => 2,
-    };
-    let field = match t.field.as_str() {
-        "macula" => 0,
-        "disc" => 1,
-        _ => 2,
-    };
-    (eye, field, t.frame, t.file.clone())
+    (t.eye.reading_order(), t.field.reading_order(), t.frame, t.file.clone())
 }
 
-fn eye_cell(page: &mut String, grade: &str) {
-    if grade.is_empty() {
-        page.push_str("<td><span class=\"sub\">not graded</span></td>");
-    } else {
-        let _ = write!(
-            page,
-            "<td><span class=\"grade\">{}</span><span class=\"words\">{}</span></td>",
-            escape(grade),
-            escape(&grade_words(grade))
-        );
+fn eye_cell(page: &mut String, grade: Option<Grade>) {
+    match grade {
+        None => page.push_str("<td><span class=\"sub\">not graded</span></td>"),
+        Some(grade) => {
+            let _ = write!(
+                page,
+                "<td><span class=\"grade\">{}</span><span class=\"words\">{}</span></td>",
+                escape(&grade.to_string()),
+                escape(&grade.words())
+            );
+        }
     }
 }
 
@@ -141,7 +91,7 @@ fn images_cell(page: &mut String, thumbs: Option<&Vec<&ThumbEntry>>, row: &Workl
     match thumbs {
         Some(list) if !list.is_empty() => {
             for t in list {
-                let caption = [eye_words(&t.eye), t.field.as_str()]
+                let caption = [t.eye.eye_words().unwrap_or("eye not recorded"), t.field.as_str()]
                     .iter()
                     .filter(|s| !s.is_empty())
                     .copied()
@@ -205,9 +155,9 @@ fn header(page: &mut String, info: &PageInfo<'_>, rows: &[WorklistRow<'_>]) {
         .collect::<Vec<_>>()
         .join("; ");
     let mut counts: Vec<String> = Vec::new();
-    for band in info.bands {
-        let n = rows.iter().filter(|r| r.band == band).count();
-        counts.push(format!("{band} {n}"));
+    for (band, name) in info.bands.iter() {
+        let n = rows.iter().filter(|r| r.study.band == band).count();
+        counts.push(format!("{name} {n}"));
     }
     page.push_str("<header>");
     if info.shadow {
@@ -245,8 +195,8 @@ fn header(page: &mut String, info: &PageInfo<'_>, rows: &[WorklistRow<'_>]) {
 
 fn controls(page: &mut String, info: &PageInfo<'_>, rows: usize) {
     page.push_str("<form class=\"controls\" onsubmit=\"return false\"><fieldset><legend>Bands</legend>");
-    for band in info.bands {
-        let _ = write!(page, "<label class=\"{}\"><input type=\"checkbox\" name=\"band\" value=\"{b}\" checked> <span class=\"band\">{b}</span></label>", band_class(band), b = escape(band));
+    for (band, name) in info.bands.iter() {
+        let _ = write!(page, "<label class=\"{}\"><input type=\"checkbox\" name=\"band\" value=\"{b}\" checked> <span class=\"band\">{b}</span></label>", info.bands.colour_class(band), b = escape(name));
     }
     let _ = write!(
         page,
@@ -256,14 +206,9 @@ fn controls(page: &mut String, info: &PageInfo<'_>, rows: usize) {
     );
 }
 
-/// The whole page.
-pub fn render(
-    studies: &[StudyResult],
-    rows: &[WorklistRow<'_>],
-    thumbs: &[ThumbEntry],
-    key: &PseudonymKey,
-    info: &PageInfo<'_>,
-) -> String {
+/// The whole page: one table row per worklist row, each drawn from the
+/// row and the study it borrows.
+pub fn render(rows: &[WorklistRow<'_>], thumbs: &[ThumbEntry], key: &PseudonymKey, info: &PageInfo<'_>) -> String {
     let mut by_study: HashMap<&str, Vec<&ThumbEntry>> = HashMap::new();
     for t in thumbs {
         by_study.entry(t.study.as_str()).or_default().push(t);
@@ -284,12 +229,12 @@ pub fn render(
     header(&mut page, info, rows);
     controls(&mut page, info, rows.len());
     page.push_str("<main><table id=\"worklist\"><thead><tr><th>Rank</th><th>Band</th><th>Right eye</th><th>Left eye</th><th>Reason</th><th>Patient</th><th>Accession</th><th>Study</th><th>Images</th></tr></thead><tbody>\n");
-    for (study, row) in studies.iter().zip(rows) {
-        let group = thumbnails::study_group(key, &study.header);
+    for row in rows {
+        let group = thumbnails::study_group(key, &row.study.header);
         let _ = write!(
             page,
             "<tr class=\"{class}\" data-rank=\"{rank}\" data-band=\"{band}\" data-accession=\"{acc}\" data-patient-id=\"{pid}\"><td class=\"rank\">{rank}</td><td><span class=\"band\">{band}</span>{score}</td>",
-            class = band_class(row.band),
+            class = info.bands.colour_class(row.study.band),
             rank = row.rank,
             band = escape(row.band),
             acc = escape(row.accession_number),
@@ -329,13 +274,12 @@ pub fn render(
 /// The file cannot be written.
 pub fn write(
     out: &Path,
-    studies: &[StudyResult],
     rows: &[WorklistRow<'_>],
     thumbs: &[ThumbEntry],
     key: &PseudonymKey,
     info: &PageInfo<'_>,
 ) -> Result<()> {
-    super::write_atomically(&out.join(FILE_NAME), render(studies, rows, thumbs, key, info).as_bytes())
+    super::write_atomically(&out.join(FILE_NAME), render(rows, thumbs, key, info).as_bytes())
 }
 
 #[cfg(test)]
@@ -350,7 +294,9 @@ mod tests {
         );
     }
 
-    fn study(name: &str, accession: &str, band: &str, uid: &str) -> StudyResult {
+    use crate::triage::{Band, StudyDetail, StudyResult};
+
+    fn study(name: &str, accession: &str, band: Band, uid: &str) -> StudyResult {
         let header = crate::message::Header {
             study_uid: crate::message::StudyUid::new(uid),
             patient_name: name.into(),
@@ -360,8 +306,7 @@ mod tests {
         };
         StudyResult {
             rank: 1,
-            band: band.into(),
-            band_index: 0,
+            band,
             score: Some(0.5),
             reason: "R3 suspected <b>".into(),
             header: std::sync::Arc::new(header),
@@ -370,23 +315,30 @@ mod tests {
             files_failed: 2,
             files_skipped: 0,
             models: vec![],
-            eyes: Default::default(),
+            detail: StudyDetail::None,
         }
     }
 
     #[test]
     fn every_input_value_is_escaped_and_a_study_without_images_says_so() {
         let key = PseudonymKey::from_hex(&"cd".repeat(32), "test").expect("key");
-        let studies = [
-            study("<script>alert(1)</script>^A&B", "ACC\"><img src=x onerror=alert(1)>", "URGENT", "1.2.3"),
-            study("X^Y", "A2", "NO_DISEASE", "1.2.4"),
+        let bands = Bands::new(vec!["URGENT".to_string(), "NO_DISEASE".to_string()]);
+        let band = |name: &str| bands.find(name).expect("band");
+        let mut studies = [
+            study("<script>alert(1)</script>^A&B", "ACC\"><img src=x onerror=alert(1)>", band("URGENT"), "1.2.3"),
+            study("X^Y", "A2", band("NO_DISEASE"), "1.2.4"),
         ];
-        let rows = super::super::worklist::rows(&studies, true);
+        let eye = |grade: &str| crate::triage::desp::EyeOutcome {
+            grade: grade.parse().expect("grade"),
+            probs: Default::default(),
+        };
+        studies[1].detail = StudyDetail::Desp { right: Some(eye("R3M1")), left: None };
+        let rows = super::super::worklist::rows(&studies, &bands, true);
         let thumb = ThumbEntry {
             study: thumbnails::study_group(&key, &studies[1].header).expect("group"),
             file: "f-00000.jpg".into(),
-            eye: "L".into(),
-            field: "disc".into(),
+            eye: crate::dicom::laterality::Laterality::Left,
+            field: crate::dicom::laterality::FundusField::Disc,
             frame: 0,
             width: 192,
             height: 144,
@@ -397,7 +349,6 @@ mod tests {
                 cells: vec![0.4, 0.0, 0.2, 0.1],
             }),
         };
-        let bands = ["URGENT".to_string(), "NO_DISEASE".to_string()];
         let info = PageInfo {
             run_id: "r<1>",
             software_version: "0",
@@ -408,7 +359,7 @@ mod tests {
             bands: &bands,
             shadow: true,
         };
-        let page = render(&studies, &rows, &[thumb], &key, &info);
+        let page = render(&rows, &[thumb], &key, &info);
         assert!(
             !page.contains("<script>alert")
                 && !page.contains("<img src=x")
@@ -429,6 +380,17 @@ mod tests {
         );
         assert!(page.contains("id=\"shadow-banner\"") && page.contains("after 2 attempts"));
         assert_eq!(page.matches("<script>").count(), 1, "only the page's own script");
+        assert!(
+            page.contains(
+                "<span class=\"grade\">R3M1</span><span class=\"words\">proliferative retinopathy; maculopathy</span>"
+            ) && page.contains("not graded"),
+            "eye cells from the typed grade"
+        );
+        assert!(
+            page.contains("<tr class=\"band-urgent\"") && page.contains("<tr class=\"band-no-disease\""),
+            "DESP bands keep their colours"
+        );
+        assert!(page.contains("URGENT 1, NO_DISEASE 1"), "band counts");
     }
 
     #[test]
@@ -436,8 +398,10 @@ mod tests {
         assert_eq!(person_name("WRIGHT^PATRICIA^ANN"), "WRIGHT, PATRICIA ANN");
         assert_eq!(person_name("WRIGHT"), "WRIGHT");
         assert_eq!(person_name("^PAT"), "PAT");
-        assert_eq!(grade_words("R3M1"), "proliferative retinopathy; maculopathy");
-        assert_eq!(grade_words("U"), "ungradable");
-        assert_eq!(grade_words("??"), "");
+        // Grades are typed: their words are `Grade::words` (tested with it in
+        // triage::desp::grade); text that is not a grade no longer reaches the page.
+        assert_eq!("R3M1".parse::<Grade>().map(Grade::words).as_deref(), Ok("proliferative retinopathy; maculopathy"));
+        assert_eq!(Grade::Ungradable.words(), "ungradable");
+        assert!("??".parse::<Grade>().is_err());
     }
 }

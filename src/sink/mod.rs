@@ -37,7 +37,7 @@ pub use tables::{ModelStamp, RunStamp};
 
 use crate::error::{Error, Result};
 use crate::message::{count_key, Msg, RejectKind, Rejected};
-use crate::triage::{Finding, StudyBook, StudyResult};
+use crate::triage::{Bands, Finding, StudyBook, StudyResult};
 
 /// The `[sinks]` table.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -159,7 +159,7 @@ pub struct Sinks {
     shard: Option<crate::shard::Shard>,
     run: RunStamp,
     models: Vec<ModelStamp>,
-    bands: Vec<String>,
+    bands: Bands,
     row_group_rows: usize,
     shadow: bool,
     checkpoint_every: Duration,
@@ -200,7 +200,7 @@ impl Sinks {
         cfg: &SinkConfig,
         run: RunStamp,
         models: Vec<ModelStamp>,
-        bands: Vec<String>,
+        bands: Bands,
         state: Checkpoint,
     ) -> Result<Self> {
         let out = paths.run.as_path();
@@ -398,11 +398,11 @@ impl Sinks {
                 PartWriter::create(&self.tables.join(table), &self.part_tag(), &empty, self.row_group_rows)?.close()?;
             }
         }
-        let batch = tables::studies_batch(studies, &self.run);
+        let batch = tables::studies_batch(studies, &self.bands, &self.run);
         let mut part = PartWriter::create(&self.tables.join("studies"), &self.part_tag(), &batch, self.row_group_rows)?;
         part.write(&batch)?;
         part.close()?;
-        let rows = worklist::rows(studies, self.shadow);
+        let rows = worklist::rows(studies, &self.bands, self.shadow);
         worklist::write(&self.out, &rows)?;
         let page = html::PageInfo {
             run_id: &self.run.run_id,
@@ -414,7 +414,7 @@ impl Sinks {
             bands: &self.bands,
             shadow: self.shadow,
         };
-        html::write(&self.out, studies, &rows, &self.state.thumbnails, &self.run.key, &page)?;
+        html::write(&self.out, &rows, &self.state.thumbnails, &self.run.key, &page)?;
         failures::write(&self.out, &self.state.failures)?;
         if self.shard.is_some() {
             let handoff = ShardHandoff {
@@ -431,7 +431,7 @@ impl Sinks {
         counts.files_scored = self.files.len() as u64;
         counts.studies = studies.len() as u64;
         for s in studies {
-            *counts.bands.entry(s.band.clone()).or_default() += 1;
+            *counts.bands.entry(self.bands.name(s.band).to_string()).or_default() += 1;
         }
         Ok((counts, studies.to_vec()))
     }

@@ -214,8 +214,8 @@ mod tests {
         state.thumbnails.push(thumbnails::ThumbEntry {
             study: "s".into(),
             file: kept.clone(),
-            eye: "R".into(),
-            field: String::new(),
+            eye: crate::dicom::laterality::Laterality::Right,
+            field: crate::dicom::laterality::FundusField::Unknown,
             frame: 0,
             width: 1,
             height: 1,

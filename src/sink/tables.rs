@@ -17,7 +17,8 @@ use arrow_array::{
 
 use crate::message::{Header, Rejected};
 use crate::privacy::{Kind, PseudonymKey};
-use crate::triage::{Finding, StudyResult};
+use crate::triage::desp::EyeOutcome;
+use crate::triage::{Bands, Finding, StudyResult};
 
 /// Values every row of a run shares (provenance), and the key its
 /// pseudonyms are made with.
@@ -100,7 +101,7 @@ fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
 }
 
 /// `images/`: one row per (frame, model).
-pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], band_names: &[String]) -> RecordBatch {
+pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], bands: &Bands) -> RecordBatch {
     let n = rows.len();
     let h = |f: &Finding| Arc::clone(&f.scored.meta.instance.header);
     let heads: Vec<_> = rows.iter().map(h).collect();
@@ -115,7 +116,7 @@ pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], ban
             }
         })
         .collect();
-    let grades: Vec<Option<String>> = rows.iter().map(|f| f.grade.map(|g| g.label())).collect();
+    let grades: Vec<Option<String>> = rows.iter().map(|f| f.grade.map(|g| g.grade.to_string())).collect();
     let files: Vec<String> = rows.iter().map(|f| run.key.file_pseudonym(&f.scored.meta.instance.source)).collect();
     let mut columns = vec![("run_id", repeat(&run.run_id, n))];
     columns.extend(pseudonyms(&run.key, heads.iter().map(|h| Some(h.as_ref()))));
@@ -154,7 +155,7 @@ pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], ban
         ),
         ("top_label", opt_strings(top.iter().map(|t| t.0))),
         ("top_score", Arc::new(Float32Array::from(top.iter().map(|t| t.1).collect::<Vec<_>>()))),
-        ("band", opt_strings(rows.iter().map(|f| f.band().and_then(|b| band_names.get(b)).map(String::as_str)))),
+        ("band", opt_strings(rows.iter().map(|f| f.band().and_then(|b| bands.get(b))))),
         ("image_grade", opt_strings(grades.iter().map(Option::as_deref))),
         (
             "scored_at",
@@ -198,18 +199,48 @@ pub fn rejected_batch(rows: &[(Rejected, chrono::DateTime<chrono::Utc>)], run: &
     batch(columns)
 }
 
-/// One per-eye probability column; null when the eye was not graded.
-fn eye_prob(rows: &[StudyResult], eye: &str, pick: fn(&crate::triage::desp::EyeProbs) -> Option<f32>) -> ArrayRef {
-    Arc::new(Float32Array::from(rows.iter().map(|s| s.eyes.get(eye).and_then(|e| pick(&e.probs))).collect::<Vec<_>>()))
+/// One eye's outcome per study (right or left), `None` where the study has none.
+type EyePick = fn(&StudyResult) -> Option<&EyeOutcome>;
+
+fn right_eye(s: &StudyResult) -> Option<&EyeOutcome> {
+    s.detail.eyes().0
 }
 
-/// `studies/`: one row per study, in worklist order.
-pub fn studies_batch(rows: &[StudyResult], run: &RunStamp) -> RecordBatch {
+fn left_eye(s: &StudyResult) -> Option<&EyeOutcome> {
+    s.detail.eyes().1
+}
+
+/// The DESP eye columns: each eye's grade and the probabilities behind it,
+/// null where the eye was not graded (or the run has no DESP programme).
+fn eye_columns(rows: &[StudyResult]) -> Vec<(&'static str, ArrayRef)> {
+    let grade = |eye: EyePick| -> ArrayRef {
+        Arc::new(StringArray::from(rows.iter().map(|s| eye(s).map(|e| e.grade.to_string())).collect::<Vec<_>>()))
+    };
+    let prob = |eye: EyePick, pick: fn(&EyeOutcome) -> Option<f32>| -> ArrayRef {
+        Arc::new(Float32Array::from(rows.iter().map(|s| eye(s).and_then(pick)).collect::<Vec<_>>()))
+    };
+    vec![
+        ("right_eye_grade", grade(right_eye)),
+        ("left_eye_grade", grade(left_eye)),
+        ("right_eye_p_referable", prob(right_eye, |e| e.probs.referable)),
+        ("right_eye_p_r3", prob(right_eye, |e| e.probs.r3)),
+        ("right_eye_p_m1", prob(right_eye, |e| e.probs.m1)),
+        ("right_eye_p_gradable", prob(right_eye, |e| Some(e.probs.gradable))),
+        ("left_eye_p_referable", prob(left_eye, |e| e.probs.referable)),
+        ("left_eye_p_r3", prob(left_eye, |e| e.probs.r3)),
+        ("left_eye_p_m1", prob(left_eye, |e| e.probs.m1)),
+        ("left_eye_p_gradable", prob(left_eye, |e| Some(e.probs.gradable))),
+    ]
+}
+
+/// `studies/`: one row per study, in worklist order. The generic columns,
+/// with the DESP eye columns between `reason` and `images_scored`.
+pub fn studies_batch(rows: &[StudyResult], bands: &Bands, run: &RunStamp) -> RecordBatch {
     let n = rows.len();
     let [patient, study, ..] = pseudonyms(&run.key, rows.iter().map(|s| Some(s.header.as_ref())));
-    batch(vec![
+    let mut columns = vec![
         ("run_id", repeat(&run.run_id, n)),
-        ("rank", Arc::new(Int32Array::from_iter_values(rows.iter().map(|s| s.rank as i32)))),
+        ("rank", Arc::new(Int32Array::from_iter_values(rows.iter().map(|s| s.rank as i32))) as ArrayRef),
         patient,
         study,
         (
@@ -219,24 +250,95 @@ pub fn studies_batch(rows: &[StudyResult], run: &RunStamp) -> RecordBatch {
             )),
         ),
         ("modalities", string_lists(rows.iter().map(|s| s.modalities.as_slice()))),
-        ("band", strings(rows.iter().map(|s| s.band.as_str()))),
+        ("band", strings(rows.iter().map(|s| bands.name(s.band)))),
         ("score", Arc::new(Float32Array::from(rows.iter().map(|s| s.score).collect::<Vec<_>>()))),
         ("reason", strings(rows.iter().map(|s| s.reason.as_str()))),
-        ("right_eye_grade", opt_strings(rows.iter().map(|s| s.eyes.get("R").map(|e| e.grade.as_str())))),
-        ("left_eye_grade", opt_strings(rows.iter().map(|s| s.eyes.get("L").map(|e| e.grade.as_str())))),
-        ("right_eye_p_referable", eye_prob(rows, "R", |p| p.referable)),
-        ("right_eye_p_r3", eye_prob(rows, "R", |p| p.r3)),
-        ("right_eye_p_m1", eye_prob(rows, "R", |p| p.m1)),
-        ("right_eye_p_gradable", eye_prob(rows, "R", |p| Some(p.gradable))),
-        ("left_eye_p_referable", eye_prob(rows, "L", |p| p.referable)),
-        ("left_eye_p_r3", eye_prob(rows, "L", |p| p.r3)),
-        ("left_eye_p_m1", eye_prob(rows, "L", |p| p.m1)),
-        ("left_eye_p_gradable", eye_prob(rows, "L", |p| Some(p.gradable))),
-        ("images_scored", Arc::new(Int32Array::from_iter_values(rows.iter().map(|s| s.images_scored as i32)))),
+    ];
+    columns.extend(eye_columns(rows));
+    columns.extend([
+        (
+            "images_scored",
+            Arc::new(Int32Array::from_iter_values(rows.iter().map(|s| s.images_scored as i32))) as ArrayRef,
+        ),
         ("files_failed", Arc::new(Int32Array::from_iter_values(rows.iter().map(|s| s.files_failed as i32)))),
         ("files_skipped", Arc::new(Int32Array::from_iter_values(rows.iter().map(|s| s.files_skipped as i32)))),
         ("models", string_lists(rows.iter().map(|s| s.models.as_slice()))),
         ("software_version", repeat(&run.software_version, n)),
         ("config_sha256", repeat(&run.config_sha256, n)),
-    ])
+    ]);
+    batch(columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::Array;
+
+    use super::*;
+    use crate::triage::desp::{EyeOutcome, EyeProbs};
+    use crate::triage::StudyDetail;
+
+    fn study(band: crate::triage::Band, detail: StudyDetail) -> StudyResult {
+        StudyResult {
+            rank: 1,
+            band,
+            score: None,
+            reason: "why".into(),
+            header: Arc::new(Header { study_uid: crate::message::StudyUid::new("1.2"), ..Header::default() }),
+            modalities: vec!["OP".into()],
+            images_scored: 1,
+            files_failed: 0,
+            files_skipped: 0,
+            models: vec![],
+            detail,
+        }
+    }
+
+    #[test]
+    fn the_studies_table_names_bands_and_takes_desp_eye_columns_from_the_detail() {
+        let bands = Bands::new(vec!["URGENT".into(), "NO_DISEASE".into()]);
+        let run = RunStamp {
+            run_id: "r".into(),
+            software_version: "0".into(),
+            config_sha256: "c".into(),
+            key: PseudonymKey::from_hex(&"ab".repeat(32), "test").expect("key"),
+        };
+        let right = EyeOutcome {
+            grade: "R3M0".parse().expect("grade"),
+            probs: EyeProbs { referable: Some(0.9), r3: Some(0.8), m1: Some(0.1), gradable: 0.95 },
+        };
+        let rows = [
+            study(bands.find("URGENT").expect("band"), StudyDetail::Desp { right: Some(right), left: None }),
+            study(bands.find("NO_DISEASE").expect("band"), StudyDetail::None),
+        ];
+        let batch = studies_batch(&rows, &bands, &run);
+        let schema = batch.schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let at = |name: &str| names.iter().position(|n| *n == name).expect(name);
+        assert_eq!(
+            names[at("reason")..=at("images_scored")],
+            [
+                "reason",
+                "right_eye_grade",
+                "left_eye_grade",
+                "right_eye_p_referable",
+                "right_eye_p_r3",
+                "right_eye_p_m1",
+                "right_eye_p_gradable",
+                "left_eye_p_referable",
+                "left_eye_p_r3",
+                "left_eye_p_m1",
+                "left_eye_p_gradable",
+                "images_scored"
+            ]
+        );
+        let text = |name: &str| {
+            let col = batch.column(at(name)).as_any().downcast_ref::<StringArray>().expect("strings").clone();
+            (0..col.len()).map(|i| (!col.is_null(i)).then(|| col.value(i).to_string())).collect::<Vec<_>>()
+        };
+        assert_eq!(text("band"), [Some("URGENT".into()), Some("NO_DISEASE".into())]);
+        assert_eq!(text("right_eye_grade"), [Some("R3M0".into()), None]);
+        assert_eq!(text("left_eye_grade"), [None, None]);
+        let gradable = batch.column(at("right_eye_p_gradable")).as_any().downcast_ref::<Float32Array>().expect("f32");
+        assert!((gradable.value(0) - 0.95).abs() < 1e-6 && gradable.is_null(1));
+    }
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::dicom::laterality::{FundusField, Laterality};
 use crate::error::{Error, Result};
 use crate::message::{Attention, Header, ImageMeta, SourceId};
 use crate::privacy::{Kind, PseudonymKey};
@@ -27,9 +28,10 @@ pub struct ThumbEntry {
     pub study: String,
     /// File name under [`DIR`].
     pub file: String,
-    /// Laterality ("R", "L", "B" or empty) and fundus field, for the caption.
-    pub eye: String,
-    pub field: String,
+    /// Laterality and fundus field, for the caption and the order (serialised
+    /// as "R"/"L"/"B"/"" and "macula"/"disc"/"", as before).
+    pub eye: Laterality,
+    pub field: FundusField,
     pub frame: u32,
     pub width: u32,
     pub height: u32,
@@ -105,8 +107,8 @@ pub fn write(
     let entry = ThumbEntry {
         study,
         file,
-        eye: header.laterality.clone(),
-        field: header.field.clone(),
+        eye: header.laterality,
+        field: header.field,
         frame: meta.frame_index,
         width: thumb.width,
         height: thumb.height,

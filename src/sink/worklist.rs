@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::error::{Error, Result};
-use crate::triage::StudyResult;
+use crate::triage::{Bands, Grade, StudyResult};
 
 /// What every row of a shadow-mode worklist says first.
 pub const SHADOW_NOTICE: &str = "SHADOW — not for clinical use";
@@ -16,6 +16,9 @@ pub const SHADOW_NOTICE: &str = "SHADOW — not for clinical use";
 /// One worklist row, as written to CSV and JSON.
 #[derive(Debug, Serialize)]
 pub struct WorklistRow<'a> {
+    /// The study the row shows, for the page's own cells (thumbnails, eyes).
+    #[serde(skip)]
+    pub study: &'a StudyResult,
     /// [`SHADOW_NOTICE`] in shadow mode, else empty: on every row, so no
     /// copy or filter of the list loses it.
     pub notice: &'a str,
@@ -24,8 +27,10 @@ pub struct WorklistRow<'a> {
     pub score: Option<f32>,
     pub reason: &'a str,
     /// DESP grade of each eye ("R2M0", "U"), empty when not graded.
-    pub right_eye: &'a str,
-    pub left_eye: &'a str,
+    #[serde(serialize_with = "grade_text")]
+    pub right_eye: Option<Grade>,
+    #[serde(serialize_with = "grade_text")]
+    pub left_eye: Option<Grade>,
     pub patient_id: &'a str,
     pub patient_name: &'a str,
     pub accession_number: &'a str,
@@ -41,17 +46,18 @@ pub struct WorklistRow<'a> {
 
 /// The worklist's rows, in the studies' order (most urgent first): the
 /// one definition that CSV, JSON and HTML all write.
-pub fn rows(studies: &[StudyResult], shadow: bool) -> Vec<WorklistRow<'_>> {
+pub fn rows<'a>(studies: &'a [StudyResult], bands: &'a Bands, shadow: bool) -> Vec<WorklistRow<'a>> {
     studies
         .iter()
         .map(|s| WorklistRow {
+            study: s,
             notice: if shadow { SHADOW_NOTICE } else { "" },
             rank: s.rank,
-            band: &s.band,
+            band: bands.name(s.band),
             score: s.score.map(|v| (v * 10_000.0).round() / 10_000.0),
             reason: &s.reason,
-            right_eye: s.eyes.get("R").map_or("", |e| e.grade.as_str()),
-            left_eye: s.eyes.get("L").map_or("", |e| e.grade.as_str()),
+            right_eye: s.detail.eyes().0.map(|e| e.grade),
+            left_eye: s.detail.eyes().1.map(|e| e.grade),
             patient_id: &s.header.patient_id,
             patient_name: &s.header.patient_name,
             accession_number: &s.header.accession_number,
@@ -65,6 +71,15 @@ pub fn rows(studies: &[StudyResult], shadow: bool) -> Vec<WorklistRow<'_>> {
             models: s.models.join("; "),
         })
         .collect()
+}
+
+/// A grade as its text ("R2M1", "U"); an eye not graded as "", as the
+/// worklist has always written it.
+fn grade_text<S: Serializer>(grade: &Option<Grade>, out: S) -> std::result::Result<S::Ok, S::Error> {
+    match grade {
+        Some(grade) => out.collect_str(grade),
+        None => out.serialize_str(""),
+    }
 }
 
 /// Writes `worklist.csv` and `worklist.json` of [`rows`] into `out` (via

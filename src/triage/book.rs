@@ -1,12 +1,14 @@
 //! The study book: gathers per-image findings and rejects by study, then
-//! orders the worklist — by the configured rules, or by DESP grading.
+//! orders the worklist. It is generic: the run's [`Programme`] grades and
+//! may place each study; the book ranks, explains and counts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::desp::{self, Field};
+use super::band::Band;
+use super::programme::{Placement, StudyDetail, StudyEvidence};
 use super::{Finding, Hit, RuleSet};
 use crate::message::{count_key, Header, RejectKind, Rejected, SourceId, StudyUid};
 
@@ -15,8 +17,7 @@ use crate::message::{count_key, Header, RejectKind, Rejected, SourceId, StudyUid
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StudyResult {
     pub rank: u32,
-    pub band: String,
-    pub band_index: usize,
+    pub band: Band,
     /// Strength of the evidence that placed it (the firing output), if any.
     pub score: Option<f32>,
     pub reason: String,
@@ -26,30 +27,24 @@ pub struct StudyResult {
     pub files_failed: u32,
     pub files_skipped: u32,
     pub models: Vec<String>,
-    /// DESP result per eye ("R" / "L"), when graded.
-    pub eyes: BTreeMap<String, EyeResult>,
-}
-
-/// One eye's DESP grade ("R2M0", "U") and the probabilities behind it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EyeResult {
-    pub grade: String,
-    pub probs: desp::EyeProbs,
+    /// What the programme adds (DESP: each eye's grade).
+    pub detail: StudyDetail,
 }
 
 #[derive(Default, Clone, Serialize, Deserialize)]
 struct StudyAcc {
     header: Option<Arc<Header>>,
-    modalities: std::collections::BTreeSet<String>,
+    modalities: BTreeSet<String>,
     /// Distinct (SOP instance, frame) pairs scored, by 64-bit hash: every
     /// study stays in the book until the worklist is ordered, so its
     /// per-image state is kept to a few bytes.
-    frames: std::collections::HashSet<u64>,
-    failed_files: std::collections::BTreeSet<String>,
+    frames: HashSet<u64>,
+    failed_files: BTreeSet<String>,
     skipped: u32,
-    best: Option<(usize, f32, String)>,
-    models: std::collections::BTreeSet<usize>,
-    fields: Vec<Field>,
+    best: Option<(Band, f32, String)>,
+    models: BTreeSet<usize>,
+    /// What the programme keeps of the study.
+    evidence: StudyEvidence,
 }
 
 /// Groups by StudyInstanceUID; an object without one is a study of its
@@ -108,9 +103,7 @@ impl<'r> StudyBook<'r> {
         acc.modalities.insert(header.modality.clone());
         acc.frames.insert(count_key(&(&header.sop_instance_uid.0, f.scored.meta.frame_index)));
         acc.models.insert(f.scored.model);
-        if let Some(grade) = f.grade {
-            acc.fields.push(Field { eye: header.laterality.clone(), field: header.field.clone(), grade });
-        }
+        self.rules.programme().record_image(&mut acc.evidence, header, f.grade);
         if let Some((band, value, why)) = best_here {
             let better = match &acc.best {
                 None => true,
@@ -130,14 +123,7 @@ impl<'r> StudyBook<'r> {
         match r.kind {
             RejectKind::Error => {
                 acc.failed_files.insert(r.source.locator());
-                // Under DESP an unreadable field counts as an ungradable one.
-                if self.rules.desp_enabled() && !header.laterality.is_empty() {
-                    acc.fields.push(Field {
-                        eye: header.laterality.clone(),
-                        field: header.field.clone(),
-                        grade: desp::unreadable(),
-                    });
-                }
+                self.rules.programme().record_unreadable(&mut acc.evidence, header);
             }
             RejectKind::Skip(_) => acc.skipped += 1,
         }
@@ -145,13 +131,7 @@ impl<'r> StudyBook<'r> {
 
     fn describe(&self, f: &Finding, hit: &Hit) -> String {
         let h = &f.scored.meta.instance.header;
-        let (id, version, _) = &self.rules.models[f.scored.model];
-        let eye = match h.laterality.as_str() {
-            "R" => "right eye",
-            "L" => "left eye",
-            "B" => "both eyes",
-            _ => "",
-        };
+        let model = &self.rules.models[f.scored.model];
         let mut image = h.modality.clone();
         if let Some(n) = h.instance_number {
             image = format!("{image} image {n}");
@@ -159,7 +139,8 @@ impl<'r> StudyBook<'r> {
         if h.frames > 1 {
             image = format!("{image} frame {}", f.scored.meta.frame_index + 1);
         }
-        let where_: Vec<&str> = [eye, image.trim()].into_iter().filter(|s| !s.is_empty()).collect();
+        let where_: Vec<&str> =
+            [h.laterality.eye_words().unwrap_or(""), image.trim()].into_iter().filter(|s| !s.is_empty()).collect();
         format!(
             "{} suspected, {}{}={:.2} ≥ {:.2} ({} {})",
             hit.finding,
@@ -167,8 +148,8 @@ impl<'r> StudyBook<'r> {
             hit.label,
             hit.value,
             hit.threshold,
-            id,
-            version
+            model.id,
+            model.version
         )
     }
 
@@ -186,23 +167,19 @@ impl<'r> StudyBook<'r> {
                 if scored == 0 && failed == 0 {
                     return None;
                 }
-                let eyes = desp::grade_eyes(&acc.fields);
-                let graded = eyes.iter().any(|e| !e.ungradable) || acc.fields.iter().any(|f| f.grade.p_gradable > 0.0);
-                let (band_index, score, mut reason) = match acc.best {
-                    _ if graded => {
-                        let (band, score, why) = desp::study_outcome(&eyes);
-                        (rules.band_index(desp::BANDS[band]), Some(score), why)
-                    }
-                    Some((band, value, why)) => (band, Some(value), why),
-                    None if scored == 0 => {
+                let (placed, detail) = rules.programme().place(&acc.evidence);
+                let (band, score, mut reason) = match (placed, acc.best) {
+                    (Some(Placement { band, score, reason }), _) => (band, Some(score), reason),
+                    (None, Some((band, value, why))) => (band, Some(value), why),
+                    (None, None) if scored == 0 => {
                         (rules.incomplete_band, None, "no image in this study could be scored".to_string())
                     }
-                    None if failed > 0 => (
+                    (None, None) if failed > 0 => (
                         rules.incomplete_band,
                         None,
                         "no finding in the readable images, but some could not be read".to_string(),
                     ),
-                    None => (rules.default_band, None, format!("no rule fired on {scored} image(s)")),
+                    (None, None) => (rules.default_band, None, format!("no rule fired on {scored} image(s)")),
                 };
                 if header.study_uid.0.is_empty() {
                     reason.push_str("; the file has no StudyInstanceUID");
@@ -210,13 +187,12 @@ impl<'r> StudyBook<'r> {
                 if failed > 0 {
                     reason.push_str(&format!("; {failed} file(s) could not be read"));
                 }
-                if acc.models.iter().any(|&m| !rules.models[m].2) {
+                if acc.models.iter().any(|&m| !rules.models[m].clinical_use) {
                     reason.push_str("; model not validated for clinical use");
                 }
                 Some(StudyResult {
                     rank: 0,
-                    band: rules.band_name(band_index).to_string(),
-                    band_index,
+                    band,
                     score,
                     reason,
                     header,
@@ -227,12 +203,9 @@ impl<'r> StudyBook<'r> {
                     models: acc
                         .models
                         .iter()
-                        .map(|&m| format!("{} {}", rules.models[m].0, rules.models[m].1))
+                        .map(|&m| format!("{} {}", rules.models[m].id, rules.models[m].version))
                         .collect(),
-                    eyes: eyes
-                        .iter()
-                        .map(|e| (e.eye.clone(), EyeResult { grade: e.label(), probs: e.probs }))
-                        .collect(),
+                    detail,
                 })
             })
             .collect();
@@ -247,8 +220,8 @@ impl<'r> StudyBook<'r> {
 /// with it too, so a sharded night ranks as one process would.
 pub fn rank(studies: &mut [StudyResult]) {
     studies.sort_by(|a, b| {
-        a.band_index
-            .cmp(&b.band_index)
+        a.band
+            .cmp(&b.band)
             .then(b.score.unwrap_or(f32::NEG_INFINITY).total_cmp(&a.score.unwrap_or(f32::NEG_INFINITY)))
             .then(a.header.study_datetime.cmp(&b.header.study_datetime))
             .then(a.header.study_uid.cmp(&b.header.study_uid))
@@ -326,7 +299,7 @@ mod tests {
     fn scored(study: &str, laterality: &str, outputs: Vec<f32>) -> Scored {
         let header = Header {
             study_uid: StudyUid::new(study),
-            laterality: laterality.into(),
+            laterality: crate::dicom::laterality::Laterality::parse(laterality),
             modality: "OP".into(),
             ..Header::default()
         };
@@ -350,7 +323,7 @@ mod tests {
     #[test]
     fn card_threshold_is_used_when_a_rule_gives_none_and_unknown_labels_are_refused() {
         let rules = RuleSet::new(&config(), &[model()]).expect("rules");
-        assert_eq!(rules.evaluate(scored("1", "R", vec![0.1, 0.45])).band(), Some(1));
+        assert_eq!(rules.evaluate(scored("1", "R", vec![0.1, 0.45])).band(), rules.bands().find("ROUTINE"));
         assert_eq!(rules.evaluate(scored("1", "R", vec![0.1, 0.35])).band(), None);
         let mut bad = config();
         bad.rules[0].label = "r9".into();
@@ -373,11 +346,11 @@ mod tests {
         let list = book.finish();
         let order: Vec<&str> = list.iter().map(|s| s.header.study_uid.as_str()).collect();
         assert_eq!(order, ["urgent-strong", "urgent-weak", "routine", "calm"]);
-        assert_eq!(list[0].band, "URGENT");
+        assert_eq!(rules.bands().name(list[0].band), "URGENT");
         assert!(list[0].reason.starts_with("R3 suspected, left eye"), "{}", list[0].reason);
         assert!(list[0].reason.contains("r3=0.95"), "{}", list[0].reason);
         assert!(list[0].reason.contains("not validated for clinical use"));
-        assert_eq!(list[3].band, "NO_FINDING");
+        assert_eq!(rules.bands().name(list[3].band), "NO_FINDING");
         assert_eq!(list.iter().map(|s| s.rank).collect::<Vec<_>>(), [1, 2, 3, 4]);
     }
 
@@ -390,7 +363,51 @@ mod tests {
         broken.source = SourceId::File("/s/L-broken.dcm".into());
         book.add_rejected(&broken);
         let list = book.finish();
-        assert_eq!(list[0].band, "REVIEW");
+        assert_eq!(rules.bands().name(list[0].band), "REVIEW");
         assert!(list[0].reason.contains("1 file(s) could not be read"), "{}", list[0].reason);
+    }
+
+    #[test]
+    fn under_desp_the_programme_places_the_study_and_an_unreadable_field_counts_as_ungradable() {
+        let mut dr = model();
+        dr.card.id = "dr".into();
+        dr.card.output.labels = ["r0", "r1", "r2", "r3", "m1", "gradable"].map(String::from).to_vec();
+        let cfg = TriageConfig {
+            mode: crate::triage::TriageMode::Desp,
+            bands: crate::triage::desp::BANDS.map(String::from).to_vec(),
+            default_band: "NO_DISEASE".into(),
+            incomplete_band: "REVIEW".into(),
+            rules: Vec::new(),
+            desp: crate::triage::DespConfig { model: "dr".into(), ..Default::default() },
+        };
+        assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
+        let desp = RuleSet::new(&cfg, std::slice::from_ref(&dr)).expect("desp rules");
+        let plain = RuleSet::new(&TriageConfig { mode: crate::triage::TriageMode::Rules, ..cfg.clone() }, &[dr])
+            .expect("plain rules");
+        let mut results = Vec::new();
+        for rules in [&desp, &plain] {
+            let mut book = StudyBook::new(rules);
+            book.add_finding(&rules.evaluate(scored("s", "R", vec![0.9, 0.05, 0.03, 0.02, 0.1, 0.9])));
+            let broken = scored("s", "L", vec![]).meta.instance.reject(crate::message::Stage::Decode, "truncated");
+            book.add_rejected(&broken);
+            let list = book.finish();
+            assert_eq!(list.len(), 1);
+            results.push((rules.bands().name(list[0].band).to_string(), list[0].clone()));
+        }
+        let (band, study) = &results[0];
+        assert_eq!(band, "UNGRADABLE");
+        assert!(
+            study.reason.starts_with("ungradable: no gradable field, p(gradable)=0.00, left eye; other eye R0M0"),
+            "{}",
+            study.reason
+        );
+        let (right, left) = study.detail.eyes();
+        assert_eq!(right.map(|e| e.grade.to_string()).as_deref(), Some("R0M0"));
+        assert_eq!(left.map(|e| e.grade), Some(crate::triage::Grade::Ungradable));
+        // Without the DESP programme the same study has no eyes and the
+        // generic rules place it: a failed file keeps it out of the quiet band.
+        let (band, study) = &results[1];
+        assert_eq!((band.as_str(), &study.detail), ("REVIEW", &StudyDetail::None));
+        assert!(study.reason.starts_with("no finding in the readable images"), "{}", study.reason);
     }
 }

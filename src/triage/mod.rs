@@ -6,14 +6,20 @@
 //! the strongest evidence. The reason is written in words, so a grader sees
 //! why a study is where it is. Studies with unreadable images never land in
 //! the least urgent band: a human must look at what the machine could not.
+//! A screening programme ([`Programme`]: DESP today) grades its images and
+//! may place a study itself; the study book stays generic.
 
+pub mod band;
 mod book;
 pub mod desp;
+pub mod programme;
 
 use serde::{Deserialize, Serialize};
 
+pub use band::{Band, Bands};
 pub use book::{rank, BookSnapshot, StudyBook, StudyResult};
-pub use desp::{DespConfig, ImageGrade};
+pub use desp::{DespConfig, DespGrader, Grade, ImageGrade};
+pub use programme::{Programme, StudyDetail};
 
 use crate::message::{Msg, Scored};
 use crate::model::VerifiedModel;
@@ -79,6 +85,9 @@ impl TriageConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         let known = |b: &str| self.bands.iter().any(|x| x == b);
+        if self.bands.len() > band::MAX_BANDS {
+            out.push(format!("triage.bands lists {} bands; at most {} are allowed", self.bands.len(), band::MAX_BANDS));
+        }
         for (what, band) in [("default_band", &self.default_band), ("incomplete_band", &self.incomplete_band)] {
             if !known(band) {
                 out.push(format!("triage.{what} {band:?} is not in triage.bands"));
@@ -109,7 +118,7 @@ struct BoundRule {
     model: usize,
     output: usize,
     threshold: f32,
-    band: usize,
+    band: Band,
     finding: String,
 }
 
@@ -125,15 +134,15 @@ pub struct RuleError {
 /// A rule that fired on one image.
 #[derive(Debug, Clone, Serialize)]
 pub struct Hit {
-    pub band: usize,
+    pub band: Band,
     pub finding: String,
     pub label: String,
     pub value: f32,
     pub threshold: f32,
 }
 
-/// One scored image with the rules it fired (most urgent first) and, for
-/// the DESP model's images, its grade.
+/// One scored image with the rules it fired (most urgent first) and, when
+/// the programme grades this model's images (DESP: the DR model), its grade.
 #[derive(Debug, Clone)]
 pub struct Finding {
     pub scored: Scored,
@@ -143,21 +152,28 @@ pub struct Finding {
 
 impl Finding {
     /// The most urgent band this image reached, if any.
-    pub fn band(&self) -> Option<usize> {
+    pub fn band(&self) -> Option<Band> {
         self.hits.first().map(|h| h.band)
     }
 }
 
-/// The rules, bound to the run's models.
+/// What the study book says about a model that scored a study.
+#[derive(Debug, Clone)]
+struct ModelInfo {
+    id: String,
+    version: String,
+    clinical_use: bool,
+}
+
+/// The rules and the programme, bound to the run's models and bands.
 pub struct RuleSet {
-    bands: Vec<String>,
-    default_band: usize,
-    incomplete_band: usize,
+    bands: Bands,
+    default_band: Band,
+    incomplete_band: Band,
     rules: Vec<BoundRule>,
-    models: Vec<(String, String, bool)>,
+    models: Vec<ModelInfo>,
     labels: Vec<Vec<String>>,
-    /// The DESP grader: the DR model's index, its output indices, thresholds.
-    desp: Option<(usize, desp::Outputs, DespConfig)>,
+    programme: Programme,
 }
 
 impl RuleSet {
@@ -167,7 +183,8 @@ impl RuleSet {
     /// A rule names a model not in the run, a label the card lacks, or
     /// omits its threshold when the card has none.
     pub fn new(cfg: &TriageConfig, models: &[VerifiedModel]) -> Result<Self, RuleError> {
-        let band_of = |b: &str| cfg.bands.iter().position(|x| x == b).unwrap_or(cfg.bands.len().saturating_sub(1));
+        let bands = Bands::new(cfg.bands.clone());
+        let band_of = |b: &str| bands.position_or_last(b);
         let mut rules = Vec::new();
         for rule in &cfg.rules {
             let fail = |problem: String| RuleError { model: rule.model.clone(), label: rule.label.clone(), problem };
@@ -191,8 +208,8 @@ impl RuleSet {
                 finding: rule.finding.clone().unwrap_or_else(|| rule.label.clone()),
             });
         }
-        let desp = match cfg.mode {
-            TriageMode::Rules => None,
+        let programme = match cfg.mode {
+            TriageMode::Rules => Programme::Rules,
             TriageMode::Desp => {
                 let fail = |problem: String| RuleError { model: cfg.desp.model.clone(), label: String::new(), problem };
                 let model = models
@@ -201,32 +218,34 @@ impl RuleSet {
                     .ok_or_else(|| fail("triage.desp.model is not in this run's [[models]]".into()))?;
                 let outputs = desp::Outputs::find(&models[model].card.output.labels)
                     .map_err(|label| fail(format!("DESP grading needs output label {label:?}")))?;
-                Some((model, outputs, cfg.desp.clone()))
+                Programme::Desp(DespGrader::new(model, outputs, cfg.desp.clone(), &bands))
             }
         };
         Ok(Self {
-            desp,
-            bands: cfg.bands.clone(),
+            programme,
             default_band: band_of(&cfg.default_band),
             incomplete_band: band_of(&cfg.incomplete_band),
+            bands,
             rules,
-            models: models.iter().map(|m| (m.card.id.clone(), m.card.version.clone(), m.card.clinical_use)).collect(),
+            models: models
+                .iter()
+                .map(|m| ModelInfo {
+                    id: m.card.id.clone(),
+                    version: m.card.version.clone(),
+                    clinical_use: m.card.clinical_use,
+                })
+                .collect(),
             labels: models.iter().map(|m| m.card.output.labels.clone()).collect(),
         })
     }
 
-    /// Whether DESP grading is on.
-    pub fn desp_enabled(&self) -> bool {
-        self.desp.is_some()
+    /// The configured bands, most urgent first.
+    pub fn bands(&self) -> &Bands {
+        &self.bands
     }
 
-    /// Index of a band name (validated at config load; the last band otherwise).
-    pub fn band_index(&self, name: &str) -> usize {
-        self.bands.iter().position(|b| b == name).unwrap_or(self.bands.len().saturating_sub(1))
-    }
-
-    pub fn band_name(&self, band: usize) -> &str {
-        self.bands.get(band).map_or("", String::as_str)
+    pub fn programme(&self) -> &Programme {
+        &self.programme
     }
 
     /// Evaluates every rule for this image's model.
@@ -247,10 +266,7 @@ impl RuleSet {
             })
             .collect();
         hits.sort_by(|a, b| a.band.cmp(&b.band).then(b.value.total_cmp(&a.value)));
-        let grade = match &self.desp {
-            Some((model, outputs, cfg)) if *model == scored.model => Some(cfg.grade(outputs, &scored.outputs)),
-            _ => None,
-        };
+        let grade = self.programme.grade(scored.model, &scored.outputs);
         Finding { scored, hits, grade }
     }
 }

@@ -1,0 +1,55 @@
+//! The DESP programme bound to a run: the DR model's outputs, the
+//! operating point, and the configured band of each DESP outcome.
+
+use super::{grade_eyes, study_outcome, DespConfig, EyeOutcome, Field, ImageGrade, Outcome, Outputs};
+use crate::dicom::laterality::Laterality;
+use crate::triage::band::{Band, Bands};
+
+/// Where DESP places a study: band, score, reason, and each eye's outcome.
+#[derive(Debug, Clone)]
+pub struct StudyGrade {
+    /// `None` when nothing in the study was graded (only unreadable
+    /// fields): the generic rules then place it.
+    pub placed: Option<(Band, f32, String)>,
+    pub right: Option<EyeOutcome>,
+    pub left: Option<EyeOutcome>,
+}
+
+/// The DESP programme: grades the DR model's images, then eyes, then studies.
+#[derive(Debug, Clone)]
+pub struct DespGrader {
+    /// The DR model, by index into the run's models.
+    pub model: usize,
+    pub outputs: Outputs,
+    pub config: DespConfig,
+    /// Each [`Outcome`]'s band in the configured table.
+    bands: [Band; 5],
+}
+
+impl DespGrader {
+    /// Binds the grader to the DR model's outputs and the configured bands
+    /// (a missing band name falls back as [`Bands::position_or_last`] does;
+    /// config validation refuses it first).
+    pub fn new(model: usize, outputs: Outputs, config: DespConfig, bands: &Bands) -> Self {
+        Self { model, outputs, config, bands: Outcome::ALL.map(|o| bands.position_or_last(o.name())) }
+    }
+
+    /// Grades one image of the DR model; `None` for other models' images.
+    pub fn grade(&self, model: usize, outputs: &[f32]) -> Option<ImageGrade> {
+        (model == self.model).then(|| self.config.grade(&self.outputs, outputs))
+    }
+
+    /// The study's DESP placement from its graded fields.
+    pub fn study(&self, fields: &[Field]) -> StudyGrade {
+        let eyes = grade_eyes(fields);
+        let graded = eyes.iter().any(|e| e.grade.is_gradable()) || fields.iter().any(|f| f.grade.p_gradable > 0.0);
+        let placed = graded.then(|| {
+            let (outcome, score, reason) = study_outcome(&eyes);
+            (self.bands[outcome as usize], score, reason)
+        });
+        let eye = |side: Laterality| {
+            eyes.iter().find(|e| e.eye == side).map(|e| EyeOutcome { grade: e.grade, probs: e.probs })
+        };
+        StudyGrade { placed, right: eye(Laterality::Right), left: eye(Laterality::Left) }
+    }
+}

@@ -1,0 +1,457 @@
+//! English Diabetic Eye Screening Programme (DESP) grading.
+//!
+//! Per image, the DR model's probabilities become a grade (R0–R3, M0/M1,
+//! gradable or not); per eye the worst *gradable* field wins and an eye
+//! with no gradable field is U; per study the worse eye decides the
+//! outcome. Thresholds are the programme's operating point, so they live in
+//! the config (`[triage.desp]`), with defaults from the held-out evaluation
+//! in the model card.
+
+mod grade;
+mod grader;
+
+use serde::{Deserialize, Serialize};
+
+pub use grade::{Grade, NotAGrade, RGrade};
+pub use grader::{DespGrader, StudyGrade};
+
+use crate::dicom::laterality::{FundusField, Laterality};
+
+/// The `[triage.desp]` table: which model grades, and its operating point.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DespConfig {
+    /// Card id of the DR model; its labels must include r0..r3, m1, gradable.
+    pub model: String,
+    /// p(gradable) at or above this: the image can be graded.
+    pub gradable_at_least: f32,
+    /// p(r3) at or above this: R3 suspected (urgent).
+    pub r3_at_least: f32,
+    /// p(r2) + p(r3) at or above this: referable retinopathy (R2 or worse).
+    pub referable_at_least: f32,
+    /// p(m1) at or above this: maculopathy.
+    pub m1_at_least: f32,
+    /// p(r1) + p(r2) + p(r3) at or above this: any retinopathy (R1).
+    pub any_dr_at_least: f32,
+    /// A non-referable image this close below a referral threshold is
+    /// flagged "model unsure" and goes to REVIEW rather than NO_DISEASE.
+    pub unsure_margin: f32,
+}
+
+impl Default for DespConfig {
+    fn default() -> Self {
+        Self {
+            model: "dr-screen".into(),
+            gradable_at_least: 0.5,
+            r3_at_least: 0.5,
+            referable_at_least: 0.5,
+            m1_at_least: 0.5,
+            any_dr_at_least: 0.5,
+            unsure_margin: 0.15,
+        }
+    }
+}
+
+/// The five DESP worklist bands, most urgent first (the names
+/// `[triage] bands` must hold for `mode = "desp"`).
+pub const BANDS: [&str; 5] = ["URGENT", "ROUTINE", "UNGRADABLE", "REVIEW", "NO_DISEASE"];
+
+/// A DESP outcome, most urgent first (the order of [`BANDS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Outcome {
+    Urgent,
+    Routine,
+    Ungradable,
+    Review,
+    NoDisease,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 5] = [Self::Urgent, Self::Routine, Self::Ungradable, Self::Review, Self::NoDisease];
+
+    fn name(self) -> &'static str {
+        BANDS[self as usize]
+    }
+}
+
+/// The page colour of a DESP band, by name; `None` for any other name.
+pub fn colour_class(band: &str) -> Option<&'static str> {
+    let class = match band {
+        "URGENT" => "band-urgent",
+        "ROUTINE" => "band-routine",
+        "UNGRADABLE" => "band-ungradable",
+        "REVIEW" => "band-review",
+        "NO_DISEASE" => "band-no-disease",
+        _ => return None,
+    };
+    Some(class)
+}
+
+/// Output indices of the DR model's labels.
+#[derive(Debug, Clone, Copy)]
+pub struct Outputs {
+    pub r: [usize; 4],
+    pub m1: usize,
+    pub gradable: usize,
+}
+
+impl Outputs {
+    /// Finds the labels r0..r3, m1 and gradable.
+    ///
+    /// # Errors
+    /// The name of the first missing label.
+    pub fn find(labels: &[String]) -> Result<Self, String> {
+        let at = |name: &str| labels.iter().position(|l| l == name).ok_or_else(|| name.to_string());
+        Ok(Self { r: [at("r0")?, at("r1")?, at("r2")?, at("r3")?], m1: at("m1")?, gradable: at("gradable")? })
+    }
+}
+
+/// One image's grade and the probabilities behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ImageGrade {
+    pub grade: Grade,
+    /// Close below a referral threshold (only counted on a gradable image).
+    pub unsure: bool,
+    pub p_gradable: f32,
+    pub p_r3: f32,
+    pub p_referable: f32,
+    pub p_m1: f32,
+    pub p_any_dr: f32,
+}
+
+impl ImageGrade {
+    /// The grade of a field whose file could not be read: ungradable.
+    pub fn unreadable() -> Self {
+        Self {
+            grade: Grade::Ungradable,
+            unsure: false,
+            p_gradable: 0.0,
+            p_r3: 0.0,
+            p_referable: 0.0,
+            p_m1: 0.0,
+            p_any_dr: 0.0,
+        }
+    }
+}
+
+impl DespConfig {
+    /// Grades one image from the model's outputs.
+    pub fn grade(&self, idx: &Outputs, out: &[f32]) -> ImageGrade {
+        let p = |i: usize| out.get(i).copied().unwrap_or(0.0);
+        let (p1, p2, p3) = (p(idx.r[1]), p(idx.r[2]), p(idx.r[3]));
+        let p_referable = p2 + p3;
+        let p_any_dr = p1 + p2 + p3;
+        let p_m1 = p(idx.m1);
+        let p_gradable = p(idx.gradable);
+        let r = if p3 >= self.r3_at_least {
+            RGrade::R3
+        } else if p_referable >= self.referable_at_least {
+            RGrade::R2
+        } else if p_any_dr >= self.any_dr_at_least {
+            RGrade::R1
+        } else {
+            RGrade::R0
+        };
+        let m1 = p_m1 >= self.m1_at_least;
+        let near = |p: f32, t: f32| p < t && p >= t - self.unsure_margin;
+        let unsure = r < RGrade::R2
+            && !m1
+            && (near(p_referable, self.referable_at_least)
+                || near(p_m1, self.m1_at_least)
+                || near(p3, self.r3_at_least));
+        let grade = if p_gradable >= self.gradable_at_least { Grade::Graded { r, m1 } } else { Grade::Ungradable };
+        ImageGrade { grade, unsure, p_gradable, p_r3: p3, p_referable, p_m1, p_any_dr }
+    }
+}
+
+/// One graded image with where it was taken.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Field {
+    pub eye: Laterality,
+    pub field: FundusField,
+    pub grade: ImageGrade,
+}
+
+/// One eye's assessment: its grade (the worst gradable field) and what
+/// decided it.
+#[derive(Debug, Clone)]
+pub struct EyeAssessment {
+    pub eye: Laterality,
+    pub grade: Grade,
+    /// Some gradable field was close below a referral threshold.
+    pub unsure: bool,
+    /// The field that decided the grade (the worst gradable one, or the
+    /// least ungradable when none is gradable).
+    pub decisive: Field,
+    pub probs: EyeProbs,
+}
+
+/// What a study's outcome says about one eye: for the worklist, the page,
+/// the studies table and the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EyeOutcome {
+    pub grade: Grade,
+    pub probs: EyeProbs,
+}
+
+/// An eye's probabilities for the analyst tables: the highest over its
+/// gradable fields (over all fields for gradability), so they agree with
+/// the grade, which also takes the worst gradable field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EyeProbs {
+    /// p(r2) + p(r3).
+    pub referable: Option<f32>,
+    pub r3: Option<f32>,
+    pub m1: Option<f32>,
+    pub gradable: f32,
+}
+
+impl EyeProbs {
+    fn of(fields: &[&Field]) -> Self {
+        let top = |f: fn(&ImageGrade) -> f32| {
+            fields.iter().filter(|x| x.grade.grade.is_gradable()).map(|x| f(&x.grade)).reduce(f32::max)
+        };
+        Self {
+            referable: top(|g| g.p_referable),
+            r3: top(|g| g.p_r3),
+            m1: top(|g| g.p_m1),
+            gradable: fields.iter().map(|x| x.grade.p_gradable).fold(0.0, f32::max),
+        }
+    }
+}
+
+impl EyeAssessment {
+    /// Retinopathy level 0..=3 (0 when ungradable).
+    fn r(&self) -> u8 {
+        self.grade.retinopathy().map_or(0, RGrade::level)
+    }
+
+    fn outcome(&self) -> Outcome {
+        match self.grade {
+            Grade::Ungradable => Outcome::Ungradable,
+            Grade::Graded { r: RGrade::R3, .. } => Outcome::Urgent,
+            Grade::Graded { r: RGrade::R2, .. } | Grade::Graded { m1: true, .. } => Outcome::Routine,
+            Grade::Graded { r: RGrade::R1, .. } => Outcome::Review,
+            Grade::Graded { .. } if self.unsure => Outcome::Review,
+            Grade::Graded { .. } => Outcome::NoDisease,
+        }
+    }
+}
+
+fn severity(g: &ImageGrade) -> (u8, bool, u8, f32) {
+    // R3 outranks M1, M1 outranks R2 only on ties of R; then unsure; then strength.
+    let r = g.grade.retinopathy().map_or(0, RGrade::level);
+    (r, g.grade.maculopathy(), u8::from(g.unsure), g.p_referable.max(g.p_m1))
+}
+
+/// Grades each eye from its fields. Eyes and fields are ordered by their
+/// header text ("" < "B" < "L" < "R"; "" < "disc" < "macula"), so ties
+/// never depend on the order decode finished them in.
+pub fn grade_eyes(fields: &[Field]) -> Vec<EyeAssessment> {
+    let mut eyes: Vec<Laterality> = fields.iter().map(|f| f.eye).collect();
+    eyes.sort_by_key(|e| e.as_str());
+    eyes.dedup();
+    eyes.into_iter()
+        .filter_map(|eye| {
+            let mut of_eye: Vec<&Field> = fields.iter().filter(|f| f.eye == eye).collect();
+            of_eye.sort_by(|a, b| {
+                a.field
+                    .as_str()
+                    .cmp(b.field.as_str())
+                    .then(a.grade.p_gradable.total_cmp(&b.grade.p_gradable))
+                    .then(a.grade.p_referable.total_cmp(&b.grade.p_referable))
+            });
+            let probs = EyeProbs::of(&of_eye);
+            let gradable = || of_eye.iter().filter(|f| f.grade.grade.is_gradable());
+            match gradable()
+                .max_by(|a, b| severity(&a.grade).partial_cmp(&severity(&b.grade)).unwrap_or(std::cmp::Ordering::Equal))
+            {
+                Some(worst) => Some(EyeAssessment {
+                    eye,
+                    grade: Grade::Graded {
+                        r: worst.grade.grade.retinopathy().unwrap_or(RGrade::R0),
+                        m1: gradable().any(|f| f.grade.grade.maculopathy()),
+                    },
+                    unsure: gradable().any(|f| f.grade.unsure),
+                    decisive: (*worst).clone(),
+                    probs,
+                }),
+                None => {
+                    let best = of_eye.iter().max_by(|a, b| a.grade.p_gradable.total_cmp(&b.grade.p_gradable))?;
+                    Some(EyeAssessment {
+                        eye,
+                        grade: Grade::Ungradable,
+                        unsure: false,
+                        decisive: (*best).clone(),
+                        probs,
+                    })
+                }
+            }
+        })
+        .collect()
+}
+
+/// A study's DESP outcome: its band (one of [`BANDS`]), risk within the band, reason.
+fn study_outcome(eyes: &[EyeAssessment]) -> (Outcome, f32, String) {
+    let risk = |e: &EyeAssessment, outcome: Outcome| {
+        let g = &e.decisive.grade;
+        match outcome {
+            Outcome::Urgent => g.p_r3,
+            Outcome::Routine => g.p_referable.max(g.p_m1),
+            Outcome::Ungradable => 1.0 - g.p_gradable,
+            Outcome::Review => g.p_any_dr.max(g.p_referable),
+            Outcome::NoDisease => g.p_referable.max(g.p_m1),
+        }
+    };
+    let Some(worst) = eyes
+        .iter()
+        .min_by(|a, b| a.outcome().cmp(&b.outcome()).then(risk(b, b.outcome()).total_cmp(&risk(a, a.outcome()))))
+    else {
+        return (Outcome::Ungradable, 1.0, "no DR-model result for this study".into());
+    };
+    let outcome = worst.outcome();
+    let score = risk(worst, outcome);
+    let g = &worst.decisive.grade;
+    let m1 = worst.grade.maculopathy();
+    let what = match outcome {
+        Outcome::Urgent => format!("R3 suspected, p={:.2}", g.p_r3),
+        Outcome::Routine if m1 && worst.r() < 2 => format!("M1 suspected, p={:.2}", g.p_m1),
+        Outcome::Routine if m1 => format!("R2 and M1 suspected, p={:.2}", g.p_referable.max(g.p_m1)),
+        Outcome::Routine => format!("R2 suspected, p={:.2}", g.p_referable),
+        Outcome::Ungradable => format!("ungradable: no gradable field, p(gradable)={:.2}", g.p_gradable),
+        Outcome::Review if worst.r() == 1 => format!("R1 suspected, p={:.2}", g.p_any_dr),
+        Outcome::Review => {
+            format!("model unsure: p(referable)={:.2} close to the threshold", g.p_referable.max(g.p_m1))
+        }
+        Outcome::NoDisease => format!(
+            "R0M0 in {}, highest p(referable)={:.2}",
+            if eyes.len() > 1 { "both eyes" } else { "the eye seen" },
+            score
+        ),
+    };
+    let mut reason = what;
+    if outcome != Outcome::NoDisease {
+        reason.push_str(&format!(", {}", worst.eye.eye_words().unwrap_or("eye not recorded")));
+        if worst.decisive.field != FundusField::Unknown {
+            reason.push_str(&format!(", {} field", worst.decisive.field));
+        }
+    }
+    let others: Vec<String> =
+        eyes.iter().filter(|e| e.eye != worst.eye).map(|e| format!("other eye {}", e.grade)).collect();
+    if !others.is_empty() {
+        reason.push_str(&format!("; {}", others.join(", ")));
+    }
+    if eyes.len() < 2 {
+        reason.push_str("; only one eye imaged");
+    }
+    (outcome, score, reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::triage::band::Bands;
+
+    fn idx() -> Outputs {
+        Outputs::find(&["r0", "r1", "r2", "r3", "m1", "gradable"].map(String::from)).expect("labels")
+    }
+
+    fn field(eye: Laterality, name: FundusField, probs: [f32; 6]) -> Field {
+        Field { eye, field: name, grade: DespConfig::default().grade(&idx(), &probs) }
+    }
+
+    fn labels(eyes: &[EyeAssessment]) -> Vec<String> {
+        eyes.iter().map(|e| e.grade.to_string()).collect()
+    }
+
+    use FundusField::{Disc, Macula};
+    use Laterality::{Left, Right};
+
+    #[test]
+    fn equally_ungradable_fields_give_the_same_decisive_field_in_any_order() {
+        let macula = field(Right, Macula, [0.9, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        let disc = field(Right, Disc, [0.9, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        let one = grade_eyes(&[macula.clone(), disc.clone()]);
+        let other = grade_eyes(&[disc, macula]);
+        assert_eq!(one[0].grade, Grade::Ungradable);
+        assert_eq!(one[0].decisive.field, other[0].decisive.field);
+    }
+
+    #[test]
+    fn image_grades_follow_the_thresholds() {
+        let c = DespConfig::default();
+        let label = |p: [f32; 6]| c.grade(&idx(), &p).grade.to_string();
+        assert_eq!(label([0.9, 0.05, 0.03, 0.02, 0.1, 0.9]), "R0M0");
+        assert_eq!(label([0.2, 0.7, 0.05, 0.05, 0.1, 0.9]), "R1M0");
+        assert_eq!(label([0.1, 0.2, 0.6, 0.1, 0.7, 0.9]), "R2M1");
+        assert_eq!(label([0.0, 0.0, 0.2, 0.8, 0.0, 0.9]), "R3M0");
+        assert_eq!(label([0.0, 0.0, 0.2, 0.8, 0.0, 0.1]), "U");
+        let unsure = c.grade(&idx(), &[0.6, 0.0, 0.2, 0.2, 0.0, 0.9]);
+        assert!(unsure.unsure && unsure.grade.retinopathy() == Some(RGrade::R0), "{unsure:?}");
+    }
+
+    #[test]
+    fn the_worst_gradable_field_decides_the_eye_and_no_gradable_field_is_u() {
+        let eyes = grade_eyes(&[
+            field(Right, Macula, [0.9, 0.05, 0.03, 0.02, 0.1, 0.9]),
+            field(Right, Disc, [0.0, 0.0, 0.1, 0.9, 0.0, 0.9]),
+            field(Left, Macula, [0.0, 0.0, 0.1, 0.9, 0.0, 0.1]),
+            field(Left, Disc, [0.0, 0.0, 0.1, 0.9, 0.0, 0.2]),
+        ]);
+        assert_eq!(labels(&eyes), ["U", "R3M0"]);
+        assert_eq!(eyes[1].decisive.field, Disc);
+    }
+
+    #[test]
+    fn the_worse_eye_decides_the_study_and_the_reason_says_where() {
+        let eyes = grade_eyes(&[
+            field(Left, Disc, [0.0, 0.0, 0.09, 0.91, 0.0, 0.95]),
+            field(Right, Macula, [0.9, 0.05, 0.03, 0.02, 0.1, 0.9]),
+        ]);
+        let (outcome, score, reason) = study_outcome(&eyes);
+        assert_eq!(outcome.name(), "URGENT");
+        assert!((score - 0.91).abs() < 1e-6);
+        assert_eq!(reason, "R3 suspected, p=0.91, left eye, disc field; other eye R0M0");
+        let eyes = grade_eyes(&[
+            field(Left, Macula, [0.0, 0.0, 0.1, 0.9, 0.0, 0.1]),
+            field(Right, Macula, [0.9, 0.05, 0.03, 0.02, 0.1, 0.9]),
+        ]);
+        assert_eq!(study_outcome(&eyes).0.name(), "UNGRADABLE");
+        let eyes = grade_eyes(&[
+            field(Left, Macula, [0.95, 0.02, 0.02, 0.01, 0.1, 0.9]),
+            field(Right, Macula, [0.9, 0.05, 0.03, 0.02, 0.1, 0.9]),
+        ]);
+        let (outcome, _, reason) = study_outcome(&eyes);
+        assert_eq!(outcome.name(), "NO_DISEASE");
+        assert!(reason.starts_with("R0M0 in both eyes"), "{reason}");
+    }
+
+    #[test]
+    fn the_grader_places_a_study_in_the_configured_band_and_reports_each_eye() {
+        // The DESP bands in another order than BANDS: the band is looked up, not assumed.
+        let bands = Bands::new(["NO_DISEASE", "REVIEW", "UNGRADABLE", "ROUTINE", "URGENT"].map(String::from).to_vec());
+        let grader = DespGrader::new(0, idx(), DespConfig::default(), &bands);
+        assert!(grader.grade(1, &[0.0; 6]).is_none(), "another model's image is not graded");
+        let fields = [
+            field(Left, Disc, [0.0, 0.0, 0.09, 0.91, 0.0, 0.95]),
+            field(Right, Macula, [0.9, 0.05, 0.03, 0.02, 0.1, 0.9]),
+        ];
+        let study = grader.study(&fields);
+        let (band, _, _) = study.placed.expect("graded");
+        assert_eq!(bands.name(band), "URGENT");
+        assert_eq!(study.left.map(|e| e.grade.to_string()).as_deref(), Some("R3M0"));
+        assert_eq!(study.right.map(|e| e.grade.to_string()).as_deref(), Some("R0M0"));
+        let unreadable = Field { eye: Right, field: Macula, grade: ImageGrade::unreadable() };
+        let only_unreadable = grader.study(&[unreadable]);
+        assert!(only_unreadable.placed.is_none(), "nothing graded: the rules place it");
+        assert_eq!(only_unreadable.right.map(|e| e.grade), Some(Grade::Ungradable));
+    }
+
+    #[test]
+    fn desp_band_names_have_their_colours_and_others_none() {
+        for band in BANDS {
+            assert!(colour_class(band).is_some_and(|c| c.starts_with("band-")), "{band}");
+        }
+        assert_eq!(colour_class("NO_FINDING"), None);
+    }
+}
