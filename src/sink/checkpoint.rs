@@ -21,8 +21,10 @@ use crate::triage::BookSnapshot;
 /// File name under OUT.
 pub const FILE_NAME: &str = "checkpoint.json";
 
-/// Bumped when the layout changes; an older checkpoint is not resumed.
-const FORMAT: u32 = 2;
+/// Bumped when the layout or the meaning of a value changes; an older
+/// checkpoint is not resumed. 3: counting keys are SHA-256 based
+/// ([`crate::message::count_key`]), no longer `DefaultHasher`.
+const FORMAT: u32 = 3;
 
 /// What must match for a run to be resumed rather than recomputed: rows of
 /// one run come from one software version, config and set of models.

@@ -253,7 +253,10 @@ impl Sinks {
                 self.state.counts.image_rows += 1;
                 let meta = &finding.scored.meta;
                 // One thumbnail per frame, however many models scored it.
-                if self.frames.insert(count_key(&(&meta.instance.path, meta.frame_index))) {
+                if self.frames.insert(count_key(&[
+                    meta.instance.path.as_os_str().as_encoded_bytes(),
+                    &meta.frame_index.to_be_bytes(),
+                ])) {
                     if let Some((entry, path)) = thumbnails::write(
                         &self.out.join(thumbnails::DIR),
                         &self.run.key,
@@ -264,7 +267,7 @@ impl Sinks {
                         self.thumb_syncer.push(path);
                     }
                 }
-                self.files.insert(count_key(&meta.instance.path));
+                self.files.insert(count_key(&[meta.instance.path.as_os_str().as_encoded_bytes()]));
                 self.pending_images.push(finding);
             }
             Err(r) => match r.kind {

@@ -106,7 +106,7 @@ impl<'r> StudyBook<'r> {
         let acc = self.studies.entry(study_key(header, &f.scored.meta.instance.path)).or_default();
         acc.header.get_or_insert_with(|| Arc::clone(header));
         acc.modalities.insert(header.modality.clone());
-        acc.frames.insert(count_key(&(&header.sop_instance_uid.0, f.scored.meta.frame_index)));
+        acc.frames.insert(count_key(&[header.sop_instance_uid.0.as_bytes(), &f.scored.meta.frame_index.to_be_bytes()]));
         acc.models.insert(f.scored.model);
         if let Some(grade) = f.grade {
             acc.fields.push(Field { eye: header.laterality.clone(), field: header.field.clone(), grade });
