@@ -118,7 +118,7 @@ impl Preprocessor {
             match crate::thumbnail::make(&image.frame) {
                 Ok(t) => image.meta = Arc::new(ImageMeta { thumbnail: Some(Arc::new(t)), ..(*image.meta).clone() }),
                 Err(e) => {
-                    log::warn!("{}: frame {}: no thumbnail: {e}", image.meta.instance.rel_path, image.meta.frame_index)
+                    log::warn!("frame {} of an image: no thumbnail: {e}", image.meta.frame_index)
                 }
             }
         }

@@ -22,7 +22,7 @@ pub use header::{looks_like_dicom, probe, study_datetime, Probe};
 
 use crate::message::{Header, Instance, Msg, RejectKind, Rejected, Stage};
 use crate::model::VerifiedModel;
-use crate::shard::Shard;
+use crate::run::shard::Shard;
 
 /// The `[ingest]` table.
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -14,7 +14,7 @@ use crate::triage::StudyResult;
 pub const SHADOW_NOTICE: &str = "SHADOW — not for clinical use";
 
 /// One worklist row, as written to CSV and JSON.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct WorklistRow<'a> {
     /// [`SHADOW_NOTICE`] in shadow mode, else empty: on every row, so no
     /// copy or filter of the list loses it.
@@ -73,7 +73,7 @@ pub fn rows(studies: &[StudyResult], shadow: bool) -> Vec<WorklistRow<'_>> {
 /// # Errors
 /// A file cannot be written.
 pub fn write(out: &Path, rows: &[WorklistRow<'_>]) -> Result<()> {
-    let csv_path = out.join("worklist.csv");
+    let csv_path = out.join(super::names::WORKLIST_CSV);
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |e: std::io::Error| Error::Output { path, source: e }
@@ -87,12 +87,40 @@ pub fn write(out: &Path, rows: &[WorklistRow<'_>]) -> Result<()> {
         w.flush().map_err(io(&csv_path))?;
     }
     if rows.is_empty() {
-        // csv writes the header with the first row; an empty worklist still gets one.
-        csv_bytes = b"notice,rank,band,score,reason,right_eye,left_eye,patient_id,patient_name,accession_number,study_datetime,study_description,modalities,images_scored,files_failed,files_skipped,study_uid,models\n".to_vec();
+        // csv writes the header with the first row; an empty worklist still
+        // gets one, taken from the row type so it cannot drift from it.
+        csv_bytes = csv_header().map_err(|source| Error::Output { path: csv_path.clone(), source })?;
     }
     super::write_atomically(&csv_path, &csv_bytes)?;
-    let json_path = out.join("worklist.json");
+    let json_path = out.join(super::names::WORKLIST_JSON);
     let json = serde_json::to_vec_pretty(rows)
         .map_err(|e| Error::Output { path: json_path.clone(), source: std::io::Error::other(e) })?;
     super::write_atomically(&json_path, &json)
+}
+
+/// The CSV header line of [`WorklistRow`]: what csv writes before a row.
+fn csv_header() -> std::io::Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.serialize(WorklistRow::default()).map_err(std::io::Error::other)?;
+    let bytes = w.into_inner().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let end = bytes.iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| i + 1);
+    Ok(bytes[..end].to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_worklist_has_the_row_types_header() {
+        let header = String::from_utf8(csv_header().expect("header")).expect("utf-8");
+        assert_eq!(
+            header,
+            "notice,rank,band,score,reason,right_eye,left_eye,patient_id,patient_name,accession_number,\
+             study_datetime,study_description,modalities,images_scored,files_failed,files_skipped,study_uid,models\n"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), &[]).expect("write");
+        assert_eq!(std::fs::read_to_string(dir.path().join(super::super::names::WORKLIST_CSV)).expect("csv"), header);
+    }
 }

@@ -14,12 +14,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::Counts;
 use crate::error::{Error, Result};
+use crate::sink::{names, Counts};
 use crate::triage::BookSnapshot;
 
 /// File name under OUT.
-pub const FILE_NAME: &str = "checkpoint.json";
+pub const FILE_NAME: &str = names::CHECKPOINT;
 
 /// Bumped when the layout or the meaning of a value changes; an older
 /// checkpoint is not resumed. 3: counting keys are SHA-256 based
@@ -60,9 +60,9 @@ pub struct Checkpoint {
     pub file_keys: Vec<u64>,
     pub book: BookSnapshot,
     /// Committed error rows with their paths, for `failed_files.csv`.
-    pub failures: Vec<super::failures::FailedFile>,
+    pub failures: Vec<crate::sink::failures::FailedFile>,
     /// Thumbnails of the committed files, for `worklist.html` (format 2).
-    pub thumbnails: Vec<super::thumbnails::ThumbEntry>,
+    pub thumbnails: Vec<crate::sink::thumbnails::ThumbEntry>,
 }
 
 impl Checkpoint {
@@ -99,18 +99,15 @@ impl Checkpoint {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(Error::Output { path, source }),
         };
-        let state: Self = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::Config(format!(
-                "{} is not a checkpoint this version can resume ({e}); pass --force to start the run again",
-                path.display()
-            ))
+        let state: Self = serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint {
+            path: path.clone(),
+            problem: format!("not a checkpoint this version can resume ({e})"),
         })?;
         if state.format != FORMAT {
-            return Err(Error::Config(format!(
-                "{} has checkpoint format {}, this version writes {FORMAT}; pass --force to start the run again",
-                path.display(),
-                state.format
-            )));
+            return Err(Error::Checkpoint {
+                path,
+                problem: format!("checkpoint format {}, this version writes {FORMAT}", state.format),
+            });
         }
         Ok(Some(state))
     }
@@ -123,8 +120,8 @@ impl Checkpoint {
         let path = out.join(FILE_NAME);
         let bytes = serde_json::to_vec(self)
             .map_err(|e| Error::Output { path: path.clone(), source: std::io::Error::other(e) })?;
-        super::write_atomically(&path, &bytes)?;
-        super::sync_dir(out)
+        crate::sink::write_atomically(&path, &bytes)?;
+        crate::sink::sync_dir(out)
     }
 
     /// Removes the checkpoint once `run.json` records the finished run.
