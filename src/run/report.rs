@@ -218,3 +218,68 @@ pub fn user() -> String {
         Err(_) => name,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> RunReport {
+        let now = chrono::Utc::now();
+        RunReport {
+            software: "nightscreen".into(),
+            software_version: "1".into(),
+            run_id: "r".into(),
+            merged_at: None,
+            started_at: now,
+            attempts: 2,
+            finished_at: now,
+            host: "h".into(),
+            user: "u (uid 1)".into(),
+            config_path: None,
+            config_sha256: "c".into(),
+            config: "[triage]\n".into(),
+            bands: vec!["URGENT".into(), "ROUTINE".into()],
+            pseudonym_key_id: "k".into(),
+            models: Vec::new(),
+            runtime: None,
+            inputs: Some(InputRecord {
+                roots: vec!["/in".into()],
+                files_seen: 3,
+                image_files: 2,
+                ..Default::default()
+            }),
+            counts: Counts { errors: 1, ..Counts::default() },
+            timings: Some(Timings::default()),
+            outcome: Outcome::of(1),
+            shadow: false,
+            shard: Some(ShardRecord { index: 1, count: 4 }),
+            shards: None,
+            exit_code: Outcome::of(1).exit_code(),
+        }
+    }
+
+    #[test]
+    fn a_report_reads_back_as_written_with_its_fields_named_as_before() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(RunReport::read(dir.path()).expect("read").is_none(), "no run.json: an unfinished run");
+        let written = report();
+        written.write(dir.path()).expect("write");
+        let value: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(RUN_JSON)).expect("read")).expect("json");
+        assert_eq!((value["outcome"].as_str(), value["exit_code"].as_u64()), (Some("completed_with_errors"), Some(1)));
+        assert_eq!(value["inputs"]["files_seen"], 3);
+        assert_eq!(value["shard"]["index"], 1);
+        assert!(value.get("merged_at").is_none() && value.get("shards").is_none() && value.get("runtime").is_none());
+        let back = RunReport::read(dir.path()).expect("read").expect("present");
+        assert_eq!((back.bands, back.attempts, back.inputs), (written.bands, 2, written.inputs));
+        std::fs::write(dir.path().join(RUN_JSON), b"{\"run_id\": 1}").expect("write");
+        assert!(matches!(RunReport::read(dir.path()), Err(Error::Record { .. })));
+    }
+
+    #[test]
+    fn outcomes_map_to_their_names_and_exit_codes() {
+        assert_eq!((Outcome::of(0), Outcome::of(0).exit_code()), (Outcome::Ok, 0));
+        assert_eq!(serde_json::to_string(&Outcome::Ok).expect("json"), "\"ok\"");
+        assert_eq!(Outcome::of(2).exit_code(), 1);
+    }
+}

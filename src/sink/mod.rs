@@ -478,3 +478,26 @@ pub fn run(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_add_up_row_counts_and_take_studies_from_the_ranked_list() {
+        let shard = |errors: u64| Counts {
+            image_rows: 4,
+            errors,
+            errors_by_stage: [("decode".to_string(), errors)].into(),
+            studies: 9,
+            bands: [("URGENT".to_string(), 9)].into(),
+            ..Counts::default()
+        };
+        let mut total = Counts::default();
+        total.add(&shard(1));
+        total.add(&shard(2));
+        assert_eq!((total.image_rows, total.errors, total.errors_by_stage["decode"]), (8, 3, 3));
+        total.set_studies(&[]);
+        assert_eq!((total.studies, total.bands.len()), (0, 0), "studies and bands come from the list, not the sum");
+    }
+}

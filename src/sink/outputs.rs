@@ -362,3 +362,83 @@ impl Output for Handoff {
         super::write_json(&self.path, &handoff, false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp() -> RunStamp {
+        RunStamp {
+            run_id: "r1".into(),
+            software_version: "1".into(),
+            config_sha256: "c".into(),
+            key: PseudonymKey::from_hex(&"ab".repeat(32), "test").expect("key"),
+        }
+    }
+
+    fn checkpoint() -> Checkpoint {
+        let fingerprint = crate::run::checkpoint::Fingerprint {
+            software_version: "1".into(),
+            config_sha256: "c".into(),
+            models: vec![],
+            pseudonym_key_id: "k".into(),
+        };
+        Checkpoint::new("r1".into(), chrono::Utc::now(), fingerprint)
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    fn published<'a>(page: html::PageInfo<'a>) -> Published<'a> {
+        Published { studies: &[], thumbnails: &[], failures: &[], page }
+    }
+
+    fn page() -> html::PageInfo<'static> {
+        html::PageInfo {
+            run_id: "r1",
+            software_version: "1",
+            started_at: chrono::Utc::now(),
+            finished_at: chrono::Utc::now(),
+            attempts: 1,
+            models: &[],
+            bands: &[],
+            shadow: false,
+        }
+    }
+
+    #[test]
+    fn row_tables_give_only_tables_without_a_committed_part_an_empty_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths = OutPaths::single(dir.path());
+        let mut state = checkpoint();
+        state.parts.insert(Table::Errors.dir().into(), vec!["part-r1-00001.parquet".into()]);
+        let mut tables = RowTables::create(&paths, &stamp(), &[], &[], 10, &state).expect("create");
+        tables.commit(&mut state).expect("commit with nothing pending");
+        tables.publish(&published(page())).expect("publish");
+        assert_eq!(names(&dir.path().join("images")), ["part-r1.parquet"]);
+        assert_eq!(names(&dir.path().join("skipped")), ["part-r1.parquet"]);
+        assert!(names(&dir.path().join("errors")).is_empty(), "errors/ has a committed part already");
+        assert_eq!(state.parts.len(), 1, "nothing pending, no part recorded");
+    }
+
+    #[test]
+    fn a_merges_studies_part_replaces_the_shards_and_leaves_other_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let studies = dir.path().join("studies");
+        std::fs::create_dir_all(&studies).expect("mkdir");
+        for name in ["part-shard-00-of-02-r.parquet", "part-merged-old.parquet", "notes.txt"] {
+            std::fs::write(studies.join(name), b"x").expect("write");
+        }
+        let run = RunStamp { run_id: "merged-new".into(), ..stamp() };
+        StudiesTable::replacing_shards(dir.path(), &run).publish(&published(page())).expect("publish");
+        assert_eq!(names(&studies), ["notes.txt", "part-merged-new.parquet"]);
+        // A run's own part replaces nothing.
+        StudiesTable::new(dir.path(), "r1", &stamp(), 10).publish(&published(page())).expect("publish");
+        assert_eq!(names(&studies), ["notes.txt", "part-merged-new.parquet", "part-r1.parquet"]);
+    }
+}
