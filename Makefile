@@ -71,7 +71,17 @@ DEMO_STUDIES := 200
 DEMO_SEED := 4
 DEMO_IN := out/demo-studies
 demo: build ort $(DEMO_KEY)
-	@start=$$(date +%s); 	$(BIN) synth --studies $(DEMO_STUDIES) --seed $(DEMO_SEED) --out $(DEMO_IN) --overwrite && 	$(BIN) run --config configs/desp.toml --key-file $(DEMO_KEY) --input $(DEMO_IN) --out $(DEMO_OUT) --force && 	echo && echo "worklist: $(DEMO_OUT)/worklist.html (and .csv, .json)   tables: $(DEMO_OUT)/{images,studies,errors,skipped}/   audit: $(DEMO_OUT)/run.json, audit.jsonl" && 	python3 -c "import json;r=json.load(open('$(DEMO_OUT)/run.json'));c=r['counts'];b=c['bands'];print('studies per band:',', '.join(f'{k} {b.get(k,0)}' for k in ['URGENT','ROUTINE','UNGRADABLE','REVIEW','NO_DISEASE']));print('images scored',c['frames_scored'],'skipped',c['skipped'],'errors',c['errors'])" && 	echo && echo "compared with $(DEMO_IN)/truth.csv (synthetic truth; the model is NOT for clinical use):" && 	$(BIN) evaluate --results $(DEMO_OUT) --reference $(DEMO_IN)/truth.csv --key-file $(DEMO_KEY) && 	echo && echo "demo took $$(( $$(date +%s) - start )) s"
+	@start=$$(date +%s); \
+	$(BIN) synth --studies $(DEMO_STUDIES) --seed $(DEMO_SEED) --out $(DEMO_IN) --overwrite && \
+	$(BIN) run --config configs/desp.toml --key-file $(DEMO_KEY) --input $(DEMO_IN) --out $(DEMO_OUT) --force && \
+	echo && \
+	echo "worklist: $(DEMO_OUT)/worklist.html (and .csv, .json)   tables: $(DEMO_OUT)/{images,studies,errors,skipped}/   audit: $(DEMO_OUT)/run.json, audit.jsonl" && \
+	python3 tools/demo_summary.py $(DEMO_OUT)/run.json && \
+	echo && \
+	echo "compared with $(DEMO_IN)/truth.csv (synthetic truth; the model is NOT for clinical use):" && \
+	$(BIN) evaluate --results $(DEMO_OUT) --reference $(DEMO_IN)/truth.csv --key-file $(DEMO_KEY) && \
+	echo && \
+	echo "demo took $$(( $$(date +%s) - start )) s"
 
 # Reproduces the held-out figures in models/dr-screen.toml [evaluation]:
 # the same synthetic batch (seed 3, never used for training or thresholds),

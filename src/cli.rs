@@ -126,7 +126,7 @@ pub struct RunArgs {
     /// Slurm array's SLURM_ARRAY_TASK_ID/COUNT pick the shard. Shards share
     /// OUT; `nightscreen merge OUT` joins them.
     #[arg(long, value_name = "I/N")]
-    pub shard: Option<nightscreen::shard::Shard>,
+    pub shard: Option<nightscreen::run::shard::Shard>,
     /// Shard count for a Kubernetes Indexed Job (its completions).
     #[arg(long, value_name = "N", env = "NIGHTSCREEN_SHARDS")]
     pub shards: Option<usize>,

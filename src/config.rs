@@ -72,7 +72,7 @@ pub struct Config {
     /// This process's slice of a sharded run (`--shard`, or the scheduler's
     /// environment); `None` runs everything.
     #[serde(skip)]
-    pub shard: Option<crate::shard::Shard>,
+    pub shard: Option<crate::run::shard::Shard>,
 }
 
 fn default_models_dir() -> PathBuf {

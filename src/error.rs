@@ -1,7 +1,9 @@
 //! Crate-level errors: only what stops a whole run (setup, output I/O).
 //!
 //! A failure on one input file is never an [`Error`]: it becomes a
-//! [`crate::message::Rejected`] row and the batch goes on.
+//! [`crate::message::Rejected`] row and the batch goes on. Each variant
+//! names what failed, so a caller (and `main`'s exit code) can tell a bad
+//! config from a refused output folder or an unfinished shard.
 
 use std::path::PathBuf;
 
@@ -9,6 +11,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The config's values, all problems at once (`Config::validate`).
     #[error("configuration: {0}")]
     Config(String),
     #[error("cannot read config {path}")]
@@ -28,7 +31,28 @@ pub enum Error {
     #[error(transparent)]
     Runtime(#[from] crate::runtime::RuntimeError),
     #[error(transparent)]
+    Triage(#[from] crate::triage::RuleError),
+    #[error(transparent)]
     Key(#[from] crate::privacy::KeyError),
+    /// The output folder may not be used as asked (someone else's files, a
+    /// finished run without `--force`, an unfinished run of another setup).
+    #[error("output folder {path}: {problem}")]
+    OutDir { path: PathBuf, problem: String },
+    /// A checkpoint that this version cannot resume.
+    #[error("checkpoint {path}: {problem}; pass --force to start the run again")]
+    Checkpoint { path: PathBuf, problem: String },
+    /// Shards that cannot be merged as they are.
+    #[error("cannot merge {out}: {problem}")]
+    Merge { out: PathBuf, problem: String },
+    /// A record nightscreen wrote (run.json, a shard's handoff) that does not parse.
+    #[error("{path} is not a record this version can read")]
+    Record {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot start the decode thread pool")]
+    ThreadPool(#[source] rayon::ThreadPoolBuildError),
     #[error("writing {path}")]
     Output {
         path: PathBuf,
@@ -41,8 +65,17 @@ pub enum Error {
         #[source]
         source: parquet::errors::ParquetError,
     },
-    #[error("a pipeline stage stopped unexpectedly: {0}")]
-    Stage(String),
+    /// A table's columns did not make a batch: a bug in the column
+    /// builders, reported instead of writing an empty batch and dropping rows.
+    #[error("internal error building a batch of table {table}")]
+    Batch {
+        table: &'static str,
+        #[source]
+        source: arrow_schema::ArrowError,
+    },
+    /// A stage thread panicked (the panic message, when it had one).
+    #[error("the {stage} stage stopped unexpectedly: {message}")]
+    Stage { stage: &'static str, message: String },
     /// `merge` before every shard has finished: not a failure of the merge,
     /// which the last shard to finish (or a later attempt) makes.
     #[error("{0}")]

@@ -2,7 +2,8 @@
 //!
 //! The data path is the architecture: **ingest → decode → preprocess →
 //! infer → triage → sinks**, one module per stage, joined by typed
-//! messages ([`message`]) over bounded channels ([`pipeline`]). Each stage
+//! messages ([`message`]) over bounded channels ([`pipeline`]), built,
+//! resumed and reported by [`run`], written by the outputs in [`sink`]. Each stage
 //! has a config section, a runtime value built from it, a pure per-item
 //! method (easy to test and bench) and a `run` loop.
 
@@ -14,15 +15,14 @@ pub mod error;
 pub mod evaluate;
 pub mod infer;
 pub mod ingest;
-pub mod merge;
 pub mod message;
 pub mod model;
 pub mod pipeline;
 pub mod preprocess;
 pub mod privacy;
 pub mod progress;
+pub mod run;
 pub mod runtime;
-pub mod shard;
 pub mod sink;
 pub mod source;
 pub mod synth;
@@ -31,7 +31,7 @@ pub mod triage;
 
 pub use config::Config;
 pub use error::{Error, Result};
-pub use pipeline::{run, RunSummary};
+pub use run::{run, RunSummary};
 
 /// The software version recorded on every output row and in `run.json`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

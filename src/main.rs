@@ -11,6 +11,8 @@ use cli::{Cli, Command, DoctorArgs, EvaluateArgs, KeygenArgs, MergeArgs, RunArgs
 use nightscreen::config::{Config, Overrides};
 use nightscreen::privacy::PseudonymKey;
 use nightscreen::progress::{Mode, Progress};
+use nightscreen::sink::names::{FAILED_FILES, WORKLIST_CSV};
+use nightscreen::sink::Table;
 
 /// Finished, but some inputs could not be read.
 const EXIT_INPUT_ERRORS: u8 = 1;
@@ -64,7 +66,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     cfg.key = Some(PseudonymKey::resolve(args.key_file.as_deref())?);
     cfg.shard = match args.shard {
         Some(shard) => Some(shard),
-        None => nightscreen::shard::from_environment(|name| std::env::var(name).ok(), args.shards)?,
+        None => nightscreen::run::shard::from_environment(|name| std::env::var(name).ok(), args.shards)?,
     };
     if let Some(shard) = cfg.shard {
         log::info!("shard {} of {} ({})", shard.index, shard.count, shard.tag());
@@ -83,13 +85,13 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         summary.skipped,
         summary.errors
     );
-    log::info!("worklist: {}", summary.out.join("worklist.csv").display());
+    log::info!("worklist: {}", summary.out.join(WORKLIST_CSV).display());
     if summary.errors > 0 {
         log::warn!(
             "{} input(s) could not be read: see {} (paths; identifiable) and {} (pseudonymised)",
             summary.errors,
-            summary.out.join("failed_files.csv").display(),
-            summary.out.join("errors").display()
+            summary.out.join(FAILED_FILES).display(),
+            summary.out.join(Table::Errors.dir()).display()
         );
         return Ok(EXIT_INPUT_ERRORS);
     }
@@ -149,7 +151,7 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<u8> {
 
 fn merge(args: MergeArgs) -> anyhow::Result<u8> {
     let key = PseudonymKey::resolve(args.key_file.as_deref())?;
-    let summary = match nightscreen::merge::run(&args.out, &key) {
+    let summary = match nightscreen::run::merge::run(&args.out, &key) {
         Err(nightscreen::error::Error::ShardsPending(why)) => {
             eprintln!("nightscreen: {why}");
             return Ok(EXIT_SHARDS_PENDING);
@@ -163,7 +165,7 @@ fn merge(args: MergeArgs) -> anyhow::Result<u8> {
         summary.run_id,
         summary.studies,
         summary.errors,
-        args.out.join("worklist.csv").display()
+        args.out.join(WORKLIST_CSV).display()
     );
     Ok(if summary.errors > 0 { EXIT_INPUT_ERRORS } else { 0 })
 }

@@ -137,7 +137,7 @@ fn the_slurm_array_submits_the_merge_as_a_dependent_job() {
     assert!(array.contains("--out \"$NIGHTSCREEN_OUT/$NIGHT\""), "shards and merge agree on OUT");
 
     // The environment the array gives a task is the one `run` reads.
-    let shard = nightscreen::shard::from_environment(
+    let shard = nightscreen::run::shard::from_environment(
         |name| match name {
             "SLURM_ARRAY_TASK_ID" => Some(last.to_string()),
             "SLURM_ARRAY_TASK_COUNT" => Some(tasks.to_string()),
@@ -146,7 +146,7 @@ fn the_slurm_array_submits_the_merge_as_a_dependent_job() {
         },
         None,
     );
-    assert_eq!(shard, Ok(Some(nightscreen::shard::Shard { index: tasks - 1, count: tasks })));
+    assert_eq!(shard, Ok(Some(nightscreen::run::shard::Shard { index: tasks - 1, count: tasks })));
 }
 
 #[test]

@@ -11,6 +11,8 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::Error;
 use crate::dicom::laterality::Laterality;
+use crate::run::RunReport;
+use crate::sink::names::RUN_JSON;
 use crate::triage::desp::{Grade, RGrade};
 
 /// What the pipeline said about one eye.
@@ -81,7 +83,7 @@ pub struct RunInfo {
 
 /// Study pseudonym → prediction, for every study the run banded.
 pub fn read_studies(out: &Path) -> Result<HashMap<String, StudyPrediction>, Error> {
-    let dir = out.join("studies");
+    let dir = out.join(crate::sink::Table::Studies.dir());
     let mut parts: Vec<_> = std::fs::read_dir(&dir)
         .map_err(|source| Error::Read { path: dir.clone(), source })?
         .flatten()
@@ -169,35 +171,17 @@ fn floats<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a Float32Array, St
 /// Provenance of the run from its `run.json`; a run without one never
 /// finished and is not evaluated.
 pub fn read_run(out: &Path) -> Result<RunInfo, Error> {
-    let path = out.join("run.json");
+    let path = out.join(RUN_JSON);
     let text = std::fs::read_to_string(&path).map_err(|source| Error::Unfinished { path: path.clone(), source })?;
-    let run: serde_json::Value =
+    let run: RunReport =
         serde_json::from_str(&text).map_err(|e| Error::Table { path: path.clone(), what: e.to_string() })?;
-    let field = |name: &str| run[name].as_str().unwrap_or_default().to_string();
-    let models = run["models"]
-        .as_array()
-        .map(|models| {
-            models
-                .iter()
-                .map(|m| {
-                    format!(
-                        "{} {} ({})",
-                        m["id"].as_str().unwrap_or("?"),
-                        m["version"].as_str().unwrap_or("?"),
-                        m["sha256"].as_str().unwrap_or("?")
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let shadow = run["shadow"].as_bool().unwrap_or(false);
     Ok(RunInfo {
-        run_id: field("run_id"),
-        software_version: field("software_version"),
-        config_sha256: field("config_sha256"),
-        pseudonym_key_id: field("pseudonym_key_id"),
-        shadow,
-        models,
+        models: run.models.iter().map(|m| format!("{} {} ({})", m.id, m.version, m.sha256)).collect(),
+        run_id: run.run_id,
+        software_version: run.software_version,
+        config_sha256: run.config_sha256,
+        pseudonym_key_id: run.pseudonym_key_id,
+        shadow: run.shadow,
     })
 }
 

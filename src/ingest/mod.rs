@@ -19,7 +19,7 @@ pub use header::{looks_like_dicom, probe, study_datetime, Probe};
 
 use crate::message::{Header, Instance, Msg, RejectKind, Rejected, SkipReason, Stage};
 use crate::model::VerifiedModel;
-use crate::shard::Shard;
+use crate::run::shard::Shard;
 use crate::source::{Listed, Source};
 
 /// The `[ingest]` table.

@@ -1,24 +1,25 @@
-//! Sinks: findings and rejects → Parquet tables, worklist and `run.json`.
+//! Sinks: the run's outputs, each a component behind one contract
+//! ([`Output`]), and the loop that feeds them whole input files.
 //!
 //! A push-model consumer at the end of the pipeline that takes whole input
-//! files ([`ledger`]): rows are handed to the Parquet writer a few hundred
-//! at a time, which encodes them into row groups of `row_group_rows`, so
-//! memory stays flat however long the night is. Every `checkpoint_seconds`
-//! the open part files are closed and the run's state committed
-//! ([`checkpoint`]), so a killed run resumes from there. Tables: `images/`
-//! (one row per frame × model), `errors/` and `skipped/` (one row per file
-//! or frame without a result) and, once every image is in, `studies/` and
-//! the worklist (CSV, JSON and a self-contained HTML page, [`html`], which
-//! shows each study's thumbnails from `thumbnails/`, [`thumbnails`]).
+//! files ([`crate::run::ledger`]): rows are handed to the Parquet writer a
+//! few hundred at a time, which encodes them into row groups of
+//! `row_group_rows`, so memory stays flat however long the night is. Every
+//! `checkpoint_seconds` each output makes what it received durable and the
+//! run's state is committed ([`crate::run::checkpoint`]), so a killed run
+//! resumes from there. Tables: `images/` (one row per frame × model),
+//! `errors/` and `skipped/` (one row per file or frame without a result)
+//! and, once every image is in, `studies/` and the worklist (CSV, JSON and
+//! a self-contained HTML page, [`html`], which shows each study's
+//! thumbnails from `thumbnails/`, [`thumbnails`]). `run` and `merge` publish
+//! the ranked studies through the same [`Outputs::publish`]; a new output
+//! (DICOM SR, FHIR) is one new [`Output`].
 
-pub mod audit;
-pub mod checkpoint;
 pub mod failures;
 pub mod html;
-pub mod ledger;
-pub mod outdir;
+pub mod names;
+pub mod outputs;
 mod parquet;
-pub mod report;
 pub mod tables;
 pub mod thumbnails;
 pub mod worklist;
@@ -27,16 +28,17 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{select, Receiver};
 use serde::{Deserialize, Serialize};
 
 pub use self::parquet::PartWriter;
-pub use checkpoint::{Checkpoint, Fingerprint};
-pub use ledger::{CompleteFile, Ledger};
-pub use report::RunReport;
-pub use tables::{ModelStamp, RunStamp};
+pub use tables::{ModelStamp, RunStamp, Table};
 
 use crate::error::{Error, Result};
-use crate::message::{count_key, Msg, RejectKind, Rejected};
+use crate::message::{count_key, FileDone, Msg, RejectKind};
+use crate::run::checkpoint::{file_key, Checkpoint};
+use crate::run::ledger::{CompleteFile, Ledger};
+use crate::run::shard::Shard;
 use crate::triage::{Bands, Finding, StudyBook, StudyResult};
 
 /// The `[sinks]` table.
@@ -62,7 +64,7 @@ impl Default for SinkConfig {
 }
 
 /// What the sinks wrote, for `run.json` and the exit code.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counts {
     /// Rows in `images/` (frame × model).
     pub image_rows: u64,
@@ -78,6 +80,33 @@ pub struct Counts {
     pub bands: BTreeMap<String, u64>,
 }
 
+impl Counts {
+    /// Adds `other`'s row counts to these (studies and bands are set from
+    /// the ranked list, not added).
+    pub fn add(&mut self, other: &Counts) {
+        self.image_rows += other.image_rows;
+        self.frames_scored += other.frames_scored;
+        self.files_scored += other.files_scored;
+        self.errors += other.errors;
+        self.skipped += other.skipped;
+        for (stage, n) in &other.errors_by_stage {
+            *self.errors_by_stage.entry(stage.clone()).or_default() += n;
+        }
+        for (reason, n) in &other.skipped_by_reason {
+            *self.skipped_by_reason.entry(reason.clone()).or_default() += n;
+        }
+    }
+
+    /// Sets the study and band counts from the ranked studies.
+    pub fn set_studies(&mut self, studies: &[StudyResult], bands: &Bands) {
+        self.studies = studies.len() as u64;
+        self.bands.clear();
+        for s in studies {
+            *self.bands.entry(bands.name(s.band).to_string()).or_default() += 1;
+        }
+    }
+}
+
 /// Writes `bytes` to `path` through a synced temporary file and a rename.
 ///
 /// # Errors
@@ -90,6 +119,16 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     file.write_all(bytes).map_err(io)?;
     file.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Writes `value` as JSON (pretty when `pretty`) to `path`, atomically.
+///
+/// # Errors
+/// Serialising or writing fails.
+pub fn write_json(path: &Path, value: &impl Serialize, pretty: bool) -> Result<()> {
+    let json = if pretty { serde_json::to_vec_pretty(value) } else { serde_json::to_vec(value) };
+    let bytes = json.map_err(|e| Error::Output { path: path.to_path_buf(), source: std::io::Error::other(e) })?;
+    write_atomically(path, &bytes)
 }
 
 /// Syncs a folder, so renames into it survive a power loss.
@@ -111,7 +150,7 @@ pub struct OutPaths {
     pub run: PathBuf,
     pub tables: PathBuf,
     pub part_prefix: String,
-    pub shard: Option<crate::shard::Shard>,
+    pub shard: Option<Shard>,
 }
 
 impl OutPaths {
@@ -121,9 +160,9 @@ impl OutPaths {
     }
 
     /// One shard of a run into `out`.
-    pub fn shard(out: &Path, shard: crate::shard::Shard) -> Self {
+    pub fn shard(out: &Path, shard: Shard) -> Self {
         Self {
-            run: out.join(SHARDS_DIR).join(shard.tag()),
+            run: out.join(names::SHARDS_DIR).join(shard.tag()),
             tables: out.to_path_buf(),
             part_prefix: format!("{}-", shard.tag()),
             shard: Some(shard),
@@ -141,36 +180,118 @@ pub struct ShardHandoff {
     pub failures: Vec<failures::FailedFile>,
 }
 
-/// The handoff's file name in a shard's folder.
-pub const HANDOFF: &str = "shard-studies.json";
+/// What every output is given once every input is in: the ranked studies
+/// and what the run (or the merged shards) gathered for them.
+pub struct Published<'a> {
+    pub studies: &'a [StudyResult],
+    pub thumbnails: &'a [thumbnails::ThumbEntry],
+    pub failures: &'a [failures::FailedFile],
+    /// The run's provenance, as the page heads it (shadow mode included).
+    pub page: html::PageInfo<'a>,
+}
 
-/// Where shards keep their own files under OUT.
-pub const SHARDS_DIR: &str = "shards";
+/// One output of a run: the contract every writer keeps, so `run` and
+/// `merge` drive them alike and a new one (SR, FHIR) is one new component.
+pub trait Output {
+    /// Every row of one complete input file (row tables, thumbnails, failures).
+    ///
+    /// # Errors
+    /// Writing fails.
+    fn file(&mut self, _file: &CompleteFile) -> Result<()> {
+        Ok(())
+    }
 
-/// The per-row tables, in the order their writers are kept.
-pub const ROW_TABLES: [&str; 3] = ["images", "errors", "skipped"];
+    /// Makes what [`Output::file`] received durable and records it in the
+    /// checkpoint about to be saved.
+    ///
+    /// # Errors
+    /// Closing, syncing or recording fails.
+    fn commit(&mut self, _state: &mut Checkpoint) -> Result<()> {
+        Ok(())
+    }
 
-/// The open tables of one run.
+    /// Writes what needs the ranked studies (studies table, worklist, page).
+    ///
+    /// # Errors
+    /// Writing fails.
+    fn publish(&mut self, _run: &Published<'_>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A run's outputs, driven in order.
+pub struct Outputs(Vec<Box<dyn Output>>);
+
+impl Outputs {
+    /// What a run (or one shard of it) writes, taking over `state`'s
+    /// committed parts.
+    ///
+    /// # Errors
+    /// An output folder cannot be created, or the thumbnail syncer started.
+    pub fn for_run(
+        paths: &OutPaths,
+        cfg: &SinkConfig,
+        run: &RunStamp,
+        models: &[ModelStamp],
+        bands: &Bands,
+        state: &Checkpoint,
+    ) -> Result<Self> {
+        let row_group_rows = cfg.row_group_rows.max(1);
+        let tag = format!("{}{}", paths.part_prefix, run.run_id);
+        let mut list: Vec<Box<dyn Output>> = vec![
+            Box::new(outputs::RowTables::create(paths, run, models, bands, row_group_rows, state)?),
+            Box::new(outputs::Thumbnails::start(&paths.run, &run.key)?),
+            Box::new(outputs::Failures::new(&paths.run, &run.key)),
+            Box::new(outputs::StudiesTable::new(&paths.tables, &tag, run, row_group_rows)),
+            Box::new(outputs::WorklistFiles::new(&paths.run)),
+            Box::new(outputs::WorklistPage::new(&paths.run, &run.key)),
+        ];
+        if paths.shard.is_some() {
+            list.push(Box::new(outputs::Handoff::new(&paths.run)));
+        }
+        Ok(Self(list))
+    }
+
+    /// What `merge` writes into OUT from the shards' studies: one ranked
+    /// studies part in place of the shards', the worklist and the failures.
+    pub fn for_merge(out: &Path, run: &RunStamp) -> Self {
+        Self(vec![
+            Box::new(outputs::StudiesTable::replacing_shards(out, run)),
+            Box::new(outputs::WorklistFiles::new(out)),
+            Box::new(outputs::WorklistPage::new(out, &run.key)),
+            Box::new(outputs::Failures::new(out, &run.key)),
+        ])
+    }
+
+    fn file(&mut self, file: &CompleteFile) -> Result<()> {
+        self.0.iter_mut().try_for_each(|o| o.file(file))
+    }
+
+    fn commit(&mut self, state: &mut Checkpoint) -> Result<()> {
+        self.0.iter_mut().try_for_each(|o| o.commit(state))
+    }
+
+    /// Hands the ranked studies to every output.
+    ///
+    /// # Errors
+    /// An output cannot be written.
+    pub fn publish(&mut self, run: &Published<'_>) -> Result<()> {
+        self.0.iter_mut().try_for_each(|o| o.publish(run))
+    }
+}
+
+/// The sinks of one run: its outputs, its counts and its committed state.
 pub struct Sinks {
     /// The run's own folder ([`OutPaths::run`]).
     out: PathBuf,
-    tables: PathBuf,
-    part_prefix: String,
-    shard: Option<crate::shard::Shard>,
     run: RunStamp,
     models: Vec<ModelStamp>,
     bands: Bands,
-    row_group_rows: usize,
     shadow: bool,
+    outputs: Outputs,
     checkpoint_every: Duration,
     last_commit: Instant,
-    /// Part files open since the last commit, by [`ROW_TABLES`] index;
-    /// opened with their first row, so a quiet table adds no empty files.
-    parts: [Option<PartWriter>; 3],
-    pending_images: Vec<Finding>,
-    pending_errors: Vec<(Rejected, chrono::DateTime<chrono::Utc>)>,
-    pending_skipped: Vec<(Rejected, chrono::DateTime<chrono::Utc>)>,
-    /// Distinct scored frames and files, by a 64-bit hash of the path (and
+    /// Distinct scored frames and files, by [`count_key`] of the source (and
     /// frame): a few bytes per image rather than its path.
     frames: HashSet<u64>,
     files: HashSet<u64>,
@@ -178,20 +299,11 @@ pub struct Sinks {
     state: Checkpoint,
     completed: Vec<String>,
     completed_instances: u64,
-    /// Thumbnails written since the last commit (recorded by the next),
-    /// and the thread that syncs them meanwhile.
-    completed_thumbs: Vec<thumbnails::ThumbEntry>,
-    thumb_syncer: thumbnails::Syncer,
 }
 
-/// Rows gathered before they go to the Parquet writer: enough for
-/// efficient column building, few enough that pending findings (each with
-/// its header) stay a small part of memory.
-const WRITE_ROWS: usize = 512;
-
 impl Sinks {
-    /// Creates the table folders and takes over the run's committed state
-    /// (empty for a new run).
+    /// Creates the outputs and takes over the run's committed state (empty
+    /// for a new run).
     ///
     /// # Errors
     /// The output folder cannot be written.
@@ -203,33 +315,21 @@ impl Sinks {
         bands: Bands,
         state: Checkpoint,
     ) -> Result<Self> {
-        let out = paths.run.as_path();
-        for dir in ROW_TABLES.iter().map(|t| paths.tables.join(t)).chain([out.join(thumbnails::DIR)]) {
-            std::fs::create_dir_all(&dir).map_err(|source| Error::Output { path: dir, source })?;
-        }
+        let outputs = Outputs::for_run(paths, cfg, &run, &models, &bands, &state)?;
         Ok(Self {
-            out: out.to_path_buf(),
-            tables: paths.tables.clone(),
-            part_prefix: paths.part_prefix.clone(),
-            shard: paths.shard,
+            out: paths.run.clone(),
             run,
             models,
             bands,
-            row_group_rows: cfg.row_group_rows.max(1),
             shadow: cfg.shadow,
+            outputs,
             checkpoint_every: Duration::from_secs_f64(cfg.checkpoint_seconds.max(0.0)),
             last_commit: Instant::now(),
-            parts: [None, None, None],
-            pending_images: Vec::new(),
-            pending_errors: Vec::new(),
-            pending_skipped: Vec::new(),
             frames: state.frame_keys.iter().copied().collect(),
             files: state.file_keys.iter().copied().collect(),
             state,
             completed: Vec::new(),
             completed_instances: 0,
-            completed_thumbs: Vec::new(),
-            thumb_syncer: thumbnails::Syncer::start(&out.join(thumbnails::DIR))?,
         })
     }
 
@@ -238,92 +338,31 @@ impl Sinks {
     /// # Errors
     /// Writing rows fails.
     pub fn push_file(&mut self, file: CompleteFile) -> Result<()> {
-        self.completed.push(checkpoint::file_key(&file.source));
+        self.completed.push(file_key(&file.source));
         self.completed_instances += u64::from(file.instance);
-        for row in file.rows {
-            self.push(row)?;
-        }
-        Ok(())
-    }
-
-    fn push(&mut self, msg: Msg<Finding>) -> Result<()> {
-        let now = chrono::Utc::now();
-        match msg {
-            Ok(finding) => {
-                self.state.counts.image_rows += 1;
-                let meta = &finding.scored.meta;
-                // One thumbnail per frame, however many models scored it.
-                if self.frames.insert(count_key(&(&meta.instance.source, meta.frame_index))) {
-                    if let Some((entry, path)) = thumbnails::write(
-                        &self.out.join(thumbnails::DIR),
-                        &self.run.key,
-                        meta,
-                        finding.scored.attention.as_ref(),
-                    )? {
-                        self.completed_thumbs.push(entry);
-                        self.thumb_syncer.push(path);
+        let counts = &mut self.state.counts;
+        for row in &file.rows {
+            match row {
+                Ok(finding) => {
+                    counts.image_rows += 1;
+                    let meta = &finding.scored.meta;
+                    let source = meta.instance.source.key_bytes();
+                    self.frames.insert(count_key(&[source, &meta.frame_index.to_be_bytes()]));
+                    self.files.insert(count_key(&[source]));
+                }
+                Err(r) => match r.kind {
+                    RejectKind::Error => {
+                        counts.errors += 1;
+                        *counts.errors_by_stage.entry(r.stage.to_string()).or_default() += 1;
                     }
-                }
-                self.files.insert(count_key(&meta.instance.source));
-                self.pending_images.push(finding);
+                    RejectKind::Skip(key) => {
+                        counts.skipped += 1;
+                        *counts.skipped_by_reason.entry(key.to_string()).or_default() += 1;
+                    }
+                },
             }
-            Err(r) => match r.kind {
-                RejectKind::Error => {
-                    self.state.failures.push(failures::FailedFile {
-                        path: r.source.locator(),
-                        stage: r.stage.to_string(),
-                        frame: r.frame,
-                        reason: r.reason.clone(),
-                        file_pseudonym: self.run.key.file_pseudonym(&r.source),
-                    });
-                    let counts = &mut self.state.counts;
-                    counts.errors += 1;
-                    *counts.errors_by_stage.entry(r.stage.to_string()).or_default() += 1;
-                    self.pending_errors.push((r, now));
-                }
-                RejectKind::Skip(key) => {
-                    let counts = &mut self.state.counts;
-                    counts.skipped += 1;
-                    *counts.skipped_by_reason.entry(key.to_string()).or_default() += 1;
-                    self.pending_skipped.push((r, now));
-                }
-            },
         }
-        self.flush(false)
-    }
-
-    /// Hands pending rows of each table to its part file (opening one if
-    /// needed) once there are enough of them, or any at all with `all`.
-    fn flush(&mut self, all: bool) -> Result<()> {
-        let limit = if all { 1 } else { self.row_group_rows.min(WRITE_ROWS) };
-        if self.pending_images.len() >= limit {
-            let batch = tables::images_batch(&self.pending_images, &self.run, &self.models, &self.bands);
-            self.write(0, &batch)?;
-            self.pending_images.clear();
-        }
-        if self.pending_errors.len() >= limit {
-            let batch = tables::rejected_batch(&self.pending_errors, &self.run);
-            self.write(1, &batch)?;
-            self.pending_errors.clear();
-        }
-        if self.pending_skipped.len() >= limit {
-            let batch = tables::rejected_batch(&self.pending_skipped, &self.run);
-            self.write(2, &batch)?;
-            self.pending_skipped.clear();
-        }
-        Ok(())
-    }
-
-    fn write(&mut self, table: usize, batch: &arrow_array::RecordBatch) -> Result<()> {
-        if self.parts[table].is_none() {
-            let tag = format!("{}{}-{:05}", self.part_prefix, self.run.run_id, self.state.commits + 1);
-            self.parts[table] =
-                Some(PartWriter::create(&self.tables.join(ROW_TABLES[table]), &tag, batch, self.row_group_rows)?);
-        }
-        match &mut self.parts[table] {
-            Some(part) => part.write(batch),
-            None => Ok(()),
-        }
+        self.outputs.file(&file)
     }
 
     /// Commits when `checkpoint_seconds` have passed since the last commit.
@@ -337,25 +376,14 @@ impl Sinks {
         Ok(())
     }
 
-    /// Closes the open part files and records them, the files completed
-    /// since the last commit and the study book in `checkpoint.json`.
+    /// Has every output make its rows durable, then records them, the files
+    /// completed since the last commit and the study book in
+    /// `checkpoint.json`.
     ///
     /// # Errors
     /// A part file or the checkpoint cannot be written.
     pub fn commit(&mut self, book: &StudyBook) -> Result<()> {
-        self.flush(true)?;
-        for (table, part) in self.parts.iter_mut().enumerate() {
-            if let Some(part) = part.take() {
-                let path = part.close()?;
-                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                self.state.parts.entry(ROW_TABLES[table].to_string()).or_default().push(name);
-            }
-        }
-        for table in ROW_TABLES {
-            sync_dir(&self.tables.join(table))?;
-        }
-        self.thumb_syncer.wait()?;
-        self.state.thumbnails.append(&mut self.completed_thumbs);
+        self.outputs.commit(&mut self.state)?;
         self.state.files.extend(self.completed.drain(..));
         self.state.instances += std::mem::take(&mut self.completed_instances);
         self.state.frame_keys = self.frames.iter().copied().collect();
@@ -368,42 +396,20 @@ impl Sinks {
         Ok(())
     }
 
-    /// The name of the run's last part files (an empty table's, studies).
-    fn part_tag(&self) -> String {
-        format!("{}{}", self.part_prefix, self.run.run_id)
-    }
-
     /// The committed state (after [`Sinks::finish`], the whole run's).
     pub fn state(&self) -> &Checkpoint {
         &self.state
     }
 
-    /// Commits the last files, gives every table at least one (possibly
-    /// empty) part so readers find its schema, then orders the worklist
-    /// and writes `studies/` and the worklist files.
+    /// Commits the last files, ranks the studies and publishes them to
+    /// every output (empty row tables get a part, so readers find their
+    /// schema; then `studies/`, the worklist, the page and the failures).
     ///
     /// # Errors
     /// Any output cannot be written.
     pub fn finish(&mut self, book: StudyBook) -> Result<(Counts, Vec<StudyResult>)> {
         self.commit(&book)?;
         let studies = book.finish();
-        let studies = studies.as_slice();
-        for (i, table) in ROW_TABLES.iter().enumerate() {
-            if self.state.parts.get(*table).is_none_or(Vec::is_empty) {
-                let empty = if i == 0 {
-                    tables::images_batch(&[], &self.run, &self.models, &self.bands)
-                } else {
-                    tables::rejected_batch(&[], &self.run)
-                };
-                PartWriter::create(&self.tables.join(table), &self.part_tag(), &empty, self.row_group_rows)?.close()?;
-            }
-        }
-        let batch = tables::studies_batch(studies, &self.bands, &self.run);
-        let mut part = PartWriter::create(&self.tables.join("studies"), &self.part_tag(), &batch, self.row_group_rows)?;
-        part.write(&batch)?;
-        part.close()?;
-        let rows = worklist::rows(studies, &self.bands, self.shadow);
-        worklist::write(&self.out, &rows)?;
         let page = html::PageInfo {
             run_id: &self.run.run_id,
             software_version: &self.run.software_version,
@@ -414,25 +420,84 @@ impl Sinks {
             bands: &self.bands,
             shadow: self.shadow,
         };
-        html::write(&self.out, &rows, &self.state.thumbnails, &self.run.key, &page)?;
-        failures::write(&self.out, &self.state.failures)?;
-        if self.shard.is_some() {
-            let handoff = ShardHandoff {
-                studies: studies.to_vec(),
-                thumbnails: self.state.thumbnails.clone(),
-                failures: self.state.failures.clone(),
-            };
-            let json = serde_json::to_vec(&handoff)
-                .map_err(|e| Error::Output { path: self.out.join(HANDOFF), source: std::io::Error::other(e) })?;
-            write_atomically(&self.out.join(HANDOFF), &json)?;
-        }
+        self.outputs.publish(&Published {
+            studies: &studies,
+            thumbnails: &self.state.thumbnails,
+            failures: &self.state.failures,
+            page,
+        })?;
         let mut counts = self.state.counts.clone();
         counts.frames_scored = self.frames.len() as u64;
         counts.files_scored = self.files.len() as u64;
-        counts.studies = studies.len() as u64;
-        for s in studies {
-            *counts.bands.entry(self.bands.name(s.band).to_string()).or_default() += 1;
+        counts.set_studies(&studies, &self.bands);
+        Ok((counts, studies))
+    }
+}
+
+/// The sinks' loop: rows and decode's per-file counts in, whole files out
+/// to the study book and the outputs, with a commit whenever one is due.
+///
+/// # Errors
+/// An output cannot be written; returning drops the receivers, which stops
+/// every stage.
+pub fn run(
+    rx_rows: Receiver<Msg<Finding>>,
+    rx_done: Receiver<FileDone>,
+    book: &mut StudyBook,
+    sinks: &mut Sinks,
+) -> Result<()> {
+    let mut ledger = Ledger::new();
+    let take = |file: CompleteFile, book: &mut StudyBook, sinks: &mut Sinks| -> Result<()> {
+        for row in &file.rows {
+            match row {
+                Ok(finding) => book.add_finding(finding),
+                Err(rejected) => book.add_rejected(rejected),
+            }
         }
-        Ok((counts, studies.to_vec()))
+        sinks.push_file(file)?;
+        sinks.commit_if_due(book)
+    };
+    let (mut rows_open, mut done_open) = (true, true);
+    while rows_open || done_open {
+        let complete = select! {
+            recv(rx_rows) -> row => match row {
+                Ok(row) => ledger.arrive(row),
+                Err(_) => { rows_open = false; None }
+            },
+            recv(rx_done) -> done => match done {
+                Ok(done) => ledger.expect(done),
+                Err(_) => { done_open = false; None }
+            },
+        };
+        if let Some(file) = complete {
+            take(file, book, sinks)?;
+        }
+    }
+    for file in ledger.drain() {
+        take(file, book, sinks)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_add_up_row_counts_and_take_studies_from_the_ranked_list() {
+        let shard = |errors: u64| Counts {
+            image_rows: 4,
+            errors,
+            errors_by_stage: [("decode".to_string(), errors)].into(),
+            studies: 9,
+            bands: [("URGENT".to_string(), 9)].into(),
+            ..Counts::default()
+        };
+        let mut total = Counts::default();
+        total.add(&shard(1));
+        total.add(&shard(2));
+        assert_eq!((total.image_rows, total.errors, total.errors_by_stage["decode"]), (8, 3, 3));
+        total.set_studies(&[], &Bands::new(Vec::new()));
+        assert_eq!((total.studies, total.bands.len()), (0, 0), "studies and bands come from the list, not the sum");
     }
 }

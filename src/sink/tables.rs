@@ -15,10 +15,41 @@ use arrow_array::{
     ArrayRef, Float32Array, Float64Array, Int32Array, ListArray, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 
+use crate::error::{Error, Result};
 use crate::message::{Header, Rejected};
 use crate::privacy::{Kind, PseudonymKey};
 use crate::triage::desp::EyeOutcome;
 use crate::triage::{Bands, Finding, StudyResult};
+
+/// The analyst tables, each a folder of Parquet parts under OUT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// One row per (frame, model).
+    Images,
+    /// One row per file (or frame) that could not be read.
+    Errors,
+    /// One row per file skipped by design.
+    Skipped,
+    /// One row per study, in worklist order, written once every image is in.
+    Studies,
+}
+
+impl Table {
+    /// The tables written row by row as files complete.
+    pub const ROWS: [Table; 3] = [Table::Images, Table::Errors, Table::Skipped];
+    /// Every table.
+    pub const ALL: [Table; 4] = [Table::Images, Table::Errors, Table::Skipped, Table::Studies];
+
+    /// The table's folder under OUT (also its key in `checkpoint.json`).
+    pub const fn dir(self) -> &'static str {
+        match self {
+            Table::Images => "images",
+            Table::Errors => "errors",
+            Table::Skipped => "skipped",
+            Table::Studies => "studies",
+        }
+    }
+}
 
 /// Values every row of a run shares (provenance), and the key its
 /// pseudonyms are made with.
@@ -88,20 +119,23 @@ fn naive_micros(t: &chrono::NaiveDateTime) -> i64 {
     t.and_utc().timestamp_micros()
 }
 
-fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
+/// The batch of `table` from its columns.
+///
+/// # Errors
+/// The columns differ in length: a bug in the builders above, not bad
+/// input, reported rather than written as an empty batch that drops rows.
+fn batch(table: Table, columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> {
     // Every column is declared nullable: the schema must not depend on
     // whether the first batch (often an empty one) happened to hold nulls.
-    // Column lengths are equal by construction; a mismatch is a bug here,
-    // not bad input, so it is reported as an empty batch rather than a panic.
     RecordBatch::try_from_iter_with_nullable(columns.into_iter().map(|(name, array)| (name, array, true)))
-        .unwrap_or_else(|e| {
-            log::error!("internal error building a table batch: {e}");
-            RecordBatch::new_empty(Arc::new(arrow_schema::Schema::empty()))
-        })
+        .map_err(|source| Error::Batch { table: table.dir(), source })
 }
 
 /// `images/`: one row per (frame, model).
-pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], bands: &Bands) -> RecordBatch {
+///
+/// # Errors
+/// As [`batch`].
+pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], bands: &Bands) -> Result<RecordBatch> {
     let n = rows.len();
     let h = |f: &Finding| Arc::clone(&f.scored.meta.instance.header);
     let heads: Vec<_> = rows.iter().map(h).collect();
@@ -167,11 +201,18 @@ pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], ban
         ("software_version", repeat(&run.software_version, n)),
         ("config_sha256", repeat(&run.config_sha256, n)),
     ]);
-    batch(columns)
+    batch(Table::Images, columns)
 }
 
-/// `errors/` and `skipped/`: one row per file (or frame) that gave no result.
-pub fn rejected_batch(rows: &[(Rejected, chrono::DateTime<chrono::Utc>)], run: &RunStamp) -> RecordBatch {
+/// `errors/` and `skipped/` (`table`): one row per file (or frame) that gave no result.
+///
+/// # Errors
+/// As [`batch`].
+pub fn rejected_batch(
+    table: Table,
+    rows: &[(Rejected, chrono::DateTime<chrono::Utc>)],
+    run: &RunStamp,
+) -> Result<RecordBatch> {
     let n = rows.len();
     let files: Vec<String> = rows.iter().map(|(r, _)| run.key.file_pseudonym(&r.source)).collect();
     let mut columns =
@@ -196,7 +237,7 @@ pub fn rejected_batch(rows: &[(Rejected, chrono::DateTime<chrono::Utc>)], run: &
         ),
         ("software_version", repeat(&run.software_version, n)),
     ]);
-    batch(columns)
+    batch(table, columns)
 }
 
 /// One eye's outcome per study (right or left), `None` where the study has none.
@@ -235,7 +276,10 @@ fn eye_columns(rows: &[StudyResult]) -> Vec<(&'static str, ArrayRef)> {
 
 /// `studies/`: one row per study, in worklist order. The generic columns,
 /// with the DESP eye columns between `reason` and `images_scored`.
-pub fn studies_batch(rows: &[StudyResult], bands: &Bands, run: &RunStamp) -> RecordBatch {
+///
+/// # Errors
+/// As [`batch`].
+pub fn studies_batch(rows: &[StudyResult], bands: &Bands, run: &RunStamp) -> Result<RecordBatch> {
     let n = rows.len();
     let [patient, study, ..] = pseudonyms(&run.key, rows.iter().map(|s| Some(s.header.as_ref())));
     let mut columns = vec![
@@ -266,7 +310,7 @@ pub fn studies_batch(rows: &[StudyResult], bands: &Bands, run: &RunStamp) -> Rec
         ("software_version", repeat(&run.software_version, n)),
         ("config_sha256", repeat(&run.config_sha256, n)),
     ]);
-    batch(columns)
+    batch(Table::Studies, columns)
 }
 
 #[cfg(test)]
@@ -310,7 +354,7 @@ mod tests {
             study(bands.find("URGENT").expect("band"), StudyDetail::Desp { right: Some(right), left: None }),
             study(bands.find("NO_DISEASE").expect("band"), StudyDetail::None),
         ];
-        let batch = studies_batch(&rows, &bands, &run);
+        let batch = studies_batch(&rows, &bands, &run).expect("studies batch");
         let schema = batch.schema();
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         let at = |name: &str| names.iter().position(|n| *n == name).expect(name);
@@ -340,5 +384,20 @@ mod tests {
         assert_eq!(text("left_eye_grade"), [None, None]);
         let gradable = batch.column(at("right_eye_p_gradable")).as_any().downcast_ref::<Float32Array>().expect("f32");
         assert!((gradable.value(0) - 0.95).abs() < 1e-6 && gradable.is_null(1));
+    }
+
+    #[test]
+    fn columns_of_unequal_length_are_an_error_not_an_empty_batch() {
+        let err = batch(Table::Images, vec![("a", strings(["x", "y"])), ("b", strings(["z"]))]).err();
+        assert!(matches!(err, Some(Error::Batch { table: "images", .. })), "{err:?}");
+        let ok = batch(Table::Errors, vec![("a", strings(["x"])), ("b", opt_strings([None]))]).expect("batch");
+        assert_eq!((ok.num_rows(), ok.num_columns()), (1, 2));
+    }
+
+    #[test]
+    fn every_table_has_its_own_folder() {
+        let dirs: std::collections::BTreeSet<_> = Table::ALL.iter().map(|t| t.dir()).collect();
+        assert_eq!(dirs.len(), Table::ALL.len());
+        assert!(Table::ROWS.iter().all(|t| Table::ALL.contains(t)) && !Table::ROWS.contains(&Table::Studies));
     }
 }

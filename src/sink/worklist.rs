@@ -88,7 +88,7 @@ fn grade_text<S: Serializer>(grade: &Option<Grade>, out: S) -> std::result::Resu
 /// # Errors
 /// A file cannot be written.
 pub fn write(out: &Path, rows: &[WorklistRow<'_>]) -> Result<()> {
-    let csv_path = out.join("worklist.csv");
+    let csv_path = out.join(super::names::WORKLIST_CSV);
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |e: std::io::Error| Error::Output { path, source: e }
@@ -102,12 +102,57 @@ pub fn write(out: &Path, rows: &[WorklistRow<'_>]) -> Result<()> {
         w.flush().map_err(io(&csv_path))?;
     }
     if rows.is_empty() {
-        // csv writes the header with the first row; an empty worklist still gets one.
-        csv_bytes = b"notice,rank,band,score,reason,right_eye,left_eye,patient_id,patient_name,accession_number,study_datetime,study_description,modalities,images_scored,files_failed,files_skipped,study_uid,models\n".to_vec();
+        // csv writes the header with the first row; an empty worklist still
+        // gets one, taken from the row type so it cannot drift from it.
+        csv_bytes = csv_header().map_err(|source| Error::Output { path: csv_path.clone(), source })?;
     }
     super::write_atomically(&csv_path, &csv_bytes)?;
-    let json_path = out.join("worklist.json");
+    let json_path = out.join(super::names::WORKLIST_JSON);
     let json = serde_json::to_vec_pretty(rows)
         .map_err(|e| Error::Output { path: json_path.clone(), source: std::io::Error::other(e) })?;
     super::write_atomically(&json_path, &json)
+}
+
+/// The CSV header line of [`WorklistRow`]: what csv writes before a row.
+fn csv_header() -> std::io::Result<Vec<u8>> {
+    // Any row gives the header: one of an empty study in a one-band table.
+    let bands = Bands::new(vec![String::new()]);
+    let study = StudyResult {
+        rank: 0,
+        band: bands.last(),
+        score: None,
+        reason: String::new(),
+        header: Default::default(),
+        modalities: Vec::new(),
+        images_scored: 0,
+        files_failed: 0,
+        files_skipped: 0,
+        models: Vec::new(),
+        detail: Default::default(),
+    };
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for row in rows(std::slice::from_ref(&study), &bands, false) {
+        w.serialize(row).map_err(std::io::Error::other)?;
+    }
+    let bytes = w.into_inner().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let end = bytes.iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| i + 1);
+    Ok(bytes[..end].to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_worklist_has_the_row_types_header() {
+        let header = String::from_utf8(csv_header().expect("header")).expect("utf-8");
+        assert_eq!(
+            header,
+            "notice,rank,band,score,reason,right_eye,left_eye,patient_id,patient_name,accession_number,\
+             study_datetime,study_description,modalities,images_scored,files_failed,files_skipped,study_uid,models\n"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), &[]).expect("write");
+        assert_eq!(std::fs::read_to_string(dir.path().join(super::super::names::WORKLIST_CSV)).expect("csv"), header);
+    }
 }

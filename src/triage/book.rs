@@ -101,7 +101,7 @@ impl<'r> StudyBook<'r> {
         let acc = self.studies.entry(study_key(header, &f.scored.meta.instance.source)).or_default();
         acc.header.get_or_insert_with(|| Arc::clone(header));
         acc.modalities.insert(header.modality.clone());
-        acc.frames.insert(count_key(&(&header.sop_instance_uid.0, f.scored.meta.frame_index)));
+        acc.frames.insert(count_key(&[header.sop_instance_uid.0.as_bytes(), &f.scored.meta.frame_index.to_be_bytes()]));
         acc.models.insert(f.scored.model);
         self.rules.programme().record_image(&mut acc.evidence, header, f.grade);
         if let Some((band, value, why)) = best_here {

@@ -14,17 +14,18 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::Counts;
 use crate::error::{Error, Result};
 use crate::message::SourceId;
+use crate::sink::{names, Counts};
 use crate::triage::BookSnapshot;
 
 /// File name under OUT.
-pub const FILE_NAME: &str = "checkpoint.json";
+pub const FILE_NAME: &str = names::CHECKPOINT;
 
-/// Bumped when the layout changes; an older checkpoint is not resumed.
-/// 3: the study book keeps typed bands, grades and the programme's
-/// evidence (issue 14).
+/// Bumped when the layout or the meaning of a value changes; an older
+/// checkpoint is not resumed. 3 (issue 14): counting keys are SHA-256 based
+/// ([`crate::message::count_key`]), no longer `DefaultHasher`, and the
+/// study book keeps typed bands, grades and the programme's evidence.
 const FORMAT: u32 = 3;
 
 /// What must match for a run to be resumed rather than recomputed: rows of
@@ -61,9 +62,9 @@ pub struct Checkpoint {
     pub file_keys: Vec<u64>,
     pub book: BookSnapshot,
     /// Committed error rows with their paths, for `failed_files.csv`.
-    pub failures: Vec<super::failures::FailedFile>,
+    pub failures: Vec<crate::sink::failures::FailedFile>,
     /// Thumbnails of the committed files, for `worklist.html` (format 2).
-    pub thumbnails: Vec<super::thumbnails::ThumbEntry>,
+    pub thumbnails: Vec<crate::sink::thumbnails::ThumbEntry>,
 }
 
 impl Checkpoint {
@@ -108,24 +109,21 @@ impl Checkpoint {
         }
         if let Ok(Format { format }) = serde_json::from_slice::<Format>(&bytes) {
             if format != FORMAT {
-                return Err(Error::Config(format!(
-                    "{} has checkpoint format {format}, this version writes {FORMAT}; pass --force to start the run again",
-                    path.display()
-                )));
+                return Err(Error::Checkpoint {
+                    path,
+                    problem: format!("checkpoint format {format}, this version writes {FORMAT}"),
+                });
             }
         }
-        let state: Self = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::Config(format!(
-                "{} is not a checkpoint this version can resume ({e}); pass --force to start the run again",
-                path.display()
-            ))
+        let state: Self = serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint {
+            path: path.clone(),
+            problem: format!("not a checkpoint this version can resume ({e})"),
         })?;
         if state.format != FORMAT {
-            return Err(Error::Config(format!(
-                "{} has checkpoint format {}, this version writes {FORMAT}; pass --force to start the run again",
-                path.display(),
-                state.format
-            )));
+            return Err(Error::Checkpoint {
+                path,
+                problem: format!("checkpoint format {}, this version writes {FORMAT}", state.format),
+            });
         }
         Ok(Some(state))
     }
@@ -138,8 +136,8 @@ impl Checkpoint {
         let path = out.join(FILE_NAME);
         let bytes = serde_json::to_vec(self)
             .map_err(|e| Error::Output { path: path.clone(), source: std::io::Error::other(e) })?;
-        super::write_atomically(&path, &bytes)?;
-        super::sync_dir(out)
+        crate::sink::write_atomically(&path, &bytes)?;
+        crate::sink::sync_dir(out)
     }
 
     /// Removes the checkpoint once `run.json` records the finished run.

@@ -10,26 +10,33 @@
 
 use std::path::Path;
 
-use super::checkpoint::{Checkpoint, Fingerprint, FILE_NAME as CHECKPOINT};
-use super::{thumbnails, OutPaths, ROW_TABLES};
+use super::checkpoint::{Checkpoint, Fingerprint};
 use crate::error::{Error, Result};
+use crate::sink::names::{
+    AUDIT, CHECKPOINT, FAILED_FILES, RUN_JSON, THUMBNAILS, WORKLIST_CSV, WORKLIST_HTML, WORKLIST_JSON,
+};
+use crate::sink::tables::Table;
+use crate::sink::{thumbnails, OutPaths};
 
 /// Files and folders a run writes into OUT; only these are ever replaced.
 /// `audit.jsonl` is not among them: it is only ever appended to.
 /// In folders, only the entries [`is_ours`] recognises are.
 pub const OUR_OUTPUTS: &[&str] = &[
-    "images",
-    "studies",
-    "errors",
-    "skipped",
-    thumbnails::DIR,
-    "worklist.csv",
-    "worklist.json",
-    super::html::FILE_NAME,
-    "failed_files.csv",
-    "run.json",
+    Table::Images.dir(),
+    Table::Studies.dir(),
+    Table::Errors.dir(),
+    Table::Skipped.dir(),
+    THUMBNAILS,
+    WORKLIST_CSV,
+    WORKLIST_JSON,
+    WORKLIST_HTML,
+    FAILED_FILES,
+    RUN_JSON,
     CHECKPOINT,
 ];
+
+/// The files of [`OUR_OUTPUTS`] (not folders): what `--force` deletes whole.
+const OUR_FILES: &[&str] = &[WORKLIST_CSV, WORKLIST_JSON, WORKLIST_HTML, FAILED_FILES, RUN_JSON, CHECKPOINT];
 
 fn is_part_file(name: &str) -> bool {
     name.starts_with("part-") || name.starts_with(".part-")
@@ -37,7 +44,7 @@ fn is_part_file(name: &str) -> bool {
 
 /// Whether an entry of one of our folders is a file we write there.
 fn is_ours(folder: &str, name: &str) -> bool {
-    if folder == thumbnails::DIR {
+    if folder == THUMBNAILS {
         thumbnails::is_ours(name)
     } else {
         is_part_file(name)
@@ -46,7 +53,7 @@ fn is_ours(folder: &str, name: &str) -> bool {
 
 /// Our output names already in `out` that no nightscreen run accounts for.
 fn foreign_outputs(out: &Path) -> Vec<String> {
-    if out.join("run.json").exists() || out.join("audit.jsonl").exists() || out.join(CHECKPOINT).exists() {
+    if out.join(RUN_JSON).exists() || out.join(AUDIT).exists() || out.join(CHECKPOINT).exists() {
         return Vec::new();
     }
     OUR_OUTPUTS
@@ -71,10 +78,10 @@ fn foreign_outputs(out: &Path) -> Vec<String> {
 fn remove_parts(tables: &Path, prefix: &str, keep: Option<&Checkpoint>) -> Result<usize> {
     let mut removed = 0;
     let (mine, mine_tmp) = (format!("part-{prefix}"), format!(".part-{prefix}"));
-    for table in ROW_TABLES.iter().chain(&["studies"]) {
-        let dir = tables.join(table);
+    for table in Table::ALL {
+        let dir = tables.join(table.dir());
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        let kept = keep.and_then(|k| k.parts.get(*table));
+        let kept = keep.and_then(|k| k.parts.get(table.dir()));
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let ours = name.starts_with(&mine) || name.starts_with(&mine_tmp);
@@ -98,18 +105,17 @@ fn remove_parts(tables: &Path, prefix: &str, keep: Option<&Checkpoint>) -> Resul
 pub fn prepare(paths: &OutPaths, force: bool, fingerprint: &Fingerprint) -> Result<Option<Checkpoint>> {
     let out = paths.run.as_path();
     let io = |source| Error::Output { path: out.to_path_buf(), source };
+    let refuse = |problem: String| Error::OutDir { path: out.to_path_buf(), problem };
     let foreign = foreign_outputs(out);
     if !foreign.is_empty() {
-        return Err(Error::Config(format!(
-            "{} already holds {} that no nightscreen run wrote (no run.json or audit.jsonl); \
+        return Err(refuse(format!(
+            "already holds {} that no nightscreen run wrote (no {RUN_JSON} or {AUDIT}); \
              nightscreen never overwrites files it did not write: choose another --out",
-            out.display(),
             foreign.join(", ")
         )));
     }
     if force {
-        for name in OUR_OUTPUTS.iter().filter(|n| !ROW_TABLES.contains(n) && !["studies", thumbnails::DIR].contains(n))
-        {
+        for name in OUR_FILES {
             match std::fs::remove_file(out.join(name)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
                 _ => {}
@@ -120,23 +126,19 @@ pub fn prepare(paths: &OutPaths, force: bool, fingerprint: &Fingerprint) -> Resu
         std::fs::create_dir_all(out).map_err(io)?;
         return Ok(None);
     }
-    if out.join("run.json").exists() {
-        return Err(Error::Config(format!(
-            "{} already holds a finished run (run.json); choose another --out, or pass --force to compute it again",
-            out.display()
+    if out.join(RUN_JSON).exists() {
+        return Err(refuse(format!(
+            "already holds a finished run ({RUN_JSON}); choose another --out, or pass --force to compute it again"
         )));
     }
     std::fs::create_dir_all(out).map_err(io)?;
     let resumed = Checkpoint::load(out)?;
     if let Some(state) = &resumed {
         if &state.fingerprint != fingerprint {
-            return Err(Error::Config(format!(
-                "{} holds an unfinished run ({}) made with other software, config, models or key \
+            return Err(refuse(format!(
+                "holds an unfinished run ({}) made with other software, config, models or key \
                  ({:?}, now {:?}); resume it with those, or pass --force to start again",
-                out.display(),
-                state.run_id,
-                state.fingerprint,
-                fingerprint
+                state.run_id, state.fingerprint, fingerprint
             )));
         }
     }
@@ -201,7 +203,7 @@ mod tests {
     fn thumbnails_of_uncommitted_files_go_on_resume_and_all_ours_go_with_force() {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path();
-        let thumbs = out.join(thumbnails::DIR);
+        let thumbs = out.join(THUMBNAILS);
         std::fs::create_dir_all(&thumbs).expect("mkdir");
         let (kept, dropped) = (format!("{}-00000.jpg", "a".repeat(32)), format!("{}-00000.jpg", "b".repeat(32)));
         for name in [kept.as_str(), dropped.as_str(), "x.jpg"] {

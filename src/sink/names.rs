@@ -1,0 +1,25 @@
+//! Every name nightscreen writes under OUT, in one place, so the writers,
+//! the output-folder rules ([`crate::run::outdir`]), merge and evaluate
+//! cannot disagree on one. The table folders are [`super::Table::dir`].
+
+/// The finished run's record ([`crate::run::RunReport`]).
+pub const RUN_JSON: &str = "run.json";
+/// The append-only audit trail ([`crate::run::audit`]).
+pub const AUDIT: &str = "audit.jsonl";
+/// An unfinished run's committed state ([`crate::run::checkpoint`]).
+pub const CHECKPOINT: &str = "checkpoint.json";
+/// The graders' worklist ([`super::worklist`]).
+pub const WORKLIST_CSV: &str = "worklist.csv";
+pub const WORKLIST_JSON: &str = "worklist.json";
+/// The worklist page ([`super::html`]).
+pub const WORKLIST_HTML: &str = super::html::FILE_NAME;
+/// Unreadable inputs with their paths ([`super::failures`]).
+pub const FAILED_FILES: &str = super::failures::FILE_NAME;
+/// The thumbnails folder ([`super::thumbnails`]).
+pub const THUMBNAILS: &str = super::thumbnails::DIR;
+/// A finished shard's studies for `merge`, in the shard's folder.
+pub const HANDOFF: &str = "shard-studies.json";
+/// Where shards keep their own files under OUT.
+pub const SHARDS_DIR: &str = "shards";
+/// The lock that serialises merges of one OUT.
+pub const MERGE_LOCK: &str = ".merge.lock";
