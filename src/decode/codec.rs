@@ -384,3 +384,32 @@ pub(crate) fn j2k_siz(data: &[u8]) -> Option<(bool, u16)> {
     let ssiz = *data.get(at + 2 + 2 + 2 + 2 + 32 + 2)?;
     Some((ssiz & 0x80 != 0, u16::from(ssiz & 0x7F) + 1))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn j2k_siz_gives_signedness_and_precision() {
+        let mut d = vec![0xFF, 0x4F, 0xFF, 0x51, 0, 41, 0, 0];
+        d.extend_from_slice(&[0; 32]);
+        d.extend_from_slice(&[0, 1, 0x80 | 12, 1, 1]);
+        assert_eq!(j2k_siz(&d), Some((true, 13)));
+        assert_eq!(j2k_siz(&[0; 10]), None);
+        // Xsiz 720, Ysiz 512, XOsiz 8, YOsiz 0, tiles, then Csiz 1.
+        let mut s = vec![0xFF, 0x4F, 0xFF, 0x51, 0, 41, 0, 0];
+        for v in [720u32, 512, 8, 0, 512, 512, 0, 0] {
+            s.extend_from_slice(&v.to_be_bytes());
+        }
+        s.extend_from_slice(&[0, 1, 15, 1, 1]);
+        assert_eq!(j2k_size(&s), Some((712, 512, 1)));
+        assert_eq!(j2k_size(&s[..40]), None);
+        // Only at the start of the codestream, or of a JP2 file's jp2c box.
+        assert_eq!(j2k_size(&[&[0, 0][..], &s].concat()), None);
+        let mut jp2 = vec![0, 0, 0, 12, b'j', b'P', b' ', b' ', 13, 10, 0x87, 10];
+        jp2.extend_from_slice(&[0, 0, 0, 12, b'x', b'm', b'l', b' ', 0xFF, 0x4F, 0xFF, 0x51]);
+        jp2.extend_from_slice(&[0, 0, 0, 0, b'j', b'p', b'2', b'c']);
+        jp2.extend_from_slice(&s);
+        assert_eq!(j2k_size(&jp2), Some((712, 512, 1)));
+    }
+}

@@ -219,3 +219,93 @@ fn clamp01(v: f32) -> f32 {
         v.clamp(0.0, 1.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::lut::Lut;
+    use crate::decode::pixels::Stored;
+
+    fn window(center: f64, width: f64, function: VoiFunction) -> Voi {
+        Voi::Window { center, width, function }
+    }
+
+    #[test]
+    fn linear_window_follows_ps3_3_formula() {
+        // c = 40, w = 400 (a CT soft-tissue window): edges at -159.5 and 239.5.
+        let w = window(40.0, 400.0, VoiFunction::Linear);
+        assert_eq!(w.apply(-1000.0), Some(0.0));
+        assert_eq!(w.apply(-160.0), Some(0.0));
+        assert_eq!(w.apply(1000.0), Some(1.0));
+        let mid = w.apply(39.5).unwrap();
+        assert!((mid - 0.5).abs() < 1e-12, "{mid}");
+        // Width 1 is a threshold at c - 0.5.
+        let t = window(10.0, 1.0, VoiFunction::Linear);
+        assert_eq!(t.apply(9.5), Some(0.0));
+        assert_eq!(t.apply(9.6), Some(1.0));
+    }
+
+    #[test]
+    fn exact_and_sigmoid_windows() {
+        let e = window(100.0, 50.0, VoiFunction::LinearExact);
+        assert_eq!(e.apply(100.0), Some(0.5));
+        assert_eq!(e.apply(75.0), Some(0.0));
+        assert_eq!(e.apply(125.0), Some(1.0));
+        let s = window(100.0, 50.0, VoiFunction::Sigmoid);
+        assert_eq!(s.apply(100.0), Some(0.5));
+        assert!(s.apply(200.0).unwrap() > 0.99 && s.apply(0.0).unwrap() < 0.01);
+        assert_eq!(Voi::MinMax.apply(3.0), None);
+    }
+
+    #[test]
+    fn monochrome_render_applies_rescale_window_and_inversion() {
+        let stored = Stored {
+            samples: Samples::Floats(vec![0.0, 10.0, 20.0]),
+            channels: 1,
+            stats: Default::default(),
+            reduced: None,
+        };
+        let model = |invert| Model::Mono {
+            invert,
+            // Values become -100, 0, 100; window [-100, 100] maps them to 0, ~0.5, 1.
+            modality: Modality::Rescale { slope: 10.0, intercept: -100.0 },
+            voi: window(0.5, 201.0, VoiFunction::Linear),
+        };
+        let two = render(stored.clone(), &model(false), 3, 1);
+        assert_eq!(two.channels, 1);
+        let two = two.values();
+        assert_eq!(two[0], 0.0);
+        assert!((two[1] - 0.5).abs() < 1e-6);
+        assert_eq!(two[2], 1.0);
+        let one = render(stored.clone(), &model(true), 3, 1);
+        for (a, b) in one.values().iter().zip(two.iter()) {
+            assert!((a + b - 1.0).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn min_max_stretches_and_flat_is_zero() {
+        let mut v = vec![-5.0, 0.0, 5.0];
+        min_max_normalise(&mut v);
+        assert_eq!(v, vec![0.0, 0.5, 1.0]);
+        let mut flat = vec![7.0; 4];
+        min_max_normalise(&mut flat);
+        assert_eq!(flat, vec![0.0; 4]);
+    }
+
+    #[test]
+    fn palette_lookup_clamps_to_table() {
+        let lut = Lut { first: 10, data: vec![0.0, 0.5, 1.0] };
+        assert_eq!(lut.get(0.0), 0.0);
+        assert_eq!(lut.get(11.0), 0.5);
+        assert_eq!(lut.get(99.0), 1.0);
+        let r = Lut { first: 0, data: vec![1.0, 0.0] };
+        let g = Lut { first: 0, data: vec![0.0, 1.0] };
+        let b = Lut { first: 0, data: vec![0.0, 0.0] };
+        let stored =
+            Stored { samples: Samples::Floats(vec![0.0, 1.0]), channels: 1, stats: Default::default(), reduced: None };
+        let f = render(stored.clone(), &Model::Palette { r, g, b }, 2, 1);
+        assert_eq!(f.channels, 3);
+        assert_eq!(f.pixels, Pixels::Unit(vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0]));
+    }
+}

@@ -75,3 +75,30 @@ pub(crate) fn unpack_bits(src: &[u8], limit: usize, out: &mut Vec<u8>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rle_packbits() {
+        let mut out = Vec::new();
+        // literal run of 3, repeat 0xAA 4 times, no-op, literal 1.
+        unpack_bits(&[2, 1, 2, 3, 0xFD, 0xAA, 0x80, 0, 9], 100, &mut out);
+        assert_eq!(out, vec![1, 2, 3, 0xAA, 0xAA, 0xAA, 0xAA, 9]);
+    }
+
+    #[test]
+    fn rle_frame_interleaves_little_endian() {
+        // 2 pixels, 1 sample, 16 bits: segment 0 = high bytes, 1 = low bytes.
+        let mut data = vec![0u8; 64];
+        data[0] = 2;
+        data[4] = 64;
+        data[8] = 67;
+        data.extend_from_slice(&[1, 0x01, 0x02, 1, 0x10, 0x20]);
+        let px = decode_frame(&data, 2, 1, 2).unwrap();
+        assert_eq!(px, vec![0x10, 0x01, 0x20, 0x02]);
+        assert!(decode_frame(&data[..10], 2, 1, 2).is_err());
+        assert!(decode_frame(&data, 2, 3, 1).is_err());
+    }
+}
