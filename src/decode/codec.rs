@@ -20,25 +20,7 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use super::attrs::{native_stream, Photometric, PixelAttrs, PixelElement};
 use super::pixels::{read_frame, Endian, Layout, SampleKind, Stored};
 use super::{fragments, jpeg, rle, DecodeError};
-
-const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
-const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
-const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
-const DEFLATED_IMAGE_FRAME: &str = "1.2.840.10008.1.2.8.1";
-const JPEG_LOSSLESS: [&str; 2] = ["1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"];
-const JPEG_LS: [&str; 2] = ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"];
-/// Decoded by dicom-rs's JPEG 2000 adapter (openjp2): Part 1 and HTJ2K.
-const J2K_CODESTREAM: [&str; 7] = [
-    "1.2.840.10008.1.2.4.90",
-    "1.2.840.10008.1.2.4.91",
-    "1.2.840.10008.1.2.4.92",
-    "1.2.840.10008.1.2.4.93",
-    "1.2.840.10008.1.2.4.201",
-    "1.2.840.10008.1.2.4.202",
-    "1.2.840.10008.1.2.4.203",
-];
-const JPEG_2000: [&str; 4] =
-    ["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.92", "1.2.840.10008.1.2.4.93"];
+use crate::dicom::ts::{Codestream, TsKind};
 
 /// How the pixel data of one object is decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,20 +37,25 @@ pub(crate) enum Codec {
 impl Codec {
     /// # Errors
     /// The transfer syntax is unknown, or known but without a decoder here.
-    pub fn for_transfer_syntax(uid: &str) -> Result<Self, DecodeError> {
-        Ok(match uid {
-            "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.1.99" => Codec::Native(Endian::Little),
-            "1.2.840.10008.1.2.2" => Codec::Native(Endian::Big),
-            JPEG_BASELINE | JPEG_EXTENDED => Codec::Jpeg,
-            RLE_LOSSLESS => Codec::Rle,
-            _ => match TransferSyntaxRegistry.get(uid) {
+    pub fn for_transfer_syntax(ts: &TsKind) -> Result<Self, DecodeError> {
+        Ok(match ts {
+            TsKind::ImplicitVrLittleEndian
+            | TsKind::ExplicitVrLittleEndian
+            | TsKind::DeflatedExplicitVrLittleEndian => Codec::Native(Endian::Little),
+            TsKind::ExplicitVrBigEndian => Codec::Native(Endian::Big),
+            TsKind::JpegBaseline | TsKind::JpegExtended => Codec::Jpeg,
+            TsKind::RleLossless => Codec::Rle,
+            _ => match TransferSyntaxRegistry.get(ts.uid()) {
                 None => {
-                    return Err(DecodeError::UnsupportedTransferSyntax { uid: uid.to_string(), name: "unknown".into() })
-                }
-                Some(ts) if !ts.can_decode_all() => {
                     return Err(DecodeError::UnsupportedTransferSyntax {
-                        uid: uid.to_string(),
-                        name: ts.name().to_string(),
+                        uid: ts.uid().to_string(),
+                        name: "unknown".into(),
+                    })
+                }
+                Some(found) if !found.can_decode_all() => {
+                    return Err(DecodeError::UnsupportedTransferSyntax {
+                        uid: ts.uid().to_string(),
+                        name: found.name().to_string(),
                     })
                 }
                 Some(_) => Codec::Library,
@@ -90,7 +77,7 @@ pub(crate) enum Source<'a> {
     Native { stream: Cow<'a, [u8]>, layout: Layout, ybr: bool },
     Jpeg { fragments: &'a [Vec<u8>], frames: Vec<Range<usize>> },
     Rle { fragments: &'a [Vec<u8>], frames: Vec<Range<usize>> },
-    Library { obj: &'a DefaultDicomObject, ts: String },
+    Library { obj: &'a DefaultDicomObject, ts: TsKind },
 }
 
 impl<'a> Source<'a> {
@@ -99,7 +86,7 @@ impl<'a> Source<'a> {
     /// # Errors
     /// The pixel data element does not have the form the transfer syntax
     /// says, or its fragments cannot be assigned to frames.
-    pub fn new(obj: &'a DefaultDicomObject, a: &PixelAttrs, codec: Codec, ts: &str) -> Result<Self, DecodeError> {
+    pub fn new(obj: &'a DefaultDicomObject, a: &PixelAttrs, codec: Codec, ts: &TsKind) -> Result<Self, DecodeError> {
         if a.element != PixelElement::Int && !matches!(codec, Codec::Native(_)) {
             return Err(DecodeError::Invalid("float pixel data in an encapsulated transfer syntax".into()));
         }
@@ -119,7 +106,7 @@ impl<'a> Source<'a> {
                     Source::Rle { fragments, frames }
                 }
             }
-            Codec::Library => Source::Library { obj, ts: ts.to_string() },
+            Codec::Library => Source::Library { obj, ts: ts.clone() },
         })
     }
 
@@ -175,10 +162,10 @@ impl<'a> Source<'a> {
             Source::Library { obj, ts } => {
                 check_codestream(obj, a, ts, i)?;
                 let px = obj.decode_pixel_data_frame(i).map_err(DecodeError::Pixels)?;
-                let is_j2k = JPEG_2000.contains(&ts.as_str());
+                let is_j2k = ts.is_jpeg2000();
                 let bits = if is_j2k {
                     j2k_bits(obj, a, i)
-                } else if JPEG_LS.contains(&ts.as_str()) && !a.signed {
+                } else if ts.is_jpeg_ls() && !a.signed {
                     // pydicom corrects JPEG-LS only for signed data.
                     a.bits_allocated
                 } else {
@@ -261,23 +248,15 @@ fn j2k_bits(obj: &DefaultDicomObject, a: &PixelAttrs, frame: u32) -> u16 {
 /// # Errors
 /// The frame's codestream header is missing or disagrees with Rows,
 /// Columns or SamplesPerPixel.
-fn check_codestream(obj: &DefaultDicomObject, a: &PixelAttrs, ts: &str, i: u32) -> Result<(), DecodeError> {
-    if ts == DEFLATED_IMAGE_FRAME {
+fn check_codestream(obj: &DefaultDicomObject, a: &PixelAttrs, ts: &TsKind, i: u32) -> Result<(), DecodeError> {
+    if *ts == TsKind::DeflatedImageFrame {
         return check_inflated_frame(obj, a, i);
     }
-    let kind = if J2K_CODESTREAM.contains(&ts) {
-        "JPEG 2000"
-    } else if JPEG_LS.contains(&ts) {
-        "JPEG-LS"
-    } else if JPEG_LOSSLESS.contains(&ts) {
-        "JPEG lossless"
-    } else {
-        return Ok(());
-    };
+    let Some(kind) = ts.codestream() else { return Ok(()) };
     // The bytes dicom-rs will hand to the decoder (None: it will fail to
     // find the frame itself, with its own error).
     let Some(data) = obj.frame_pixel_data(i) else { return Ok(()) };
-    let (width, height, components) = if kind == "JPEG 2000" {
+    let (width, height, components) = if kind == Codestream::Jpeg2000 {
         j2k_size(&data).ok_or_else(|| {
             DecodeError::Invalid(format!("JPEG 2000 frame {i}: no SIZ marker segment (image size) in the codestream"))
         })?
@@ -285,7 +264,7 @@ fn check_codestream(obj: &DefaultDicomObject, a: &PixelAttrs, ts: &str, i: u32) 
         let h = jpeg::scan_header(&data)?;
         // jpeg-decoder returns two bytes a sample above 8 bits, which the
         // adapter copies into a buffer sized by BitsAllocated (panics if 8).
-        if kind == "JPEG lossless" && h.precision > 8 && a.bits_allocated < 16 {
+        if kind == Codestream::JpegLossless && h.precision > 8 && a.bits_allocated < 16 {
             return Err(DecodeError::Invalid(format!(
                 "JPEG lossless frame {i} has sample precision {}, over BitsAllocated {}",
                 h.precision, a.bits_allocated
@@ -295,9 +274,12 @@ fn check_codestream(obj: &DefaultDicomObject, a: &PixelAttrs, ts: &str, i: u32) 
     };
     if (width, height, components) != (a.cols, a.rows, usize::from(a.samples)) {
         return Err(DecodeError::Invalid(format!(
-            "{kind} frame {i} declares {width}x{height} with {components} components, \
+            "{} frame {i} declares {width}x{height} with {components} components, \
              but Columns x Rows is {}x{} with SamplesPerPixel {}",
-            a.cols, a.rows, a.samples
+            kind.label(),
+            a.cols,
+            a.rows,
+            a.samples
         )));
     }
     Ok(())

@@ -29,6 +29,7 @@ use dicom_object::OpenFileOptions;
 use rayon::iter::{ParallelBridge, ParallelIterator};
 use serde::{Deserialize, Serialize};
 
+use crate::dicom::ts::TsKind;
 use crate::message::{DecodedImage, FileDone, ImageMeta, Instance, Msg, Stage};
 
 use attrs::PixelAttrs;
@@ -218,8 +219,8 @@ impl Decoder {
         if a.frames > self.cfg.max_frames {
             return Err(DecodeError::TooManyFrames { frames: a.frames, limit: self.cfg.max_frames });
         }
-        let ts = obj.meta().transfer_syntax().to_string();
-        if ts.is_empty() {
+        let ts = TsKind::from_uid(obj.meta().transfer_syntax());
+        if ts.uid().is_empty() {
             return Err(DecodeError::MissingAttribute { name: "TransferSyntaxUID" });
         }
         let codec = Codec::for_transfer_syntax(&ts)?;

@@ -13,6 +13,8 @@ use std::path::Path;
 
 use flate2::bufread::DeflateDecoder;
 
+use crate::dicom::ts::TsKind;
+
 /// Deeper nesting than this is refused (real objects rarely exceed 10).
 pub const MAX_SEQUENCE_DEPTH: usize = 64;
 
@@ -208,10 +210,10 @@ pub fn check(path: &Path) -> Result<(), String> {
             w.src.read_exact(&mut uid).map_err(|e| e.to_string())?;
             w.pos += u64::from(len);
             let uid = String::from_utf8_lossy(&uid);
-            syntax = match uid.trim_end_matches(['\0', ' ']) {
-                "1.2.840.10008.1.2" => Syntax::ImplicitLittle,
-                "1.2.840.10008.1.2.2" => Syntax::ExplicitBig,
-                "1.2.840.10008.1.2.1.99" => {
+            syntax = match TsKind::from_uid(&uid) {
+                TsKind::ImplicitVrLittleEndian => Syntax::ImplicitLittle,
+                TsKind::ExplicitVrBigEndian => Syntax::ExplicitBig,
+                TsKind::DeflatedExplicitVrLittleEndian => {
                     deflated = true;
                     Syntax::ExplicitLittle
                 }
@@ -314,7 +316,7 @@ mod tests {
         e
     }
 
-    const EXPLICIT: &str = "1.2.840.10008.1.2.1";
+    const EXPLICIT: &str = dicom_dictionary_std::uids::EXPLICIT_VR_LITTLE_ENDIAN;
 
     #[test]
     fn a_sane_file_passes() {

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use dicom_core::value::{DataSetSequence, PixelFragmentSequence};
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
-use dicom_dictionary_std::tags;
+use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 
 use super::jpeg::JpegEncoder;
@@ -23,9 +23,9 @@ use super::study::{EyePlan, ImagePlan, StudyPlan};
 use super::SynthError;
 
 /// Ophthalmic Photography 8 Bit Image Storage.
-pub const OP_8BIT: &str = "1.2.840.10008.5.1.4.1.1.77.1.5.1";
+pub const OP_8BIT: &str = uids::OPHTHALMIC_PHOTOGRAPHY8_BIT_IMAGE_STORAGE;
 /// JPEG Baseline (Process 1).
-pub const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
+pub const JPEG_BASELINE: &str = uids::JPEG_BASELINE8_BIT;
 /// JPEG quality: 90 is what camera vendors ship by default, fine enough
 /// that microaneurysms survive, about 0.4 MB per 1600 × 1200 image.
 pub const JPEG_QUALITY: u8 = 90;
