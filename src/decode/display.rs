@@ -72,7 +72,7 @@ impl Voi {
 
 /// How a frame's stored values become display values.
 #[derive(Debug, Clone)]
-pub(crate) enum Model {
+pub(crate) enum DisplayTransform {
     Mono {
         invert: bool,
         modality: Modality,
@@ -90,29 +90,29 @@ pub(crate) enum Model {
     },
 }
 
-/// Chooses the display model of one frame from its attributes.
+/// Chooses the display transform of one frame from its attributes.
 ///
 /// # Errors
 /// A palette or LUT that cannot be read (segmented palettes are not
 /// supported).
-pub(crate) fn model_for(
+pub(crate) fn transform_for(
     obj: &Obj,
     a: &PixelAttrs,
     frame: u32,
     channels: u8,
     endian: Endian,
-) -> Result<Model, DecodeError> {
+) -> Result<DisplayTransform, DecodeError> {
     if channels == 3 {
         let max = if a.bits_allocated >= 32 && a.element != attrs::PixelElement::Int {
             1.0
         } else {
             ((1u64 << a.bits_stored.clamp(1, 32)) - 1) as f32
         };
-        return Ok(Model::Rgb { max });
+        return Ok(DisplayTransform::Rgb { max });
     }
     if a.photometric == Photometric::PaletteColor {
         let (r, g, b) = palette(obj, a.signed, endian)?;
-        return Ok(Model::Palette { r, g, b });
+        return Ok(DisplayTransform::Palette { r, g, b });
     }
     let modality = match obj.get(tags::MODALITY_LUT_SEQUENCE).and_then(|s| s.items()?.first().cloned()) {
         Some(item) => Modality::Lut(seq_lut(&item, a.signed, endian, false)?),
@@ -123,7 +123,7 @@ pub(crate) fn model_for(
             Modality::Rescale { slope: slope as f32, intercept: intercept as f32 }
         }
     };
-    Ok(Model::Mono {
+    Ok(DisplayTransform::Mono {
         invert: a.photometric == Photometric::Monochrome1,
         modality,
         voi: voi_for(obj, frame, a.signed, endian)?,
@@ -156,21 +156,21 @@ fn voi_for(obj: &Obj, frame: u32, signed: bool, endian: Endian) -> Result<Voi, D
     })
 }
 
-/// Applies `model` to a frame's stored values.
-pub(crate) fn render(stored: Stored, model: &Model, width: u32, height: u32) -> Frame {
-    let channels = if matches!(model, Model::Mono { .. }) { 1 } else { 3 };
-    let pixels = match (model, stored.samples) {
+/// Applies `transform` to a frame's stored values.
+pub(crate) fn render(stored: Stored, transform: &DisplayTransform, width: u32, height: u32) -> Frame {
+    let channels = if matches!(transform, DisplayTransform::Mono { .. }) { 1 } else { 3 };
+    let pixels = match (transform, stored.samples) {
         // 8-bit colour needs no arithmetic: bytes are display value × 255.
-        (Model::Rgb { max }, Samples::Bytes(bytes)) if *max == 255.0 => Pixels::Bytes(bytes),
+        (DisplayTransform::Rgb { max }, Samples::Bytes(bytes)) if *max == 255.0 => Pixels::Bytes(bytes),
         // In place: a colour photograph's samples are tens of megabytes.
-        (Model::Rgb { max }, samples) => {
+        (DisplayTransform::Rgb { max }, samples) => {
             let mut values = samples.into_floats();
             for v in &mut values {
                 *v = clamp01(*v / max);
             }
             Pixels::Unit(values)
         }
-        (Model::Palette { r, g, b }, samples) => {
+        (DisplayTransform::Palette { r, g, b }, samples) => {
             let values = samples.into_floats();
             let mut out = Vec::with_capacity(values.len() * 3);
             for &v in &values {
@@ -178,7 +178,7 @@ pub(crate) fn render(stored: Stored, model: &Model, width: u32, height: u32) -> 
             }
             Pixels::Unit(out)
         }
-        (Model::Mono { invert, modality, voi }, samples) => {
+        (DisplayTransform::Mono { invert, modality, voi }, samples) => {
             let values = samples.into_floats();
             let mut out: Vec<f32> = match modality {
                 Modality::Rescale { slope, intercept } => values.iter().map(|&v| v * slope + intercept).collect(),
@@ -265,19 +265,19 @@ mod tests {
             stats: Default::default(),
             reduced: None,
         };
-        let model = |invert| Model::Mono {
+        let transform = |invert| DisplayTransform::Mono {
             invert,
             // Values become -100, 0, 100; window [-100, 100] maps them to 0, ~0.5, 1.
             modality: Modality::Rescale { slope: 10.0, intercept: -100.0 },
             voi: window(0.5, 201.0, VoiFunction::Linear),
         };
-        let two = render(stored.clone(), &model(false), 3, 1);
+        let two = render(stored.clone(), &transform(false), 3, 1);
         assert_eq!(two.channels, 1);
         let two = two.values();
         assert_eq!(two[0], 0.0);
         assert!((two[1] - 0.5).abs() < 1e-6);
         assert_eq!(two[2], 1.0);
-        let one = render(stored.clone(), &model(true), 3, 1);
+        let one = render(stored.clone(), &transform(true), 3, 1);
         for (a, b) in one.values().iter().zip(two.iter()) {
             assert!((a + b - 1.0).abs() < 1e-6);
         }
@@ -304,7 +304,7 @@ mod tests {
         let b = Lut { first: 0, data: vec![0.0, 0.0] };
         let stored =
             Stored { samples: Samples::Floats(vec![0.0, 1.0]), channels: 1, stats: Default::default(), reduced: None };
-        let f = render(stored.clone(), &Model::Palette { r, g, b }, 2, 1);
+        let f = render(stored.clone(), &DisplayTransform::Palette { r, g, b }, 2, 1);
         assert_eq!(f.channels, 3);
         assert_eq!(f.pixels, Pixels::Unit(vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0]));
     }

@@ -9,7 +9,9 @@
 
 use jpeg_decoder::{ColorTransform, Decoder, PixelFormat};
 
-use super::attrs::Photometric;
+use super::attrs::{Photometric, PixelAttrs};
+use super::codec::{layout, FragmentCodec};
+use super::pixels::{read_frame, Endian, Stored};
 use super::DecodeError;
 
 /// What the markers before the first scan say about a JPEG stream.
@@ -169,6 +171,37 @@ pub(crate) fn decode_frame(
         )));
     }
     Ok((pixels, channels, size))
+}
+
+/// The jpeg-decoder adapter for JPEG baseline and extended frames.
+pub(crate) struct JpegCodec;
+
+impl FragmentCodec for JpegCodec {
+    fn frames_start_with_soi(&self) -> bool {
+        true
+    }
+
+    fn decode_frame(&self, data: &[u8], a: &PixelAttrs, needed: Option<(u32, u32)>) -> Result<Stored, DecodeError> {
+        let (px, channels, (cols, rows)) = decode_frame(data, &a.photometric, a.rows, a.cols, needed)?;
+        if u16::from(channels) != a.samples {
+            return Err(DecodeError::Invalid(format!(
+                "JPEG frame has {channels} components, SamplesPerPixel is {}",
+                a.samples
+            )));
+        }
+        let jpeg_attrs = PixelAttrs { bits_allocated: 8, planar: false, rows, cols, ..a.clone() };
+        let bits = a.bits_stored.min(8);
+        let mut stored = if bits == 8 {
+            // Already interleaved unsigned bytes: keep the codec's buffer.
+            Stored::from_bytes(px, channels)
+        } else {
+            read_frame(&px, 0, &layout(&jpeg_attrs, Endian::Little, false, bits), false)?
+        };
+        if (cols, rows) != (a.cols, a.rows) {
+            stored.reduced = Some((cols, rows));
+        }
+        Ok(stored)
+    }
 }
 
 #[cfg(test)]

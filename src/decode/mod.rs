@@ -14,7 +14,9 @@ mod attrs;
 mod codec;
 mod display;
 mod fragments;
+mod j2k;
 mod jpeg;
+mod library;
 mod lut;
 mod pixels;
 mod rle;
@@ -30,10 +32,11 @@ use rayon::iter::{ParallelBridge, ParallelIterator};
 use serde::{Deserialize, Serialize};
 
 use crate::dicom::ts::TsKind;
+use crate::error::chain;
 use crate::message::{DecodedImage, FileDone, ImageMeta, Instance, Msg, Stage};
 
 use attrs::PixelAttrs;
-use codec::{Codec, Source};
+use codec::FrameCodec;
 
 /// The `[decode]` table.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -116,23 +119,11 @@ impl DecodeError {
     fn is_per_frame(&self) -> bool {
         matches!(self, Self::Truncated { .. } | Self::Invalid(_) | Self::Pixels(_) | Self::Jpeg(_))
     }
-
-    /// The message with its whole source chain, for a [`crate::message::Rejected`]
-    /// row (which has no `{:#}` printer behind it).
-    pub fn reason(&self) -> String {
-        let mut s = self.to_string();
-        let mut src = std::error::Error::source(self);
-        while let Some(e) = src {
-            let msg = e.to_string();
-            if !s.ends_with(&msg) {
-                s.push_str(": ");
-                s.push_str(&msg);
-            }
-            src = e.source();
-        }
-        s
-    }
 }
+
+/// The decoder registry a [`Decoder`] picks codecs from: [`codec::codec_for`]
+/// in a run; a test may put in its own.
+type CodecRegistry = fn(&TsKind) -> Result<&'static dyn FrameCodec, DecodeError>;
 
 /// The decode stage's runtime value (limits only; codecs are stateless).
 #[derive(Debug, Clone)]
@@ -140,11 +131,12 @@ pub struct Decoder {
     cfg: DecodeConfig,
     /// Input width × height of each model, by model index.
     model_inputs: Vec<(u32, u32)>,
+    codecs: CodecRegistry,
 }
 
 impl Decoder {
     pub fn new(cfg: &DecodeConfig) -> Self {
-        Self { cfg: cfg.clone(), model_inputs: Vec::new() }
+        Self { cfg: cfg.clone(), model_inputs: Vec::new(), codecs: codec::codec_for }
     }
 
     /// Tells the decoder each model's input size (by model index), so that
@@ -152,6 +144,14 @@ impl Decoder {
     /// model needs. Without it every frame is decoded in full.
     pub fn with_model_inputs(mut self, sizes: Vec<(u32, u32)>) -> Self {
         self.model_inputs = sizes;
+        self
+    }
+
+    /// Decodes with the codecs `registry` picks instead of the real ones:
+    /// how a test puts a misbehaving codec behind the seam.
+    #[cfg(test)]
+    fn with_codecs(mut self, registry: CodecRegistry) -> Self {
+        self.codecs = registry;
         self
     }
 
@@ -174,7 +174,7 @@ impl Decoder {
         let current = std::cell::Cell::new(0u32);
         let mut on_frame = |i: u32, r: Result<DecodedImage, DecodeError>| {
             emit(r.map_err(|e| {
-                let mut rej = inst.reject(Stage::Decode, e.reason());
+                let mut rej = inst.reject(Stage::Decode, chain(&e));
                 rej.frame = Some(i);
                 rej
             }));
@@ -192,7 +192,7 @@ impl Decoder {
                 (DecodeError::Panicked(msg), multi.get().then(|| current.get()))
             }
         };
-        let mut rej = inst.reject(Stage::Decode, err.reason());
+        let mut rej = inst.reject(Stage::Decode, chain(&err));
         rej.frame = frame;
         emit(Err(rej));
     }
@@ -223,19 +223,25 @@ impl Decoder {
         if ts.uid().is_empty() {
             return Err(DecodeError::MissingAttribute { name: "TransferSyntaxUID" });
         }
-        let codec = Codec::for_transfer_syntax(&ts)?;
-        let source = Source::new(&obj, &a, codec, &ts)?;
+        let codec = (self.codecs)(&ts)?;
+        let source = codec::open(codec, &obj, &a, &ts)?;
         multi.set(a.frames > 1);
         // Window and rescale may differ per frame only in enhanced objects.
-        let per_frame_model = obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).is_some();
+        let per_frame_transform = obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).is_some();
         let needed = self.needed_size(inst);
-        let mut model = None;
+        let mut transform = None;
         for i in 0..a.frames {
             current.set(i);
             let result = source.frame(i, &a, needed).and_then(|stored| {
-                let m = match model {
-                    Some(ref m) if !per_frame_model => m,
-                    _ => model.insert(display::model_for(&obj, &a, i, stored.channels, codec.endian())?),
+                let m = match transform {
+                    Some(ref m) if !per_frame_transform => m,
+                    _ => transform.insert(display::transform_for(
+                        &obj,
+                        &a,
+                        i,
+                        stored.channels,
+                        codec::data_set_endian(&ts),
+                    )?),
                 };
                 let stats = stored.stats;
                 let (width, height) = stored.reduced.unwrap_or((a.cols, a.rows));
@@ -309,11 +315,96 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use codec::FrameSource;
+
+    /// A native 8-bit MONOCHROME2 image of `rows` x 2 pixels, as a file.
+    fn image_file(rows: u16) -> tempfile::NamedTempFile {
+        use dicom_core::{DataElement, PrimitiveValue, VR};
+        use dicom_dictionary_std::uids;
+        use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+        let mut obj = InMemDicomObject::new_empty();
+        let mut put = |tag, vr, value: PrimitiveValue| obj.put(DataElement::new(tag, vr, value));
+        put(tags::SOP_CLASS_UID, VR::UI, uids::SECONDARY_CAPTURE_IMAGE_STORAGE.into());
+        put(tags::SOP_INSTANCE_UID, VR::UI, "1.2.3.4".into());
+        put(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
+        put(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2".into());
+        put(tags::ROWS, VR::US, PrimitiveValue::from(rows));
+        put(tags::COLUMNS, VR::US, PrimitiveValue::from(2u16));
+        put(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(8u16));
+        put(tags::BITS_STORED, VR::US, PrimitiveValue::from(8u16));
+        put(tags::HIGH_BIT, VR::US, PrimitiveValue::from(7u16));
+        put(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16));
+        put(tags::PIXEL_DATA, VR::OB, PrimitiveValue::from(vec![7u8; usize::from(rows) * 2]));
+        let meta = FileMetaTableBuilder::new()
+            .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+            .media_storage_sop_class_uid(uids::SECONDARY_CAPTURE_IMAGE_STORAGE)
+            .media_storage_sop_instance_uid("1.2.3.4");
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        obj.with_meta(meta).expect("meta").write_to_file(file.path()).expect("write");
+        file
+    }
+
+    fn instance(file: &tempfile::NamedTempFile) -> Arc<Instance> {
+        Arc::new(Instance {
+            path: file.path().to_path_buf(),
+            rel_path: "test.dcm".into(),
+            header: Arc::default(),
+            models: Vec::new(),
+        })
+    }
+
+    /// The native codec, except that it panics on one-row images.
+    struct PanicsOnOneRow;
+
+    struct PanickingFrames<'a>(FrameSource<'a>);
+
+    impl codec::Frames for PanickingFrames<'_> {
+        fn frame(&self, i: u32, a: &PixelAttrs, needed: Option<(u32, u32)>) -> Result<pixels::Stored, DecodeError> {
+            if a.rows == 1 {
+                panic!("codec bug on purpose");
+            }
+            self.0.frame(i, a, needed)
+        }
+    }
+
+    impl FrameCodec for PanicsOnOneRow {
+        fn open<'a>(
+            &'a self,
+            obj: &'a dicom_object::DefaultDicomObject,
+            a: &PixelAttrs,
+            ts: &TsKind,
+        ) -> Result<FrameSource<'a>, DecodeError> {
+            Ok(Box::new(PanickingFrames(codec::codec_for(ts)?.open(obj, a, ts)?)))
+        }
+    }
+
+    fn panicking_registry(_ts: &TsKind) -> Result<&'static dyn FrameCodec, DecodeError> {
+        Ok(&PanicsOnOneRow)
+    }
+
+    // See: issue 14 (nothing exercised the panic catch in decode_each).
+    #[test]
+    fn a_codec_panic_becomes_a_decode_error_row_and_the_decoder_goes_on() {
+        let decoder = Decoder::new(&DecodeConfig::default()).with_codecs(panicking_registry);
+        let (bad, good) = (image_file(1), image_file(2));
+        let mut out = Vec::new();
+        decoder.decode_each(&instance(&bad), |m| out.push(m));
+        decoder.decode_each(&instance(&good), |m| out.push(m));
+        assert_eq!(out.len(), 2, "one message per single-frame instance");
+        let rejected = out[0].as_ref().expect_err("the panic is an error row");
+        assert_eq!(rejected.stage, Stage::Decode);
+        assert_eq!(rejected.kind, crate::message::RejectKind::Error);
+        assert_eq!(rejected.reason, "decoder panicked: codec bug on purpose");
+        assert_eq!(rejected.frame, None);
+        let image = out[1].as_ref().expect("the next instance decodes");
+        assert_eq!((image.meta.width, image.meta.height), (2, 2));
+        assert_eq!(image.meta.stored.max, 7.0);
+    }
 
     #[test]
     fn errors_carry_their_source() {
         let e = DecodeError::Io(std::io::Error::other("disk on fire"));
-        assert_eq!(e.reason(), "cannot read file size: disk on fire");
+        assert_eq!(chain(&e), "cannot read file size: disk on fire");
     }
 
     #[test]

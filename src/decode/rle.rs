@@ -6,7 +6,28 @@
 //! PackBits segment per byte plane: for each sample, most significant byte
 //! first. The output is interleaved little-endian native bytes.
 
+use super::attrs::PixelAttrs;
+use super::codec::{decoded_layout, int_bits, FragmentCodec};
+use super::pixels::{read_frame, Stored};
 use super::DecodeError;
+
+/// Decode's own RLE Lossless adapter.
+pub(crate) struct RleCodec;
+
+impl FragmentCodec for RleCodec {
+    fn frames_start_with_soi(&self) -> bool {
+        false
+    }
+
+    fn decode_frame(&self, data: &[u8], a: &PixelAttrs, _needed: Option<(u32, u32)>) -> Result<Stored, DecodeError> {
+        if !matches!(a.bits_allocated, 8 | 16 | 32) {
+            return Err(DecodeError::Unsupported(format!("RLE with BitsAllocated {}", a.bits_allocated)));
+        }
+        let bytes = usize::from(a.bits_allocated / 8);
+        let px = decode_frame(data, a.rows as usize * a.cols as usize, usize::from(a.samples), bytes)?;
+        read_frame(&px, 0, &decoded_layout(a, int_bits(a)), a.photometric.is_ybr())
+    }
+}
 
 /// Decodes one frame into `rows × cols × samples × bytes_per_sample` bytes.
 ///
