@@ -31,6 +31,7 @@ use dicom_object::OpenFileOptions;
 use rayon::iter::{ParallelBridge, ParallelIterator};
 use serde::{Deserialize, Serialize};
 
+use crate::dicom::attrs::AttrError;
 use crate::dicom::ts::TsKind;
 use crate::error::chain;
 use crate::message::{DecodedImage, FileDone, ImageMeta, Instance, Msg, Stage};
@@ -111,6 +112,15 @@ pub enum DecodeError {
     Jpeg(#[source] jpeg_decoder::Error),
     #[error("decoder panicked: {0}")]
     Panicked(String),
+}
+
+impl From<AttrError> for DecodeError {
+    fn from(e: AttrError) -> Self {
+        match e {
+            AttrError::Missing { name } => Self::MissingAttribute { name },
+            AttrError::Invalid { name, value } => Self::InvalidAttribute { name, value },
+        }
+    }
 }
 
 impl DecodeError {

@@ -175,7 +175,9 @@ fn classify(found: Found, models: &[VerifiedModel]) -> Msg<Instance> {
             if routed.is_empty() {
                 let detail = format!(
                     "no configured model accepts modality {:?}, photometric {:?}, SOP class {}",
-                    header.modality, header.photometric, header.sop_class_uid
+                    header.modality,
+                    header.photometric.as_str(),
+                    header.sop_class_uid
                 );
                 return Err(reject(&found, RejectKind::Skip("no_model_accepts"), detail, Some(header)));
             }
