@@ -177,7 +177,8 @@ pub struct Header {
     pub sop_class_uid: String,
     pub transfer_syntax: String,
     pub modality: String,
-    pub photometric: String,
+    /// PhotometricInterpretation as parsed at ingest (empty `Other` when absent).
+    pub photometric: crate::dicom::photometric::Photometric,
     pub rows: u32,
     pub columns: u32,
     pub frames: u32,

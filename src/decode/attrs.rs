@@ -1,7 +1,8 @@
 //! The Image Pixel attributes (group 0028) decode reads from the object
 //! itself, so it never depends on what ingest chose to keep in `Header`.
 //!
-//! Missing or malformed values become errors that name the attribute, since
+//! Values are read with the one attribute reader (`crate::dicom::attrs`):
+//! missing or malformed values become errors that name the attribute, since
 //! that is what someone fixing the file needs to know.
 
 use std::borrow::Cow;
@@ -13,41 +14,10 @@ use dicom_object::InMemDicomObject;
 
 use super::pixels::Endian;
 use super::DecodeError;
+pub(crate) use crate::dicom::attrs::{int, required, text};
+pub(crate) use crate::dicom::photometric::Photometric;
 
 pub(crate) type Obj = InMemDicomObject;
-
-/// PhotometricInterpretation, as far as decode cares.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Photometric {
-    Monochrome1,
-    Monochrome2,
-    PaletteColor,
-    Rgb,
-    YbrFull,
-    YbrFull422,
-    /// YBR_ICT / YBR_RCT: JPEG 2000 colour; the codec returns RGB.
-    YbrJ2k,
-    Other(String),
-}
-
-impl Photometric {
-    fn parse(s: &str) -> Self {
-        match s.trim_end_matches(['\0', ' ']).trim() {
-            "MONOCHROME1" => Self::Monochrome1,
-            "MONOCHROME2" => Self::Monochrome2,
-            "PALETTE COLOR" => Self::PaletteColor,
-            "RGB" => Self::Rgb,
-            "YBR_FULL" => Self::YbrFull,
-            "YBR_FULL_422" => Self::YbrFull422,
-            "YBR_ICT" | "YBR_RCT" => Self::YbrJ2k,
-            other => Self::Other(other.to_string()),
-        }
-    }
-
-    pub fn is_ybr(&self) -> bool {
-        matches!(self, Self::YbrFull | Self::YbrFull422)
-    }
-}
 
 /// Which of the three pixel data elements holds the samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,15 +60,15 @@ impl PixelAttrs {
         };
         let rows = required(obj, tags::ROWS, "Rows")?;
         let cols = required(obj, tags::COLUMNS, "Columns")?;
-        let samples = optional(obj, tags::SAMPLES_PER_PIXEL, "SamplesPerPixel")?.unwrap_or(1);
+        let samples = int(obj, tags::SAMPLES_PER_PIXEL, "SamplesPerPixel")?.unwrap_or(1);
         let bits_allocated = match element {
             PixelElement::Int => required(obj, tags::BITS_ALLOCATED, "BitsAllocated")?,
             PixelElement::Float => 32,
             PixelElement::Double => 64,
         };
-        let bits_stored = optional(obj, tags::BITS_STORED, "BitsStored")?.unwrap_or(bits_allocated);
-        let signed = optional::<u16>(obj, tags::PIXEL_REPRESENTATION, "PixelRepresentation")?.unwrap_or(0) == 1;
-        let planar = optional::<u16>(obj, tags::PLANAR_CONFIGURATION, "PlanarConfiguration")?.unwrap_or(0) == 1;
+        let bits_stored = int(obj, tags::BITS_STORED, "BitsStored")?.unwrap_or(bits_allocated);
+        let signed = int::<u16>(obj, tags::PIXEL_REPRESENTATION, "PixelRepresentation")?.unwrap_or(0) == 1;
+        let planar = int::<u16>(obj, tags::PLANAR_CONFIGURATION, "PlanarConfiguration")?.unwrap_or(0) == 1;
         let photometric = match text(obj, tags::PHOTOMETRIC_INTERPRETATION) {
             Some(s) if !s.is_empty() => Photometric::parse(&s),
             // Lenient: the sample count says enough to show the image.
@@ -106,7 +76,7 @@ impl PixelAttrs {
             _ => Photometric::Monochrome2,
         };
         // Some writers put 0 for single-frame objects.
-        let frames = optional::<u32>(obj, tags::NUMBER_OF_FRAMES, "NumberOfFrames")?.unwrap_or(1).max(1);
+        let frames = int::<u32>(obj, tags::NUMBER_OF_FRAMES, "NumberOfFrames")?.unwrap_or(1).max(1);
         if rows == 0 || cols == 0 {
             return Err(DecodeError::InvalidAttribute { name: "Rows/Columns", value: format!("{rows}x{cols}") });
         }
@@ -115,42 +85,6 @@ impl PixelAttrs {
         }
         Ok(Self { rows, cols, samples, bits_allocated, bits_stored, signed, planar, photometric, frames, element })
     }
-}
-
-fn parse_int<T: TryFrom<i64>>(e: &InMemElement, name: &'static str) -> Result<Option<T>, DecodeError> {
-    if e.value().primitive().is_some_and(|p| p.multiplicity() == 0) {
-        return Ok(None);
-    }
-    let bad = || DecodeError::InvalidAttribute {
-        name,
-        value: e.to_str().map(|s| s.into_owned()).unwrap_or_else(|_| "?".into()),
-    };
-    let v: i64 = e.to_int().map_err(|_| bad())?;
-    T::try_from(v).map(Some).map_err(|_| bad())
-}
-
-/// An integer attribute that must be present.
-pub(crate) fn required<T: TryFrom<i64>>(obj: &Obj, tag: dicom_core::Tag, name: &'static str) -> Result<T, DecodeError> {
-    optional(obj, tag, name)?.ok_or(DecodeError::MissingAttribute { name })
-}
-
-/// An integer attribute; absent or empty is `None`, unparsable is an error.
-pub(crate) fn optional<T: TryFrom<i64>>(
-    obj: &Obj,
-    tag: dicom_core::Tag,
-    name: &'static str,
-) -> Result<Option<T>, DecodeError> {
-    match obj.get(tag) {
-        Some(e) => parse_int(e, name),
-        None => Ok(None),
-    }
-}
-
-/// A string attribute, trimmed.
-pub(crate) fn text(obj: &Obj, tag: dicom_core::Tag) -> Option<String> {
-    let e = obj.get(tag)?;
-    let s = e.to_str().ok()?;
-    Some(s.trim_end_matches(['\0', ' ']).trim().to_string())
 }
 
 /// The value's bytes as they were in the file. dicom-rs decodes OW/OL/OF

@@ -72,7 +72,7 @@ impl Voi {
 
 /// How a frame's stored values become display values.
 #[derive(Debug, Clone)]
-pub(crate) enum Model {
+pub(crate) enum DisplayTransform {
     Mono {
         invert: bool,
         modality: Modality,
@@ -90,29 +90,29 @@ pub(crate) enum Model {
     },
 }
 
-/// Chooses the display model of one frame from its attributes.
+/// Chooses the display transform of one frame from its attributes.
 ///
 /// # Errors
 /// A palette or LUT that cannot be read (segmented palettes are not
 /// supported).
-pub(crate) fn model_for(
+pub(crate) fn transform_for(
     obj: &Obj,
     a: &PixelAttrs,
     frame: u32,
     channels: u8,
     endian: Endian,
-) -> Result<Model, DecodeError> {
+) -> Result<DisplayTransform, DecodeError> {
     if channels == 3 {
         let max = if a.bits_allocated >= 32 && a.element != attrs::PixelElement::Int {
             1.0
         } else {
             ((1u64 << a.bits_stored.clamp(1, 32)) - 1) as f32
         };
-        return Ok(Model::Rgb { max });
+        return Ok(DisplayTransform::Rgb { max });
     }
     if a.photometric == Photometric::PaletteColor {
         let (r, g, b) = palette(obj, a.signed, endian)?;
-        return Ok(Model::Palette { r, g, b });
+        return Ok(DisplayTransform::Palette { r, g, b });
     }
     let modality = match obj.get(tags::MODALITY_LUT_SEQUENCE).and_then(|s| s.items()?.first().cloned()) {
         Some(item) => Modality::Lut(seq_lut(&item, a.signed, endian, false)?),
@@ -123,7 +123,7 @@ pub(crate) fn model_for(
             Modality::Rescale { slope: slope as f32, intercept: intercept as f32 }
         }
     };
-    Ok(Model::Mono {
+    Ok(DisplayTransform::Mono {
         invert: a.photometric == Photometric::Monochrome1,
         modality,
         voi: voi_for(obj, frame, a.signed, endian)?,
@@ -156,21 +156,21 @@ fn voi_for(obj: &Obj, frame: u32, signed: bool, endian: Endian) -> Result<Voi, D
     })
 }
 
-/// Applies `model` to a frame's stored values.
-pub(crate) fn render(stored: Stored, model: &Model, width: u32, height: u32) -> Frame {
-    let channels = if matches!(model, Model::Mono { .. }) { 1 } else { 3 };
-    let pixels = match (model, stored.samples) {
+/// Applies `transform` to a frame's stored values.
+pub(crate) fn render(stored: Stored, transform: &DisplayTransform, width: u32, height: u32) -> Frame {
+    let channels = if matches!(transform, DisplayTransform::Mono { .. }) { 1 } else { 3 };
+    let pixels = match (transform, stored.samples) {
         // 8-bit colour needs no arithmetic: bytes are display value × 255.
-        (Model::Rgb { max }, Samples::Bytes(bytes)) if *max == 255.0 => Pixels::Bytes(bytes),
+        (DisplayTransform::Rgb { max }, Samples::Bytes(bytes)) if *max == 255.0 => Pixels::Bytes(bytes),
         // In place: a colour photograph's samples are tens of megabytes.
-        (Model::Rgb { max }, samples) => {
+        (DisplayTransform::Rgb { max }, samples) => {
             let mut values = samples.into_floats();
             for v in &mut values {
                 *v = clamp01(*v / max);
             }
             Pixels::Unit(values)
         }
-        (Model::Palette { r, g, b }, samples) => {
+        (DisplayTransform::Palette { r, g, b }, samples) => {
             let values = samples.into_floats();
             let mut out = Vec::with_capacity(values.len() * 3);
             for &v in &values {
@@ -178,7 +178,7 @@ pub(crate) fn render(stored: Stored, model: &Model, width: u32, height: u32) -> 
             }
             Pixels::Unit(out)
         }
-        (Model::Mono { invert, modality, voi }, samples) => {
+        (DisplayTransform::Mono { invert, modality, voi }, samples) => {
             let values = samples.into_floats();
             let mut out: Vec<f32> = match modality {
                 Modality::Rescale { slope, intercept } => values.iter().map(|&v| v * slope + intercept).collect(),
@@ -217,5 +217,95 @@ fn clamp01(v: f32) -> f32 {
         0.0
     } else {
         v.clamp(0.0, 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::lut::Lut;
+    use crate::decode::pixels::Stored;
+
+    fn window(center: f64, width: f64, function: VoiFunction) -> Voi {
+        Voi::Window { center, width, function }
+    }
+
+    #[test]
+    fn linear_window_follows_ps3_3_formula() {
+        // c = 40, w = 400 (a CT soft-tissue window): edges at -159.5 and 239.5.
+        let w = window(40.0, 400.0, VoiFunction::Linear);
+        assert_eq!(w.apply(-1000.0), Some(0.0));
+        assert_eq!(w.apply(-160.0), Some(0.0));
+        assert_eq!(w.apply(1000.0), Some(1.0));
+        let mid = w.apply(39.5).unwrap();
+        assert!((mid - 0.5).abs() < 1e-12, "{mid}");
+        // Width 1 is a threshold at c - 0.5.
+        let t = window(10.0, 1.0, VoiFunction::Linear);
+        assert_eq!(t.apply(9.5), Some(0.0));
+        assert_eq!(t.apply(9.6), Some(1.0));
+    }
+
+    #[test]
+    fn exact_and_sigmoid_windows() {
+        let e = window(100.0, 50.0, VoiFunction::LinearExact);
+        assert_eq!(e.apply(100.0), Some(0.5));
+        assert_eq!(e.apply(75.0), Some(0.0));
+        assert_eq!(e.apply(125.0), Some(1.0));
+        let s = window(100.0, 50.0, VoiFunction::Sigmoid);
+        assert_eq!(s.apply(100.0), Some(0.5));
+        assert!(s.apply(200.0).unwrap() > 0.99 && s.apply(0.0).unwrap() < 0.01);
+        assert_eq!(Voi::MinMax.apply(3.0), None);
+    }
+
+    #[test]
+    fn monochrome_render_applies_rescale_window_and_inversion() {
+        let stored = Stored {
+            samples: Samples::Floats(vec![0.0, 10.0, 20.0]),
+            channels: 1,
+            stats: Default::default(),
+            reduced: None,
+        };
+        let transform = |invert| DisplayTransform::Mono {
+            invert,
+            // Values become -100, 0, 100; window [-100, 100] maps them to 0, ~0.5, 1.
+            modality: Modality::Rescale { slope: 10.0, intercept: -100.0 },
+            voi: window(0.5, 201.0, VoiFunction::Linear),
+        };
+        let two = render(stored.clone(), &transform(false), 3, 1);
+        assert_eq!(two.channels, 1);
+        let two = two.values();
+        assert_eq!(two[0], 0.0);
+        assert!((two[1] - 0.5).abs() < 1e-6);
+        assert_eq!(two[2], 1.0);
+        let one = render(stored.clone(), &transform(true), 3, 1);
+        for (a, b) in one.values().iter().zip(two.iter()) {
+            assert!((a + b - 1.0).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn min_max_stretches_and_flat_is_zero() {
+        let mut v = vec![-5.0, 0.0, 5.0];
+        min_max_normalise(&mut v);
+        assert_eq!(v, vec![0.0, 0.5, 1.0]);
+        let mut flat = vec![7.0; 4];
+        min_max_normalise(&mut flat);
+        assert_eq!(flat, vec![0.0; 4]);
+    }
+
+    #[test]
+    fn palette_lookup_clamps_to_table() {
+        let lut = Lut { first: 10, data: vec![0.0, 0.5, 1.0] };
+        assert_eq!(lut.get(0.0), 0.0);
+        assert_eq!(lut.get(11.0), 0.5);
+        assert_eq!(lut.get(99.0), 1.0);
+        let r = Lut { first: 0, data: vec![1.0, 0.0] };
+        let g = Lut { first: 0, data: vec![0.0, 1.0] };
+        let b = Lut { first: 0, data: vec![0.0, 0.0] };
+        let stored =
+            Stored { samples: Samples::Floats(vec![0.0, 1.0]), channels: 1, stats: Default::default(), reduced: None };
+        let f = render(stored.clone(), &DisplayTransform::Palette { r, g, b }, 2, 1);
+        assert_eq!(f.channels, 3);
+        assert_eq!(f.pixels, Pixels::Unit(vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0]));
     }
 }

@@ -82,3 +82,22 @@ pub(crate) fn frame_bytes(fragments: &[Vec<u8>], range: Range<usize>) -> Cow<'_,
         many => Cow::Owned(many.concat()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fragments_split_by_count_offsets_or_soi() {
+        let f = |b: &[u8]| b.to_vec();
+        let frags = vec![f(&[0xFF, 0xD8, 1, 2]), f(&[3, 4]), f(&[0xFF, 0xD8, 5, 6])];
+        assert_eq!(split(&frags, &[], 1, true).unwrap(), vec![0..3]);
+        assert_eq!(split(&frags, &[], 3, true).unwrap(), vec![0..1, 1..2, 2..3]);
+        // Offsets count 8 bytes of item header per fragment: 0, 12, 22.
+        assert_eq!(split(&frags, &[0, 22], 2, false).unwrap(), vec![0..2, 2..3]);
+        assert_eq!(split(&frags, &[], 2, true).unwrap(), vec![0..2, 2..3]);
+        assert!(split(&frags, &[], 2, false).is_err());
+        assert!(split(&[], &[], 1, true).is_err());
+        assert_eq!(&*frame_bytes(&frags, 0..2), &[0xFF, 0xD8, 1, 2, 3, 4]);
+    }
+}

@@ -9,7 +9,9 @@
 
 use jpeg_decoder::{ColorTransform, Decoder, PixelFormat};
 
-use super::attrs::Photometric;
+use super::attrs::{Photometric, PixelAttrs};
+use super::codec::{layout, FragmentCodec};
+use super::pixels::{read_frame, Endian, Stored};
 use super::DecodeError;
 
 /// What the markers before the first scan say about a JPEG stream.
@@ -169,4 +171,91 @@ pub(crate) fn decode_frame(
         )));
     }
     Ok((pixels, channels, size))
+}
+
+/// The jpeg-decoder adapter for JPEG baseline and extended frames.
+pub(crate) struct JpegCodec;
+
+impl FragmentCodec for JpegCodec {
+    fn frames_start_with_soi(&self) -> bool {
+        true
+    }
+
+    fn decode_frame(&self, data: &[u8], a: &PixelAttrs, needed: Option<(u32, u32)>) -> Result<Stored, DecodeError> {
+        let (px, channels, (cols, rows)) = decode_frame(data, &a.photometric, a.rows, a.cols, needed)?;
+        if u16::from(channels) != a.samples {
+            return Err(DecodeError::Invalid(format!(
+                "JPEG frame has {channels} components, SamplesPerPixel is {}",
+                a.samples
+            )));
+        }
+        let jpeg_attrs = PixelAttrs { bits_allocated: 8, planar: false, rows, cols, ..a.clone() };
+        let bits = a.bits_stored.min(8);
+        let mut stored = if bits == 8 {
+            // Already interleaved unsigned bytes: keep the codec's buffer.
+            Stored::from_bytes(px, channels)
+        } else {
+            read_frame(&px, 0, &layout(&jpeg_attrs, Endian::Little, false, bits), false)?
+        };
+        if (cols, rows) != (a.cols, a.rows) {
+            stored.reduced = Some((cols, rows));
+        }
+        Ok(stored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jpeg_colour_transform_choice() {
+        use crate::decode::attrs::Photometric;
+        use jpeg_decoder::ColorTransform;
+        let h = |ids: &[u8], jfif, adobe| JpegHeader {
+            precision: 8,
+            height: 1,
+            width: 1,
+            component_ids: ids.to_vec(),
+            jfif,
+            adobe_transform: adobe,
+        };
+        let ct = |hd: &JpegHeader, pi| color_transform(hd, pi);
+        // See: pydicom SC_jpeg_no_color_transform.dcm
+        assert_eq!(ct(&h(&[1, 2, 3], false, None), &Photometric::Rgb), ColorTransform::RGB);
+        assert_eq!(ct(&h(&[1, 2, 3], true, None), &Photometric::Rgb), ColorTransform::YCbCr);
+        assert_eq!(ct(&h(&[1, 2, 3], false, Some(1)), &Photometric::Rgb), ColorTransform::YCbCr);
+        assert_eq!(ct(&h(&[1, 2, 3], false, Some(0)), &Photometric::YbrFull422), ColorTransform::RGB);
+        assert_eq!(ct(&h(b"RGB", true, None), &Photometric::YbrFull), ColorTransform::RGB);
+        assert_eq!(ct(&h(&[1, 2, 3], false, None), &Photometric::YbrFull422), ColorTransform::YCbCr);
+    }
+
+    #[test]
+    fn jpeg_reduced_size_covers_the_model_input_in_both_axes() {
+        // 1600 x 1200 for a 384 x 384 model: 1/4 would give 400 x 300 (too few rows).
+        assert_eq!(reduced_size(1600, 1200, (384, 384)), Some((800, 600)));
+        assert_eq!(reduced_size(1600, 1200, (200, 150)), Some((200, 150)));
+        assert_eq!(reduced_size(1601, 1201, (100, 100)), Some((201, 151)));
+        assert_eq!(reduced_size(1600, 1200, (1000, 600)), None);
+        assert_eq!(reduced_size(8, 8, (4, 4)), Some((4, 4)));
+        assert_eq!(reduced_size(1, 1, (1, 1)), None);
+    }
+
+    #[test]
+    fn jpeg_header_scan() {
+        // SOI, APP0 JFIF, SOF0 (precision 12, 1 component id 1), SOS.
+        let mut d = vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 7];
+        d.extend_from_slice(b"JFIF\0");
+        d.extend_from_slice(&[0xFF, 0xC1, 0, 11, 12, 0, 4, 0, 4, 1, 1, 0x11, 0]);
+        d.extend_from_slice(&[0xFF, 0xDA, 0, 2]);
+        let h = scan_header(&d).unwrap();
+        assert_eq!((h.precision, h.jfif, h.component_ids), (12, true, vec![1]));
+        assert_eq!((h.width, h.height), (4, 4));
+        assert!(matches!(
+            decode_frame(&d, &crate::decode::attrs::Photometric::Monochrome2, 4, 4, None),
+            Err(DecodeError::Jpeg12Bit)
+        ));
+        assert!(scan_header(&[0, 1, 2]).is_err());
+        assert!(scan_header(&[0xFF, 0xD8, 0xFF, 0xDA, 0, 2]).is_err());
+    }
 }

@@ -204,3 +204,22 @@ pub(crate) fn expand_segmented(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segmented_palette_expands() {
+        // discrete [0, 10], linear to 40 over 3, indirect: repeat the first
+        // (discrete) segment.
+        let data = [0, 2, 0, 10, 1, 3, 40, 2, 1, 0, 0];
+        let mut out = Vec::new();
+        expand_segmented(&data, None, None, 0, &mut out).unwrap();
+        assert_eq!(out, vec![0.0, 10.0, 20.0, 30.0, 40.0, 0.0, 10.0]);
+        // A linear first segment and self-referencing indirection fail.
+        assert!(expand_segmented(&[1, 3, 40], None, None, 0, &mut Vec::new()).is_err());
+        let looped = [0, 1, 5, 2, 1, 7, 0, 2, 1, 0, 0];
+        assert!(expand_segmented(&looped, None, None, 0, &mut Vec::new()).is_err());
+    }
+}

@@ -352,3 +352,73 @@ impl StatsAcc {
         PixelStats { mean, min: self.min, max: self.max }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ybr_full_to_rgb_matches_pydicom() {
+        // Grey stays grey; pure colours from pydicom's conversion of
+        // YBR (76, 85, 255) -> (254, 0, 0) and (150, 44, 21) -> (0, 255, 1).
+        let mut v = vec![128.0, 128.0, 128.0, 76.0, 85.0, 255.0, 150.0, 44.0, 21.0];
+        ybr_to_rgb(&mut v, 8);
+        assert_eq!(&v[..3], &[128.0, 128.0, 128.0]);
+        assert_eq!(&v[3..6], &[254.0, 0.0, 0.0]);
+        assert_eq!(&v[6..], &[0.0, 255.0, 1.0]);
+    }
+
+    #[test]
+    fn ybr422_expands_shared_chroma() {
+        let v = expand_ybr422(&[1.0, 2.0, 10.0, 20.0]);
+        assert_eq!(v, vec![1.0, 10.0, 20.0, 2.0, 10.0, 20.0]);
+    }
+
+    #[test]
+    fn planar_is_deplanarised() {
+        assert_eq!(deplanarize(&[1, 2, 10, 20, 100, 200], 3), vec![1, 10, 100, 2, 20, 200]);
+        // Through the reader: 2 pixels, planar, 16-bit big endian.
+        let layout = Layout {
+            rows: 1,
+            cols: 2,
+            samples: 3,
+            bits_allocated: 16,
+            kind: SampleKind::Int { bits: 16, signed: false },
+            planar: true,
+            endian: Endian::Big,
+            ybr422: false,
+        };
+        let raw = [0, 1, 0, 2, 0, 10, 0, 20, 1, 0, 2, 0];
+        let s = read_frame(&raw, 0, &layout, false).unwrap();
+        assert_eq!(s.samples, Samples::Floats(vec![1.0, 10.0, 256.0, 2.0, 20.0, 512.0]));
+        assert_eq!((s.stats.min, s.stats.max), (1.0, 512.0));
+        assert!(read_frame(&raw[..11], 0, &layout, false).is_err());
+    }
+
+    #[test]
+    fn unused_bits_are_masked_or_sign_extended() {
+        // 12 bits stored in 16: high garbage bits are dropped.
+        assert_eq!(BitFix::new(16, 12, false).apply(0xF123), 0x123);
+        assert_eq!(BitFix::new(16, 12, true).apply(0x0FFF), -1);
+        assert_eq!(BitFix::new(16, 12, true).apply(0x07FF), 2047);
+        assert_eq!(BitFix::new(16, 16, true).apply(0x8000), -32768);
+        assert_eq!(BitFix::new(32, 32, false).apply(0xFFFF_FFFF), 0xFFFF_FFFF);
+    }
+
+    #[test]
+    fn one_bit_frames_unpack_lsb_first() {
+        let layout = Layout {
+            rows: 1,
+            cols: 4,
+            samples: 1,
+            bits_allocated: 1,
+            kind: SampleKind::Int { bits: 1, signed: false },
+            planar: false,
+            endian: Endian::Little,
+            ybr422: false,
+        };
+        // Second frame starts at bit 4 of the same byte.
+        let s = read_frame(&[0b1001_0110], 4, &layout, false).unwrap();
+        assert_eq!(s.samples, Samples::Floats(vec![1.0, 0.0, 0.0, 1.0]));
+    }
+}

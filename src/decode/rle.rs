@@ -6,7 +6,28 @@
 //! PackBits segment per byte plane: for each sample, most significant byte
 //! first. The output is interleaved little-endian native bytes.
 
+use super::attrs::PixelAttrs;
+use super::codec::{decoded_layout, int_bits, FragmentCodec};
+use super::pixels::{read_frame, Stored};
 use super::DecodeError;
+
+/// Decode's own RLE Lossless adapter.
+pub(crate) struct RleCodec;
+
+impl FragmentCodec for RleCodec {
+    fn frames_start_with_soi(&self) -> bool {
+        false
+    }
+
+    fn decode_frame(&self, data: &[u8], a: &PixelAttrs, _needed: Option<(u32, u32)>) -> Result<Stored, DecodeError> {
+        if !matches!(a.bits_allocated, 8 | 16 | 32) {
+            return Err(DecodeError::Unsupported(format!("RLE with BitsAllocated {}", a.bits_allocated)));
+        }
+        let bytes = usize::from(a.bits_allocated / 8);
+        let px = decode_frame(data, a.rows as usize * a.cols as usize, usize::from(a.samples), bytes)?;
+        read_frame(&px, 0, &decoded_layout(a, int_bits(a)), a.photometric.is_ybr())
+    }
+}
 
 /// Decodes one frame into `rows × cols × samples × bytes_per_sample` bytes.
 ///
@@ -73,5 +94,32 @@ pub(crate) fn unpack_bits(src: &[u8], limit: usize, out: &mut Vec<u8>) {
             }
             i += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rle_packbits() {
+        let mut out = Vec::new();
+        // literal run of 3, repeat 0xAA 4 times, no-op, literal 1.
+        unpack_bits(&[2, 1, 2, 3, 0xFD, 0xAA, 0x80, 0, 9], 100, &mut out);
+        assert_eq!(out, vec![1, 2, 3, 0xAA, 0xAA, 0xAA, 0xAA, 9]);
+    }
+
+    #[test]
+    fn rle_frame_interleaves_little_endian() {
+        // 2 pixels, 1 sample, 16 bits: segment 0 = high bytes, 1 = low bytes.
+        let mut data = vec![0u8; 64];
+        data[0] = 2;
+        data[4] = 64;
+        data[8] = 67;
+        data.extend_from_slice(&[1, 0x01, 0x02, 1, 0x10, 0x20]);
+        let px = decode_frame(&data, 2, 1, 2).unwrap();
+        assert_eq!(px, vec![0x10, 0x01, 0x20, 0x02]);
+        assert!(decode_frame(&data[..10], 2, 1, 2).is_err());
+        assert!(decode_frame(&data, 2, 3, 1).is_err());
     }
 }

@@ -11,6 +11,7 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 
 use flate2::bufread::DeflateDecoder;
 
+use crate::dicom::ts::TsKind;
 use crate::source::{Blob, BlobReader};
 
 /// Deeper nesting than this is refused (real objects rarely exceed 10).
@@ -206,10 +207,10 @@ pub fn check(blob: &Blob) -> Result<(), String> {
             w.src.read_exact(&mut uid).map_err(|e| e.to_string())?;
             w.pos += u64::from(len);
             let uid = String::from_utf8_lossy(&uid);
-            syntax = match uid.trim_end_matches(['\0', ' ']) {
-                "1.2.840.10008.1.2" => Syntax::ImplicitLittle,
-                "1.2.840.10008.1.2.2" => Syntax::ExplicitBig,
-                "1.2.840.10008.1.2.1.99" => {
+            syntax = match TsKind::from_uid(&uid) {
+                TsKind::ImplicitVrLittleEndian => Syntax::ImplicitLittle,
+                TsKind::ExplicitVrBigEndian => Syntax::ExplicitBig,
+                TsKind::DeflatedExplicitVrLittleEndian => {
                     deflated = true;
                     Syntax::ExplicitLittle
                 }
@@ -316,7 +317,7 @@ mod tests {
         e
     }
 
-    const EXPLICIT: &str = "1.2.840.10008.1.2.1";
+    const EXPLICIT: &str = dicom_dictionary_std::uids::EXPLICIT_VR_LITTLE_ENDIAN;
 
     #[test]
     fn a_sane_file_passes() {

@@ -7,7 +7,9 @@ use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
 
+use crate::dicom::attrs;
 use crate::dicom::laterality::{FundusField, Laterality};
+use crate::dicom::photometric::Photometric;
 use crate::message::{Header, SeriesUid, SkipReason, SopInstanceUid, StudyUid};
 use crate::source::Blob;
 
@@ -107,16 +109,15 @@ fn classify(obj: &DefaultDicomObject) -> Probe {
     Probe::Image(header)
 }
 
+/// A text attribute, padding removed; empty when absent.
 fn text(obj: &DefaultDicomObject, tag: Tag) -> String {
-    obj.get(tag)
-        .and_then(|e| e.to_str().ok())
-        .map(|s| s.trim_end_matches(|c: char| c == '\0' || c.is_whitespace()).trim_start().to_string())
-        .unwrap_or_default()
+    attrs::text(obj, tag).unwrap_or_default()
 }
 
+/// An integer attribute; a value that is absent, empty or not a `T` counts
+/// as none (the header is for grouping and routing, decode is strict).
 fn int<T: TryFrom<i64>>(obj: &DefaultDicomObject, tag: Tag) -> Option<T> {
-    let value = obj.get(tag)?.to_int::<i64>().ok()?;
-    T::try_from(value).ok()
+    attrs::int_or_none(obj, tag)
 }
 
 fn read_header(obj: &DefaultDicomObject) -> Header {
@@ -147,7 +148,7 @@ fn read_header(obj: &DefaultDicomObject) -> Header {
         sop_class_uid: sop_class,
         transfer_syntax: meta.transfer_syntax().trim_end_matches('\0').to_string(),
         modality: text(obj, tags::MODALITY),
-        photometric: text(obj, tags::PHOTOMETRIC_INTERPRETATION),
+        photometric: Photometric::parse(&text(obj, tags::PHOTOMETRIC_INTERPRETATION)),
         rows: int(obj, tags::ROWS).unwrap_or(0),
         columns: int(obj, tags::COLUMNS).unwrap_or(0),
         frames: int(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1),

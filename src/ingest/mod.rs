@@ -73,7 +73,7 @@ pub fn scan(listed: Vec<Listed>, source: &dyn Source, models: &[VerifiedModel]) 
 fn classify(listed: Listed, source: &dyn Source, models: &[VerifiedModel]) -> Msg<Instance> {
     let blob = match source.open(&listed.id) {
         Ok(blob) => blob,
-        Err(e) => return Err(reject(&listed, RejectKind::Error, e.to_string(), None)),
+        Err(e) => return Err(reject(&listed, RejectKind::Error, crate::error::chain(&e), None)),
     };
     if blob.is_empty() {
         // A zero-byte file in an imaging folder is a failed transfer, not a stray file.
@@ -94,7 +94,9 @@ fn classify(listed: Listed, source: &dyn Source, models: &[VerifiedModel]) -> Ms
             if routed.is_empty() {
                 let detail = format!(
                     "no configured model accepts modality {:?}, photometric {:?}, SOP class {}",
-                    header.modality, header.photometric, header.sop_class_uid
+                    header.modality,
+                    header.photometric.as_str(),
+                    header.sop_class_uid
                 );
                 return Err(reject(&listed, RejectKind::Skip(SkipReason::NoModelAccepts), detail, Some(header)));
             }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::dicom::photometric::Photometric;
 use crate::message::Header;
 
 /// The card as written in `<model>.toml`.
@@ -152,18 +153,20 @@ pub enum Activation {
 pub struct Accepts {
     pub modalities: Vec<String>,
     pub sop_classes: Vec<String>,
-    pub photometric: Vec<String>,
+    pub photometric: Vec<Photometric>,
 }
 
 impl Accepts {
     /// Whether an image with this header falls inside the model's domain.
     pub fn matches(&self, header: &Header) -> bool {
-        fn ok(list: &[String], value: &str) -> bool {
-            list.is_empty() || list.iter().any(|v| v.eq_ignore_ascii_case(value))
+        fn ok<S: AsRef<str>>(list: &[S], value: &str) -> bool {
+            list.is_empty() || list.iter().any(|v| v.as_ref().eq_ignore_ascii_case(value))
         }
+        // Compared as written, ignoring case, as for the other lists.
+        let photometric = self.photometric.iter().map(Photometric::as_str).collect::<Vec<_>>();
         ok(&self.modalities, &header.modality)
             && ok(&self.sop_classes, &header.sop_class_uid)
-            && ok(&self.photometric, &header.photometric)
+            && ok(&photometric, header.photometric.as_str())
     }
 }
 

@@ -46,7 +46,7 @@ impl Listing {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// The reason names no path: rows carry the instance's id apart.
-    #[error("cannot read file: {0}")]
+    #[error("cannot read file")]
     Io(#[from] std::io::Error),
 }
 

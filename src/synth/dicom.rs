@@ -13,19 +13,20 @@
 
 use std::path::Path;
 
-use dicom_core::value::{DataSetSequence, PixelFragmentSequence};
-use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
-use dicom_dictionary_std::tags;
+use dicom_core::value::PixelFragmentSequence;
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 
 use super::jpeg::JpegEncoder;
 use super::study::{EyePlan, ImagePlan, StudyPlan};
 use super::SynthError;
+use crate::dicom::write::{code, put, put_seq};
 
 /// Ophthalmic Photography 8 Bit Image Storage.
-pub const OP_8BIT: &str = "1.2.840.10008.5.1.4.1.1.77.1.5.1";
+pub const OP_8BIT: &str = uids::OPHTHALMIC_PHOTOGRAPHY8_BIT_IMAGE_STORAGE;
 /// JPEG Baseline (Process 1).
-pub const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
+pub const JPEG_BASELINE: &str = uids::JPEG_BASELINE8_BIT;
 /// JPEG quality: 90 is what camera vendors ship by default, fine enough
 /// that microaneurysms survive, about 0.4 MB per 1600 × 1200 image.
 pub const JPEG_QUALITY: u8 = 90;
@@ -50,23 +51,6 @@ pub fn encode_jpeg(planes: [&[u8]; 3], width: u32, height: u32) -> Result<Vec<u8
         jpeg.push(0);
     }
     Ok(jpeg)
-}
-
-fn put(obj: &mut InMemDicomObject, tag: Tag, vr: VR, value: impl Into<PrimitiveValue>) {
-    obj.put(DataElement::new(tag, vr, value.into()));
-}
-
-fn put_seq(obj: &mut InMemDicomObject, tag: Tag, items: Vec<InMemDicomObject>) {
-    obj.put(DataElement::new(tag, VR::SQ, DataSetSequence::from(items)));
-}
-
-/// A code sequence item (CodeValue, CodingSchemeDesignator, CodeMeaning).
-fn code(value: &str, scheme: &str, meaning: &str) -> InMemDicomObject {
-    let mut item = InMemDicomObject::new_empty();
-    put(&mut item, tags::CODE_VALUE, VR::SH, value);
-    put(&mut item, tags::CODING_SCHEME_DESIGNATOR, VR::SH, scheme);
-    put(&mut item, tags::CODE_MEANING, VR::LO, meaning);
-    item
 }
 
 /// Writes one image to `path`.
