@@ -1,11 +1,11 @@
 //! nightscreen: a batch screening pipeline for medical imaging.
 //!
-//! The data path is the architecture: **ingest → decode → preprocess →
-//! infer → triage → sinks**, one module per stage, joined by typed
-//! messages ([`message`]) over bounded channels ([`pipeline`]), built,
-//! resumed and reported by [`run`], written by the outputs in [`sink`]. Each stage
-//! has a config section, a runtime value built from it, a pure per-item
-//! method (easy to test and bench) and a `run` loop.
+//! The data path is the architecture: **source → ingest → decode →
+//! preprocess → infer → triage → sinks**, one module per stage, joined by
+//! typed messages ([`message`]) over bounded channels ([`pipeline`]), built,
+//! resumed and reported by [`run`], written by the outputs in [`sink`]. Each
+//! stage has a config section, a runtime value built from it, a pure
+//! per-item method (easy to test and bench) and a `run` loop.
 
 pub mod config;
 pub mod decode;
