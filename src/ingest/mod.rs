@@ -38,13 +38,14 @@ impl Default for IngestConfig {
     }
 }
 
-/// Everything ingest found, in the order it will be sent downstream.
+/// Everything ingest found in one chunk, in the order it will be sent
+/// downstream: one item per listed entry. An `Ok` item is ingest's verdict
+/// that the entry is an image instance; it travels on the file
+/// ([`crate::message::FileDone::instance`]) and is counted once, when the
+/// file commits, so resumed and sharded runs count each instance once.
 #[derive(Debug, Default)]
 pub struct Inventory {
     pub items: Vec<Msg<Instance>>,
-    /// Entries looked at (each ends as one item above).
-    pub files_seen: usize,
-    pub instances: usize,
 }
 
 fn reject(listed: &Listed, kind: RejectKind, reason: String, header: Option<Header>) -> Rejected {
@@ -61,11 +62,9 @@ fn reject(listed: &Listed, kind: RejectKind, reason: String, header: Option<Head
 /// Reads every listed instance's header (in parallel), routes images to
 /// models and orders them by study, series and instance number.
 pub fn scan(listed: Vec<Listed>, source: &dyn Source, models: &[VerifiedModel]) -> Inventory {
-    let files_seen = listed.len();
     let mut items: Vec<Msg<Instance>> = listed.into_par_iter().map(|listed| classify(listed, source, models)).collect();
     items.sort_by_key(order_key);
-    let instances = items.iter().filter(|i| i.is_ok()).count();
-    Inventory { items, files_seen, instances }
+    Inventory { items }
 }
 
 /// One open of the instance: its size, the length guard and the header all
@@ -151,13 +150,6 @@ fn shard_key(item: &Msg<Instance>) -> String {
 /// neighbours and land in one chunk or two adjacent ones.
 const CHUNK: usize = 128;
 
-/// What the ingest stage saw, for the run report.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct IngestCounts {
-    pub files_seen: usize,
-    pub instances: usize,
-}
-
 /// The ingest stage: walk rejects first, then each chunk of files scanned
 /// and sent downstream as it is done, so header reading overlaps decoding.
 /// Rejected files travel on as errors, so decode accounts for every file.
@@ -168,21 +160,18 @@ pub fn run(
     models: &[VerifiedModel],
     shard: Option<Shard>,
     tx: &Sender<Msg<Instance>>,
-) -> IngestCounts {
-    let mut counts = IngestCounts { files_seen: files.len() + walk_rejects.len(), instances: 0 };
-    let walk =
-        Inventory { files_seen: walk_rejects.len(), instances: 0, items: walk_rejects.into_iter().map(Err).collect() };
+) {
+    let walk = Inventory { items: walk_rejects.into_iter().map(Err).collect() };
     let mut files = files.into_iter();
     let mut next = Some(walk);
     while let Some(inventory) = next.take() {
-        counts.instances += inventory.instances;
         for item in inventory.items {
             // Another shard's file: not ours to read, count or report.
             if shard.is_some_and(|s| !s.owns(&shard_key(&item))) {
                 continue;
             }
             if tx.send(item).is_err() {
-                return counts; // downstream stopped: the pipeline is shutting down
+                return; // downstream stopped: the pipeline is shutting down
             }
         }
         let chunk: Vec<Listed> = files.by_ref().take(CHUNK).collect();
@@ -190,5 +179,4 @@ pub fn run(
             next = Some(scan(chunk, source, models));
         }
     }
-    counts
 }

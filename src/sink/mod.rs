@@ -298,6 +298,8 @@ pub struct Sinks {
     /// Everything committed, plus the files completed since.
     state: Checkpoint,
     completed: Vec<String>,
+    /// Image instances among the files completed since the last commit:
+    /// ingest's verdict on each file, the run's one instance count.
     completed_instances: u64,
 }
 
