@@ -350,3 +350,15 @@ fn probe_cuda(loaded: &Loaded) -> Result<(), String> {
     let mut builder = Session::builder(&loaded.env).map_err(|e| format!("cannot create session options: {e}"))?;
     append_cuda(&mut builder).map_err(|e| format!("{cuda} failed to start: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn providers_keep_onnx_runtime_names() {
+        assert_eq!(Provider::Cpu.as_str(), "CPUExecutionProvider");
+        assert_eq!(Provider::Cuda.as_str(), "CUDAExecutionProvider");
+        assert_eq!(Provider::Cuda.to_string(), Provider::Cuda.as_str());
+    }
+}
