@@ -19,7 +19,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use nightscreen::config::Overrides;
 use nightscreen::decode::Decoder;
 use nightscreen::message::{DecodedImage, Instance, SourceId};
-use nightscreen::model::{self, VerifiedModel};
+use nightscreen::model::{self, ModelId, Models, VerifiedModel};
 use nightscreen::preprocess::Preprocessor;
 use nightscreen::progress::{Mode, Progress};
 use nightscreen::runtime::{Device, Runtime};
@@ -34,6 +34,8 @@ struct Fixture {
     input: PathBuf,
     config: Config,
     model: VerifiedModel,
+    /// The same model as the run's registry of one.
+    models: Models,
     instances: Vec<Arc<Instance>>,
 }
 
@@ -56,10 +58,11 @@ fn fixture() -> Fixture {
     let entry = &config.models[0];
     let model = model::load(&config.models_dir, &entry.id, entry.route.clone()).expect("model");
     let source = FileSystem::new(&config.ingest, std::slice::from_ref(&input));
-    let inventory = ingest::scan(source.list().instances, &source, std::slice::from_ref(&model));
+    let models = Models::new(vec![model.clone()]).expect("one model");
+    let inventory = ingest::scan(source.list().instances, &source, &models);
     let instances: Vec<Arc<Instance>> = inventory.items.into_iter().filter_map(Result::ok).map(Arc::new).collect();
     assert!(instances.len() >= 8, "at least a batch of images in {}", input.display());
-    Fixture { _dir: dir, input, config, model, instances }
+    Fixture { _dir: dir, input, config, model, models, instances }
 }
 
 /// One thread for everything a stage might parallelise internally
@@ -108,20 +111,20 @@ fn stages(c: &mut Criterion) {
     // then too), so a few frames in turn are representative. Its work per
     // frame is the thumbnail and the model input (Preprocessor::apply).
     let frames = decode_all(&decoder, &fx.instances[..16.min(fx.instances.len())]);
-    let pre = Preprocessor::new(std::slice::from_ref(&fx.model));
+    let pre = Preprocessor::new(&fx.models);
     let mut next = 0;
     group.bench_function("preprocess", |b| {
         b.iter(|| {
             let frame = &frames[next % frames.len()].frame;
             next += 1;
             let thumbnail = nightscreen::thumbnail::make(frame).expect("thumbnail");
-            (thumbnail, pre.prepare(frame, 0).expect("prepare"))
+            (thumbnail, pre.prepare(frame, ModelId::new(0)).expect("prepare"))
         })
     });
 
     let batch = fx.config.infer.batch_size;
     let tensors: Vec<Vec<f32>> =
-        frames.iter().cycle().take(batch).map(|f| pre.prepare(&f.frame, 0).expect("prepare")).collect();
+        frames.iter().cycle().take(batch).map(|f| pre.prepare(&f.frame, ModelId::new(0)).expect("prepare")).collect();
     let runtime = Runtime::load(Device::Cpu).expect("ONNX Runtime (make ort; ORT_DYLIB_PATH)");
     let mut session = runtime.session(&fx.model, 1).expect("session");
     let refs: Vec<&[f32]> = tensors.iter().map(Vec::as_slice).collect();

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::model::{self, ModelError, VerifiedModel};
-use crate::runtime::{self, Device, Runtime, CUDA_PROVIDER};
+use crate::runtime::{self, Device, Provider, Runtime};
 
 /// Writes the report; returns whether everything needed for a run is fine.
 ///
@@ -41,7 +41,7 @@ pub fn report(models_dir: &Path, out: &mut impl Write) -> std::io::Result<bool> 
                     Err(err) => format!("built in, but cannot start: {}", crate::error::chain(&err)),
                 }
             } else {
-                format!("no ({CUDA_PROVIDER} is not in this build; --device cuda will fail, auto uses CPU)")
+                format!("no ({} is not in this build; --device cuda will fail, auto uses CPU)", Provider::Cuda)
             };
             writeln!(out, "  CUDA: {cuda}")?;
             Some(rt)

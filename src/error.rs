@@ -73,6 +73,10 @@ pub enum Error {
         #[source]
         source: arrow_schema::ArrowError,
     },
+    /// A row names a model the run does not have: a bug upstream, reported
+    /// instead of writing the row under another model's name.
+    #[error("internal error: a row of table {table} was scored by model {model}, which this run does not have")]
+    UnknownModel { table: &'static str, model: crate::model::ModelId },
     /// A stage thread panicked (the panic message, when it had one).
     #[error("the {stage} stage stopped unexpectedly: {message}")]
     Stage { stage: &'static str, message: String },

@@ -9,6 +9,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::model::ModelId;
+
 /// A DICOM unique identifier. Kept as its own type so a study UID can never
 /// be passed where an instance UID is expected.
 macro_rules! uid_type {
@@ -218,8 +220,8 @@ pub struct Instance {
     /// Its name under its input (a relative path for a file), for ordering.
     pub name: String,
     pub header: Arc<Header>,
-    /// Models (by index into the run's model list) that accept this image.
-    pub models: Vec<usize>,
+    /// The models that accept this image.
+    pub models: Vec<ModelId>,
 }
 
 impl Instance {
@@ -315,7 +317,7 @@ pub struct DecodedImage {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub meta: Arc<ImageMeta>,
-    pub model: usize,
+    pub model: ModelId,
     pub tensor: Vec<f32>,
 }
 
@@ -323,7 +325,7 @@ pub struct Prepared {
 #[derive(Debug, Clone)]
 pub struct Scored {
     pub meta: Arc<ImageMeta>,
-    pub model: usize,
+    pub model: ModelId,
     /// Output values in the order of the card's labels.
     pub outputs: Vec<f32>,
     /// Where the model looked, for images its card asks to explain.

@@ -12,13 +12,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::decode::{self, Decoder};
 use crate::error::{Error, Result};
-use crate::infer::{self, InferConfig, ModelSession};
+use std::collections::BTreeMap;
+
+use crate::infer::{self, InferConfig};
 use crate::ingest;
 use crate::message::{FileDone, Rejected};
-use crate::model::VerifiedModel;
+use crate::model::{ModelId, Models};
 use crate::preprocess::Preprocessor;
 use crate::progress::Progress;
 use crate::run::shard::Shard;
+use crate::runtime::ModelSession;
 use crate::sink::{self, Sinks};
 use crate::source::{Listed, Source};
 use crate::triage::{self, RuleSet, StudyBook};
@@ -45,11 +48,11 @@ impl Default for PipelineConfig {
 
 /// The built stages one execution runs.
 pub struct Stages<'p> {
-    pub models: &'p [VerifiedModel],
+    pub models: &'p Models,
     pub source: &'p dyn Source,
     pub decoder: &'p Decoder,
     pub pool: &'p rayon::ThreadPool,
-    pub sessions: Vec<ModelSession>,
+    pub sessions: BTreeMap<ModelId, ModelSession>,
     pub infer: &'p InferConfig,
     pub rules: &'p RuleSet,
     pub shard: Option<Shard>,
@@ -73,7 +76,7 @@ pub fn execute(
         stages;
     let (tx_ingest, rx_ingest) = bounded(cap);
     // Two batches waiting keep inference busy; more only lengthens the end
-    // of the run, when decode is done and one thread infers what is queued.
+    // of the run, when decode is done and the workers infer what is queued.
     let (tx_prepared, rx_prepared) = bounded(cap.max(2 * infer_cfg.batch_size));
     let (tx_scored, rx_scored) = bounded(cap);
     let (tx_found, rx_found) = bounded(cap);

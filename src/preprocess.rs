@@ -20,7 +20,7 @@ use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
 use crate::message::{DecodedImage, Frame, ImageMeta, Msg, Pixels, Prepared, Stage};
-use crate::model::{ChannelOrder, InputSpec, Layout, VerifiedModel};
+use crate::model::{ChannelOrder, InputSpec, Layout, ModelId, Models};
 
 /// Why a frame could not be turned into a tensor.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,8 @@ pub enum PreprocessError {
     BadFrame { got: usize, expected: usize, width: u32, height: u32, channels: u8 },
     #[error("resize to {width}x{height} failed: {reason}")]
     Resize { width: u32, height: u32, reason: String },
+    #[error("no model {0} in this run")]
+    UnknownModel(ModelId),
 }
 
 thread_local! {
@@ -46,8 +48,8 @@ pub struct Preprocessor {
 }
 
 impl Preprocessor {
-    pub fn new(models: &[VerifiedModel]) -> Self {
-        let specs: Vec<InputSpec> = models.iter().map(|m| m.card.input.clone()).collect();
+    pub fn new(models: &Models) -> Self {
+        let specs: Vec<InputSpec> = models.iter().map(|(_, m)| m.card.input.clone()).collect();
         let byte_values = specs
             .iter()
             .map(|spec| {
@@ -65,9 +67,14 @@ impl Preprocessor {
     /// The tensor for one model, without batch dimension, in the card's layout.
     ///
     /// # Errors
-    /// The frame buffer is inconsistent or cannot be resized.
-    pub fn prepare(&self, frame: &Frame, model: usize) -> Result<Vec<f32>, PreprocessError> {
-        let spec = &self.specs[model];
+    /// The model is not in the run, or the frame buffer is inconsistent or
+    /// cannot be resized.
+    pub fn prepare(&self, frame: &Frame, model: ModelId) -> Result<Vec<f32>, PreprocessError> {
+        let (spec, table) = self
+            .specs
+            .get(model.index())
+            .zip(self.byte_values.get(model.index()))
+            .ok_or(PreprocessError::UnknownModel(model))?;
         check_frame(frame)?;
         let same_size = frame.width == spec.width && frame.height == spec.height;
         match &frame.pixels {
@@ -77,7 +84,6 @@ impl Preprocessor {
                 } else {
                     Cow::Owned(resize(bytes, frame.width, frame.height, spec, byte_pixel_type(spec.channels))?)
                 };
-                let table = &self.byte_values[model];
                 Ok(to_tensor(spec, |i, c| table[c][usize::from(resized[i])]))
             }
             _ => {
@@ -226,6 +232,7 @@ fn resize(src: &[u8], w: u32, h: u32, spec: &InputSpec, pixel_type: PixelType) -
 mod tests {
     use super::*;
     use crate::model::card::{Accepts, Activation, ModelCard, OutputSpec};
+    use crate::model::VerifiedModel;
 
     fn model(channels: u8, layout: Layout, size: u32, order: ChannelOrder) -> VerifiedModel {
         VerifiedModel {
@@ -260,14 +267,19 @@ mod tests {
         }
     }
 
+    /// A registry of one model.
+    fn models(model: VerifiedModel) -> Models {
+        Models::new(vec![model]).expect("one model")
+    }
+
     fn rgb_frame(w: u32, h: u32, rgb: [f32; 3]) -> Frame {
         Frame { width: w, height: h, channels: 3, pixels: Pixels::Unit((0..w * h).flat_map(|_| rgb).collect()) }
     }
 
     #[test]
     fn nchw_scales_normalises_and_keeps_constant_colour_through_resize() {
-        let pre = Preprocessor::new(&[model(3, Layout::NCHW, 4, ChannelOrder::RGB)]);
-        let t = pre.prepare(&rgb_frame(10, 7, [0.2, 0.4, 1.0]), 0).expect("prepare");
+        let pre = Preprocessor::new(&models(model(3, Layout::NCHW, 4, ChannelOrder::RGB)));
+        let t = pre.prepare(&rgb_frame(10, 7, [0.2, 0.4, 1.0]), ModelId::new(0)).expect("prepare");
         assert_eq!(t.len(), 3 * 16);
         let expect = |v: f32| (v * 255.0 - 10.0) / 2.0;
         for (c, v) in [0.2f32, 0.4, 1.0].into_iter().enumerate() {
@@ -279,20 +291,20 @@ mod tests {
 
     #[test]
     fn nhwc_bgr_reverses_channels_per_pixel() {
-        let pre = Preprocessor::new(&[model(3, Layout::NHWC, 2, ChannelOrder::BGR)]);
-        let t = pre.prepare(&rgb_frame(2, 2, [0.0, 0.5, 1.0]), 0).expect("prepare");
+        let pre = Preprocessor::new(&models(model(3, Layout::NHWC, 2, ChannelOrder::BGR)));
+        let t = pre.prepare(&rgb_frame(2, 2, [0.0, 0.5, 1.0]), ModelId::new(0)).expect("prepare");
         let expect = |v: f32| (v * 255.0 - 10.0) / 2.0;
         assert_eq!(&t[0..3], &[expect(1.0), expect(0.5), expect(0.0)]);
     }
 
     #[test]
     fn grey_models_get_luma_and_rgb_models_get_replicated_grey() {
-        let pre = Preprocessor::new(&[model(1, Layout::NCHW, 2, ChannelOrder::RGB)]);
-        let t = pre.prepare(&rgb_frame(2, 2, [1.0, 0.0, 0.0]), 0).expect("prepare");
+        let pre = Preprocessor::new(&models(model(1, Layout::NCHW, 2, ChannelOrder::RGB)));
+        let t = pre.prepare(&rgb_frame(2, 2, [1.0, 0.0, 0.0]), ModelId::new(0)).expect("prepare");
         assert!((t[0] - (0.299 * 255.0 - 10.0) / 2.0).abs() < 1e-3);
-        let pre = Preprocessor::new(&[model(3, Layout::NCHW, 2, ChannelOrder::RGB)]);
+        let pre = Preprocessor::new(&models(model(3, Layout::NCHW, 2, ChannelOrder::RGB)));
         let grey = Frame { width: 2, height: 2, channels: 1, pixels: Pixels::Unit(vec![0.5; 4]) };
-        let t = pre.prepare(&grey, 0).expect("prepare");
+        let t = pre.prepare(&grey, ModelId::new(0)).expect("prepare");
         assert!(t.iter().all(|v| (v - (0.5 * 255.0 - 10.0) / 2.0).abs() < 1e-4));
     }
 
@@ -301,12 +313,15 @@ mod tests {
     #[test]
     fn byte_frames_match_the_float_path() {
         for (layout, order) in [(Layout::NCHW, ChannelOrder::RGB), (Layout::NHWC, ChannelOrder::BGR)] {
-            let pre = Preprocessor::new(&[model(3, layout, 8, order)]);
+            let pre = Preprocessor::new(&models(model(3, layout, 8, order)));
             for (w, h) in [(8, 8), (37, 23)] {
                 let bytes: Vec<u8> = (0..w * h * 3).map(|i| ((i * 7919) % 251) as u8).collect();
                 let as_bytes = Frame { width: w, height: h, channels: 3, pixels: Pixels::Bytes(bytes) };
                 let as_floats = Frame { pixels: Pixels::Unit(as_bytes.values().into_owned()), ..as_bytes.clone() };
-                let (a, b) = (pre.prepare(&as_bytes, 0).expect("bytes"), pre.prepare(&as_floats, 0).expect("floats"));
+                let (a, b) = (
+                    pre.prepare(&as_bytes, ModelId::new(0)).expect("bytes"),
+                    pre.prepare(&as_floats, ModelId::new(0)).expect("floats"),
+                );
                 // One grey level, in tensor units: 255 (scale) / 255 / 2 (std).
                 let tolerance = if w == 8 { 1e-4 } else { 0.5 + 1e-3 };
                 let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
@@ -317,8 +332,15 @@ mod tests {
 
     #[test]
     fn inconsistent_frame_is_an_error_not_a_panic() {
-        let pre = Preprocessor::new(&[model(3, Layout::NCHW, 2, ChannelOrder::RGB)]);
+        let pre = Preprocessor::new(&models(model(3, Layout::NCHW, 2, ChannelOrder::RGB)));
         let bad = Frame { width: 4, height: 4, channels: 3, pixels: Pixels::Unit(vec![0.0; 5]) };
-        assert!(matches!(pre.prepare(&bad, 0), Err(PreprocessError::BadFrame { .. })));
+        assert!(matches!(pre.prepare(&bad, ModelId::new(0)), Err(PreprocessError::BadFrame { .. })));
+    }
+
+    #[test]
+    fn a_model_the_run_does_not_have_is_an_error_not_a_panic() {
+        let pre = Preprocessor::new(&models(model(3, Layout::NCHW, 2, ChannelOrder::RGB)));
+        let err = pre.prepare(&rgb_frame(2, 2, [0.0, 0.5, 1.0]), ModelId::new(1)).unwrap_err();
+        assert!(matches!(err, PreprocessError::UnknownModel(m) if m == ModelId::new(1)), "{err}");
     }
 }

@@ -61,7 +61,7 @@ fn instance(path: &Path, rel: &str) -> Arc<Instance> {
         source: SourceId::File(path.to_path_buf()),
         name: rel.to_string(),
         header: Arc::new(Header::default()),
-        models: vec![0],
+        models: vec![nightscreen::model::ModelId::new(0)],
     })
 }
 

@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crossbeam_channel::bounded;
-use nightscreen::infer::{self, InferConfig, ModelSession};
+use std::collections::BTreeMap;
+
+use nightscreen::infer::{self, InferConfig};
 use nightscreen::message::{
     Header, ImageMeta, Instance, Msg, PixelStats, Prepared, RejectKind, Rejected, Scored, SourceId, Stage,
 };
-use nightscreen::model::{Accepts, Activation, ChannelOrder, InputSpec, Layout, ModelCard, VerifiedModel};
-use nightscreen::runtime::{self, Device, Runtime, RuntimeError};
+use nightscreen::model::{Accepts, Activation, ChannelOrder, InputSpec, Layout, ModelCard, ModelId, VerifiedModel};
+use nightscreen::runtime::{self, Device, ModelSession, Provider, Runtime, RuntimeError};
 
 use crate::util;
 
@@ -105,7 +107,8 @@ fn runtime_reports_library_and_cpu() {
     assert!(rt.library_path.is_file(), "{}", rt.library_path.display());
     assert!(rt.version.starts_with("1."), "{}", rt.version);
     assert!(rt.available_providers.iter().any(|p| p == "CPUExecutionProvider"), "{:?}", rt.available_providers);
-    assert_eq!(rt.provider, "CPUExecutionProvider");
+    assert_eq!(rt.provider, Provider::Cpu);
+    assert_eq!(rt.provider.as_str(), "CPUExecutionProvider");
     eprintln!("ONNX Runtime {} loaded in {:?}", rt.version, rt.load_time);
 }
 
@@ -145,7 +148,7 @@ fn applies_card_activation() {
     let img = tensor(3 * H * W, 2);
     let out = session.score(&[&img]).expect("score");
     let mut want = chw_means(&img);
-    infer::softmax(&mut want);
+    runtime::softmax(&mut want);
     assert_close(&out[0], &want);
 }
 
@@ -202,7 +205,7 @@ fn cuda_is_refused_without_a_gpu() {
     let msg = err.to_string();
     assert!(msg.contains("CPUExecutionProvider") && msg.contains("--device cpu"), "{msg}");
     // auto falls back to CPU, and says so in `provider`.
-    assert_eq!(Runtime::load(Device::Auto).expect("auto").provider, "CPUExecutionProvider");
+    assert_eq!(Runtime::load(Device::Auto).expect("auto").provider.as_str(), "CPUExecutionProvider");
 }
 
 #[test]
@@ -249,8 +252,10 @@ fn meta(n: usize) -> Arc<ImageMeta> {
 #[test]
 fn stage_batches_two_models_and_passes_rejects() {
     let Some(rt) = runtime() else { return };
-    let sessions: Vec<ModelSession> =
-        vec![rt.session(&channel_means(), 1).expect("session"), rt.session(&grey_means(), 1).expect("session")];
+    let sessions: BTreeMap<ModelId, ModelSession> = BTreeMap::from([
+        (ModelId::new(0), rt.session(&channel_means(), 1).expect("session")),
+        (ModelId::new(1), rt.session(&grey_means(), 1).expect("session")),
+    ]);
     let cfg = InferConfig { batch_size: 2, batch_timeout_ms: 5, ..InferConfig::default() };
     let (tx_in, rx_in) = bounded::<Msg<Prepared>>(64);
     let (tx_out, rx_out) = bounded::<Msg<Scored>>(64);
@@ -258,14 +263,14 @@ fn stage_batches_two_models_and_passes_rejects() {
     for n in 0..5 {
         let t = tensor(3 * H * W, n);
         expected.insert(format!("/in/{n}.dcm"), chw_means(&t));
-        tx_in.send(Ok(Prepared { meta: meta(n), model: 0, tensor: t })).unwrap();
+        tx_in.send(Ok(Prepared { meta: meta(n), model: ModelId::new(0), tensor: t })).unwrap();
     }
     for n in 10..13 {
         let t = tensor(H * W, n);
         let mean = (t.iter().map(|&v| v as f64).sum::<f64>() / t.len() as f64) as f32;
         let max = t.iter().copied().fold(f32::MIN, f32::max);
         expected.insert(format!("/in/{n}.dcm"), vec![mean, max]);
-        tx_in.send(Ok(Prepared { meta: meta(n), model: 1, tensor: t })).unwrap();
+        tx_in.send(Ok(Prepared { meta: meta(n), model: ModelId::new(1), tensor: t })).unwrap();
     }
     // Upstream reject passes through; a wrong-sized tensor fails alone.
     tx_in
@@ -278,8 +283,8 @@ fn stage_batches_two_models_and_passes_rejects() {
             frame: None,
         }))
         .unwrap();
-    tx_in.send(Ok(Prepared { meta: meta(20), model: 0, tensor: vec![0.0; 5] })).unwrap();
-    tx_in.send(Ok(Prepared { meta: meta(21), model: 7, tensor: vec![0.0; 60] })).unwrap();
+    tx_in.send(Ok(Prepared { meta: meta(20), model: ModelId::new(0), tensor: vec![0.0; 5] })).unwrap();
+    tx_in.send(Ok(Prepared { meta: meta(21), model: ModelId::new(7), tensor: vec![0.0; 60] })).unwrap();
     drop(tx_in);
 
     infer::run(sessions, &cfg, rx_in, tx_out);
@@ -310,13 +315,13 @@ fn stage_batches_two_models_and_passes_rejects() {
 #[test]
 fn stage_flushes_partial_batch_on_timeout() {
     let Some(rt) = runtime() else { return };
-    let sessions = vec![rt.session(&channel_means(), 1).expect("session")];
+    let sessions = BTreeMap::from([(ModelId::new(0), rt.session(&channel_means(), 1).expect("session"))]);
     let cfg = InferConfig { batch_size: 8, batch_timeout_ms: 10, ..InferConfig::default() };
     let (tx_in, rx_in) = bounded::<Msg<Prepared>>(8);
     let (tx_out, rx_out) = bounded::<Msg<Scored>>(8);
     std::thread::scope(|s| {
         s.spawn(move || infer::run(sessions, &cfg, rx_in, tx_out));
-        tx_in.send(Ok(Prepared { meta: meta(1), model: 0, tensor: tensor(3 * H * W, 1) })).unwrap();
+        tx_in.send(Ok(Prepared { meta: meta(1), model: ModelId::new(0), tensor: tensor(3 * H * W, 1) })).unwrap();
         // The input stays open: only the timeout can release this batch of one.
         let got = rx_out.recv_timeout(std::time::Duration::from_secs(10)).expect("flushed by timeout");
         assert!(got.is_ok());

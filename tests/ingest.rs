@@ -11,7 +11,7 @@ use crate::util;
 fn outcomes(inputs: &[std::path::PathBuf], cfg: &IngestConfig) -> BTreeMap<String, String> {
     let source = FileSystem::new(cfg, inputs);
     let Listing { instances: files, rejected: walk_rejects } = source.list();
-    let models = Vec::new();
+    let models = nightscreen::model::Models::default();
     let inventory = ingest::scan(files, &source, &models);
     let mut out = BTreeMap::new();
     for r in walk_rejects.into_iter().chain(inventory.items.into_iter().filter_map(Result::err)) {
@@ -109,7 +109,7 @@ fn run_streams_every_file_once_and_counts_rejects() {
     let listing = source.list();
     let (tx, rx) = crossbeam_channel::unbounded();
     assert_eq!(listing.len(), 303, "every file listed");
-    ingest::run(listing.instances, listing.rejected, &source, &[], None, &tx);
+    ingest::run(listing.instances, listing.rejected, &source, &nightscreen::model::Models::default(), None, &tx);
     drop(tx);
     let items: Vec<_> = rx.iter().collect();
     assert_eq!(items.len(), 303);

@@ -38,7 +38,7 @@ fn decode_with(path: &Path, decoder: Decoder) -> DecodedImage {
         source: SourceId::File(path.to_path_buf()),
         name: path.display().to_string(),
         header: Arc::new(Header::default()),
-        models: vec![0],
+        models: vec![nightscreen::model::ModelId::new(0)],
     });
     let mut out = Vec::new();
     let blob = nightscreen::source::Blob::open_file(path).expect("open");

@@ -139,7 +139,7 @@ type CodecRegistry = fn(&TsKind) -> Result<&'static dyn FrameCodec, DecodeError>
 #[derive(Debug, Clone)]
 pub struct Decoder {
     cfg: DecodeConfig,
-    /// Input width × height of each model, by model index.
+    /// Input width × height of each model, indexed by [`crate::model::ModelId::index`].
     model_inputs: Vec<(u32, u32)>,
     codecs: CodecRegistry,
 }
@@ -149,7 +149,7 @@ impl Decoder {
         Self { cfg: cfg.clone(), model_inputs: Vec::new(), codecs: codec::codec_for }
     }
 
-    /// Tells the decoder each model's input size (by model index), so that
+    /// Tells the decoder each model's input size (indexed by model id), so that
     /// with `reduce_jpeg` it decodes no more pixels than the largest routed
     /// model needs. Without it every frame is decoded in full.
     pub fn with_model_inputs(mut self, sizes: Vec<(u32, u32)>) -> Self {
@@ -171,7 +171,8 @@ impl Decoder {
         if !self.cfg.reduce_jpeg || inst.models.is_empty() {
             return None;
         }
-        let sizes: Option<Vec<(u32, u32)>> = inst.models.iter().map(|&m| self.model_inputs.get(m).copied()).collect();
+        let sizes: Option<Vec<(u32, u32)>> =
+            inst.models.iter().map(|&m| self.model_inputs.get(m.index()).copied()).collect();
         sizes?.into_iter().reduce(|a, b| (a.0.max(b.0), a.1.max(b.1)))
     }
 

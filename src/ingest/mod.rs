@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use header::{looks_like_dicom, probe, study_datetime, Probe};
 
 use crate::message::{Header, Instance, Msg, RejectKind, Rejected, SkipReason, Stage};
-use crate::model::VerifiedModel;
+use crate::model::Models;
 use crate::run::shard::Shard;
 use crate::source::{Listed, Source};
 
@@ -61,7 +61,7 @@ fn reject(listed: &Listed, kind: RejectKind, reason: String, header: Option<Head
 
 /// Reads every listed instance's header (in parallel), routes images to
 /// models and orders them by study, series and instance number.
-pub fn scan(listed: Vec<Listed>, source: &dyn Source, models: &[VerifiedModel]) -> Inventory {
+pub fn scan(listed: Vec<Listed>, source: &dyn Source, models: &Models) -> Inventory {
     let mut items: Vec<Msg<Instance>> = listed.into_par_iter().map(|listed| classify(listed, source, models)).collect();
     items.sort_by_key(order_key);
     Inventory { items }
@@ -69,7 +69,7 @@ pub fn scan(listed: Vec<Listed>, source: &dyn Source, models: &[VerifiedModel]) 
 
 /// One open of the instance: its size, the length guard and the header all
 /// read from the same blob.
-fn classify(listed: Listed, source: &dyn Source, models: &[VerifiedModel]) -> Msg<Instance> {
+fn classify(listed: Listed, source: &dyn Source, models: &Models) -> Msg<Instance> {
     let blob = match source.open(&listed.id) {
         Ok(blob) => blob,
         Err(e) => return Err(reject(&listed, RejectKind::Error, crate::error::chain(&e), None)),
@@ -89,7 +89,7 @@ fn classify(listed: Listed, source: &dyn Source, models: &[VerifiedModel]) -> Ms
         }
         Ok(Probe::MissingPixels { detail, header }) => Err(reject(&listed, RejectKind::Error, detail, Some(header))),
         Ok(Probe::Image(header)) => {
-            let routed: Vec<usize> = (0..models.len()).filter(|&i| models[i].accepts(&header)).collect();
+            let routed = models.route(&header);
             if routed.is_empty() {
                 let detail = format!(
                     "no configured model accepts modality {:?}, photometric {:?}, SOP class {}",
@@ -157,7 +157,7 @@ pub fn run(
     files: Vec<Listed>,
     walk_rejects: Vec<Rejected>,
     source: &dyn Source,
-    models: &[VerifiedModel],
+    models: &Models,
     shard: Option<Shard>,
     tx: &Sender<Msg<Instance>>,
 ) {

@@ -1,7 +1,9 @@
 //! Models: finding cards in a models folder, checking each ONNX file against
-//! its card's digest, and deciding which models see which image.
+//! its card's digest, and the run's registry of models ([`Models`], by
+//! [`ModelId`]) that decides which models see which image.
 
 pub mod card;
+mod registry;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -12,6 +14,8 @@ use sha2::{Digest, Sha256};
 pub use card::{
     Accepts, Activation, CardError, ChannelOrder, ExplainMethod, ExplainSpec, InputSpec, Layout, ModelCard,
 };
+
+pub use registry::{ModelId, ModelStamp, Models};
 
 use crate::message::Header;
 
@@ -54,6 +58,8 @@ pub enum ModelError {
     },
     #[error("model {id}: {path} has sha256 {actual}, but its card says {expected}; refusing to use it")]
     DigestMismatch { id: String, path: PathBuf, expected: String, actual: String },
+    #[error("{count} models are configured; at most {max} are supported")]
+    TooMany { count: usize, max: usize },
 }
 
 /// Hex SHA-256 of a file, streamed so large models need no extra memory.

@@ -151,7 +151,7 @@ fn report(plan: &mut Plan<'_>, done: Finished<'_>) -> Result<RunSummary> {
         errors: counts.errors,
         skipped: counts.skipped,
         bands: counts.bands.clone(),
-        execution_provider: plan.runtime.provider.clone(),
+        execution_provider: plan.runtime.provider.as_str().to_string(),
         seconds: done.started.elapsed().as_secs_f64(),
     };
     let runtime = &plan.runtime;
@@ -170,23 +170,11 @@ fn report(plan: &mut Plan<'_>, done: Finished<'_>) -> Result<RunSummary> {
         config: cfg.source_text.clone(),
         bands: cfg.triage.bands.clone(),
         pseudonym_key_id: plan.key.key_id(),
-        models: plan
-            .models
-            .iter()
-            .map(|m| ModelRecord {
-                id: m.card.id.clone(),
-                version: m.card.version.clone(),
-                sha256: m.card.sha256.to_lowercase(),
-                labels: m.card.output.labels.clone(),
-                onnx_path: m.onnx_path.display().to_string(),
-                card_path: m.card_path.display().to_string(),
-                card: m.card.clone(),
-            })
-            .collect(),
+        models: plan.models.iter().map(|(_, m)| ModelRecord::of(m)).collect(),
         runtime: Some(RuntimeRecord {
             library: runtime.library_path.display().to_string(),
             version: runtime.version.clone(),
-            execution_provider: runtime.provider.clone(),
+            execution_provider: runtime.provider.as_str().to_string(),
             available_providers: runtime.available_providers.clone(),
             device_requested: format!("{:?}", cfg.infer.device).to_lowercase(),
             intra_op_threads: plan.infer_threads,

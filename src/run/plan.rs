@@ -12,14 +12,15 @@ use super::{outdir, report};
 use crate::config::Config;
 use crate::decode::Decoder;
 use crate::error::{Error, Result};
-use crate::infer::ModelSession;
 use crate::message::{Rejected, SourceId};
-use crate::model::{self, VerifiedModel};
+use crate::model::{self, ModelId, Models};
 use crate::privacy::PseudonymKey;
+use crate::runtime::ModelSession;
 use crate::runtime::Runtime;
 use crate::sink::{ModelStamp, OutPaths, RunStamp};
 use crate::source::{FileSystem, Listed, Listing, Source};
 use crate::triage::RuleSet;
+use std::collections::BTreeMap;
 
 /// Everything one run needs, built and checked.
 pub struct Plan<'c> {
@@ -28,11 +29,11 @@ pub struct Plan<'c> {
     /// Where the instances come from: the `--input` folders and files.
     pub source: FileSystem,
     pub key: PseudonymKey,
-    pub models: Vec<VerifiedModel>,
+    pub models: Models,
     pub rules: RuleSet,
     pub runtime: Runtime,
     /// One per model; handed to the infer stage by [`crate::pipeline::execute`].
-    pub sessions: Vec<ModelSession>,
+    pub sessions: BTreeMap<ModelId, ModelSession>,
     pub decoder: Decoder,
     pub pool: rayon::ThreadPool,
     pub decode_threads: usize,
@@ -109,37 +110,32 @@ impl<'c> Plan<'c> {
             None => OutPaths::single(&root),
         };
         let key = cfg.key.clone().ok_or(crate::privacy::KeyError::Missing)?;
-        let models: Vec<VerifiedModel> = cfg
-            .models
-            .iter()
-            .map(|entry| model::load(&cfg.models_dir, &entry.id, entry.route.clone()))
-            .collect::<std::result::Result<_, _>>()?;
+        let models = Models::new(
+            cfg.models
+                .iter()
+                .map(|entry| model::load(&cfg.models_dir, &entry.id, entry.route.clone()))
+                .collect::<std::result::Result<_, _>>()?,
+        )?;
         let rules = RuleSet::new(&cfg.triage, &models)?;
         let (decode_threads, infer_threads) = split_threads(cfg);
         let runtime = Runtime::load(cfg.infer.device)?;
         log::info!("ONNX Runtime {} from {} on {}", runtime.version, runtime.library_path.display(), runtime.provider);
-        let sessions =
-            models.iter().map(|m| runtime.session(m, infer_threads)).collect::<std::result::Result<Vec<_>, _>>()?;
-        let decoder = Decoder::new(&cfg.decode)
-            .with_model_inputs(models.iter().map(|m| (m.card.input.width, m.card.input.height)).collect());
+        let sessions = models
+            .iter()
+            .map(|(id, m)| Ok((id, runtime.session(m, infer_threads)?)))
+            .collect::<std::result::Result<BTreeMap<_, _>, crate::runtime::RuntimeError>>()?;
+        let decoder =
+            Decoder::new(&cfg.decode).with_model_inputs(models.ids().filter_map(|id| models.input_size(id)).collect());
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(decode_threads)
             .thread_name(|i| format!("decode-{i}"))
             .build()
             .map_err(Error::ThreadPool)?;
-        let stamps: Vec<ModelStamp> = models
-            .iter()
-            .map(|m| ModelStamp {
-                id: m.card.id.clone(),
-                version: m.card.version.clone(),
-                sha256: m.card.sha256.to_lowercase(),
-                labels: m.card.output.labels.clone(),
-            })
-            .collect();
+        let stamps = models.stamps();
         let fingerprint = Fingerprint {
             software_version: crate::VERSION.to_string(),
             config_sha256: cfg.source_sha256.clone(),
-            models: stamps.iter().map(|m| format!("{} {} {}", m.id, m.version, m.sha256)).collect(),
+            models: stamps.iter().map(ModelStamp::fingerprint_line).collect(),
             pseudonym_key_id: key.key_id(),
         };
         let resumed = outdir::prepare(&paths, cfg.overwrite, &fingerprint)?;
@@ -222,13 +218,9 @@ impl<'c> Plan<'c> {
                 shadow: cfg.sinks.shadow,
                 shard: cfg.shard.map(|s| s.tag()),
                 models: self
-                    .models
+                    .stamps
                     .iter()
-                    .map(|m| AuditModel {
-                        id: m.card.id.clone(),
-                        version: m.card.version.clone(),
-                        sha256: m.card.sha256.to_lowercase(),
-                    })
+                    .map(|m| AuditModel { id: m.id.clone(), version: m.version.clone(), sha256: m.sha256.clone() })
                     .collect(),
                 inputs: cfg.inputs.iter().map(|p| p.display().to_string()).collect(),
                 files_seen,

@@ -29,6 +29,20 @@ pub struct ModelRecord {
 }
 
 impl ModelRecord {
+    /// How run.json records a verified model.
+    pub fn of(model: &crate::model::VerifiedModel) -> Self {
+        let stamp = model.stamp();
+        Self {
+            id: stamp.id,
+            version: stamp.version,
+            sha256: stamp.sha256,
+            labels: stamp.labels,
+            onnx_path: model.onnx_path.display().to_string(),
+            card_path: model.card_path.display().to_string(),
+            card: model.card.clone(),
+        }
+    }
+
     /// What the tables and the page say of this model.
     pub fn stamp(&self) -> ModelStamp {
         ModelStamp {

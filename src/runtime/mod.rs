@@ -1,5 +1,6 @@
 //! ONNX Runtime: finding the shared library, loading it once per process,
-//! choosing the execution provider and opening one session per model.
+//! choosing the execution provider ([`Provider`]) and opening one checked
+//! session per model ([`session`]).
 //!
 //! The library is not linked at build time (`ort` with `load-dynamic`): a
 //! run finds `libonnxruntime.so` at start-up ([`locate_library`]) and every
@@ -20,22 +21,39 @@ use ort::session::builder::SessionBuilder;
 use ort::session::Session;
 use ort::AsPointer;
 
-use crate::infer::ModelSession;
-use crate::model::{Layout, VerifiedModel};
-
 mod graph;
 mod locate;
+pub mod session;
 
-use graph::{dims, f32_tensor_shape, names};
 use locate::{library_version, version_from_build_info, version_from_file_name};
 pub use locate::{locate_library, locate_library_with, ort_dylib_path_env, search_dirs};
+pub use session::{activate, sigmoid, softmax, ModelSession, ScoreError};
 
 /// The ONNX Runtime minor version `ort`'s `api-31` feature needs.
 pub const MIN_ORT_MINOR: u32 = 31;
 
-/// Names ONNX Runtime uses for the execution providers we choose between.
-pub const CPU_PROVIDER: &str = "CPUExecutionProvider";
-pub const CUDA_PROVIDER: &str = "CUDAExecutionProvider";
+/// The execution providers a run chooses between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    Cpu,
+    Cuda,
+}
+
+impl Provider {
+    /// The name ONNX Runtime uses, as written to run.json and the logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Cpu => "CPUExecutionProvider",
+            Provider::Cuda => "CUDAExecutionProvider",
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Where the project keeps its own copy of the library (`make ort`).
 pub const PROJECT_LIB_DIR: &str = ".deps/onnxruntime";
@@ -143,8 +161,8 @@ pub struct Runtime {
     pub available_providers: Vec<String>,
     /// What was asked for.
     pub device: Device,
-    /// The provider sessions will run on, e.g. "CPUExecutionProvider".
-    pub provider: String,
+    /// The provider sessions will run on.
+    pub provider: Provider,
     /// How long finding, loading and starting the library took (the first
     /// time in this process; later loads reuse it).
     pub load_time: Duration,
@@ -174,11 +192,11 @@ impl Runtime {
         let loaded = load_shared()?;
         let cuda = if device == Device::Cpu { Err("not requested".to_string()) } else { probe_cuda(&loaded) };
         let provider = match (device, cuda) {
-            (Device::Cpu, _) => CPU_PROVIDER,
-            (_, Ok(())) => CUDA_PROVIDER,
+            (Device::Cpu, _) => Provider::Cpu,
+            (_, Ok(())) => Provider::Cuda,
             (Device::Auto, Err(reason)) => {
                 log::info!("--device auto: using CPU ({reason})");
-                CPU_PROVIDER
+                Provider::Cpu
             }
             (Device::Cuda, Err(reason)) => {
                 return Err(RuntimeError::CudaUnavailable {
@@ -194,7 +212,7 @@ impl Runtime {
             build_info: loaded.build_info.clone(),
             available_providers: loaded.available_providers.clone(),
             device,
-            provider: provider.to_string(),
+            provider,
             load_time: loaded.load_time,
             loaded,
         })
@@ -203,112 +221,7 @@ impl Runtime {
     /// Whether this library was built with the CUDA execution provider
     /// (it may still fail to start without a GPU or cuDNN).
     pub fn has_cuda(&self) -> bool {
-        self.available_providers.iter().any(|p| p == CUDA_PROVIDER)
-    }
-
-    /// Opens a session for a verified model on the chosen provider and
-    /// checks the graph against the card: input and output names, element
-    /// type f32, and every static dimension.
-    ///
-    /// `intra_threads` is ONNX Runtime's intra-op pool size; 0 lets it
-    /// choose (one per core).
-    ///
-    /// # Errors
-    /// The file cannot be opened as a model, the provider cannot be
-    /// registered, or the graph does not match the card.
-    pub fn session(&self, model: &VerifiedModel, intra_threads: usize) -> Result<ModelSession, RuntimeError> {
-        let card = &model.card;
-        let ort_err =
-            |source: ort::Error| RuntimeError::Session { id: card.id.clone(), path: model.onnx_path.clone(), source };
-        let mut builder = Session::builder(&self.loaded.env).map_err(ort_err)?;
-        if intra_threads > 0 {
-            builder = builder.with_intra_threads(intra_threads).map_err(|e| ort_err(e.into()))?;
-        }
-        // Spinning intra-op threads would burn the cores decode workers share.
-        builder = builder.with_intra_op_spinning(false).map_err(|e| ort_err(e.into()))?;
-        if self.provider == CUDA_PROVIDER {
-            append_cuda(&mut builder).map_err(ort_err)?;
-        }
-        let session = builder.commit_from_file(&model.onnx_path).map_err(ort_err)?;
-        let mismatch = |problem: String| RuntimeError::ModelMismatch {
-            id: card.id.clone(),
-            path: model.onnx_path.clone(),
-            problem,
-        };
-
-        let spec = &card.input;
-        let (c, h, w) = (spec.channels as i64, spec.height as i64, spec.width as i64);
-        let expected_in: [i64; 3] = match spec.layout {
-            Layout::NCHW => [c, h, w],
-            Layout::NHWC => [h, w, c],
-        };
-        let input = session.inputs().iter().find(|o| o.name() == spec.name).ok_or_else(|| {
-            mismatch(format!("no input named {:?} (the graph has {})", spec.name, names(session.inputs())))
-        })?;
-        if session.inputs().len() > 1 {
-            return Err(mismatch(format!(
-                "the graph has {} inputs ({}); only one is supported",
-                session.inputs().len(),
-                names(session.inputs())
-            )));
-        }
-        let in_shape = f32_tensor_shape(input.dtype()).map_err(|e| mismatch(format!("input {:?} {e}", spec.name)))?;
-        let layout_name = format!("{:?}", spec.layout);
-        if in_shape.len() != 4 {
-            return Err(mismatch(format!(
-                "input {:?} has rank {} {}, the card's {layout_name} layout needs rank 4",
-                spec.name,
-                in_shape.len(),
-                dims(&in_shape)
-            )));
-        }
-        for (i, (&got, &want)) in in_shape[1..].iter().zip(&expected_in).enumerate() {
-            if got >= 0 && got != want {
-                return Err(mismatch(format!(
-                    "input {:?} has shape {}, the card says {layout_name} {} (dimension {} is {got}, not {want})",
-                    spec.name,
-                    dims(&in_shape),
-                    dims(&[-1, expected_in[0], expected_in[1], expected_in[2]]),
-                    i + 1
-                )));
-            }
-        }
-        let fixed_batch = (in_shape[0] > 0).then_some(in_shape[0] as usize);
-
-        let out_spec = &card.output;
-        let output = session.outputs().iter().find(|o| o.name() == out_spec.name).ok_or_else(|| {
-            mismatch(format!("no output named {:?} (the graph has {})", out_spec.name, names(session.outputs())))
-        })?;
-        let out_shape =
-            f32_tensor_shape(output.dtype()).map_err(|e| mismatch(format!("output {:?} {e}", out_spec.name)))?;
-        if out_shape.is_empty() {
-            return Err(mismatch(format!("output {:?} is a scalar; it needs a batch dimension", out_spec.name)));
-        }
-        let per_image = &out_shape[1..];
-        if per_image.iter().all(|&d| d >= 0) {
-            let n: i64 = per_image.iter().product();
-            if n != out_spec.labels.len() as i64 {
-                return Err(mismatch(format!(
-                    "output {:?} has shape {} ({n} values per image), the card lists {} labels",
-                    out_spec.name,
-                    dims(&out_shape),
-                    out_spec.labels.len()
-                )));
-            }
-        }
-
-        log::debug!(
-            "model {}: session on {} with {} intra-op threads, input {} {}, output {} {}",
-            card.id,
-            self.provider,
-            intra_threads,
-            spec.name,
-            dims(&in_shape),
-            out_spec.name,
-            dims(&out_shape)
-        );
-        let item_shape = expected_in.map(|d| d as usize);
-        Ok(ModelSession::new(session, card, item_shape, fixed_batch, self.provider.clone()))
+        self.available_providers.iter().any(|p| p == Provider::Cuda.as_str())
     }
 }
 
@@ -430,9 +343,22 @@ fn append_cuda(builder: &mut SessionBuilder) -> Result<(), ort::Error> {
 /// Whether CUDA can run here: compiled in, and its provider library (with
 /// CUDA and cuDNN) loads. Registration on a throwaway builder loads it.
 fn probe_cuda(loaded: &Loaded) -> Result<(), String> {
-    if !loaded.available_providers.iter().any(|p| p == CUDA_PROVIDER) {
-        return Err(format!("this ONNX Runtime build has no {CUDA_PROVIDER}"));
+    let cuda = Provider::Cuda.as_str();
+    if !loaded.available_providers.iter().any(|p| p == cuda) {
+        return Err(format!("this ONNX Runtime build has no {cuda}"));
     }
     let mut builder = Session::builder(&loaded.env).map_err(|e| format!("cannot create session options: {e}"))?;
-    append_cuda(&mut builder).map_err(|e| format!("{CUDA_PROVIDER} failed to start: {e}"))
+    append_cuda(&mut builder).map_err(|e| format!("{cuda} failed to start: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn providers_keep_onnx_runtime_names() {
+        assert_eq!(Provider::Cpu.as_str(), "CPUExecutionProvider");
+        assert_eq!(Provider::Cuda.as_str(), "CUDAExecutionProvider");
+        assert_eq!(Provider::Cuda.to_string(), Provider::Cuda.as_str());
+    }
 }

@@ -79,14 +79,7 @@ fn pseudonyms<'h>(
     ]
 }
 
-/// Per-model provenance, by model index.
-#[derive(Debug, Clone)]
-pub struct ModelStamp {
-    pub id: String,
-    pub version: String,
-    pub sha256: String,
-    pub labels: Vec<String>,
-}
+pub use crate::model::ModelStamp;
 
 fn strings<'a>(values: impl IntoIterator<Item = &'a str>) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(values))
@@ -139,13 +132,20 @@ pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], ban
     let n = rows.len();
     let h = |f: &Finding| Arc::clone(&f.scored.meta.instance.header);
     let heads: Vec<_> = rows.iter().map(h).collect();
-    let model = |f: &Finding| &models[f.scored.model];
-    let top: Vec<(Option<&str>, Option<f32>)> = rows
+    let stamps: Vec<&ModelStamp> = rows
         .iter()
         .map(|f| {
+            let model = f.scored.model;
+            models.get(model.index()).ok_or(Error::UnknownModel { table: Table::Images.dir(), model })
+        })
+        .collect::<Result<_>>()?;
+    let top: Vec<(Option<&str>, Option<f32>)> = rows
+        .iter()
+        .zip(&stamps)
+        .map(|(f, stamp)| {
             let best = f.scored.outputs.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1));
             match best {
-                Some((i, v)) => (model(f).labels.get(i).map(String::as_str), Some(*v)),
+                Some((i, v)) => (stamp.labels.get(i).map(String::as_str), Some(*v)),
                 None => (None, None),
             }
         })
@@ -177,10 +177,10 @@ pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], ban
         ("stored_mean", Arc::new(Float64Array::from_iter_values(rows.iter().map(|f| f.scored.meta.stored.mean)))),
         ("stored_min", Arc::new(Float64Array::from_iter_values(rows.iter().map(|f| f.scored.meta.stored.min)))),
         ("stored_max", Arc::new(Float64Array::from_iter_values(rows.iter().map(|f| f.scored.meta.stored.max)))),
-        ("model_id", strings(rows.iter().map(|f| model(f).id.as_str()))),
-        ("model_version", strings(rows.iter().map(|f| model(f).version.as_str()))),
-        ("model_sha256", strings(rows.iter().map(|f| model(f).sha256.as_str()))),
-        ("labels", string_lists(rows.iter().map(|f| model(f).labels.as_slice()))),
+        ("model_id", strings(stamps.iter().map(|m| m.id.as_str()))),
+        ("model_version", strings(stamps.iter().map(|m| m.version.as_str()))),
+        ("model_sha256", strings(stamps.iter().map(|m| m.sha256.as_str()))),
+        ("labels", string_lists(stamps.iter().map(|m| m.labels.as_slice()))),
         (
             "outputs",
             Arc::new(ListArray::from_iter_primitive::<Float32Type, _, _>(

@@ -11,6 +11,7 @@ use super::band::Band;
 use super::programme::{Placement, StudyDetail, StudyEvidence};
 use super::{Finding, Hit, RuleSet};
 use crate::message::{count_key, Header, RejectKind, Rejected, SourceId, StudyUid};
+use crate::model::ModelId;
 
 /// One study's place on the worklist. Serialisable whole, so a shard can
 /// hand its studies to `nightscreen merge`.
@@ -42,7 +43,7 @@ struct StudyAcc {
     failed_files: BTreeSet<String>,
     skipped: u32,
     best: Option<(Band, f32, String)>,
-    models: BTreeSet<usize>,
+    models: BTreeSet<ModelId>,
     /// What the programme keeps of the study.
     evidence: StudyEvidence,
 }
@@ -131,7 +132,10 @@ impl<'r> StudyBook<'r> {
 
     fn describe(&self, f: &Finding, hit: &Hit) -> String {
         let h = &f.scored.meta.instance.header;
-        let model = &self.rules.models[f.scored.model];
+        let model = match self.rules.model(f.scored.model) {
+            Some(info) => format!("{} {}", info.id, info.version),
+            None => format!("model {}", f.scored.model),
+        };
         let mut image = h.modality.clone();
         if let Some(n) = h.instance_number {
             image = format!("{image} image {n}");
@@ -142,14 +146,12 @@ impl<'r> StudyBook<'r> {
         let where_: Vec<&str> =
             [h.laterality.eye_words().unwrap_or(""), image.trim()].into_iter().filter(|s| !s.is_empty()).collect();
         format!(
-            "{} suspected, {}{}={:.2} ≥ {:.2} ({} {})",
+            "{} suspected, {}{}={:.2} ≥ {:.2} ({model})",
             hit.finding,
             where_.iter().map(|w| format!("{w}, ")).collect::<String>(),
             hit.label,
             hit.value,
             hit.threshold,
-            model.id,
-            model.version
         )
     }
 
@@ -187,7 +189,7 @@ impl<'r> StudyBook<'r> {
                 if failed > 0 {
                     reason.push_str(&format!("; {failed} file(s) could not be read"));
                 }
-                if acc.models.iter().any(|&m| !rules.models[m].clinical_use) {
+                if acc.models.iter().any(|&m| rules.model(m).is_none_or(|m| !m.clinical_use)) {
                     reason.push_str("; model not validated for clinical use");
                 }
                 Some(StudyResult {
@@ -203,7 +205,10 @@ impl<'r> StudyBook<'r> {
                     models: acc
                         .models
                         .iter()
-                        .map(|&m| format!("{} {}", rules.models[m].id, rules.models[m].version))
+                        .map(|&m| match rules.model(m) {
+                            Some(info) => format!("{} {}", info.id, info.version),
+                            None => format!("model {m}"),
+                        })
                         .collect(),
                     detail,
                 })
@@ -242,6 +247,10 @@ mod tests {
     use crate::model::ChannelOrder;
     use crate::model::VerifiedModel;
     use crate::triage::{Rule, TriageConfig};
+
+    fn one(model: VerifiedModel) -> crate::model::Models {
+        crate::model::Models::new(vec![model]).expect("one model")
+    }
 
     fn model() -> VerifiedModel {
         VerifiedModel {
@@ -307,7 +316,7 @@ mod tests {
             source: SourceId::File(format!("/{study}/{laterality}.dcm").into()),
             name: String::new(),
             header: Arc::new(header),
-            models: vec![0],
+            models: vec![ModelId::new(0)],
         });
         let meta = Arc::new(ImageMeta {
             instance,
@@ -317,23 +326,23 @@ mod tests {
             stored: PixelStats::default(),
             thumbnail: None,
         });
-        Scored { meta, model: 0, outputs, attention: None, scored_at: chrono::Utc::now() }
+        Scored { meta, model: ModelId::new(0), outputs, attention: None, scored_at: chrono::Utc::now() }
     }
 
     #[test]
     fn card_threshold_is_used_when_a_rule_gives_none_and_unknown_labels_are_refused() {
-        let rules = RuleSet::new(&config(), &[model()]).expect("rules");
+        let rules = RuleSet::new(&config(), &one(model())).expect("rules");
         assert_eq!(rules.evaluate(scored("1", "R", vec![0.1, 0.45])).band(), rules.bands().find("ROUTINE"));
         assert_eq!(rules.evaluate(scored("1", "R", vec![0.1, 0.35])).band(), None);
         let mut bad = config();
         bad.rules[0].label = "r9".into();
-        assert!(RuleSet::new(&bad, &[model()]).is_err());
+        assert!(RuleSet::new(&bad, &one(model())).is_err());
         assert!(!config().problems().iter().any(|p| p.contains("band")));
     }
 
     #[test]
     fn studies_sort_by_band_then_strength_and_say_why() {
-        let rules = RuleSet::new(&config(), &[model()]).expect("rules");
+        let rules = RuleSet::new(&config(), &one(model())).expect("rules");
         let mut book = StudyBook::new(&rules);
         for (study, lat, out) in [
             ("calm", "R", vec![0.1, 0.1]),
@@ -356,7 +365,7 @@ mod tests {
 
     #[test]
     fn a_study_with_unreadable_files_is_never_placed_in_the_quiet_band() {
-        let rules = RuleSet::new(&config(), &[model()]).expect("rules");
+        let rules = RuleSet::new(&config(), &one(model())).expect("rules");
         let mut book = StudyBook::new(&rules);
         book.add_finding(&rules.evaluate(scored("s", "R", vec![0.1, 0.1])));
         let mut broken = scored("s", "L", vec![]).meta.instance.reject(crate::message::Stage::Decode, "truncated");
@@ -381,8 +390,8 @@ mod tests {
             desp: crate::triage::DespConfig { model: "dr".into(), ..Default::default() },
         };
         assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
-        let desp = RuleSet::new(&cfg, std::slice::from_ref(&dr)).expect("desp rules");
-        let plain = RuleSet::new(&TriageConfig { mode: crate::triage::TriageMode::Rules, ..cfg.clone() }, &[dr])
+        let desp = RuleSet::new(&cfg, &one(dr.clone())).expect("desp rules");
+        let plain = RuleSet::new(&TriageConfig { mode: crate::triage::TriageMode::Rules, ..cfg.clone() }, &one(dr))
             .expect("plain rules");
         let mut results = Vec::new();
         for rules in [&desp, &plain] {

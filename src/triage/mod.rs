@@ -22,7 +22,7 @@ pub use desp::{DespConfig, DespGrader, Grade, ImageGrade};
 pub use programme::{Programme, StudyDetail};
 
 use crate::message::{Msg, Scored};
-use crate::model::VerifiedModel;
+use crate::model::{ModelId, Models};
 
 /// How studies are placed: by generic rules, or by DESP grading.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -115,8 +115,10 @@ impl TriageConfig {
 /// A rule bound to a model's output index and threshold.
 #[derive(Debug, Clone)]
 struct BoundRule {
-    model: usize,
+    model: ModelId,
     output: usize,
+    /// The output's label, as the hit names it.
+    label: String,
     threshold: f32,
     band: Band,
     finding: String,
@@ -171,8 +173,8 @@ pub struct RuleSet {
     default_band: Band,
     incomplete_band: Band,
     rules: Vec<BoundRule>,
+    /// Indexed by [`ModelId::index`].
     models: Vec<ModelInfo>,
-    labels: Vec<Vec<String>>,
     programme: Programme,
 }
 
@@ -182,17 +184,16 @@ impl RuleSet {
     /// # Errors
     /// A rule names a model not in the run, a label the card lacks, or
     /// omits its threshold when the card has none.
-    pub fn new(cfg: &TriageConfig, models: &[VerifiedModel]) -> Result<Self, RuleError> {
+    pub fn new(cfg: &TriageConfig, models: &Models) -> Result<Self, RuleError> {
         let bands = Bands::new(cfg.bands.clone());
         let band_of = |b: &str| bands.position_or_last(b);
         let mut rules = Vec::new();
         for rule in &cfg.rules {
             let fail = |problem: String| RuleError { model: rule.model.clone(), label: rule.label.clone(), problem };
-            let model = models
-                .iter()
-                .position(|m| m.card.id == rule.model)
+            let (model, card) = models
+                .find(&rule.model)
+                .and_then(|id| Some((id, &models.get(id)?.card)))
                 .ok_or_else(|| fail("model is not in this run's [[models]]".into()))?;
-            let card = &models[model].card;
             let output = card.label_index(&rule.label).ok_or_else(|| {
                 fail(format!("model has no output label (labels: {})", card.output.labels.join(", ")))
             })?;
@@ -203,6 +204,7 @@ impl RuleSet {
             rules.push(BoundRule {
                 model,
                 output,
+                label: rule.label.clone(),
                 threshold,
                 band: band_of(&rule.band),
                 finding: rule.finding.clone().unwrap_or_else(|| rule.label.clone()),
@@ -212,11 +214,11 @@ impl RuleSet {
             TriageMode::Rules => Programme::Rules,
             TriageMode::Desp => {
                 let fail = |problem: String| RuleError { model: cfg.desp.model.clone(), label: String::new(), problem };
-                let model = models
-                    .iter()
-                    .position(|m| m.card.id == cfg.desp.model)
+                let (model, card) = models
+                    .find(&cfg.desp.model)
+                    .and_then(|id| Some((id, &models.get(id)?.card)))
                     .ok_or_else(|| fail("triage.desp.model is not in this run's [[models]]".into()))?;
-                let outputs = desp::Outputs::find(&models[model].card.output.labels)
+                let outputs = desp::Outputs::find(&card.output.labels)
                     .map_err(|label| fail(format!("DESP grading needs output label {label:?}")))?;
                 Programme::Desp(DespGrader::new(model, outputs, cfg.desp.clone(), &bands))
             }
@@ -229,13 +231,12 @@ impl RuleSet {
             rules,
             models: models
                 .iter()
-                .map(|m| ModelInfo {
+                .map(|(_, m)| ModelInfo {
                     id: m.card.id.clone(),
                     version: m.card.version.clone(),
                     clinical_use: m.card.clinical_use,
                 })
                 .collect(),
-            labels: models.iter().map(|m| m.card.output.labels.clone()).collect(),
         })
     }
 
@@ -246,6 +247,11 @@ impl RuleSet {
 
     pub fn programme(&self) -> &Programme {
         &self.programme
+    }
+
+    /// What the worklist says of a model; `None` for an id not in this run.
+    fn model(&self, id: ModelId) -> Option<&ModelInfo> {
+        self.models.get(id.index())
     }
 
     /// Evaluates every rule for this image's model.
@@ -259,7 +265,7 @@ impl RuleSet {
                 (value >= r.threshold).then(|| Hit {
                     band: r.band,
                     finding: r.finding.clone(),
-                    label: self.labels[r.model][r.output].clone(),
+                    label: r.label.clone(),
                     value,
                     threshold: r.threshold,
                 })

@@ -58,7 +58,7 @@ pub struct Placement {
 
 impl Programme {
     /// One scored image's programme grade (DESP: the DR model's images).
-    pub fn grade(&self, model: usize, outputs: &[f32]) -> Option<ImageGrade> {
+    pub fn grade(&self, model: crate::model::ModelId, outputs: &[f32]) -> Option<ImageGrade> {
         match self {
             Self::Rules => None,
             Self::Desp(grader) => grader.grade(model, outputs),

@@ -3,6 +3,7 @@
 
 use super::{grade_eyes, study_outcome, DespConfig, EyeOutcome, Field, ImageGrade, Outcome, Outputs};
 use crate::dicom::laterality::Laterality;
+use crate::model::ModelId;
 use crate::triage::band::{Band, Bands};
 
 /// Where DESP places a study: band, score, reason, and each eye's outcome.
@@ -18,8 +19,8 @@ pub struct StudyGrade {
 /// The DESP programme: grades the DR model's images, then eyes, then studies.
 #[derive(Debug, Clone)]
 pub struct DespGrader {
-    /// The DR model, by index into the run's models.
-    pub model: usize,
+    /// The DR model.
+    pub model: ModelId,
     pub outputs: Outputs,
     pub config: DespConfig,
     /// Each [`Outcome`]'s band in the configured table.
@@ -30,12 +31,12 @@ impl DespGrader {
     /// Binds the grader to the DR model's outputs and the configured bands
     /// (a missing band name falls back as [`Bands::position_or_last`] does;
     /// config validation refuses it first).
-    pub fn new(model: usize, outputs: Outputs, config: DespConfig, bands: &Bands) -> Self {
+    pub fn new(model: ModelId, outputs: Outputs, config: DespConfig, bands: &Bands) -> Self {
         Self { model, outputs, config, bands: Outcome::ALL.map(|o| bands.position_or_last(o.name())) }
     }
 
     /// Grades one image of the DR model; `None` for other models' images.
-    pub fn grade(&self, model: usize, outputs: &[f32]) -> Option<ImageGrade> {
+    pub fn grade(&self, model: ModelId, outputs: &[f32]) -> Option<ImageGrade> {
         (model == self.model).then(|| self.config.grade(&self.outputs, outputs))
     }
 

@@ -430,8 +430,11 @@ mod tests {
     fn the_grader_places_a_study_in_the_configured_band_and_reports_each_eye() {
         // The DESP bands in another order than BANDS: the band is looked up, not assumed.
         let bands = Bands::new(["NO_DISEASE", "REVIEW", "UNGRADABLE", "ROUTINE", "URGENT"].map(String::from).to_vec());
-        let grader = DespGrader::new(0, idx(), DespConfig::default(), &bands);
-        assert!(grader.grade(1, &[0.0; 6]).is_none(), "another model's image is not graded");
+        let grader = DespGrader::new(crate::model::ModelId::new(0), idx(), DespConfig::default(), &bands);
+        assert!(
+            grader.grade(crate::model::ModelId::new(1), &[0.0; 6]).is_none(),
+            "another model's image is not graded"
+        );
         let fields = [
             field(Left, Disc, [0.0, 0.0, 0.09, 0.91, 0.0, 0.95]),
             field(Right, Macula, [0.9, 0.05, 0.03, 0.02, 0.1, 0.9]),
