@@ -11,6 +11,8 @@ pub mod fs;
 use std::io::{BufRead, Cursor, Read, Seek, SeekFrom};
 use std::sync::Arc;
 
+use dicom_object::file::ReadPreamble;
+
 pub use fs::FileSystem;
 
 use crate::message::{Rejected, SourceId};
@@ -143,8 +145,6 @@ impl Blob {
         options.from_reader(self.reader())
     }
 }
-
-use dicom_object::file::ReadPreamble;
 
 /// A file read at its own offset (`pread`), so a reader needs no seek of the
 /// shared file handle and cannot fail to start.
