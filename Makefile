@@ -4,7 +4,8 @@
 #   .deps/pytools/      cmake from PyPI, only if the machine has none (JPEG-LS codec build)
 #   .deps/testdata/     pydicom's and pydicom-data's DICOM test files
 #   .deps/venv/         Python with DuckDB, pyarrow, polars, pydicom (checks, references)
-# and, for `make test` only, the system's chromium (apt) for the HTML page test.
+# and, for `make test` only, Debian packages (apt): chromium for the HTML page test, and
+# Orthanc + its DICOMweb plugin, dcmtk and dicom3tools for the PACS tests and SR validators.
 
 SHELL := /bin/bash
 DEPS := .deps
@@ -24,7 +25,7 @@ DEMO_OUT := out/demo
 # `nightscreen keygen` and keeps it with its secrets.
 DEMO_KEY := out/demo.key
 
-.PHONY: all build demo evaluate test lint bench ort testdata venv cmake chromium doctor clean
+.PHONY: all build demo evaluate test lint bench ort testdata venv cmake chromium pacs doctor clean
 
 all: build
 
@@ -42,6 +43,18 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -q && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; }
+
+# A real PACS for the DICOMweb tests (tests/pacs.rs starts its own on free
+# loopback ports; the package's service is never used) and the validators
+# that judge our SRs: dciodvfy (dicom3tools), dsrdump (dcmtk).
+PACS_TOOLS := /usr/sbin/Orthanc /usr/share/orthanc/plugins/libOrthancDicomWeb.so /usr/bin/dsrdump /usr/bin/dciodvfy /usr/bin/storescu
+pacs:
+	@for f in $(PACS_TOOLS); do [ -e $$f ] || missing=1; done; [ -z "$$missing" ] || { \
+	  echo "installing orthanc, orthanc-dicomweb, dcmtk, dicom3tools (Debian packages) for the PACS tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	    orthanc orthanc-dicomweb dcmtk dicom3tools; }
 
 ort:
 	bash tools/fetch_ort.sh $(ORT_DIR)
@@ -103,7 +116,7 @@ lint: cmake
 	cd fuzz && cargo fmt --check
 	cargo clippy --release --locked --all-targets -- -D warnings
 
-test: lint cmake ort testdata venv chromium
+test: lint cmake ort testdata venv chromium pacs
 	NIGHTSCREEN_TESTDATA=$(CURDIR)/$(TESTDATA) NIGHTSCREEN_PYTHON=$(CURDIR)/$(VENV)/bin/python \
 	NIGHTSCREEN_STRICT=1 ORT_DYLIB_PATH=$(CURDIR)/$(ORT_DIR)/libonnxruntime.so \
 	  cargo test --release --locked

@@ -26,5 +26,5 @@ rm -f "$STAMP"
 "$VENV/bin/python" -m pip install --disable-pip-version-check -q \
     --only-binary=:all: --no-deps -r "$REQ"
 "$VENV/bin/python" -m pip check
-"$VENV/bin/python" -c "import numpy, pyarrow, duckdb, polars, pydicom, pylibjpeg, PIL, onnx, onnxruntime, sklearn, scipy; print('make_venv: ok, onnxruntime', onnxruntime.__version__, 'pydicom', pydicom.__version__, 'pillow', PIL.__version__)"
+"$VENV/bin/python" -c "import numpy, pyarrow, duckdb, polars, pydicom, pylibjpeg, PIL, onnx, onnxruntime, sklearn, scipy, highdicom, fhir.resources, hl7apy; print('make_venv: ok, onnxruntime', onnxruntime.__version__, 'pydicom', pydicom.__version__, 'pillow', PIL.__version__)"
 echo "$REQ_HASH" > "$STAMP"
