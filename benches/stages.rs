@@ -73,7 +73,7 @@ fn one_thread() -> rayon::ThreadPool {
 
 /// An instance's bytes, as the pipeline's file source opens them.
 fn blob(inst: &Instance) -> Blob {
-    let SourceId::File(path) = &inst.source;
+    let SourceId::File(path) = &inst.source else { panic!("the bench reads files") };
     Blob::open_file(path).expect("open synthetic image")
 }
 

@@ -90,9 +90,11 @@ pub struct EvaluateArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Input folder, DICOMDIR or file (repeatable).
-    #[arg(long = "input", short = 'i', value_name = "DIR", required = true)]
-    pub inputs: Vec<PathBuf>,
+    /// Input folder, DICOMDIR or file, or a DICOMweb query of a configured
+    /// source, `dicomweb:NAME[?StudyDate=20261123-20261124&ModalitiesInStudy=OP]`
+    /// (repeatable; folders and sources mix).
+    #[arg(long = "input", short = 'i', value_name = "DIR|dicomweb:NAME?QUERY", required = true)]
+    pub inputs: Vec<String>,
     /// Output folder.
     #[arg(long, short = 'o', value_name = "OUT")]
     pub out: PathBuf,

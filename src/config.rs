@@ -52,6 +52,13 @@ pub struct Config {
     /// Input folders (or DICOMDIR files); usually given with `--input`.
     #[serde(default)]
     pub inputs: Vec<PathBuf>,
+    /// Named remote sources (`[sources.NAME]`), read by `--input dicomweb:NAME`
+    /// and written to by `nightscreen send --to NAME`.
+    #[serde(default)]
+    pub sources: std::collections::BTreeMap<String, crate::source::dicomweb::SourceConfig>,
+    /// DICOMweb inputs (`--input dicomweb:NAME?…`).
+    #[serde(skip)]
+    pub remote_inputs: Vec<crate::source::dicomweb::RemoteInput>,
     /// Output folder; usually given with `--out`.
     #[serde(default)]
     pub out: Option<PathBuf>,
@@ -83,6 +90,7 @@ fn default_models_dir() -> PathBuf {
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub inputs: Vec<PathBuf>,
+    pub remote_inputs: Vec<crate::source::dicomweb::RemoteInput>,
     pub out: Option<PathBuf>,
     pub device: Option<crate::runtime::Device>,
     pub batch_size: Option<usize>,
@@ -104,6 +112,11 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.models_dir = base.join(&cfg.models_dir);
         cfg.inputs = cfg.inputs.iter().map(|p| base.join(p)).collect();
+        for source in cfg.sources.values_mut() {
+            match source {
+                crate::source::dicomweb::SourceConfig::Dicomweb(web) => web.rebase(base),
+            }
+        }
         cfg.out = cfg.out.as_ref().map(|p| base.join(p));
         cfg.source_path = Some(path.to_path_buf());
         Ok(cfg)
@@ -123,8 +136,9 @@ impl Config {
 
     /// Applies command-line values, which win over the file.
     pub fn with_overrides(mut self, o: &Overrides) -> Self {
-        if !o.inputs.is_empty() {
+        if !o.inputs.is_empty() || !o.remote_inputs.is_empty() {
             self.inputs = o.inputs.clone();
+            self.remote_inputs = o.remote_inputs.clone();
         }
         if o.out.is_some() {
             self.out = o.out.clone();
@@ -153,8 +167,22 @@ impl Config {
         if self.models.is_empty() {
             problems.push("no [[models]] configured".to_string());
         }
-        if self.inputs.is_empty() {
-            problems.push("no input given (--input DIR)".to_string());
+        if self.inputs.is_empty() && self.remote_inputs.is_empty() {
+            problems.push("no input given (--input DIR or --input dicomweb:NAME)".to_string());
+        }
+        for (name, source) in &self.sources {
+            match source {
+                crate::source::dicomweb::SourceConfig::Dicomweb(web) => problems.extend(web.problems(name)),
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for input in &self.remote_inputs {
+            if !self.sources.contains_key(&input.source) {
+                problems.push(format!("input {}: no [sources.{}] in the config", input.describe(), input.source));
+            }
+            if !seen.insert(&input.source) {
+                problems.push(format!("source {} is given as an input twice: one query per source", input.source));
+            }
         }
         if self.out.is_none() {
             problems.push("no output folder given (--out DIR)".to_string());

@@ -36,6 +36,10 @@ pub enum Error {
     Key(#[from] crate::privacy::KeyError),
     /// The output folder may not be used as asked (someone else's files, a
     /// finished run without `--force`, an unfinished run of another setup).
+    /// A remote source cannot be used: unreachable, credentials refused,
+    /// its query could not be planned. Raised before OUT is written.
+    #[error("source {source_name}: {problem}")]
+    Source { source_name: String, problem: String },
     #[error("output folder {path}: {problem}")]
     OutDir { path: PathBuf, problem: String },
     /// A checkpoint that this version cannot resume.

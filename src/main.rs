@@ -13,6 +13,7 @@ use nightscreen::privacy::PseudonymKey;
 use nightscreen::progress::{Mode, Progress};
 use nightscreen::sink::names::{FAILED_FILES, WORKLIST_CSV};
 use nightscreen::sink::Table;
+use nightscreen::source::dicomweb::RemoteInput;
 
 /// Finished, but some inputs could not be read.
 const EXIT_INPUT_ERRORS: u8 = 1;
@@ -50,8 +51,17 @@ fn init_logging(quiet: bool) {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let mut inputs = Vec::new();
+    let mut remote_inputs = Vec::new();
+    for input in &args.inputs {
+        match RemoteInput::parse(input) {
+            Some(remote) => remote_inputs.push(remote.map_err(anyhow::Error::msg)?),
+            None => inputs.push(std::path::PathBuf::from(input)),
+        }
+    }
     let overrides = Overrides {
-        inputs: args.inputs.clone(),
+        inputs,
+        remote_inputs,
         out: Some(args.out.clone()),
         device: args.device,
         batch_size: args.batch_size,

@@ -45,6 +45,8 @@ uid_type!(SopInstanceUid, "SOP Instance");
 /// The pipeline stage where an input was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Stage {
+    /// Getting the bytes from a remote source (DICOMweb).
+    Fetch,
     Ingest,
     Decode,
     Preprocess,
@@ -54,6 +56,7 @@ pub enum Stage {
 impl Stage {
     pub fn as_str(self) -> &'static str {
         match self {
+            Stage::Fetch => "fetch",
             Stage::Ingest => "ingest",
             Stage::Decode => "decode",
             Stage::Preprocess => "preprocess",
@@ -68,13 +71,50 @@ impl fmt::Display for Stage {
     }
 }
 
-/// Where an instance's bytes come from: a file today; a DICOMweb or DIMSE
-/// instance next. Resume, counting, pseudonyms and the list of failures key
+/// Where an instance's bytes come from: a file, or an instance a DICOMweb
+/// server holds. Resume, counting, pseudonyms and the list of failures key
 /// on it. Deliberately not `Display`: it may name a patient (folder names
 /// often do), so only `failed_files.csv` shows it ([`SourceId::locator`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum SourceId {
     File(PathBuf),
+    /// Boxed behind an `Arc`: five strings would double every message's size.
+    Web(Arc<WebInstance>),
+}
+
+/// One instance of a named DICOMweb source, by its UIDs. Its key is the
+/// canonical `dicomweb://NAME/studies/…/series/…/instances/…`, never the
+/// server's URL, so pseudonyms and resume keys stay the same when the
+/// server moves, and no credential can ever be part of one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct WebInstance {
+    canonical: String,
+    pub source: String,
+    pub study: StudyUid,
+    pub series: SeriesUid,
+    pub sop: SopInstanceUid,
+}
+
+impl WebInstance {
+    pub fn new(source: &str, study: StudyUid, series: SeriesUid, sop: SopInstanceUid) -> Self {
+        let canonical = format!("dicomweb://{source}/{}", Self::path_of(&study, &series, &sop));
+        Self { canonical, source: source.to_string(), study, series, sop }
+    }
+
+    /// `studies/{study}/series/{series}/instances/{sop}`: its WADO-RS path
+    /// under the server's root, and its name for ordering.
+    pub fn path(&self) -> String {
+        Self::path_of(&self.study, &self.series, &self.sop)
+    }
+
+    fn path_of(study: &StudyUid, series: &SeriesUid, sop: &SopInstanceUid) -> String {
+        format!("studies/{study}/series/{series}/instances/{sop}")
+    }
+
+    /// The canonical name: what keys and reports use.
+    pub fn canonical(&self) -> &str {
+        &self.canonical
+    }
 }
 
 impl SourceId {
@@ -84,13 +124,16 @@ impl SourceId {
     pub fn key_bytes(&self) -> &[u8] {
         match self {
             SourceId::File(path) => path.as_os_str().as_encoded_bytes(),
+            SourceId::Web(instance) => instance.canonical.as_bytes(),
         }
     }
 
-    /// How the identifiable list of failures names it: a file's path.
+    /// How the identifiable list of failures names it: a file's path, an
+    /// instance's canonical `dicomweb://` name.
     pub fn locator(&self) -> String {
         match self {
             SourceId::File(path) => path.display().to_string(),
+            SourceId::Web(instance) => instance.canonical.clone(),
         }
     }
 }

@@ -15,7 +15,7 @@ fn outcomes(inputs: &[std::path::PathBuf], cfg: &IngestConfig) -> BTreeMap<Strin
     let inventory = ingest::scan(files, &source, &models);
     let mut out = BTreeMap::new();
     for r in walk_rejects.into_iter().chain(inventory.items.into_iter().filter_map(Result::err)) {
-        let SourceId::File(path) = &r.source;
+        let SourceId::File(path) = &r.source else { panic!("a file") };
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let kind = match r.kind {
             RejectKind::Skip(key) => key.to_string(),
@@ -83,7 +83,7 @@ fn dicomdir_records_are_followed_and_cannot_escape_its_folder() {
     assert!(!listing.instances.is_empty());
     let base = dicomdir.parent().expect("parent");
     for f in &listing.instances {
-        let SourceId::File(path) = &f.id;
+        let SourceId::File(path) = &f.id else { panic!("a file") };
         assert!(path.starts_with(base), "{} outside {}", path.display(), base.display());
         assert!(path.is_file(), "{} listed but missing", path.display());
     }

@@ -323,13 +323,16 @@ pub fn run(
             };
             let done = match msg {
                 Err(rejected) => {
-                    let source = rejected.source.clone();
+                    let id = rejected.source.clone();
                     forward(Err(rejected));
-                    FileDone { source, units, instance: false }
+                    source.release(&id);
+                    FileDone { source: id, units, instance: false }
                 }
                 Ok(inst) => {
                     let inst = Arc::new(inst);
                     dec.open_and_decode(source, &inst, &mut forward);
+                    // Decoded: nothing later reads its bytes again.
+                    source.release(&inst.source);
                     FileDone { source: inst.source.clone(), units, instance: true }
                 }
             };

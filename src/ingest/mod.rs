@@ -72,6 +72,11 @@ pub fn scan(listed: Vec<Listed>, source: &dyn Source, models: &Models) -> Invent
 fn classify(listed: Listed, source: &dyn Source, models: &Models) -> Msg<Instance> {
     let blob = match source.open(&listed.id) {
         Ok(blob) => blob,
+        Err(e @ crate::source::SourceError::Fetch(_)) => {
+            let mut rejected = reject(&listed, RejectKind::Error, e.to_string(), None);
+            rejected.stage = Stage::Fetch;
+            return Err(rejected);
+        }
         Err(e) => return Err(reject(&listed, RejectKind::Error, crate::error::chain(&e), None)),
     };
     if blob.is_empty() {
@@ -88,6 +93,14 @@ fn classify(listed: Listed, source: &dyn Source, models: &Models) -> Msg<Instanc
             Err(reject(&listed, RejectKind::Skip(reason), detail, Some(header)))
         }
         Ok(Probe::MissingPixels { detail, header }) => Err(reject(&listed, RejectKind::Error, detail, Some(header))),
+        Ok(Probe::Image(header)) if listed.expected_sop.as_ref().is_some_and(|e| *e != header.sop_instance_uid) => {
+            let detail = format!(
+                "the server sent SOP Instance UID {:?} where the manifest lists {:?}",
+                header.sop_instance_uid.as_str(),
+                listed.expected_sop.as_ref().map_or("", |e| e.as_str())
+            );
+            Err(reject(&listed, RejectKind::Error, detail, Some(header)))
+        }
         Ok(Probe::Image(header)) => {
             let routed = models.route(&header);
             if routed.is_empty() {

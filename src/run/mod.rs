@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod merge;
 pub mod outdir;
 mod plan;
+mod remote;
 pub mod report;
 pub mod shard;
 
@@ -99,10 +100,16 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
         studies,
         state: sinks.state(),
         inputs: InputRecord {
-            roots: cfg.inputs.iter().map(|p| p.display().to_string()).collect(),
+            roots: cfg
+                .inputs
+                .iter()
+                .map(|p| p.display().to_string())
+                .chain(cfg.remote_inputs.iter().map(|r| r.describe()))
+                .collect(),
             files_seen,
             image_files: sinks.state().instances,
             file_list_sha256,
+            sources: plan.source_records.clone(),
         },
         user,
         started,

@@ -18,7 +18,7 @@ use crate::privacy::PseudonymKey;
 use crate::runtime::ModelSession;
 use crate::runtime::Runtime;
 use crate::sink::{ModelStamp, OutPaths, RunStamp};
-use crate::source::{FileSystem, Listed, Listing, Source};
+use crate::source::{FileSystem, Listed, Listing, Source, Sources};
 use crate::triage::RuleSet;
 use std::collections::BTreeMap;
 
@@ -26,8 +26,11 @@ use std::collections::BTreeMap;
 pub struct Plan<'c> {
     pub cfg: &'c Config,
     pub paths: OutPaths,
-    /// Where the instances come from: the `--input` folders and files.
-    pub source: FileSystem,
+    /// Where the instances come from: the `--input` folders and files, and
+    /// the DICOMweb inputs.
+    pub source: Sources,
+    /// What run.json records of the DICOMweb inputs.
+    pub source_records: Vec<super::report::SourceRecord>,
     pub key: PseudonymKey,
     pub models: Models,
     pub rules: RuleSet,
@@ -138,7 +141,11 @@ impl<'c> Plan<'c> {
             models: stamps.iter().map(ModelStamp::fingerprint_line).collect(),
             pseudonym_key_id: key.key_id(),
         };
+        // Before anything is written: a source that refuses us is a setup error.
+        let remote = super::remote::connect(cfg, &paths.run, started_at)?;
         let resumed = outdir::prepare(&paths, cfg.overwrite, &fingerprint)?;
+        remote.save(&paths.run)?;
+        let source_records = remote.records(&paths.run);
         let is_resume = resumed.is_some();
         let mut state = resumed.unwrap_or_else(|| Checkpoint::new(new_run_id(&started_at), started_at, fingerprint));
         if is_resume {
@@ -156,7 +163,11 @@ impl<'c> Plan<'c> {
         let plan = Self {
             cfg,
             paths,
-            source: FileSystem::new(&cfg.ingest, &cfg.inputs),
+            source: Sources {
+                files: FileSystem::new(&cfg.ingest, &cfg.inputs),
+                web: remote.into_sources(cfg.decode.max_file_bytes),
+            },
+            source_records,
             key,
             models,
             rules,
@@ -222,12 +233,19 @@ impl<'c> Plan<'c> {
                     .iter()
                     .map(|m| AuditModel { id: m.id.clone(), version: m.version.clone(), sha256: m.sha256.clone() })
                     .collect(),
-                inputs: cfg.inputs.iter().map(|p| p.display().to_string()).collect(),
+                inputs: cfg
+                    .inputs
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .chain(cfg.remote_inputs.iter().map(|r| r.describe()))
+                    .collect(),
                 files_seen,
                 file_list_sha256: file_list_sha256.clone(),
             })?;
             log::info!("found {files_seen} files");
         }
+        // Remote sources start fetching, in the order ingest will open.
+        self.source.prepare(&files);
         Ok(Inputs { files, walk_rejects, files_seen, file_list_sha256, user })
     }
 }

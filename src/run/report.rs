@@ -86,6 +86,25 @@ pub struct InputRecord {
     pub image_files: u64,
     /// SHA-256 of the list of files seen (paths, one per line, walk order).
     pub file_list_sha256: String,
+    /// The DICOMweb inputs, by name and URL only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceRecord>,
+}
+
+/// One DICOMweb input of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    /// `dicomweb:NAME?…`, as given.
+    pub input: String,
+    pub name: String,
+    pub url: String,
+    /// The query as planned (relative dates resolved).
+    pub query: Vec<(String, String)>,
+    pub planned_at: chrono::DateTime<chrono::Utc>,
+    pub studies: u64,
+    pub instances: u64,
+    /// SHA-256 of the frozen `source-manifest.json`.
+    pub manifest_sha256: String,
 }
 
 /// How a run ended.

@@ -23,3 +23,5 @@ pub const HANDOFF: &str = "shard-studies.json";
 pub const SHARDS_DIR: &str = "shards";
 /// The lock that serialises merges of one OUT.
 pub const MERGE_LOCK: &str = ".merge.lock";
+/// The DICOMweb inputs' frozen plans ([`crate::source::dicomweb::manifest`]).
+pub const SOURCE_MANIFEST: &str = crate::source::dicomweb::manifest::FILE_NAME;

@@ -35,7 +35,7 @@ impl Source for FileSystem {
             let key = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
             if seen.insert(key) {
                 let name = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
-                listing.instances.push(Listed { id: SourceId::File(path), name });
+                listing.instances.push(Listed { id: SourceId::File(path), name, expected_sop: None });
             }
         };
         for input in &self.inputs {
@@ -81,7 +81,7 @@ impl Source for FileSystem {
     }
 
     fn open(&self, id: &SourceId) -> Result<Blob, SourceError> {
-        let SourceId::File(path) = id;
+        let SourceId::File(path) = id else { return Err(SourceError::Foreign) };
         Ok(Blob::open_file(path)?)
     }
 }

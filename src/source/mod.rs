@@ -3,10 +3,14 @@
 //! A [`Source`] lists what an input holds and opens one instance's bytes as
 //! a [`Blob`]; every later stage reads through the blob, never a path, so a
 //! DICOMweb or DIMSE source is one more implementation of the trait. Folders,
-//! single files and DICOMDIRs are [`FileSystem`] (see [`fs`]).
+//! single files and DICOMDIRs are [`FileSystem`] (see [`fs`]); a DICOMweb
+//! server's studies are [`dicomweb::DicomWeb`]; a run's inputs together are
+//! [`Sources`].
 
 mod dicomdir;
+pub mod dicomweb;
 pub mod fs;
+mod sources;
 
 use std::io::{BufRead, Cursor, Read, Seek, SeekFrom};
 use std::sync::Arc;
@@ -14,8 +18,9 @@ use std::sync::Arc;
 use dicom_object::file::ReadPreamble;
 
 pub use fs::FileSystem;
+pub use sources::Sources;
 
-use crate::message::{Rejected, SourceId};
+use crate::message::{Rejected, SopInstanceUid, SourceId};
 
 /// One instance an input holds, with how reports show it.
 #[derive(Debug, Clone)]
@@ -23,6 +28,9 @@ pub struct Listed {
     pub id: SourceId,
     /// Its name under its input (a relative path for a file), for ordering.
     pub name: String,
+    /// The SOP Instance UID the source promised (a server's manifest):
+    /// bytes that say otherwise are refused at ingest.
+    pub expected_sop: Option<SopInstanceUid>,
 }
 
 /// What listing an input found: instances to probe, and entries that are
@@ -50,6 +58,13 @@ pub enum SourceError {
     /// The reason names no path: rows carry the instance's id apart.
     #[error("cannot read file")]
     Io(#[from] std::io::Error),
+    /// A remote source could not deliver it; the reason says why (the
+    /// server's status and words, never a credential).
+    #[error("{0}")]
+    Fetch(String),
+    /// An id another source listed (a bug in the caller, never input).
+    #[error("not an instance this source lists")]
+    Foreign,
 }
 
 /// Where instances come from.
@@ -62,6 +77,15 @@ pub trait Source: Send + Sync {
     /// # Errors
     /// The instance cannot be opened (gone, unreadable, the peer failed).
     fn open(&self, id: &SourceId) -> Result<Blob, SourceError>;
+
+    /// The instances this run will open, in the order it will open them,
+    /// once resume has left out the committed ones: a remote source starts
+    /// fetching ahead here.
+    fn prepare(&self, _order: &[Listed]) {}
+
+    /// The run has read all it needs of this instance (decoded it, or
+    /// turned it away): a remote source may drop its bytes.
+    fn release(&self, _id: &SourceId) {}
 }
 
 /// One instance's bytes: an open file (read as needed, never mapped: a file

@@ -1,0 +1,217 @@
+//! Reading one instance out of a WADO-RS `multipart/related` answer.
+//!
+//! Written here (no crate reads multipart/related from a blocking reader
+//! without taking the whole body): the boundary from the Content-Type, the
+//! part's headers, then its bytes — by the part's Content-Length when the
+//! server sends one (Orthanc does), refusing an instance over the size
+//! limit before reading it, else up to the closing delimiter.
+
+use std::io::{BufRead, BufReader, Read};
+
+/// Why an answer holds no usable instance.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MultipartError {
+    #[error("answer is not multipart/related (Content-Type {0:?})")]
+    NotMultipart(String),
+    #[error("multipart answer has no boundary")]
+    NoBoundary,
+    #[error("multipart answer ended before {0}")]
+    Truncated(&'static str),
+    #[error("multipart part is not application/dicom ({0:?})")]
+    WrongType(String),
+    #[error("instance is {bytes} bytes, over the max_file_bytes limit of {limit}: refused before reading it")]
+    TooLarge { bytes: u64, limit: u64 },
+    #[error("instance is over the max_file_bytes limit of {limit}: refused after {limit} bytes")]
+    TooLong { limit: u64 },
+    #[error("multipart part headers are malformed: {0}")]
+    BadHeaders(String),
+    #[error("answer holds more than one instance")]
+    ExtraParts,
+    #[error("answer holds no instance")]
+    NoParts,
+    #[error("reading the answer: {0}")]
+    Io(String),
+}
+
+/// The boundary of a `multipart/related` Content-Type.
+pub fn boundary(content_type: &str) -> Result<String, MultipartError> {
+    let mut parts = content_type.split(';').map(str::trim);
+    let media = parts.next().unwrap_or("");
+    if !media.eq_ignore_ascii_case("multipart/related") {
+        return Err(MultipartError::NotMultipart(content_type.chars().take(100).collect()));
+    }
+    parts
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("boundary"))
+        .map(|(_, v)| v.trim().trim_matches('"').to_string())
+        .filter(|b| !b.is_empty() && b.len() <= 200)
+        .ok_or(MultipartError::NoBoundary)
+}
+
+fn io(e: std::io::Error) -> MultipartError {
+    MultipartError::Io(e.to_string())
+}
+
+/// Reads one line (CRLF or LF), at most `max` bytes; `None` at the end.
+fn line(reader: &mut impl BufRead, max: u64) -> Result<Option<Vec<u8>>, MultipartError> {
+    let mut out = Vec::new();
+    let n = reader.by_ref().take(max).read_until(b'\n', &mut out).map_err(io)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if out.last() != Some(&b'\n') {
+        return Err(MultipartError::BadHeaders("a line is too long".into()));
+    }
+    while matches!(out.last(), Some(b'\n' | b'\r')) {
+        out.pop();
+    }
+    Ok(Some(out))
+}
+
+/// The single instance of a WADO-RS instance retrieve, at most `limit` bytes.
+///
+/// # Errors
+/// The answer is not multipart, is cut short, holds another type, more or
+/// fewer than one part, or an instance over `limit`.
+pub fn single_instance(content_type: &str, body: &mut dyn Read, limit: u64) -> Result<Vec<u8>, MultipartError> {
+    let boundary = boundary(content_type)?;
+    let delimiter = format!("--{boundary}");
+    let mut reader = BufReader::with_capacity(64 << 10, body);
+    // Preamble: anything before the first delimiter line.
+    loop {
+        match line(&mut reader, 1 << 16)? {
+            None => return Err(MultipartError::NoParts),
+            Some(l) if l == delimiter.as_bytes() => break,
+            Some(l) if l == format!("{delimiter}--").as_bytes() => return Err(MultipartError::NoParts),
+            Some(_) => {}
+        }
+    }
+    let mut length = None;
+    loop {
+        let header = line(&mut reader, 8 << 10)?.ok_or(MultipartError::Truncated("the part's headers ended"))?;
+        if header.is_empty() {
+            break;
+        }
+        let text = String::from_utf8_lossy(&header);
+        let (name, value) =
+            text.split_once(':').ok_or_else(|| MultipartError::BadHeaders(text.chars().take(80).collect()))?;
+        let value = value.trim();
+        if name.trim().eq_ignore_ascii_case("content-length") {
+            length = Some(
+                value.parse::<u64>().map_err(|_| MultipartError::BadHeaders(format!("Content-Length {value:?}")))?,
+            );
+        } else if name.trim().eq_ignore_ascii_case("content-type") {
+            let media = value.split(';').next().unwrap_or("").trim();
+            if !media.eq_ignore_ascii_case("application/dicom") {
+                return Err(MultipartError::WrongType(value.chars().take(100).collect()));
+            }
+        }
+    }
+    let closing = format!("\r\n{delimiter}");
+    let bytes = match length {
+        Some(bytes) if bytes > limit => return Err(MultipartError::TooLarge { bytes, limit }),
+        Some(bytes) => {
+            let mut data = Vec::with_capacity(bytes as usize);
+            reader.by_ref().take(bytes).read_to_end(&mut data).map_err(io)?;
+            if (data.len() as u64) < bytes {
+                return Err(MultipartError::Truncated("the instance's bytes ended"));
+            }
+            let mut after = vec![0u8; closing.len()];
+            reader.read_exact(&mut after).map_err(|_| MultipartError::Truncated("the closing delimiter"))?;
+            if after != closing.as_bytes() {
+                return Err(MultipartError::BadHeaders("the part is longer than its Content-Length".into()));
+            }
+            data
+        }
+        None => {
+            // Up to the delimiter; read at most the limit plus the delimiter.
+            let mut data = Vec::new();
+            reader.by_ref().take(limit + closing.len() as u64 + 4).read_to_end(&mut data).map_err(io)?;
+            let Some(at) = memchr::memmem::find(&data, closing.as_bytes()) else {
+                return Err(if data.len() as u64 > limit {
+                    MultipartError::TooLong { limit }
+                } else {
+                    MultipartError::Truncated("the closing delimiter")
+                });
+            };
+            let rest = data.split_off(at);
+            // What followed the delimiter is put back in front of the reader.
+            let tail = rest[closing.len()..].to_vec();
+            return finish(data, &tail, &mut reader);
+        }
+    };
+    finish(bytes, &[], &mut reader)
+}
+
+/// After the part: `--` closes the answer; another part is refused.
+fn finish(data: Vec<u8>, tail: &[u8], reader: &mut impl BufRead) -> Result<Vec<u8>, MultipartError> {
+    let mut next = tail.to_vec();
+    while next.len() < 2 {
+        let mut byte = [0u8; 1];
+        match reader.read(&mut byte).map_err(io)? {
+            0 => return Err(MultipartError::Truncated("the closing delimiter")),
+            _ => next.push(byte[0]),
+        }
+    }
+    if &next[..2] == b"--" {
+        Ok(data)
+    } else {
+        Err(MultipartError::ExtraParts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CT: &str = "multipart/related; type=\"application/dicom\"; boundary=XyZ";
+
+    fn body(parts: &[&[u8]], with_length: bool) -> Vec<u8> {
+        let mut out = b"preamble\r\n".to_vec();
+        for part in parts {
+            out.extend_from_slice(b"--XyZ\r\nContent-Type: application/dicom\r\n");
+            if with_length {
+                out.extend_from_slice(format!("Content-Length: {}\r\n", part.len()).as_bytes());
+            }
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(part);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"--XyZ--\r\n");
+        out
+    }
+
+    #[test]
+    fn one_part_is_read_with_or_without_its_length_even_when_it_holds_crlf_dashes() {
+        let instance: &[u8] = b"DICM\r\n--XyZ-not-quite\r\n\x00\x01";
+        for with_length in [true, false] {
+            let got = single_instance(CT, &mut body(&[instance], with_length).as_slice(), 1 << 20).expect("read");
+            assert_eq!(got, instance, "with_length {with_length}");
+        }
+    }
+
+    #[test]
+    fn cut_short_oversized_wrong_typed_and_extra_parts_are_each_named() {
+        let full = body(&[b"0123456789"], true);
+        let cut = &full[..full.len() - 12];
+        assert!(matches!(single_instance(CT, &mut &cut[..], 100), Err(MultipartError::Truncated(_))));
+        assert_eq!(single_instance(CT, &mut full.as_slice(), 4), Err(MultipartError::TooLarge { bytes: 10, limit: 4 }));
+        let unsized_body = body(&[b"0123456789"], false);
+        assert_eq!(single_instance(CT, &mut unsized_body.as_slice(), 4), Err(MultipartError::TooLong { limit: 4 }));
+        let two = body(&[b"a", b"b"], true);
+        assert_eq!(single_instance(CT, &mut two.as_slice(), 100), Err(MultipartError::ExtraParts));
+        let html = b"--XyZ\r\nContent-Type: text/html\r\n\r\nx\r\n--XyZ--".to_vec();
+        assert!(matches!(single_instance(CT, &mut html.as_slice(), 100), Err(MultipartError::WrongType(_))));
+        assert!(matches!(
+            single_instance("application/json", &mut &b""[..], 100),
+            Err(MultipartError::NotMultipart(_))
+        ));
+        assert_eq!(single_instance(CT, &mut &b"--XyZ--\r\n"[..], 100), Err(MultipartError::NoParts));
+    }
+
+    #[test]
+    fn the_boundary_may_be_quoted() {
+        assert_eq!(boundary("multipart/related; boundary=\"a b\"; type=x").expect("b"), "a b");
+        assert_eq!(boundary("multipart/related; type=x"), Err(MultipartError::NoBoundary));
+    }
+}
