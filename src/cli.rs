@@ -50,6 +50,14 @@ pub enum Command {
     /// 2 fatal (shards disagree, wrong key, unwritable); 3 some shards are
     /// missing or unfinished (listed; nothing written).
     Merge(MergeArgs),
+    /// Store a finished run's DICOM SRs (OUT/sr) into their studies on a
+    /// DICOMweb server (a [sources.NAME] of the config) with STOW-RS,
+    /// recording each in OUT/sent.jsonl; sending again stores nothing new.
+    ///
+    /// Exit codes: 0 every SR stored (now or before); 1 the server refused
+    /// some (listed with its reason); 2 fatal (no finished run, a shadow
+    /// run without --shadow-ok, credentials refused, server unreachable).
+    Send(SendArgs),
 }
 
 #[derive(Debug, Args)]
@@ -61,6 +69,23 @@ pub struct MergeArgs {
     /// NIGHTSCREEN_KEY).
     #[arg(long, value_name = "FILE", env = "NIGHTSCREEN_KEY_FILE")]
     pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Output folder of a finished `nightscreen run`.
+    #[arg(value_name = "OUT")]
+    pub out: PathBuf,
+    /// The destination: a `[sources.NAME]` of the config.
+    #[arg(long, value_name = "NAME")]
+    pub to: String,
+    /// The configuration holding the destination's table.
+    #[arg(long, short = 'c', value_name = "FILE", env = "NIGHTSCREEN_CONFIG", default_value = "configs/desp.toml")]
+    pub config: PathBuf,
+    /// Send a shadow run's results anyway (only to a destination that is
+    /// not clinical: a pilot's results must not reach the graders it measures).
+    #[arg(long)]
+    pub shadow_ok: bool,
 }
 
 #[derive(Debug, Args)]
@@ -112,8 +137,13 @@ pub struct RunArgs {
     pub threads: Option<usize>,
     /// Compute again from scratch: replace a finished run in OUT, or start
     /// an interrupted one over instead of resuming it.
-    #[arg(long, visible_alias = "overwrite")]
+    #[arg(long, visible_alias = "overwrite", conflicts_with = "retry_failed")]
     pub force: bool,
+    /// Take up the finished run in OUT again and fetch and screen only the
+    /// instances its server failed to deliver (error rows of stage fetch),
+    /// from its frozen manifest; ends with the rows an uninterrupted run gives.
+    #[arg(long)]
+    pub retry_failed: bool,
     /// Shadow mode for a pilot beside human graders: record everything as
     /// usual, but mark every worklist row "SHADOW — not for clinical use".
     #[arg(long)]

@@ -72,6 +72,10 @@ pub struct Config {
     /// Replace a previous run's outputs in `out` (set by `--force`).
     #[serde(skip)]
     pub overwrite: bool,
+    /// Fetch and screen again what the server failed to deliver in the
+    /// finished run in `out` (`--retry-failed`).
+    #[serde(skip)]
+    pub retry_failed: bool,
     /// The programme's pseudonymisation key (never from the config text,
     /// which `run.json` records): `--key-file` or the environment.
     #[serde(skip)]
@@ -96,6 +100,7 @@ pub struct Overrides {
     pub batch_size: Option<usize>,
     pub threads: Option<usize>,
     pub overwrite: bool,
+    pub retry_failed: bool,
     pub shadow: bool,
     pub no_explain: bool,
 }
@@ -150,6 +155,7 @@ impl Config {
             self.infer.batch_size = b;
         }
         self.overwrite |= o.overwrite;
+        self.retry_failed |= o.retry_failed;
         self.sinks.shadow |= o.shadow;
         self.infer.explain &= !o.no_explain;
         if let Some(t) = o.threads {

@@ -23,6 +23,7 @@ pub mod privacy;
 pub mod progress;
 pub mod run;
 pub mod runtime;
+pub mod send;
 pub mod sink;
 pub mod source;
 pub mod synth;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use cli::{Cli, Command, DoctorArgs, EvaluateArgs, KeygenArgs, MergeArgs, RunArgs, SynthArgs};
+use cli::{Cli, Command, DoctorArgs, EvaluateArgs, KeygenArgs, MergeArgs, RunArgs, SendArgs, SynthArgs};
 use nightscreen::config::{Config, Overrides};
 use nightscreen::privacy::PseudonymKey;
 use nightscreen::progress::{Mode, Progress};
@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Synth(args) => synth(args),
         Command::Evaluate(args) => evaluate(args),
         Command::Merge(args) => merge(args),
+        Command::Send(args) => send(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -67,6 +68,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         batch_size: args.batch_size,
         threads: args.threads,
         overwrite: args.force,
+        retry_failed: args.retry_failed,
         shadow: args.shadow,
         no_explain: args.no_explain,
     };
@@ -178,6 +180,34 @@ fn merge(args: MergeArgs) -> anyhow::Result<u8> {
         args.out.join(WORKLIST_CSV).display()
     );
     Ok(if summary.errors > 0 { EXIT_INPUT_ERRORS } else { 0 })
+}
+
+fn send(args: SendArgs) -> anyhow::Result<u8> {
+    let cfg = Config::load(&args.config).with_context(|| format!("loading config {}", args.config.display()))?;
+    let Some(nightscreen::source::dicomweb::SourceConfig::Dicomweb(source)) = cfg.sources.get(&args.to) else {
+        anyhow::bail!("--to {}: no [sources.{}] in {}", args.to, args.to, args.config.display());
+    };
+    if let Some(problem) = source.problems(&args.to).into_iter().next() {
+        anyhow::bail!("{problem}");
+    }
+    let summary = nightscreen::send::send(&nightscreen::send::SendOptions {
+        out: &args.out,
+        destination: &args.to,
+        source,
+        shadow_ok: args.shadow_ok,
+    })?;
+    for (file, reason) in &summary.failed {
+        eprintln!("nightscreen: not stored: {file}: {reason}");
+    }
+    log::info!(
+        "sent to {}: {} stored, {} already there, {} refused (ledger: {})",
+        args.to,
+        summary.stored,
+        summary.already,
+        summary.failed.len(),
+        args.out.join(nightscreen::send::ledger::FILE_NAME).display()
+    );
+    Ok(if summary.failed.is_empty() { 0 } else { EXIT_INPUT_ERRORS })
 }
 
 fn synth(args: SynthArgs) -> anyhow::Result<u8> {

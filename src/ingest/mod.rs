@@ -73,7 +73,17 @@ fn classify(listed: Listed, source: &dyn Source, models: &Models) -> Msg<Instanc
     let blob = match source.open(&listed.id) {
         Ok(blob) => blob,
         Err(e @ crate::source::SourceError::Fetch(_)) => {
-            let mut rejected = reject(&listed, RejectKind::Error, e.to_string(), None);
+            // What the manifest says of it, so its study counts it as failed.
+            let header = match &listed.id {
+                crate::message::SourceId::Web(web) => Some(Header {
+                    study_uid: web.study.clone(),
+                    series_uid: web.series.clone(),
+                    sop_instance_uid: web.sop.clone(),
+                    ..Header::default()
+                }),
+                crate::message::SourceId::File(_) => None,
+            };
+            let mut rejected = reject(&listed, RejectKind::Error, e.to_string(), header);
             rejected.stage = Stage::Fetch;
             return Err(rejected);
         }

@@ -62,6 +62,8 @@ pub enum AuditEvent {
         files_left: u64,
         commits: u64,
     },
+    /// `--retry-failed` un-committed this many fetch failures to do again.
+    RunRetried { instances: u64 },
     /// The band a study got, one per study in worklist order.
     StudyBanded { study_uid: String, rank: u32, band: String, reason: String, eyes: BTreeMap<String, String> },
     /// How the run ended.

@@ -95,7 +95,16 @@ impl Checkpoint {
     /// The file exists but cannot be read or is not a checkpoint this
     /// version writes.
     pub fn load(out: &Path) -> Result<Option<Self>> {
-        let path = out.join(FILE_NAME);
+        Self::load_from(&out.join(FILE_NAME))
+    }
+
+    /// Reads a checkpoint from `path` (a finished run's kept final state,
+    /// for `--retry-failed`), if the file exists.
+    ///
+    /// # Errors
+    /// As [`Checkpoint::load`].
+    pub fn load_from(path: &Path) -> Result<Option<Self>> {
+        let path = path.to_path_buf();
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -156,8 +165,13 @@ impl Checkpoint {
 /// A stable key for an input file: the first 128 bits of the SHA-256 of
 /// its path, the same on every machine and build.
 pub fn file_key(source: &SourceId) -> String {
+    file_key_of(source.key_bytes())
+}
+
+/// [`file_key`] of an id's key bytes ([`SourceId::key_bytes`]).
+pub fn file_key_of(key_bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(source.key_bytes());
+    let digest = Sha256::digest(key_bytes);
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 

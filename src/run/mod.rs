@@ -17,6 +17,7 @@ pub mod outdir;
 mod plan;
 mod remote;
 pub mod report;
+mod retry;
 pub mod shard;
 
 use std::collections::BTreeMap;
@@ -204,7 +205,22 @@ fn report(plan: &mut Plan<'_>, done: Finished<'_>) -> Result<RunSummary> {
         exit_code: outcome.exit_code(),
     };
     report.write(&plan.paths.run)?;
-    // run.json now records the finished run; the checkpoint has done its job.
-    Checkpoint::remove(&plan.paths.run)?;
+    // run.json now records the finished run; the checkpoint has done its
+    // job, unless the server failed to deliver some instances: then it is
+    // kept for `--retry-failed`.
+    let retry_state = plan.paths.run.join(crate::sink::names::RETRY_STATE);
+    if report.counts.errors_by_stage.get(crate::message::Stage::Fetch.as_str()).is_some_and(|&n| n > 0) {
+        let checkpoint = plan.paths.run.join(crate::sink::names::CHECKPOINT);
+        std::fs::rename(&checkpoint, &retry_state)
+            .map_err(|source| crate::Error::Output { path: retry_state.clone(), source })?;
+    } else {
+        Checkpoint::remove(&plan.paths.run)?;
+        match std::fs::remove_file(&retry_state) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(crate::Error::Output { path: retry_state, source: e })
+            }
+            _ => {}
+        }
+    }
     Ok(summary)
 }

@@ -13,7 +13,8 @@ use std::path::Path;
 use super::checkpoint::{Checkpoint, Fingerprint};
 use crate::error::{Error, Result};
 use crate::sink::names::{
-    AUDIT, CHECKPOINT, FAILED_FILES, RUN_JSON, SOURCE_MANIFEST, THUMBNAILS, WORKLIST_CSV, WORKLIST_HTML, WORKLIST_JSON,
+    AUDIT, CHECKPOINT, FAILED_FILES, RETRY_STATE, RUN_JSON, SOURCE_MANIFEST, THUMBNAILS, WORKLIST_CSV, WORKLIST_HTML,
+    WORKLIST_JSON,
 };
 use crate::sink::tables::Table;
 use crate::sink::{thumbnails, OutPaths};
@@ -34,11 +35,12 @@ pub const OUR_OUTPUTS: &[&str] = &[
     RUN_JSON,
     CHECKPOINT,
     SOURCE_MANIFEST,
+    RETRY_STATE,
 ];
 
 /// The files of [`OUR_OUTPUTS`] (not folders): what `--force` deletes whole.
 const OUR_FILES: &[&str] =
-    &[WORKLIST_CSV, WORKLIST_JSON, WORKLIST_HTML, FAILED_FILES, RUN_JSON, CHECKPOINT, SOURCE_MANIFEST];
+    &[WORKLIST_CSV, WORKLIST_JSON, WORKLIST_HTML, FAILED_FILES, RUN_JSON, CHECKPOINT, SOURCE_MANIFEST, RETRY_STATE];
 
 fn is_part_file(name: &str) -> bool {
     name.starts_with("part-") || name.starts_with(".part-")

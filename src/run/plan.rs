@@ -143,6 +143,8 @@ impl<'c> Plan<'c> {
         };
         // Before anything is written: a source that refuses us is a setup error.
         let remote = super::remote::connect(cfg, &paths.run, started_at)?;
+        let retried =
+            if cfg.retry_failed { super::retry::prepare(&paths.run, &paths.tables, &fingerprint, &rules)? } else { 0 };
         let resumed = outdir::prepare(&paths, cfg.overwrite, &fingerprint)?;
         remote.save(&paths.run)?;
         let source_records = remote.records(&paths.run);
@@ -159,7 +161,11 @@ impl<'c> Plan<'c> {
             config_sha256: cfg.source_sha256.clone(),
             key: key.clone(),
         };
-        let audit = AuditLog::open(&paths.run, &run.run_id)?;
+        let mut audit = AuditLog::open(&paths.run, &run.run_id)?;
+        if retried > 0 {
+            log::info!("retrying {retried} instance(s) the server failed to deliver");
+            audit.event(&AuditEvent::RunRetried { instances: retried })?;
+        }
         let plan = Self {
             cfg,
             paths,

@@ -8,6 +8,9 @@ pub const RUN_JSON: &str = "run.json";
 pub const AUDIT: &str = "audit.jsonl";
 /// An unfinished run's committed state ([`crate::run::checkpoint`]).
 pub const CHECKPOINT: &str = "checkpoint.json";
+/// A finished run's final state, kept while it has instances the server
+/// failed to deliver, for `run --retry-failed` ([`crate::run::retry`]).
+pub const RETRY_STATE: &str = "retry-state.json";
 /// The graders' worklist ([`super::worklist`]).
 pub const WORKLIST_CSV: &str = "worklist.csv";
 pub const WORKLIST_JSON: &str = "worklist.json";

@@ -46,6 +46,10 @@ struct StudyAcc {
     models: BTreeSet<ModelId>,
     /// What the programme keeps of the study.
     evidence: StudyEvidence,
+    /// The header is only what a server's manifest said (an instance it
+    /// failed to deliver): the first real header replaces it.
+    #[serde(default)]
+    header_from_manifest: bool,
 }
 
 /// Groups by StudyInstanceUID; an object without one is a study of its
@@ -100,6 +104,9 @@ impl<'r> StudyBook<'r> {
         let header = &f.scored.meta.instance.header;
         let best_here = f.hits.first().map(|hit| (hit.band, hit.value, self.describe(f, hit)));
         let acc = self.studies.entry(study_key(header, &f.scored.meta.instance.source)).or_default();
+        if std::mem::take(&mut acc.header_from_manifest) {
+            acc.header = None;
+        }
         acc.header.get_or_insert_with(|| Arc::clone(header));
         acc.modalities.insert(header.modality.clone());
         acc.frames.insert(count_key(&[header.sop_instance_uid.0.as_bytes(), &f.scored.meta.frame_index.to_be_bytes()]));
@@ -120,6 +127,13 @@ impl<'r> StudyBook<'r> {
     pub fn add_rejected(&mut self, r: &Rejected) {
         let Some(header) = &r.header else { return };
         let acc = self.studies.entry(study_key(header, &r.source)).or_default();
+        let from_manifest = r.stage == crate::message::Stage::Fetch;
+        if acc.header.is_none() {
+            acc.header_from_manifest = from_manifest;
+        } else if acc.header_from_manifest && !from_manifest {
+            acc.header = None;
+            acc.header_from_manifest = false;
+        }
         acc.header.get_or_insert_with(|| Arc::clone(header));
         match r.kind {
             RejectKind::Error => {
@@ -128,6 +142,15 @@ impl<'r> StudyBook<'r> {
             }
             RejectKind::Skip(_) => acc.skipped += 1,
         }
+    }
+
+    /// Forgets that these files (by [`SourceId::locator`]) failed, for
+    /// `run --retry-failed`; a study left with nothing recorded goes.
+    pub fn forget_failed(&mut self, locators: &BTreeSet<String>) {
+        for acc in self.studies.values_mut() {
+            acc.failed_files.retain(|f| !locators.contains(f));
+        }
+        self.studies.retain(|_, acc| !(acc.frames.is_empty() && acc.failed_files.is_empty() && acc.skipped == 0));
     }
 
     fn describe(&self, f: &Finding, hit: &Hit) -> String {

@@ -1,0 +1,300 @@
+//! DICOMweb in: runs of the real binary against a real Orthanc
+//! ([`crate::pacs::Orthanc`]) holding synthetic studies, compared with
+//! folder runs over the same files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::pacs::Orthanc;
+use crate::{resume, util};
+
+/// Every study synth writes, whatever its date.
+const ALL_DATES: &str = "StudyDate=19000101-20991231";
+
+/// The desp config (models found from anywhere), committing every
+/// `checkpoint` seconds, with a `[sources.pacs]` table for `orthanc`.
+fn config(dir: &Path, orthanc: &Orthanc, checkpoint: f64, extra: &str) -> PathBuf {
+    let text = std::fs::read_to_string(util::root().join("configs/desp.toml")).expect("config");
+    let models = util::root().join("models");
+    let text = text
+        .replace("models_dir = \"../models\"", &format!("models_dir = {:?}", models.display().to_string()))
+        .replace("checkpoint_seconds = 30\n", &format!("checkpoint_seconds = {checkpoint}\n"));
+    let table = orthanc.source_table("pacs", dir, &format!("modalities = [\"OP\"]\n{extra}"));
+    let path = dir.join("pacs.toml");
+    std::fs::write(&path, format!("{text}{table}")).expect("write config");
+    path
+}
+
+fn run(config: &Path, input: &str, out: &Path, more: &[&str]) -> Command {
+    let mut cmd = util::nightscreen();
+    cmd.args(["run", "--quiet", "--config"]).arg(config).args(["--input", input, "--out"]).arg(out).args(more);
+    cmd
+}
+
+fn output(mut cmd: Command) -> Output {
+    let out = cmd.output().expect("run nightscreen");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// A table's rows without the columns that name the input (file
+/// pseudonyms: a path there, a `dicomweb://` name here) or the run.
+fn rows(out: &Path, table: &str) -> Vec<String> {
+    let mut lines: Vec<String> = resume::rows(out, table)
+        .into_iter()
+        .map(|line| line.split('|').filter(|c| !c.starts_with("file_pseudonym=")).collect::<Vec<_>>().join("|"))
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn assert_same_rows(a: &Path, b: &Path) {
+    for table in ["images", "studies", "errors", "skipped"] {
+        assert_eq!(rows(a, table), rows(b, table), "table {table} differs between {} and {}", a.display(), b.display());
+    }
+    let worklist = |out: &Path| std::fs::read_to_string(out.join("worklist.csv")).expect("worklist");
+    assert_eq!(worklist(a), worklist(b), "worklist.csv");
+}
+
+fn manifest(out: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join("source-manifest.json")).expect("manifest")).expect("json")
+}
+
+fn planned_sops(out: &Path) -> Vec<String> {
+    let mut sops: Vec<String> = manifest(out)["manifests"][0]["studies"]
+        .as_array()
+        .expect("studies")
+        .iter()
+        .flat_map(|st| st["series"].as_array().expect("series").clone())
+        .flat_map(|se| se["instances"].as_array().expect("instances").clone())
+        .map(|i| i["sop"].as_str().expect("sop").to_string())
+        .collect();
+    sops.sort();
+    sops
+}
+
+fn sop_of(file: &Path) -> String {
+    let obj = dicom_object::open_file(file).expect("open");
+    obj.element(dicom_dictionary_std::tags::SOP_INSTANCE_UID)
+        .expect("sop")
+        .to_str()
+        .expect("str")
+        .trim_end_matches('\0')
+        .to_string()
+}
+
+#[test]
+fn a_dicomweb_run_equals_a_folder_run_over_the_same_files_and_fetches_the_stored_bytes() {
+    let (Some(_), Some(testdata)) = (util::onnxruntime(), util::testdata()) else { return };
+    let Some(orthanc) = Orthanc::start() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    util::synth_studies(&input, 6, 15);
+    let uploaded = orthanc.upload_all(&input);
+    // The folder run reads only what the server holds (not synth's truth table).
+    for entry in std::fs::read_dir(&input).expect("ls").flatten() {
+        if entry.path().is_file() {
+            std::fs::remove_file(entry.path()).expect("rm");
+        }
+    }
+    // A decoy of another modality: its series is never fetched.
+    orthanc.upload(&testdata.join("pydicom/CT_small.dcm"));
+    let config = config(dir.path(), &orthanc, 30.0, "");
+
+    let (web, folder) = (dir.path().join("web"), dir.path().join("folder"));
+    let done = output(run(&config, &format!("dicomweb:pacs?{ALL_DATES}"), &web, &[]));
+    assert_eq!(done.status.code(), Some(0));
+    let done = output(run(&config, input.to_str().expect("utf-8"), &folder, &[]));
+    assert_eq!(done.status.code(), Some(0));
+    assert_same_rows(&web, &folder);
+
+    let mut expected: Vec<String> = uploaded.iter().map(|f| sop_of(f)).collect();
+    expected.sort();
+    assert_eq!(planned_sops(&web), expected, "the manifest lists exactly the OP instances");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(web.join("run.json")).expect("run.json")).expect("json");
+    let source = &report["inputs"]["sources"][0];
+    assert_eq!(source["name"], "pacs");
+    assert_eq!(source["url"], format!("{}/dicom-web", orthanc.root()));
+    assert_eq!(source["instances"], uploaded.len() as u64);
+    let everything = std::fs::read_dir(&web).expect("ls").flatten().map(|e| e.path()).collect::<Vec<_>>();
+    for path in util::every_entry(&web).into_iter().chain(everything) {
+        if path.is_file() {
+            let text = String::from_utf8_lossy(&std::fs::read(&path).expect("read")).into_owned();
+            assert!(!text.contains(&orthanc.password), "{} holds the password", path.display());
+        }
+    }
+
+    // The bytes the source hands the pipeline are the uploaded file's.
+    use nightscreen::source::Source;
+    let cfg = nightscreen::Config::load(&config).expect("config");
+    let Some(nightscreen::source::dicomweb::SourceConfig::Dicomweb(table)) = cfg.sources.get("pacs") else {
+        panic!("no pacs source")
+    };
+    let client = nightscreen::source::dicomweb::Client::new("pacs", table).expect("client");
+    let planned: nightscreen::source::dicomweb::Manifest =
+        serde_json::from_value(manifest(&web)["manifests"][0].clone()).expect("manifest");
+    let source = nightscreen::source::dicomweb::DicomWeb::new(client, table, planned, 1 << 30);
+    let listed = source.list().instances;
+    source.prepare(&listed);
+    let by_sop: std::collections::BTreeMap<String, &PathBuf> = uploaded.iter().map(|f| (sop_of(f), f)).collect();
+    for item in &listed {
+        let mut fetched = Vec::new();
+        std::io::Read::read_to_end(&mut source.open(&item.id).expect("fetch").reader(), &mut fetched).expect("read");
+        let sop = item.expected_sop.as_ref().expect("sop").as_str().to_string();
+        assert_eq!(fetched, std::fs::read(by_sop[&sop]).expect("file"), "bytes of {sop}");
+        source.release(&item.id);
+    }
+}
+
+#[test]
+fn wrong_credentials_or_no_server_exit_2_before_anything_is_written() {
+    let Some(_) = util::onnxruntime() else { return };
+    let Some(mut orthanc) = Orthanc::start() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path(), &orthanc, 30.0, "retries = 0");
+    std::fs::write(dir.path().join("pacs.password"), "not-the-password\n").expect("write");
+    let out = dir.path().join("out");
+    let done = output(run(&config, "dicomweb:pacs", &out, &[]));
+    assert_eq!(done.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(stderr.contains("401") && !stderr.contains("not-the-password"), "{stderr}");
+    assert!(!out.exists(), "nothing written");
+    orthanc.stop();
+    let done = output(run(&config, "dicomweb:pacs", &out, &[]));
+    assert_eq!(done.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&done.stderr).contains("connection"), "names the failure");
+    assert!(!out.exists(), "nothing written");
+}
+
+#[test]
+fn a_run_killed_while_fetching_resumes_from_its_manifest_without_asking_again() {
+    let Some(_) = util::onnxruntime() else { return };
+    let Some(orthanc) = Orthanc::start() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    util::synth_studies(&input, 12, 16);
+    orthanc.upload_all(&input);
+    let config = config(dir.path(), &orthanc, 0.05, "fetch_workers = 1\nfetch_budget_mib = 1");
+    let query = format!("dicomweb:pacs?{ALL_DATES}");
+    let reference = dir.path().join("reference");
+    assert_eq!(output(run(&config, &query, &reference, &[])).status.code(), Some(0));
+
+    let out = dir.path().join("killed");
+    let checkpoint = out.join("checkpoint.json");
+    let child = run(&config, &query, &out, &[]).spawn().expect("start");
+    let killed = resume::kill_when(child, |_| checkpoint.exists());
+    assert!(killed, "the run finished before its first commit could be seen");
+    let planned = std::fs::read(out.join("source-manifest.json")).expect("manifest");
+    // A study arriving now is not part of this run: the manifest is frozen.
+    let late = dir.path().join("late");
+    util::synth_studies(&late, 1, 99);
+    orthanc.upload_all(&late);
+    assert_eq!(output(run(&config, &query, &out, &[])).status.code(), Some(0));
+    assert_eq!(std::fs::read(out.join("source-manifest.json")).expect("manifest"), planned, "not planned again");
+    assert_same_rows(&out, &reference);
+    let audit = std::fs::read_to_string(out.join("audit.jsonl")).expect("audit");
+    assert!(audit.contains("run_resumed"), "resumed, not started over");
+}
+
+#[test]
+fn a_server_stopped_mid_run_gives_error_rows_and_a_retry_completes_them() {
+    let Some(_) = util::onnxruntime() else { return };
+    let Some(mut orthanc) = Orthanc::start() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    util::synth_studies(&input, 24, 17);
+    orthanc.upload_all(&input);
+    let config =
+        config(dir.path(), &orthanc, 0.05, "fetch_workers = 1\nfetch_budget_mib = 1\nretries = 1\nretry_wait_ms = 20");
+    let query = format!("dicomweb:pacs?{ALL_DATES}");
+    let reference = dir.path().join("reference");
+    assert_eq!(output(run(&config, &query, &reference, &[])).status.code(), Some(0));
+
+    let out = dir.path().join("out");
+    let manifest_file = out.join("source-manifest.json");
+    let mut child = run(&config, &query, &out, &[]).spawn().expect("start");
+    let started = std::time::Instant::now();
+    while !manifest_file.exists() {
+        assert!(child.try_wait().expect("wait").is_none(), "the run ended before planning was seen");
+        assert!(started.elapsed().as_secs() < 60, "no manifest");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    orthanc.stop();
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(1), "finished with error rows");
+    let failed = std::fs::read_to_string(out.join("failed_files.csv")).expect("failed_files.csv");
+    let missing: Vec<&str> = failed.lines().skip(1).filter(|l| l.contains("dicomweb://pacs/studies/")).collect();
+    assert!(!missing.is_empty(), "error rows name the missing instances: {failed}");
+    assert!(failed.contains("fetch"), "{failed}");
+    assert!(out.join("retry-state.json").exists());
+
+    orthanc.restart();
+    let done = output(run(&config, &query, &out, &["--retry-failed"]));
+    assert_eq!(done.status.code(), Some(0));
+    assert_same_rows(&out, &reference);
+    assert!(!out.join("retry-state.json").exists(), "nothing left to retry");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).expect("run.json")).expect("json");
+    assert_eq!(report["counts"]["errors"], 0);
+    assert_eq!(
+        report["counts"]["image_rows"],
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(reference.join("run.json")).expect("ref"))
+            .expect("json")["counts"]["image_rows"]
+    );
+}
+
+fn send(config: &Path, out: &Path, more: &[&str]) -> Output {
+    let mut cmd = util::nightscreen();
+    cmd.args(["send"]).arg(out).args(["--to", "pacs", "--config"]).arg(config).args(more);
+    output(cmd)
+}
+
+#[test]
+fn send_stores_one_sr_in_each_study_and_a_second_send_stores_nothing_new() {
+    let Some(_) = util::onnxruntime() else { return };
+    let Some(orthanc) = Orthanc::start() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    util::synth_studies(&input, 3, 18);
+    orthanc.upload_all(&input);
+    let config = config(dir.path(), &orthanc, 30.0, "");
+    let query = format!("dicomweb:pacs?{ALL_DATES}");
+    let out = dir.path().join("out");
+    assert_eq!(output(run(&config, &query, &out, &[])).status.code(), Some(0));
+    let studies: Vec<String> = orthanc
+        .search("studies")
+        .iter()
+        .map(|s| s["0020000D"]["Value"][0].as_str().expect("study uid").to_string())
+        .collect();
+    assert_eq!(studies.len(), 3);
+    let before = orthanc.count_instances();
+
+    assert_eq!(send(&config, &out, &[]).status.code(), Some(0));
+    for study in &studies {
+        let series = orthanc.search(&format!("studies/{study}/series?Modality=SR"));
+        assert_eq!(series.len(), 1, "one SR series in study {study}");
+        let instances = orthanc.search(&format!("studies/{study}/instances?SOPClassUID=1.2.840.10008.5.1.4.1.1.88.34"));
+        assert_eq!(instances.len(), 1, "one Comprehensive 3D SR in study {study}");
+    }
+    let after = orthanc.count_instances();
+    assert_eq!(after, before + 3);
+    let ledger = std::fs::read_to_string(out.join("sent.jsonl")).expect("sent.jsonl");
+    assert_eq!(ledger.lines().filter(|l| l.contains("\"stored\"")).count(), 3, "{ledger}");
+
+    let again = send(&config, &out, &[]);
+    assert_eq!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("0 stored, 3 already there"));
+    assert_eq!(orthanc.count_instances(), after, "nothing new stored");
+    // Even without the ledger the server keeps one copy: the SR's UIDs come from the result.
+    std::fs::remove_file(out.join("sent.jsonl")).expect("rm ledger");
+    assert_eq!(send(&config, &out, &[]).status.code(), Some(0));
+    assert_eq!(orthanc.count_instances(), after, "a repeated SR replaces nothing and adds nothing");
+
+    let shadow = dir.path().join("shadow");
+    assert_eq!(output(run(&config, &query, &shadow, &["--shadow"])).status.code(), Some(0));
+    let refused = send(&config, &shadow, &[]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("shadow"));
+    assert_eq!(orthanc.count_instances(), after, "a shadow run's results are not sent");
+}
