@@ -298,3 +298,56 @@ fn send_stores_one_sr_in_each_study_and_a_second_send_stores_nothing_new() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("shadow"));
     assert_eq!(orthanc.count_instances(), after, "a shadow run's results are not sent");
 }
+
+/// Every UID the files carry (study, series, instance).
+fn uids(files: &[PathBuf]) -> std::collections::BTreeSet<String> {
+    use dicom_dictionary_std::tags;
+    let mut found = std::collections::BTreeSet::new();
+    for file in files {
+        let obj = dicom_object::open_file(file).expect("open");
+        for tag in [tags::STUDY_INSTANCE_UID, tags::SERIES_INSTANCE_UID, tags::SOP_INSTANCE_UID] {
+            found.insert(obj.element(tag).expect("uid").to_str().expect("str").trim_end_matches('\0').to_string());
+        }
+    }
+    found
+}
+
+#[test]
+fn a_dicomweb_run_keeps_uids_urls_and_identifiers_out_of_the_analyst_tables() {
+    let Some(_) = util::onnxruntime() else { return };
+    let Some(mut orthanc) = Orthanc::start() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    util::synth_studies(&input, 4, 19);
+    let files = orthanc.upload_all(&input);
+    let mut secrets = crate::privacy::identifiers(&input);
+    secrets.extend(uids(&files));
+    secrets.extend(["dicomweb://".to_string(), "127.0.0.1".to_string(), orthanc.password.clone()]);
+    let config = config(dir.path(), &orthanc, 0.05, "fetch_workers = 1\nfetch_budget_mib = 1\nretries = 0");
+    let out = dir.path().join("out");
+    // Stopped once planned, so errors/ holds fetch failures too.
+    let manifest_file = out.join("source-manifest.json");
+    let mut child = run(&config, &format!("dicomweb:pacs?{ALL_DATES}"), &out, &[]).spawn().expect("start");
+    while !manifest_file.exists() && child.try_wait().expect("wait").is_none() {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    orthanc.stop();
+    assert_eq!(child.wait().expect("wait").code(), Some(1));
+    assert!(rows(&out, "errors").iter().any(|r| r.contains("stage=fetch")), "fetch failures are in errors/");
+    for table in crate::privacy::ANALYST_TABLES {
+        for part in std::fs::read_dir(out.join(table)).expect("table").flatten() {
+            let bytes = std::fs::read(part.path()).expect("read");
+            let text = String::from_utf8_lossy(&bytes);
+            for secret in &secrets {
+                assert!(!text.contains(secret.as_str()), "{table}/{:?} holds {secret:?}", part.file_name());
+            }
+            for batch in util::read_table(&out, table) {
+                let mut cells = Vec::new();
+                crate::privacy::texts(&batch, &mut cells);
+                for cell in cells {
+                    assert!(!secrets.iter().any(|s| cell.contains(s.as_str())), "{table}: {cell:?}");
+                }
+            }
+        }
+    }
+}

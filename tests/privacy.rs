@@ -13,10 +13,10 @@ use dicom_dictionary_std::tags;
 
 use crate::util;
 
-const ANALYST_TABLES: [&str; 4] = ["images", "studies", "errors", "skipped"];
+pub const ANALYST_TABLES: [&str; 4] = ["images", "studies", "errors", "skipped"];
 
 /// Every identifier the synthetic files carry, read back from the files.
-fn identifiers(input: &Path) -> BTreeSet<String> {
+pub fn identifiers(input: &Path) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     for path in util::every_entry(input).into_iter().filter(|p| p.extension().is_some_and(|e| e == "dcm")) {
         let Ok(obj) = dicom_object::OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(&path) else {
@@ -37,7 +37,7 @@ fn identifiers(input: &Path) -> BTreeSet<String> {
 }
 
 /// Every cell of a batch as text (strings, lists of strings).
-fn texts(batch: &RecordBatch, out: &mut Vec<String>) {
+pub fn texts(batch: &RecordBatch, out: &mut Vec<String>) {
     for col in batch.columns() {
         match col.data_type() {
             DataType::Utf8 => out.extend(col.as_string::<i32>().iter().flatten().map(str::to_string)),

@@ -104,12 +104,9 @@ fn classify(listed: Listed, source: &dyn Source, models: &Models) -> Msg<Instanc
         }
         Ok(Probe::MissingPixels { detail, header }) => Err(reject(&listed, RejectKind::Error, detail, Some(header))),
         Ok(Probe::Image(header)) if listed.expected_sop.as_ref().is_some_and(|e| *e != header.sop_instance_uid) => {
-            let detail = format!(
-                "the server sent SOP Instance UID {:?} where the manifest lists {:?}",
-                header.sop_instance_uid.as_str(),
-                listed.expected_sop.as_ref().map_or("", |e| e.as_str())
-            );
-            Err(reject(&listed, RejectKind::Error, detail, Some(header)))
+            // No UID in the reason (it reaches the analyst tables); failed_files.csv names the instance.
+            let detail = "the server sent another instance than its manifest lists (SOP Instance UID differs)";
+            Err(reject(&listed, RejectKind::Error, detail.to_string(), Some(header)))
         }
         Ok(Probe::Image(header)) => {
             let routed = models.route(&header);

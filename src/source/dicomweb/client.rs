@@ -167,9 +167,10 @@ impl Client {
         }
     }
 
-    /// Sends a GET and returns the response when its status is 2xx.
-    fn get(&self, path: &str, accept: &str) -> Result<ureq::http::Response<ureq::Body>, HttpError> {
-        let what = format!("GET {}", path.split('?').next().unwrap_or(path));
+    /// Sends a GET and returns the response when its status is 2xx; `what`
+    /// names it in errors.
+    fn get(&self, path: &str, accept: &str, what: &str) -> Result<ureq::http::Response<ureq::Body>, HttpError> {
+        let what = what.to_string();
         let mut request = self.agent.get(self.url(path)).header("Accept", accept);
         if let Auth::Header(value) = &self.auth {
             request = request.header("Authorization", value);
@@ -185,9 +186,10 @@ impl Client {
     /// # Errors
     /// The server failed (after retries) or answered what is not DICOM JSON.
     pub fn search(&self, path: &str) -> Result<Vec<serde_json::Value>, HttpError> {
+        let what = format!("GET {}", path.split('?').next().unwrap_or(path));
         self.retrying(|| {
-            let response = self.get(path, "application/dicom+json")?;
-            let what = format!("GET {}", path.split('?').next().unwrap_or(path));
+            let response = self.get(path, "application/dicom+json", &what)?;
+            let what = what.clone();
             let mut text = String::new();
             let mut reader = response.into_body().into_with_config().limit(256 << 20).reader();
             reader.read_to_string(&mut text).map_err(|e| HttpError::Transport {
@@ -204,7 +206,8 @@ impl Client {
 
     /// A WADO-RS retrieve, handing the multipart body to `read` (with the
     /// response's Content-Type); retried as a whole while the failure is
-    /// the server's or the network's.
+    /// the server's or the network's. Its errors name no UID: they become
+    /// error rows, which analysts read.
     ///
     /// # Errors
     /// The server failed (after retries) or `read` refused the answer.
@@ -214,7 +217,7 @@ impl Client {
         mut read: impl FnMut(&str, &mut dyn Read) -> Result<T, HttpError>,
     ) -> Result<T, HttpError> {
         self.retrying(|| {
-            let response = self.get(path, WADO_ACCEPT)?;
+            let response = self.get(path, WADO_ACCEPT, "WADO-RS retrieve")?;
             let content_type =
                 response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
             let mut reader = response.into_body().into_with_config().limit(u64::MAX).reader();
