@@ -351,3 +351,35 @@ fn a_dicomweb_run_keeps_uids_urls_and_identifiers_out_of_the_analyst_tables() {
         }
     }
 }
+
+#[test]
+fn shards_take_their_studies_from_the_manifest_and_merge_to_one_process() {
+    let Some(_) = util::onnxruntime() else { return };
+    let Some(orthanc) = Orthanc::start() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    util::synth_studies(&input, 6, 20);
+    orthanc.upload_all(&input);
+    let config = config(dir.path(), &orthanc, 30.0, "");
+    let query = format!("dicomweb:pacs?{ALL_DATES}");
+    let single = dir.path().join("single");
+    assert_eq!(output(run(&config, &query, &single, &[])).status.code(), Some(0));
+    let sharded = dir.path().join("sharded");
+    let mut planned = Vec::new();
+    for index in 0..2 {
+        let done = output(run(&config, &query, &sharded, &["--shard", &format!("{index}/2"), "--threads", "1"]));
+        assert_eq!(done.status.code(), Some(0));
+        planned.push(sharded.join("shards").join(format!("shard-{index:02}-of-02")));
+    }
+    let mut sops: Vec<String> = Vec::new();
+    for dir in &planned {
+        let mine = planned_sops(dir);
+        assert!(sops.iter().all(|s| !mine.contains(s)), "no instance is planned by two shards");
+        sops.extend(mine);
+    }
+    sops.sort();
+    assert_eq!(sops, planned_sops(&single), "the shards' manifests together are the single run's");
+    let merged = util::nightscreen().arg("merge").arg(&sharded).output().expect("merge");
+    assert_eq!(merged.status.code(), Some(0), "{}", String::from_utf8_lossy(&merged.stderr));
+    assert_same_rows(&sharded, &single);
+}
