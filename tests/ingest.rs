@@ -176,3 +176,61 @@ fn fuzzer_found_huge_allocations_are_refused_by_the_guard() {
     assert!(wrong.is_empty(), "unexpected reasons: {wrong:#?}");
     assert!(checked >= reasons.len(), "regression inputs present");
 }
+
+/// A remote source in memory: each listed instance's bytes, or why the
+/// server failed to send them.
+struct Served(BTreeMap<String, Result<Vec<u8>, String>>);
+
+impl Source for Served {
+    fn list(&self) -> Listing {
+        Listing::default()
+    }
+
+    fn open(&self, id: &SourceId) -> Result<nightscreen::source::Blob, nightscreen::source::SourceError> {
+        match self.0.get(&id.locator()) {
+            Some(Ok(bytes)) => Ok(nightscreen::source::Blob::bytes(bytes.clone())),
+            Some(Err(reason)) => Err(nightscreen::source::SourceError::Fetch(reason.clone())),
+            None => Err(nightscreen::source::SourceError::Foreign),
+        }
+    }
+}
+
+#[test]
+fn a_remote_instance_is_refused_when_its_bytes_are_another_instance_and_a_failed_fetch_keeps_its_study() {
+    use nightscreen::message::{SeriesUid, SopInstanceUid, Stage, StudyUid, WebInstance};
+    let dir = tempfile::tempdir().expect("tempdir");
+    util::synth_studies(dir.path(), 1, 3);
+    let file =
+        util::every_entry(dir.path()).into_iter().find(|p| p.extension().is_some_and(|e| e == "dcm")).expect("a file");
+    let web = |sop: &str| {
+        SourceId::Web(std::sync::Arc::new(WebInstance::new(
+            "pacs",
+            StudyUid::new("1.2.3"),
+            SeriesUid::new("1.2.3.4"),
+            SopInstanceUid::new(sop),
+        )))
+    };
+    let (other, gone) = (web("9.9.9"), web("8.8.8"));
+    let served = Served(BTreeMap::from([
+        (other.locator(), Ok(std::fs::read(&file).expect("read"))),
+        (gone.locator(), Err("fetch failed: WADO-RS retrieve: HTTP 503".to_string())),
+    ]));
+    let listed = |id: &SourceId, sop: &str| nightscreen::source::Listed {
+        id: id.clone(),
+        name: id.locator(),
+        expected_sop: Some(SopInstanceUid::new(sop)),
+    };
+    let models = nightscreen::model::Models::default();
+    let inventory = ingest::scan(vec![listed(&other, "9.9.9"), listed(&gone, "8.8.8")], &served, &models);
+    let rejected: Vec<_> = inventory.items.into_iter().filter_map(Result::err).collect();
+    assert_eq!(rejected.len(), 2);
+    let by = |id: &SourceId| rejected.iter().find(|r| &r.source == id).expect("rejected");
+    let mismatch = by(&other);
+    assert!(matches!(mismatch.kind, RejectKind::Error) && mismatch.reason.contains("another instance"), "{mismatch:?}");
+    assert!(!mismatch.reason.contains("9.9.9"), "no UID in a reason");
+    let failed = by(&gone);
+    assert_eq!(failed.stage, Stage::Fetch);
+    assert!(failed.reason.contains("503"));
+    let header = failed.header.as_ref().expect("the manifest's identity");
+    assert_eq!((header.study_uid.as_str(), header.sop_instance_uid.as_str()), ("1.2.3", "8.8.8"));
+}
