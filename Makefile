@@ -126,7 +126,7 @@ test: lint cmake ort testdata venv chromium pacs
 # (issue 4): criterion stage benches, both pipelines on the same 1 000-image
 # synthetic batch, peak RSS at 10 000 images. Prints the table (also
 # out/bench/bench.md) and fails if a target is missed. About 10 minutes.
-bench: build ort venv
+bench: build ort venv pacs
 	ORT_DYLIB_PATH=$(CURDIR)/$(ORT_DIR)/libonnxruntime.so python3 benches/run.py
 
 clean:

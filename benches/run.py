@@ -16,6 +16,8 @@ Steps (all outputs under --out, default out/bench):
      --python-rounds times; the fastest run counts, as does nightscreen's;
   4. nightscreen on the large batch, for peak RSS against the small batch's;
   5. checks that the two pipelines agree (benches/python/compare.py);
+  6. the small batch served by a local Orthanc over DICOMweb against the
+     same batch from its folder (benches/dicomweb.py);
 then prints the table, writes bench.md / bench.json, and exits 1 if a target
 is missed. Wall times are whole processes, start-up included, for both sides.
 Stdlib only; the baseline runs in .deps/venv.
@@ -45,6 +47,7 @@ IMAGES_PER_STUDY = 4
 TARGET_PYTHON_RATIO = 3.0
 TARGET_LIMIT_RATIO = 0.9
 TARGET_RSS_GROWTH = 0.10
+TARGET_DICOMWEB_RATIO = 0.9
 
 
 def log(msg):
@@ -100,8 +103,8 @@ def criterion_stage_costs(batch):
     return costs
 
 
-def run_nightscreen(batch, out):
-    wall, rss, _ = measure([NIGHTSCREEN, "run", "--config", CONFIG, "--input", batch, "--out", out, "--overwrite", "--quiet", "--no-explain"])
+def run_nightscreen(batch, out, config=CONFIG):
+    wall, rss, _ = measure([NIGHTSCREEN, "run", "--config", config, "--input", batch, "--out", out, "--overwrite", "--quiet", "--no-explain"])
     report = json.loads((out / "run.json").read_text())
     scored = report["counts"]["frames_scored"]
     return {"seconds": wall, "images": scored, "images_per_second": scored / wall, "peak_rss_mib": rss,
@@ -183,6 +186,11 @@ def main():
     log(f"nightscreen on {args.large_images} images (peak RSS)")
     ns_large = run_nightscreen(large, out / "nightscreen-large")
 
+    log("nightscreen over DICOMweb from a local Orthanc, against the same batch from its folder")
+    sys.path.insert(0, str(ROOT / "benches"))
+    import dicomweb
+    web = dicomweb.run(small, out / "dicomweb", CONFIG, 2, run_nightscreen, log)
+
     agree = {}
     for name, d in [("pixel_array", out / "python"), ("draft", out / "python-draft")]:
         res = subprocess.run([VENV_PYTHON, ROOT / "benches/python/compare.py", d, out / "nightscreen"],
@@ -195,12 +203,14 @@ def main():
         "python_draft": ns["images_per_second"] / py_draft["images_per_second"],
         "limit": median_round["ratio"],
         "rss_growth": ns_large["peak_rss_mib"] / ns["peak_rss_mib"] - 1.0,
+        "dicomweb": web["ratio"],
     }
     targets = {
         f"nightscreen >= {TARGET_PYTHON_RATIO:g} x Python": ratios["python"] >= TARGET_PYTHON_RATIO,
         f"nightscreen >= {TARGET_LIMIT_RATIO:g} x machine limit": ratios["limit"] >= TARGET_LIMIT_RATIO,
         f"peak RSS at {args.large_images} within {TARGET_RSS_GROWTH:.0%} of {args.images}": ratios["rss_growth"] <= TARGET_RSS_GROWTH,
         "pipelines agree": all(a["ok"] for a in agree.values()),
+        f"DICOMweb >= {TARGET_DICOMWEB_RATIO:g} x folder": ratios["dicomweb"] >= TARGET_DICOMWEB_RATIO,
     }
 
     ms = lambda s: f"{s * 1e3:.2f} ms"
@@ -215,6 +225,8 @@ def main():
         f"| nightscreen, {args.large_images} images | {ns_large['images_per_second']:.1f} | {ns_large['seconds']:.2f} | {ns_large['peak_rss_mib']:.0f} |",
         f"| Python: pydicom pixel_array + Pillow + onnxruntime, {py['workers']} processes | {py['images_per_second']:.1f} | {py['seconds']:.2f} | {py['peak_rss_mib_parent']:.0f} (parent only) |",
         f"| Python with Pillow draft (DCT-scaled) decode, for information | {py_draft['images_per_second']:.1f} | {py_draft['seconds']:.2f} | {py_draft['peak_rss_mib_parent']:.0f} (parent only) |",
+        f"| nightscreen over DICOMweb (local Orthanc 1.10, loopback, QIDO-RS + WADO-RS), {web['instances']} instances | {web['dicomweb']['images_per_second']:.1f} | {web['dicomweb']['seconds']:.2f} | {web['dicomweb']['peak_rss_mib']:.0f} |",
+        f"| the same batch from its folder, alternating with it | {web['folder']['images_per_second']:.1f} | {web['folder']['seconds']:.2f} | {web['folder']['peak_rss_mib']:.0f} |",
         f"| machine limit in the median round: {host['cores']} cores / (decode + preprocess + inference per image, one thread each; medians over all rounds: {ms(costs['decode'])} + {ms(costs['preprocess'])} + {ms(costs['infer'])}) | {limit:.1f} | | |",
         "",
         "| ratio | measured | target | met |",
@@ -222,6 +234,7 @@ def main():
         f"| nightscreen / Python | {ratios['python']:.2f} | >= {TARGET_PYTHON_RATIO:g} | {'yes' if ratios['python'] >= TARGET_PYTHON_RATIO else 'NO'} |",
         f"| nightscreen / machine limit (median round; rounds: {round_ratios}) | {ratios['limit']:.2f} | >= {TARGET_LIMIT_RATIO:g} | {'yes' if ratios['limit'] >= TARGET_LIMIT_RATIO else 'NO'} |",
         f"| peak RSS {args.large_images} / {args.images} images | {1 + ratios['rss_growth']:.3f} | <= {1 + TARGET_RSS_GROWTH:.2f} | {'yes' if ratios['rss_growth'] <= TARGET_RSS_GROWTH else 'NO'} |",
+        f"| nightscreen DICOMweb / folder (fastest of 2 each, Orthanc on the same 2 cores) | {ratios['dicomweb']:.2f} | >= {TARGET_DICOMWEB_RATIO:g} | {'yes' if ratios['dicomweb'] >= TARGET_DICOMWEB_RATIO else 'NO'} |",
         f"| nightscreen / Python with draft decode (information) | {ratios['python_draft']:.2f} | | |",
         "",
         "Agreement with nightscreen's probabilities: "
@@ -233,7 +246,7 @@ def main():
     (out / "bench.json").write_text(json.dumps({
         "machine": host, "stage_seconds_per_image": costs, "machine_limit_images_per_second": limit,
         "stage_runs": stage_runs, "limit_rounds": limit_rounds, "nightscreen_runs": ns_runs, "python_runs": py_runs, "python_draft": py_draft, "nightscreen_large": ns_large,
-        "ratios": ratios, "targets": targets, "agreement": agree,
+        "ratios": ratios, "targets": targets, "agreement": agree, "dicomweb": web,
     }, indent=2) + "\n")
     print()
     for name, met in targets.items():
