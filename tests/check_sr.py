@@ -2,8 +2,8 @@
 
 usage: check_sr.py SR_DIR INPUT_DIR
 Prints one JSON object: "srs" (per SR file, what highdicom parses from it)
-and "inputs" (per Study Instance UID, the input instances with laterality,
-read with pydicom), so the Rust test can compare both with the studies table.
+and "inputs" (per Study Instance UID, the readable input images with
+their laterality, read with pydicom), so the Rust test can compare both with the studies table.
 """
 import json
 import pathlib
@@ -78,7 +78,12 @@ def main():
         }
     inputs = {}
     for path in sorted(input_dir.rglob("*.dcm")):
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:  # the tests' deliberately broken files
+            continue
+        if "Rows" not in ds:
+            continue
         lat = ds.get("ImageLaterality", ds.get("Laterality", ""))
         inputs.setdefault(ds.StudyInstanceUID, []).append([ds.SOPInstanceUID, lat])
     print(json.dumps({"srs": srs, "inputs": inputs}))

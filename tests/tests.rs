@@ -17,4 +17,5 @@ mod pipeline;
 mod privacy;
 mod resume;
 mod shard;
+mod sr;
 mod synth;

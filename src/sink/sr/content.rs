@@ -37,7 +37,7 @@ pub fn tree(r: &Report<'_>) -> Vec<InMemDicomObject> {
         text(Rel::HasObsContext, &dcm("121014", "Device Observer Manufacturer"), "nightscreen"),
         text(Rel::HasObsContext, &dcm("121015", "Device Observer Model Name"), &r.software()),
         code_item(Rel::HasConceptMod, &dcm("121058", "Procedure reported"), &r.cfg.procedure),
-        image_library(r.images),
+        image_library(r.images.iter().filter(|i| is_image_class(&i.sop_class_uid))),
         container(Rel::Contains, &dcm("126010", "Imaging Measurements"), groups(r, &local)),
     ];
     out.push(container(
@@ -48,10 +48,21 @@ pub fn tree(r: &Report<'_>) -> Vec<InMemDicomObject> {
     out
 }
 
-fn image_library(images: &[ImageEvidence]) -> InMemDicomObject {
+/// Storage classes with pixel data that DICOM does not count as images
+/// (an IMAGE item may not reference them; DCMTK refuses it): they stay in
+/// the evidence sequence but out of IMAGE items.
+const NOT_IMAGE_STORAGE: &[&str] = &[
+    // RT Dose: a dose grid, which the fixture models score like any pixels.
+    "1.2.840.10008.5.1.4.1.1.481.2",
+];
+
+fn is_image_class(sop_class_uid: &str) -> bool {
+    !NOT_IMAGE_STORAGE.contains(&sop_class_uid)
+}
+
+fn image_library<'i>(images: impl Iterator<Item = &'i ImageEvidence>) -> InMemDicomObject {
     let pixels = Code::new("{pixels}", "UCUM", "Pixels");
     let entries = images
-        .iter()
         .map(|img| {
             let mut context = Vec::new();
             if let Some(modality) = modality_code(&img.modality) {
@@ -133,6 +144,10 @@ fn group(children: Vec<InMemDicomObject>) -> InMemDicomObject {
     with_children(g, children)
 }
 
+fn sources<'i>(images: impl Iterator<Item = &'i ImageEvidence>) -> Vec<InMemDicomObject> {
+    images.filter(|i| is_image_class(&i.sop_class_uid)).map(source_of_measurement).collect()
+}
+
 fn source_of_measurement(img: &ImageEvidence) -> InMemDicomObject {
     image(Rel::Contains, &dcm("121112", "Source of Measurement"), img)
 }
@@ -171,7 +186,7 @@ fn eye_group(r: &Report<'_>, local: &Local<'_>, eye: Laterality, outcome: &EyeOu
     let (retinopathy, maculopathy) = r.cfg.grades.of(outcome.grade);
     items.push(code_item(Rel::Contains, &local.retinopathy_grade(), retinopathy));
     items.push(code_item(Rel::Contains, &local.maculopathy_grade(), maculopathy));
-    items.extend(r.images.iter().filter(|i| i.laterality == eye).map(source_of_measurement));
+    items.extend(sources(r.images.iter().filter(|i| i.laterality == eye)));
     group(items)
 }
 
@@ -192,12 +207,9 @@ fn rule_group(r: &Report<'_>, local: &Local<'_>) -> Option<InMemDicomObject> {
     items.push(num(Rel::Contains, &output, f64::from(placed.value), &no_units()));
     let threshold = local.code(&short_code("T", &placed.label), &meaning(&format!("Threshold of {}", placed.label)));
     items.push(num(Rel::Contains, &threshold, f64::from(placed.threshold), &no_units()));
-    items.extend(
-        r.images
-            .iter()
-            .filter(|i| i.hits.iter().any(|h| h.finding == placed.finding && h.label == placed.label))
-            .map(source_of_measurement),
-    );
+    items.extend(sources(
+        r.images.iter().filter(|i| i.hits.iter().any(|h| h.finding == placed.finding && h.label == placed.label)),
+    ));
     Some(group(items))
 }
 

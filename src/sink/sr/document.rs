@@ -224,3 +224,128 @@ fn scheme(cfg: &SrConfig) -> InMemDicomObject {
     put(&mut item, tags::CODING_SCHEME_RESPONSIBLE_ORGANIZATION, VR::ST, cfg.scheme.responsible_organization.as_str());
     item
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::dicom::laterality::{FundusField, Laterality};
+    use crate::message::{Header, StudyUid};
+    use crate::privacy::PseudonymKey;
+    use crate::triage::desp::{EyeOutcome, EyeProbs, Grade, RGrade};
+    use crate::triage::{Band, StudyDetail};
+
+    fn study(header: Header, files_failed: u32) -> StudyResult {
+        let outcome = EyeOutcome {
+            grade: Grade::Graded { r: RGrade::R2, m1: true },
+            probs: EyeProbs { referable: Some(0.8), r3: Some(0.1), m1: Some(0.7), gradable: 0.99 },
+        };
+        StudyResult {
+            rank: 1,
+            band: serde_json::from_str::<Band>("1").expect("band"),
+            score: Some(0.8),
+            reason: "R2 suspected".into(),
+            header: Arc::new(header),
+            modalities: vec!["OP".into()],
+            images_scored: 1,
+            files_failed,
+            files_skipped: 0,
+            models: vec!["dr-screen 1.0".into()],
+            detail: StudyDetail::Desp { right: Some(outcome), left: None },
+        }
+    }
+
+    fn header() -> Header {
+        Header {
+            study_uid: StudyUid("1.2.3".into()),
+            patient_id: "NS1".into(),
+            patient_name: "DOE^JANE".into(),
+            accession_number: "A1".into(),
+            ..Header::default()
+        }
+    }
+
+    fn image() -> ImageEvidence {
+        ImageEvidence {
+            study_uid: "1.2.3".into(),
+            series_uid: "1.2.3.4".into(),
+            sop_class_uid: "1.2.840.10008.5.1.4.1.1.77.1.5.1".into(),
+            sop_instance_uid: "1.2.3.4.5".into(),
+            modality: "OP".into(),
+            laterality: Laterality::Right,
+            field: FundusField::default(),
+            rows: 10,
+            columns: 12,
+            frames: 1,
+            scored_frames: vec![0],
+            hits: Vec::new(),
+            scored_at: chrono::Utc::now(),
+        }
+    }
+
+    fn with_report<T>(study: &StudyResult, images: &[ImageEvidence], f: impl FnOnce(&Report<'_>) -> T) -> T {
+        let run = RunStamp {
+            run_id: "r".into(),
+            software_version: "0.1.0".into(),
+            config_sha256: "c".into(),
+            key: PseudonymKey::from_hex(&"ab".repeat(32), "test").expect("key"),
+        };
+        let models =
+            [ModelStamp { id: "dr-screen".into(), version: "1.0".into(), sha256: "aa".into(), labels: vec![] }];
+        let cfg = SrConfig::default();
+        let report = Report {
+            study,
+            images,
+            band_name: "ROUTINE",
+            run: &run,
+            models: &models,
+            cfg: &cfg,
+            uids: super::super::sr_uids("1.2.3", "0.1.0", "c", &models, false),
+            device_uid: "2.25.1",
+            shadow: false,
+            not_for_clinical_use: true,
+        };
+        f(&report)
+    }
+
+    fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> String {
+        obj.get(tag).and_then(|e| e.to_str().ok()).map(|s| s.into_owned()).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_header_copies_the_study_and_flags_a_partial_preliminary_unverified_result() {
+        let obj = with_report(&study(header(), 1), &[image()], dataset).expect("dataset");
+        assert_eq!(text(&obj, tags::STUDY_INSTANCE_UID), "1.2.3");
+        assert_eq!(text(&obj, tags::PATIENT_ID), "NS1");
+        assert_eq!(text(&obj, tags::SOP_CLASS_UID), COMPREHENSIVE_3D_SR);
+        assert_eq!(text(&obj, tags::COMPLETION_FLAG), "PARTIAL", "a file of the study failed");
+        assert_eq!(text(&obj, tags::PRELIMINARY_FLAG), "PRELIMINARY");
+        assert_eq!(text(&obj, tags::VERIFICATION_FLAG), "UNVERIFIED");
+        let bytes = with_report(&study(header(), 0), &[image()], encode).expect("encode");
+        assert_eq!(&bytes[128..132], b"DICM");
+    }
+
+    #[test]
+    fn odd_header_values_give_no_document_rather_than_an_invalid_one() {
+        let cases = [
+            (Header { study_uid: StudyUid(String::new()), ..header() }, "no_study_uid"),
+            (Header { study_uid: StudyUid("1.2.abc".into()), ..header() }, "invalid_uid"),
+            (Header { patient_id: "A\\B".into(), ..header() }, "bad_header_value"),
+            (Header { accession_number: "X".repeat(17), ..header() }, "bad_header_value"),
+        ];
+        for (h, key) in cases {
+            let err = with_report(&study(h, 0), &[image()], dataset).err().map(|e| e.key());
+            assert_eq!(err, Some(key));
+        }
+        let err = with_report(&study(header(), 0), &[], dataset).err().map(|e| e.key());
+        assert_eq!(err, Some("no_evidence"));
+        let bad_sop = ImageEvidence { sop_instance_uid: "1.02".into(), ..image() };
+        let err = with_report(&study(header(), 0), &[bad_sop], dataset).err().map(|e| e.key());
+        assert_eq!(err, Some("invalid_uid"));
+        // Descriptions are cut to fit instead.
+        let long = Header { study_description: "d\\".repeat(50), ..header() };
+        let obj = with_report(&study(long, 0), &[image()], dataset).expect("dataset");
+        assert_eq!(text(&obj, tags::STUDY_DESCRIPTION).chars().count(), 64);
+    }
+}

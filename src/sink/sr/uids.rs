@@ -76,10 +76,11 @@ pub fn device_uid(software_version: &str) -> String {
 }
 
 /// Whether `text` is a valid UID: 1–64 characters, dot-separated numeric
-/// components without leading zeros.
+/// components without leading zeros, under an ISO/ITU-T root (0, 1 or 2).
 pub fn is_valid_uid(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= 64
+        && matches!(text.split('.').next(), Some("0" | "1" | "2"))
         && text
             .split('.')
             .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) && (c == "0" || !c.starts_with('0')))
@@ -123,7 +124,7 @@ mod tests {
     #[test]
     fn uid_validation_refuses_what_dicom_refuses() {
         assert!(is_valid_uid("1.2.840.10008.5.1.4.1.1.88.34") && is_valid_uid("2.25.0"));
-        for bad in ["", "1..2", "1.02", "1.2a", ".1", &"1".repeat(65), "1.2 "] {
+        for bad in ["", "1..2", "1.02", "1.2a", ".1", &"1".repeat(65), "1.2 ", "999.999.2", "3.1"] {
             assert!(!is_valid_uid(bad), "{bad:?}");
         }
     }
