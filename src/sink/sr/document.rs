@@ -184,7 +184,10 @@ pub fn dataset(r: &Report<'_>) -> Result<InMemDicomObject, NoDocument> {
     put(&mut o, tags::COMPLETION_FLAG, VR::CS, complete);
     put(&mut o, tags::VERIFICATION_FLAG, VR::CS, "UNVERIFIED");
     put(&mut o, tags::PRELIMINARY_FLAG, VR::CS, "PRELIMINARY");
-    let scored = r.images.iter().map(|i| i.scored_at).max().unwrap_or_else(chrono::Utc::now);
+    // Local time, as the copied study date and time are (no timezone offset
+    // is written: it would apply to those too).
+    let scored =
+        r.images.iter().map(|i| i.scored_at).max().unwrap_or_else(chrono::Utc::now).with_timezone(&chrono::Local);
     put(&mut o, tags::CONTENT_DATE, VR::DA, scored.format("%Y%m%d").to_string());
     put(&mut o, tags::CONTENT_TIME, VR::TM, scored.format("%H%M%S").to_string());
     put_seq(&mut o, tags::PERFORMED_PROCEDURE_CODE_SEQUENCE, vec![coded(&r.cfg.procedure)]);

@@ -246,3 +246,22 @@ pub fn read_summary(run_dir: &Path) -> Result<SrSummary> {
     let bytes = std::fs::read(&path).map_err(|source| Error::Output { path: path.clone(), source })?;
     serde_json::from_slice(&bytes).map_err(|e| Error::Output { path, source: std::io::Error::other(e) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sr_table_parses_with_its_defaults_and_names_bad_values() {
+        let cfg: SrConfig = toml::from_str("series_number = 42\n").expect("parse");
+        assert_eq!((cfg.series_number, cfg.procedure.value.as_str()), (42, "DES"));
+        assert!(cfg.problems().is_empty());
+        let text = "device_observer_uid = \"1.02\"\nseries_number = 0\n[grades]\nr3 = { value = \"59276001\", scheme = \"SCT\", meaning = \"Proliferative diabetic retinopathy\" }\n";
+        let cfg: SrConfig = toml::from_str(text).expect("parse");
+        assert_eq!(cfg.grades.r3.scheme, "SCT", "a grade mapped to another scheme");
+        assert_eq!(cfg.grades.r0.value, "R0", "the others keep their defaults");
+        let problems = cfg.problems();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(toml::from_str::<SrConfig>("colour = 1").is_err(), "unknown keys are refused");
+    }
+}
