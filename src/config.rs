@@ -49,6 +49,9 @@ pub struct Config {
     pub sinks: SinkConfig,
     #[serde(default)]
     pub pipeline: PipelineConfig,
+    /// The DICOM SR results (`[sr]`).
+    #[serde(default)]
+    pub sr: crate::sink::sr::SrConfig,
     /// Input folders (or DICOMDIR files); usually given with `--input`.
     #[serde(default)]
     pub inputs: Vec<PathBuf>,
@@ -200,6 +203,7 @@ impl Config {
             problems.push("pipeline.channel_capacity must be at least 1".to_string());
         }
         problems.extend(self.triage.problems());
+        problems.extend(self.sr.problems());
         if problems.is_empty() {
             Ok(())
         } else {

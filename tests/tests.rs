@@ -19,4 +19,5 @@ mod pipeline;
 mod privacy;
 mod resume;
 mod shard;
+mod sr;
 mod synth;

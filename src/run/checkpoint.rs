@@ -65,6 +65,10 @@ pub struct Checkpoint {
     pub failures: Vec<crate::sink::failures::FailedFile>,
     /// Thumbnails of the committed files, for `worklist.html` (format 2).
     pub thumbnails: Vec<crate::sink::thumbnails::ThumbEntry>,
+    /// Committed length of the SR evidence journal ([`crate::sink::sr::evidence`]);
+    /// a resumed run cuts the journal back to it.
+    #[serde(default)]
+    pub sr_evidence_bytes: u64,
 }
 
 impl Checkpoint {
@@ -86,6 +90,7 @@ impl Checkpoint {
             book: BookSnapshot::default(),
             failures: Vec::new(),
             thumbnails: Vec::new(),
+            sr_evidence_bytes: 0,
         }
     }
 

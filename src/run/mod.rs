@@ -66,6 +66,15 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
     let ingest_started = Instant::now();
     let inputs = plan.discover(&state)?;
     let snapshot = std::mem::take(&mut state.book);
+    let sr = crate::sink::sr::SrSetup {
+        config: cfg.sr.clone(),
+        not_for_clinical_use: plan
+            .models
+            .iter()
+            .filter(|(_, m)| !m.card.clinical_use)
+            .map(|(_, m)| format!("{} {}", m.card.id, m.card.version))
+            .collect(),
+    };
     let mut sinks = Sinks::create(
         &plan.paths,
         &cfg.sinks,
@@ -73,6 +82,7 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
         plan.stamps.clone(),
         plan.rules.bands().clone(),
         state,
+        &sr,
     )?;
     let ingest_seconds = ingest_started.elapsed().as_secs_f64();
     progress.set_total(inputs.left());

@@ -20,6 +20,7 @@ pub mod html;
 pub mod names;
 pub mod outputs;
 mod parquet;
+pub mod sr;
 pub mod tables;
 pub mod thumbnails;
 pub mod worklist;
@@ -235,6 +236,7 @@ impl Outputs {
         models: &[ModelStamp],
         bands: &Bands,
         state: &Checkpoint,
+        sr: &sr::SrSetup,
     ) -> Result<Self> {
         let row_group_rows = cfg.row_group_rows.max(1);
         let tag = format!("{}{}", paths.part_prefix, run.run_id);
@@ -245,6 +247,7 @@ impl Outputs {
             Box::new(outputs::StudiesTable::new(&paths.tables, &tag, run, row_group_rows)),
             Box::new(outputs::WorklistFiles::new(&paths.run)),
             Box::new(outputs::WorklistPage::new(&paths.run, &run.key)),
+            Box::new(sr::SrReports::create(paths, run, models, sr, state)?),
         ];
         if paths.shard.is_some() {
             list.push(Box::new(outputs::Handoff::new(&paths.run)));
@@ -316,8 +319,9 @@ impl Sinks {
         models: Vec<ModelStamp>,
         bands: Bands,
         state: Checkpoint,
+        sr: &sr::SrSetup,
     ) -> Result<Self> {
-        let outputs = Outputs::for_run(paths, cfg, &run, &models, &bands, &state)?;
+        let outputs = Outputs::for_run(paths, cfg, &run, &models, &bands, &state, sr)?;
         Ok(Self {
             out: paths.run.clone(),
             run,
