@@ -49,6 +49,12 @@ pub struct Config {
     pub sinks: SinkConfig,
     #[serde(default)]
     pub pipeline: PipelineConfig,
+    /// FHIR R4 result bundles (`[fhir]`).
+    #[serde(default)]
+    pub fhir: crate::sink::fhir::FhirConfig,
+    /// HL7 v2 result messages (`[hl7]`; written when `[sinks] hl7`).
+    #[serde(default)]
+    pub hl7: crate::sink::hl7::Hl7Config,
     /// Input folders (or DICOMDIR files); usually given with `--input`.
     #[serde(default)]
     pub inputs: Vec<PathBuf>,

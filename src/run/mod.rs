@@ -64,14 +64,8 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
     let ingest_started = Instant::now();
     let inputs = plan.discover(&state)?;
     let snapshot = std::mem::take(&mut state.book);
-    let mut sinks = Sinks::create(
-        &plan.paths,
-        &cfg.sinks,
-        plan.run.clone(),
-        plan.stamps.clone(),
-        plan.rules.bands().clone(),
-        state,
-    )?;
+    let mut sinks =
+        Sinks::create(&plan.paths, cfg, plan.run.clone(), plan.stamps.clone(), plan.rules.bands().clone(), state)?;
     let ingest_seconds = ingest_started.elapsed().as_secs_f64();
     progress.set_total(inputs.left());
 

@@ -1,0 +1,180 @@
+//! FHIR R4 results: per screened study, `fhir/<study pseudonym>.json`, a
+//! transaction Bundle for the electronic record ([`bundle`]).
+//!
+//! Written at publish, once the studies are ranked, into the tables folder
+//! ([`crate::sink::OutPaths::tables`]): OUT for a single run and for every
+//! shard of a sharded one, each shard writing its own studies. A study that
+//! cannot have a document (no usable StudyInstanceUID or PatientID,
+//! [`identity::NoDocument`]) gets none; the count per reason is logged,
+//! without identifiers, and the run goes on. These files are identifiable,
+//! like the worklist: they name the patient and the study.
+
+pub mod bundle;
+pub mod identity;
+pub mod model;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::sink::{write_json, ModelStamp, Output, Published, RunStamp};
+use crate::triage::StudyResult;
+use identity::{DocumentSeed, DocumentSubject, NoDocument};
+
+/// The folder under OUT.
+pub const DIR: &str = "fhir";
+
+/// A code as the config names it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeConfig {
+    pub system: String,
+    pub code: String,
+    pub display: String,
+}
+
+/// The `[fhir]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FhirConfig {
+    /// Identifier system claimed for a PatientID that passes the NHS number
+    /// modulus-11 check. Default: `https://fhir.nhs.uk/Id/nhs-number`.
+    pub nhs_number_system: String,
+    /// Identifier system for any other PatientID: the programme's local
+    /// one. Default: `urn:nightscreen:patient-id`.
+    pub patient_id_system: String,
+    /// Identifier system of accession numbers (the assigning RIS); empty:
+    /// the identifier is typed ACSN without a system. Default: empty.
+    pub accession_system: String,
+    /// DiagnosticReport.code. Default: a local code
+    /// (`urn:nightscreen:code` `screening-ai-triage`); a programme sets
+    /// its own (a NICIP or SNOMED CT code).
+    pub report_code: CodeConfig,
+    /// Code system of the DESP grades (R0M0 … R3M1, U). Default:
+    /// `urn:nightscreen:desp-grade`, a local system (README).
+    pub grade_system: String,
+}
+
+impl Default for FhirConfig {
+    fn default() -> Self {
+        Self {
+            nhs_number_system: "https://fhir.nhs.uk/Id/nhs-number".into(),
+            patient_id_system: "urn:nightscreen:patient-id".into(),
+            accession_system: String::new(),
+            report_code: CodeConfig {
+                system: bundle::NIGHTSCREEN_CODES.into(),
+                code: "screening-ai-triage".into(),
+                display: "Screening triage by machine (AI)".into(),
+            },
+            grade_system: "urn:nightscreen:desp-grade".into(),
+        }
+    }
+}
+
+/// The models that scored `study`, grading model first: `study.models`
+/// names them "id version", in the run's model order.
+pub fn study_models<'m>(study: &StudyResult, models: &'m [ModelStamp], grading: Option<&str>) -> Vec<&'m ModelStamp> {
+    let mut used: Vec<&ModelStamp> =
+        models.iter().filter(|m| study.models.iter().any(|s| *s == format!("{} {}", m.id, m.version))).collect();
+    if let Some(grading) = grading {
+        used.sort_by_key(|m| m.id != grading);
+    }
+    used
+}
+
+/// Studies left without a document, by reason; logged once per run.
+#[derive(Debug, Default)]
+pub struct Unwritten(BTreeMap<NoDocument, u64>);
+
+impl Unwritten {
+    pub fn add(&mut self, reason: NoDocument) {
+        *self.0.entry(reason).or_default() += 1;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    /// Logs the counts (no identifiers) under `what` ("FHIR bundle").
+    pub fn log(&self, what: &str) {
+        for (reason, n) in &self.0 {
+            log::warn!("{n} study(ies) got no {what}: {}", reason.as_str());
+        }
+    }
+}
+
+/// `fhir/`: one Bundle per study.
+pub struct FhirBundles {
+    dir: PathBuf,
+    cfg: FhirConfig,
+    run: RunStamp,
+    models: Vec<ModelStamp>,
+    grading_model: Option<String>,
+}
+
+impl FhirBundles {
+    /// Creates `tables/fhir/`.
+    ///
+    /// # Errors
+    /// The folder cannot be created.
+    pub fn create(
+        tables: &Path,
+        cfg: &FhirConfig,
+        run: &RunStamp,
+        models: &[ModelStamp],
+        grading_model: Option<&str>,
+    ) -> Result<Self> {
+        let dir = tables.join(DIR);
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Output { path: dir.clone(), source })?;
+        Ok(Self {
+            dir,
+            cfg: cfg.clone(),
+            run: run.clone(),
+            models: models.to_vec(),
+            grading_model: grading_model.map(str::to_string),
+        })
+    }
+
+    /// One study's bundle and its file name, or why it has none.
+    ///
+    /// # Errors
+    /// The study cannot have a document.
+    pub fn bundle(&self, study: &StudyResult, run: &Published<'_>) -> Result<(String, model::Bundle), NoDocument> {
+        let subject = DocumentSubject::of(study, &self.run.key)?;
+        let seed = DocumentSeed::new(subject.study_uid, &self.run, &self.models, run.page.shadow);
+        let issued = run.page.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let input = bundle::BundleInput {
+            study,
+            subject: &subject,
+            seed: &seed,
+            models: study_models(study, &self.models, self.grading_model.as_deref()),
+            band: run.page.bands.name(study.band),
+            shadow: run.page.shadow,
+            issued: &issued,
+            software_version: &self.run.software_version,
+        };
+        Ok((format!("{}.json", subject.study_pseudonym), bundle::build(&self.cfg, &input)))
+    }
+}
+
+impl Output for FhirBundles {
+    fn publish(&mut self, run: &Published<'_>) -> Result<()> {
+        let mut unwritten = Unwritten::default();
+        let mut written = 0u64;
+        for study in run.studies {
+            match self.bundle(study, run) {
+                Ok((name, bundle)) => {
+                    write_json(&self.dir.join(name), &bundle, true)?;
+                    written += 1;
+                }
+                Err(reason) => unwritten.add(reason),
+            }
+        }
+        crate::sink::sync_dir(&self.dir)?;
+        unwritten.log("FHIR bundle");
+        log::info!("wrote {written} FHIR bundle(s), {} study(ies) without one", unwritten.total());
+        Ok(())
+    }
+}
