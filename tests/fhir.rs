@@ -240,6 +240,22 @@ fn every_bundle_validates_as_r4_and_says_what_the_studies_table_says() {
         assert_eq!(without_issued(again), without_issued(bundle.clone()), "{name}: re-written differently");
     }
 
+    // Two shards into one OUT: each writes its own studies' bundles, and
+    // together they are the single run's.
+    let sharded = dir.path().join("sharded");
+    for shard in ["0/2", "1/2"] {
+        run(&root().join("configs/desp.toml"), &sharded, &["--shard", shard]);
+    }
+    let names: Vec<String> = files(&sharded.join("fhir"), "json")
+        .iter()
+        .map(|p| p.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(names.len(), first.len(), "one bundle per study across the shards");
+    for (name, bundle) in &first {
+        let from_shard = read_json(&sharded.join("fhir").join(format!("{name}.json")));
+        assert_eq!(without_issued(from_shard), without_issued(bundle.clone()), "{name}: a shard wrote it differently");
+    }
+
     // A shadow run says so, under other ids: it must never replace a clinical result.
     let shadow = dir.path().join("shadow");
     run(&root().join("configs/desp.toml"), &shadow, &["--shadow"]);

@@ -256,9 +256,10 @@ impl Outputs {
         ];
         // The model whose findings the documents report: DESP's grader.
         let grading = (cfg.triage.mode == TriageMode::Desp).then_some(cfg.triage.desp.model.as_str());
-        list.push(Box::new(fhir::FhirBundles::create(&paths.tables, &cfg.fhir, run, models, grading)?));
+        let single = paths.shard.is_none();
+        list.push(Box::new(fhir::FhirBundles::create(&paths.tables, single, &cfg.fhir, run, models, grading)?));
         if cfg.sinks.hl7 {
-            list.push(Box::new(hl7::OruMessages::create(&paths.tables, &cfg.hl7, run, models, grading)?));
+            list.push(Box::new(hl7::OruMessages::create(&paths.tables, single, &cfg.hl7, run, models, grading)?));
         }
         if paths.shard.is_some() {
             list.push(Box::new(outputs::Handoff::new(&paths.run)));

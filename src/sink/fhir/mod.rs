@@ -84,6 +84,36 @@ pub fn study_models<'m>(study: &StudyResult, models: &'m [ModelStamp], grading: 
     used
 }
 
+/// Whether `name` is a document we write: `<study pseudonym>.<ext>`
+/// (32 hex digits).
+fn is_document_name(name: &str, ext: &str) -> bool {
+    name.strip_suffix(ext)
+        .and_then(|stem| stem.strip_suffix('.'))
+        .is_some_and(|stem| stem.len() == 32 && stem.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Deletes our documents in `dir` that this run did not write (`keep`):
+/// those of an earlier run into the same OUT (`--force`), whose studies
+/// may not be in this one. Only for a single run: shards share the folder.
+///
+/// # Errors
+/// The folder cannot be read or a file removed.
+pub fn remove_stale(dir: &Path, ext: &str, keep: &std::collections::HashSet<String>) -> Result<usize> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Output { path, source }
+    };
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir).map_err(io(dir))?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_document_name(&name, ext) && !keep.contains(&name) {
+            std::fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Studies left without a document, by reason; logged once per run.
 #[derive(Debug, Default)]
 pub struct Unwritten(BTreeMap<NoDocument, u64>);
@@ -108,6 +138,8 @@ impl Unwritten {
 /// `fhir/`: one Bundle per study.
 pub struct FhirBundles {
     dir: PathBuf,
+    /// A single run owns the folder and removes an earlier run's documents.
+    owns_dir: bool,
     cfg: FhirConfig,
     run: RunStamp,
     models: Vec<ModelStamp>,
@@ -121,6 +153,7 @@ impl FhirBundles {
     /// The folder cannot be created.
     pub fn create(
         tables: &Path,
+        owns_dir: bool,
         cfg: &FhirConfig,
         run: &RunStamp,
         models: &[ModelStamp],
@@ -130,6 +163,7 @@ impl FhirBundles {
         std::fs::create_dir_all(&dir).map_err(|source| Error::Output { path: dir.clone(), source })?;
         Ok(Self {
             dir,
+            owns_dir,
             cfg: cfg.clone(),
             run: run.clone(),
             models: models.to_vec(),
@@ -162,19 +196,45 @@ impl FhirBundles {
 impl Output for FhirBundles {
     fn publish(&mut self, run: &Published<'_>) -> Result<()> {
         let mut unwritten = Unwritten::default();
-        let mut written = 0u64;
+        let mut written = std::collections::HashSet::new();
         for study in run.studies {
             match self.bundle(study, run) {
                 Ok((name, bundle)) => {
-                    write_json(&self.dir.join(name), &bundle, true)?;
-                    written += 1;
+                    write_json(&self.dir.join(&name), &bundle, true)?;
+                    written.insert(name);
                 }
                 Err(reason) => unwritten.add(reason),
             }
         }
+        if self.owns_dir {
+            remove_stale(&self.dir, "json", &written)?;
+        }
         crate::sink::sync_dir(&self.dir)?;
         unwritten.log("FHIR bundle");
-        log::info!("wrote {written} FHIR bundle(s), {} study(ies) without one", unwritten.total());
+        log::info!("wrote {} FHIR bundle(s), {} study(ies) without one", written.len(), unwritten.total());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_documents_of_other_studies_are_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (kept, stale) = ("a".repeat(32) + ".json", "b".repeat(32) + ".json");
+        for name in [kept.as_str(), stale.as_str(), "notes.json", "cccc.json", &("d".repeat(32) + ".hl7")] {
+            std::fs::write(dir.path().join(name), b"{}").expect("write");
+        }
+        let keep = [kept.clone()].into_iter().collect();
+        assert_eq!(remove_stale(dir.path(), "json", &keep).expect("remove"), 1);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [kept, "cccc.json".into(), "d".repeat(32) + ".hl7", "notes.json".into()]);
     }
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::sink::fhir::identity::{DocumentSeed, DocumentSubject, NoDocument};
-use crate::sink::fhir::{study_models, Unwritten};
+use crate::sink::fhir::{remove_stale, study_models, Unwritten};
 use crate::sink::{write_atomically, ModelStamp, Output, Published, RunStamp};
 use crate::triage::StudyResult;
 
@@ -87,6 +87,8 @@ impl Default for Hl7Config {
 /// `hl7/`: one ORU^R01 per study.
 pub struct OruMessages {
     dir: PathBuf,
+    /// A single run owns the folder and removes an earlier run's messages.
+    owns_dir: bool,
     cfg: Hl7Config,
     run: RunStamp,
     models: Vec<ModelStamp>,
@@ -100,6 +102,7 @@ impl OruMessages {
     /// The folder cannot be created.
     pub fn create(
         tables: &Path,
+        owns_dir: bool,
         cfg: &Hl7Config,
         run: &RunStamp,
         models: &[ModelStamp],
@@ -109,6 +112,7 @@ impl OruMessages {
         std::fs::create_dir_all(&dir).map_err(|source| Error::Output { path: dir.clone(), source })?;
         Ok(Self {
             dir,
+            owns_dir,
             cfg: cfg.clone(),
             run: run.clone(),
             models: models.to_vec(),
@@ -143,19 +147,22 @@ impl OruMessages {
 impl Output for OruMessages {
     fn publish(&mut self, run: &Published<'_>) -> Result<()> {
         let mut unwritten = Unwritten::default();
-        let mut written = 0u64;
+        let mut written = std::collections::HashSet::new();
         for study in run.studies {
             match self.message(study, run) {
                 Ok((name, message)) => {
-                    write_atomically(&self.dir.join(name), message.as_bytes())?;
-                    written += 1;
+                    write_atomically(&self.dir.join(&name), message.as_bytes())?;
+                    written.insert(name);
                 }
                 Err(reason) => unwritten.add(reason),
             }
         }
+        if self.owns_dir {
+            remove_stale(&self.dir, "hl7", &written)?;
+        }
         crate::sink::sync_dir(&self.dir)?;
         unwritten.log("HL7 message");
-        log::info!("wrote {written} HL7 ORU message(s), {} study(ies) without one", unwritten.total());
+        log::info!("wrote {} HL7 ORU message(s), {} study(ies) without one", written.len(), unwritten.total());
         Ok(())
     }
 }
