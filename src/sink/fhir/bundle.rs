@@ -451,6 +451,7 @@ mod tests {
             ("", "P1", NoDocument::NoStudyUid),
             ("1.2.x", "P1", NoDocument::MalformedStudyUid),
             ("1.2", " ", NoDocument::NoPatientId),
+            ("1.2", "P\u{0}1", NoDocument::MalformedPatientId),
         ];
         for (uid, patient, reason) in cases {
             let h = Header { study_uid: StudyUid::new(uid), patient_id: patient.into(), ..Header::default() };

@@ -20,6 +20,9 @@ pub enum NoDocument {
     MalformedStudyUid,
     /// No PatientID: the record could not attach the result to anyone.
     NoPatientId,
+    /// A PatientID with control characters: written as is it would break
+    /// the documents, cleaned it would name someone else.
+    MalformedPatientId,
 }
 
 impl NoDocument {
@@ -29,6 +32,7 @@ impl NoDocument {
             Self::NoStudyUid => "no StudyInstanceUID",
             Self::MalformedStudyUid => "StudyInstanceUID is not a valid UID",
             Self::NoPatientId => "no PatientID",
+            Self::MalformedPatientId => "PatientID has control characters",
         }
     }
 }
@@ -55,9 +59,13 @@ impl<'a> DocumentSubject<'a> {
         if !is_dicom_uid(study_uid) {
             return Err(NoDocument::MalformedStudyUid);
         }
-        let patient_id = study.header.patient_id.trim();
+        // DICOM pads values with spaces (and some writers with NUL).
+        let patient_id = study.header.patient_id.trim_matches(|c: char| c.is_whitespace() || c == '\0');
         if patient_id.is_empty() {
             return Err(NoDocument::NoPatientId);
+        }
+        if patient_id.chars().any(char::is_control) {
+            return Err(NoDocument::MalformedPatientId);
         }
         let study_pseudonym = key.pseudonym(Kind::Study, study_uid).ok_or(NoDocument::NoStudyUid)?;
         Ok(Self { study_uid, patient_id, study_pseudonym })

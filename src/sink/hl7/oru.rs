@@ -146,7 +146,80 @@ pub fn build(cfg: &Hl7Config, input: &OruInput<'_>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::message::{Header, StudyUid};
+    use crate::privacy::PseudonymKey;
+    use crate::sink::RunStamp;
+    use crate::triage::desp::EyeProbs;
+    use crate::triage::{Bands, StudyDetail};
+
+    fn message(patient_id: &str, shadow: bool) -> String {
+        let key = PseudonymKey::from_hex(&"ab".repeat(32), "test").expect("key");
+        let eye = EyeOutcome {
+            grade: "R2M1".parse().expect("grade"),
+            probs: EyeProbs { referable: Some(0.8), r3: Some(0.1), m1: None, gradable: 0.9 },
+        };
+        let study = StudyResult {
+            rank: 1,
+            band: Bands::new(vec!["URGENT".into()]).find("URGENT").expect("band"),
+            score: Some(0.8),
+            reason: "R2 | M1 ^ suspected".into(),
+            header: Arc::new(Header {
+                study_uid: StudyUid::new("1.2.3"),
+                patient_id: patient_id.into(),
+                patient_name: "O'Neil^Ann".into(),
+                accession_number: "A&1".into(),
+                ..Header::default()
+            }),
+            modalities: vec![],
+            images_scored: 1,
+            files_failed: 0,
+            files_skipped: 0,
+            models: vec![],
+            detail: StudyDetail::Desp { right: None, left: Some(eye) },
+        };
+        let run =
+            RunStamp { run_id: "r".into(), software_version: "1".into(), config_sha256: "c".into(), key: key.clone() };
+        let subject = DocumentSubject::of(&study, &key).expect("subject");
+        let seed = DocumentSeed::new(subject.study_uid, &run, &[], shadow);
+        let input = OruInput {
+            study: &study,
+            subject: &subject,
+            seed: &seed,
+            band: "URGENT",
+            shadow,
+            started_at: DateTime::from_timestamp(1_700_000_000, 0).expect("time"),
+            software_version: "1",
+            equipment: Some("dr 1".into()),
+        };
+        build(&Hl7Config::default(), &input)
+    }
+
+    #[test]
+    fn a_message_has_its_segments_its_values_escaped_and_says_shadow_in_shadow_runs() {
+        let text = message("9434765919", true);
+        assert!(text.ends_with(SEGMENT_END) && !text.contains('\n'));
+        let segments: Vec<&str> = text.split(SEGMENT_END).filter(|s| !s.is_empty()).collect();
+        let msh = "MSH|^~\\&|NIGHTSCREEN|DESP-AI|RIS|TRUST|20231114221320+0000||ORU^R01^ORU_R01|NS";
+        assert!(segments[0].starts_with(msh), "{}", segments[0]);
+        assert_eq!(segments[1], "PID|1||9434765919^^^NHS^NH||O'Neil^Ann", "an NHS number with its authority");
+        assert!(segments[2].starts_with("OBR|1||A\\T\\1|NSAI^"), "{}", segments[2]);
+        let codes: Vec<&str> = segments[3..]
+            .iter()
+            .map(|s| s.split('|').nth(3).and_then(|c| c.split('^').next()).unwrap_or_default())
+            .collect();
+        assert_eq!(codes, ["DESP-GRADE-L", "P-REFERABLE-L", "P-R3-L", "P-GRADABLE-L", "BAND", "REASON", "PROVENANCE"]);
+        assert!(segments[8].contains("|TX|REASON^Reason for the band^L||R2 \\F\\ M1 \\S\\ suspected|"));
+        assert!(segments[9].contains("SHADOW — not for clinical use. Made by a machine"), "{}", segments[9]);
+        assert!(segments[3..].iter().all(|s| s.split('|').nth(11) == Some("P") && s.ends_with("||||dr 1")));
+        let local = message("NS1", false);
+        assert!(local.contains("PID|1||NS1^^^NIGHTSCREEN^MR|") && !local.contains("SHADOW"));
+        let control_id = |m: &str| m.split('|').nth(9).map(str::to_string);
+        assert_ne!(control_id(&text), control_id(&local), "shadow and clinical messages differ");
+        assert_eq!(control_id(&local), control_id(&message("NS1", false)), "the same result, the same id");
+    }
 
     #[test]
     fn escaping_leaves_no_delimiter_and_no_segment_break_in_hostile_text() {
