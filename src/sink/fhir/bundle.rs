@@ -13,10 +13,10 @@
 
 use super::identity::{DocumentSeed, DocumentSubject};
 use super::model::*;
+use super::observation::{eye_observation, placement_observation, ObservationBase, EYES};
 use super::FhirConfig;
 use crate::sink::worklist::SHADOW_NOTICE;
 use crate::sink::ModelStamp;
-use crate::triage::desp::EyeOutcome;
 use crate::triage::StudyResult;
 
 /// nightscreen's own codes (observation and component codes), a local
@@ -32,18 +32,9 @@ pub const DICOM_UID_SYSTEM: &str = "urn:dicom:uid";
 pub const DICOM_CODES: &str = "http://dicom.nema.org/resources/ontology/DCM";
 pub const SNOMED: &str = "http://snomed.info/sct";
 pub const UCUM: &str = "http://unitsofmeasure.org";
-const OBSERVATION_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
+pub(super) const OBSERVATION_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
 const DIAGNOSTIC_SECTION: &str = "http://terminology.hl7.org/CodeSystem/v2-0074";
 const IDENTIFIER_TYPE: &str = "http://terminology.hl7.org/CodeSystem/v2-0203";
-
-/// The probability components of an eye's Observation: code, meaning, value.
-type ProbPick = (&'static str, &'static str, fn(&EyeOutcome) -> Option<f32>);
-pub const EYE_PROBABILITIES: [ProbPick; 4] = [
-    ("p-referable", "Probability of referable retinopathy (R2 or R3)", |e| e.probs.referable),
-    ("p-r3", "Probability of proliferative retinopathy (R3)", |e| e.probs.r3),
-    ("p-m1", "Probability of maculopathy (M1)", |e| e.probs.m1),
-    ("p-gradable", "Probability that the images are gradable", |e| Some(e.probs.gradable)),
-];
 
 /// Everything one study's bundle is made from.
 pub struct BundleInput<'a> {
@@ -70,7 +61,7 @@ pub fn clean_text(s: &str) -> String {
 }
 
 /// A FHIR `code`: no whitespace but single inner spaces.
-fn clean_code(s: &str) -> String {
+pub(super) fn clean_code(s: &str) -> String {
     clean_text(s).split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -78,7 +69,7 @@ fn entry(seed: &DocumentSeed, role: &str) -> String {
     format!("urn:uuid:{}", seed.uuid(role))
 }
 
-fn own_identifier(full_url: &str) -> Identifier {
+pub(super) fn own_identifier(full_url: &str) -> Identifier {
     Identifier { kind: None, system: URI_SYSTEM.into(), value: full_url.into() }
 }
 
@@ -172,99 +163,6 @@ fn device(model: &ModelStamp, software_version: &str) -> Device {
     }
 }
 
-fn quantity(value: f32) -> Quantity {
-    Quantity { value, unit: "1", system: UCUM, code: "1" }
-}
-
-/// The parts every Observation of the study shares.
-struct ObservationBase<'a> {
-    subject: &'a Reference,
-    study_url: &'a str,
-    device_url: Option<&'a str>,
-    effective: Option<String>,
-    issued: &'a str,
-}
-
-impl ObservationBase<'_> {
-    fn observation(&self, full_url: &str, code: CodeableConcept, value: CodeableConcept) -> Observation {
-        Observation {
-            identifier: vec![own_identifier(full_url)],
-            status: Status::Preliminary,
-            category: vec![CodeableConcept::coded(Coding::new(OBSERVATION_CATEGORY, "imaging", "Imaging"), "")],
-            code,
-            subject: self.subject.clone(),
-            part_of: vec![Reference::to(self.study_url)],
-            effective_date_time: self.effective.clone(),
-            issued: self.issued.into(),
-            device: self.device_url.map(Reference::to),
-            body_site: None,
-            value_codeable_concept: value,
-            note: Vec::new(),
-            component: Vec::new(),
-            derived_from: vec![Reference::to(self.study_url)],
-        }
-    }
-}
-
-/// Right and left: the role, the words and the SNOMED CT laterality.
-const EYES: [(&str, &str, &str, &str); 2] =
-    [("right", "right eye", "24028007", "Right"), ("left", "left eye", "7771000", "Left")];
-
-fn eye_observation(
-    cfg: &FhirConfig,
-    base: &ObservationBase<'_>,
-    full_url: &str,
-    (_, words, laterality, laterality_name): (&str, &str, &str, &str),
-    eye: &EyeOutcome,
-) -> Observation {
-    let grade = eye.grade.to_string();
-    let code = CodeableConcept::coded(
-        Coding::new(NIGHTSCREEN_CODES, "desp-eye-grade", "DESP grade of one eye, by machine"),
-        "DESP eye grade (machine-made)",
-    );
-    let value = CodeableConcept::coded(Coding::new(&cfg.grade_system, &grade, &eye.grade.words()), &grade);
-    let mut obs = base.observation(full_url, code, value);
-    obs.body_site = Some(CodeableConcept::coded(Coding::new(SNOMED, "81745001", "Eye"), words));
-    obs.component.push(Component {
-        code: CodeableConcept::coded(Coding::new(SNOMED, "272741003", "Laterality"), ""),
-        value_quantity: None,
-        value_codeable_concept: Some(CodeableConcept::coded(Coding::new(SNOMED, laterality, laterality_name), "")),
-    });
-    for (code, meaning, pick) in EYE_PROBABILITIES {
-        if let Some(p) = pick(eye) {
-            obs.component.push(Component {
-                code: CodeableConcept::coded(Coding::new(NIGHTSCREEN_CODES, code, meaning), ""),
-                value_quantity: Some(quantity(p)),
-                value_codeable_concept: None,
-            });
-        }
-    }
-    obs
-}
-
-fn placement_observation(base: &ObservationBase<'_>, full_url: &str, input: &BundleInput<'_>) -> Observation {
-    let code = CodeableConcept::coded(
-        Coding::new(NIGHTSCREEN_CODES, "worklist-placement", "Worklist band, by machine"),
-        "Worklist placement (machine-made)",
-    );
-    // A band is always in the run's table; "unknown" keeps a code non-empty regardless.
-    let band = Some(clean_code(input.band)).filter(|b| !b.is_empty()).unwrap_or_else(|| "unknown".into());
-    let value = CodeableConcept::coded(Coding::new(BAND_CODES, &band, &band), &band);
-    let mut obs = base.observation(full_url, code, value);
-    obs.note.push(Annotation { text: clean_text(&input.study.reason) });
-    if let Some(score) = input.study.score {
-        obs.component.push(Component {
-            code: CodeableConcept::coded(
-                Coding::new(NIGHTSCREEN_CODES, "placement-score", "Model output that placed the study"),
-                "",
-            ),
-            value_quantity: Some(quantity(score)),
-            value_codeable_concept: None,
-        });
-    }
-    obs
-}
-
 /// The study's bundle.
 pub fn build(cfg: &FhirConfig, input: &BundleInput<'_>) -> Bundle {
     let seed = input.seed;
@@ -340,7 +238,7 @@ mod tests {
     use crate::privacy::PseudonymKey;
     use crate::sink::fhir::identity::NoDocument;
     use crate::sink::RunStamp;
-    use crate::triage::desp::EyeProbs;
+    use crate::triage::desp::{EyeOutcome, EyeProbs};
     use crate::triage::{Bands, StudyDetail};
 
     fn study(header: Header, detail: StudyDetail) -> StudyResult {

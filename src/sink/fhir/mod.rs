@@ -12,6 +12,7 @@
 pub mod bundle;
 pub mod identity;
 pub mod model;
+pub mod observation;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

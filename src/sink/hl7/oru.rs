@@ -6,8 +6,9 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::Hl7Config;
-use crate::sink::fhir::bundle::{provenance_words, EYE_PROBABILITIES};
+use crate::sink::fhir::bundle::provenance_words;
 use crate::sink::fhir::identity::{is_nhs_number, DocumentSeed, DocumentSubject};
+use crate::sink::fhir::observation::EYE_PROBABILITIES;
 use crate::triage::desp::EyeOutcome;
 use crate::triage::StudyResult;
 
