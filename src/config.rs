@@ -52,6 +52,12 @@ pub struct Config {
     /// The DICOM SR results (`[sr]`).
     #[serde(default)]
     pub sr: crate::sink::sr::SrConfig,
+    /// FHIR R4 result bundles (`[fhir]`).
+    #[serde(default)]
+    pub fhir: crate::sink::fhir::FhirConfig,
+    /// HL7 v2 result messages (`[hl7]`; written when `[sinks] hl7`).
+    #[serde(default)]
+    pub hl7: crate::sink::hl7::Hl7Config,
     /// Input folders (or DICOMDIR files); usually given with `--input`.
     #[serde(default)]
     pub inputs: Vec<PathBuf>,

@@ -43,6 +43,8 @@ pub struct ModelStamp {
     pub sha256: String,
     /// The card's output labels, in output order.
     pub labels: Vec<String>,
+    /// The card's `clinical_use`: result documents say "not for clinical use" when false.
+    pub clinical_use: bool,
 }
 
 impl ModelStamp {
@@ -60,6 +62,7 @@ impl VerifiedModel {
             version: self.card.version.clone(),
             sha256: self.card.sha256.to_lowercase(),
             labels: self.card.output.labels.clone(),
+            clinical_use: self.card.clinical_use,
         }
     }
 }

@@ -75,15 +75,8 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
             .map(|(_, m)| format!("{} {}", m.card.id, m.card.version))
             .collect(),
     };
-    let mut sinks = Sinks::create(
-        &plan.paths,
-        &cfg.sinks,
-        plan.run.clone(),
-        plan.stamps.clone(),
-        plan.rules.bands().clone(),
-        state,
-        &sr,
-    )?;
+    let mut sinks =
+        Sinks::create(&plan.paths, cfg, plan.run.clone(), plan.stamps.clone(), plan.rules.bands().clone(), state, &sr)?;
     let ingest_seconds = ingest_started.elapsed().as_secs_f64();
     progress.set_total(inputs.left());
 
@@ -225,11 +218,15 @@ fn report(plan: &mut Plan<'_>, done: Finished<'_>) -> Result<RunSummary> {
             .map_err(|source| crate::Error::Output { path: retry_state.clone(), source })?;
     } else {
         Checkpoint::remove(&plan.paths.run)?;
-        match std::fs::remove_file(&retry_state) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(crate::Error::Output { path: retry_state, source: e })
+        // The SR evidence journal (UIDs) is only needed by a retry.
+        for name in [crate::sink::names::RETRY_STATE, crate::sink::names::SR_EVIDENCE] {
+            let path = plan.paths.run.join(name);
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(crate::Error::Output { path, source: e })
+                }
+                _ => {}
             }
-            _ => {}
         }
     }
     Ok(summary)

@@ -13,8 +13,8 @@ use std::path::Path;
 use super::checkpoint::{Checkpoint, Fingerprint};
 use crate::error::{Error, Result};
 use crate::sink::names::{
-    AUDIT, CHECKPOINT, FAILED_FILES, RETRY_STATE, RUN_JSON, SOURCE_MANIFEST, THUMBNAILS, WORKLIST_CSV, WORKLIST_HTML,
-    WORKLIST_JSON,
+    AUDIT, CHECKPOINT, DOCUMENTS, FAILED_FILES, RETRY_STATE, RUN_JSON, SOURCE_MANIFEST, SR_EVIDENCE, SR_SUMMARY,
+    THUMBNAILS, WORKLIST_CSV, WORKLIST_HTML, WORKLIST_JSON,
 };
 use crate::sink::tables::Table;
 use crate::sink::{thumbnails, OutPaths};
@@ -36,11 +36,26 @@ pub const OUR_OUTPUTS: &[&str] = &[
     CHECKPOINT,
     SOURCE_MANIFEST,
     RETRY_STATE,
+    SR_EVIDENCE,
+    SR_SUMMARY,
+    DOCUMENTS[0].0,
+    DOCUMENTS[1].0,
+    DOCUMENTS[2].0,
 ];
 
 /// The files of [`OUR_OUTPUTS`] (not folders): what `--force` deletes whole.
-const OUR_FILES: &[&str] =
-    &[WORKLIST_CSV, WORKLIST_JSON, WORKLIST_HTML, FAILED_FILES, RUN_JSON, CHECKPOINT, SOURCE_MANIFEST, RETRY_STATE];
+const OUR_FILES: &[&str] = &[
+    WORKLIST_CSV,
+    WORKLIST_JSON,
+    WORKLIST_HTML,
+    FAILED_FILES,
+    RUN_JSON,
+    CHECKPOINT,
+    SOURCE_MANIFEST,
+    RETRY_STATE,
+    SR_EVIDENCE,
+    SR_SUMMARY,
+];
 
 fn is_part_file(name: &str) -> bool {
     name.starts_with("part-") || name.starts_with(".part-")
@@ -49,10 +64,25 @@ fn is_part_file(name: &str) -> bool {
 /// Whether an entry of one of our folders is a file we write there.
 fn is_ours(folder: &str, name: &str) -> bool {
     if folder == THUMBNAILS {
-        thumbnails::is_ours(name)
-    } else {
-        is_part_file(name)
+        return thumbnails::is_ours(name);
     }
+    match DOCUMENTS.iter().find(|(dir, _)| *dir == folder) {
+        Some((_, ext)) => crate::sink::fhir::is_document_name(name, ext),
+        None => is_part_file(name),
+    }
+}
+
+/// Deletes our result documents (SR, FHIR, HL7) under `out`, for `--force`.
+fn remove_documents(out: &Path) -> Result<()> {
+    for (dir, ext) in DOCUMENTS {
+        let Ok(entries) = std::fs::read_dir(out.join(dir)) else { continue };
+        for entry in entries.flatten() {
+            if crate::sink::fhir::is_document_name(&entry.file_name().to_string_lossy(), ext) {
+                std::fs::remove_file(entry.path()).map_err(|source| Error::Output { path: entry.path(), source })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Our output names already in `out` that no nightscreen run accounts for.
@@ -127,6 +157,9 @@ pub fn prepare(paths: &OutPaths, force: bool, fingerprint: &Fingerprint) -> Resu
         }
         remove_parts(&paths.tables, &paths.part_prefix, None)?;
         thumbnails::remove_except(out, &Default::default())?;
+        if paths.shard.is_none() {
+            remove_documents(out)?;
+        }
         std::fs::create_dir_all(out).map_err(io)?;
         return Ok(None);
     }

@@ -50,6 +50,7 @@ impl ModelRecord {
             version: self.version.clone(),
             sha256: self.sha256.clone(),
             labels: self.labels.clone(),
+            clinical_use: self.card.clinical_use,
         }
     }
 }

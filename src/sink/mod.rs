@@ -13,9 +13,13 @@
 //! a self-contained HTML page, [`html`], which shows each study's
 //! thumbnails from `thumbnails/`, [`thumbnails`]). `run` and `merge` publish
 //! the ranked studies through the same [`Outputs::publish`]; a new output
-//! (DICOM SR, FHIR) is one new [`Output`].
+//! (DICOM SR, FHIR) is one new [`Output`]. Result documents for the record:
+//! FHIR R4 bundles ([`fhir`]) always, HL7 v2 ORU messages ([`hl7`]) when
+//! `[sinks] hl7` is on.
 
 pub mod failures;
+pub mod fhir;
+pub mod hl7;
 pub mod html;
 pub mod names;
 pub mod outputs;
@@ -35,12 +39,13 @@ use serde::{Deserialize, Serialize};
 pub use self::parquet::PartWriter;
 pub use tables::{ModelStamp, RunStamp, Table};
 
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::message::{count_key, FileDone, Msg, RejectKind};
 use crate::run::checkpoint::{file_key, Checkpoint};
 use crate::run::ledger::{CompleteFile, Ledger};
 use crate::run::shard::Shard;
-use crate::triage::{Bands, Finding, StudyBook, StudyResult};
+use crate::triage::{Bands, Finding, StudyBook, StudyResult, TriageMode};
 
 /// The `[sinks]` table.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -56,11 +61,14 @@ pub struct SinkConfig {
     /// recorded as usual, but every worklist row is marked "SHADOW — not
     /// for clinical use". Also `--shadow`. Default: false.
     pub shadow: bool,
+    /// Also write an HL7 v2.4 ORU^R01 per study under `hl7/` (`[hl7]`
+    /// names the applications and facilities). Default: false.
+    pub hl7: bool,
 }
 
 impl Default for SinkConfig {
     fn default() -> Self {
-        Self { row_group_rows: 8192, checkpoint_seconds: 30.0, shadow: false }
+        Self { row_group_rows: 8192, checkpoint_seconds: 30.0, shadow: false, hl7: false }
     }
 }
 
@@ -231,14 +239,14 @@ impl Outputs {
     /// An output folder cannot be created, or the thumbnail syncer started.
     pub fn for_run(
         paths: &OutPaths,
-        cfg: &SinkConfig,
+        cfg: &Config,
         run: &RunStamp,
         models: &[ModelStamp],
         bands: &Bands,
         state: &Checkpoint,
         sr: &sr::SrSetup,
     ) -> Result<Self> {
-        let row_group_rows = cfg.row_group_rows.max(1);
+        let row_group_rows = cfg.sinks.row_group_rows.max(1);
         let tag = format!("{}{}", paths.part_prefix, run.run_id);
         let mut list: Vec<Box<dyn Output>> = vec![
             Box::new(outputs::RowTables::create(paths, run, models, bands, row_group_rows, state)?),
@@ -249,6 +257,13 @@ impl Outputs {
             Box::new(outputs::WorklistPage::new(&paths.run, &run.key)),
             Box::new(sr::SrReports::create(paths, run, models, sr, state)?),
         ];
+        // The model whose findings the documents report: DESP's grader.
+        let grading = (cfg.triage.mode == TriageMode::Desp).then_some(cfg.triage.desp.model.as_str());
+        let single = paths.shard.is_none();
+        list.push(Box::new(fhir::FhirBundles::create(&paths.tables, single, &cfg.fhir, run, models, grading)?));
+        if cfg.sinks.hl7 {
+            list.push(Box::new(hl7::OruMessages::create(&paths.tables, single, &cfg.hl7, run, models, grading)?));
+        }
         if paths.shard.is_some() {
             list.push(Box::new(outputs::Handoff::new(&paths.run)));
         }
@@ -314,7 +329,7 @@ impl Sinks {
     /// The output folder cannot be written.
     pub fn create(
         paths: &OutPaths,
-        cfg: &SinkConfig,
+        cfg: &Config,
         run: RunStamp,
         models: Vec<ModelStamp>,
         bands: Bands,
@@ -327,9 +342,9 @@ impl Sinks {
             run,
             models,
             bands,
-            shadow: cfg.shadow,
+            shadow: cfg.sinks.shadow,
             outputs,
-            checkpoint_every: Duration::from_secs_f64(cfg.checkpoint_seconds.max(0.0)),
+            checkpoint_every: Duration::from_secs_f64(cfg.sinks.checkpoint_seconds.max(0.0)),
             last_commit: Instant::now(),
             frames: state.frame_keys.iter().copied().collect(),
             files: state.file_keys.iter().copied().collect(),

@@ -28,3 +28,9 @@ pub const SHARDS_DIR: &str = "shards";
 pub const MERGE_LOCK: &str = ".merge.lock";
 /// The DICOMweb inputs' frozen plans ([`crate::source::dicomweb::manifest`]).
 pub const SOURCE_MANIFEST: &str = crate::source::dicomweb::manifest::FILE_NAME;
+/// The result documents' folders and the file extension of each ([`super::sr`], [`super::fhir`], [`super::hl7`]).
+pub const DOCUMENTS: [(&str, &str); 3] =
+    [(super::sr::DIR, "dcm"), (super::fhir::DIR, "json"), (super::hl7::DIR, "hl7")];
+/// The SR writer's evidence journal and summary ([`super::sr`]).
+pub const SR_EVIDENCE: &str = super::sr::evidence::JOURNAL;
+pub const SR_SUMMARY: &str = super::sr::SUMMARY;

@@ -294,8 +294,13 @@ mod tests {
             config_sha256: "c".into(),
             key: PseudonymKey::from_hex(&"ab".repeat(32), "test").expect("key"),
         };
-        let models =
-            [ModelStamp { id: "dr-screen".into(), version: "1.0".into(), sha256: "aa".into(), labels: vec![] }];
+        let models = [ModelStamp {
+            id: "dr-screen".into(),
+            version: "1.0".into(),
+            sha256: "aa".into(),
+            labels: vec![],
+            clinical_use: false,
+        }];
         let cfg = SrConfig::default();
         let report = Report {
             study,

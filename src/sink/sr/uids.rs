@@ -91,7 +91,13 @@ mod tests {
     use super::*;
 
     fn model(sha: &str) -> ModelStamp {
-        ModelStamp { id: "dr-screen".into(), version: "1.0".into(), sha256: sha.into(), labels: vec![] }
+        ModelStamp {
+            id: "dr-screen".into(),
+            version: "1.0".into(),
+            sha256: sha.into(),
+            labels: vec![],
+            clinical_use: false,
+        }
     }
 
     #[test]

@@ -1,0 +1,168 @@
+//! HL7 v2.4 results: per screened study, `hl7/<study pseudonym>.hl7`, an
+//! ORU^R01 message ([`oru`]) for the RIS's integration engine to pick up
+//! (files, not MLLP). Written when `[sinks] hl7 = true`.
+//!
+//! Like the FHIR bundles: written at publish into the tables folder (OUT,
+//! for single and sharded runs), identifiable, and a study without a usable
+//! StudyInstanceUID or PatientID gets no message (counted and logged by
+//! reason, never with identifiers).
+
+pub mod oru;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::sink::fhir::identity::{DocumentSeed, DocumentSubject, NoDocument};
+use crate::sink::fhir::{remove_stale, study_models, Unwritten};
+use crate::sink::{write_atomically, ModelStamp, Output, Published, RunStamp};
+use crate::triage::StudyResult;
+
+/// The folder under OUT.
+pub const DIR: &str = "hl7";
+
+/// MSH-11: how the receiver should treat the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessingId {
+    #[default]
+    Production,
+    Training,
+    Debugging,
+}
+
+impl ProcessingId {
+    /// The HL7 table 0103 code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Production => "P",
+            Self::Training => "T",
+            Self::Debugging => "D",
+        }
+    }
+}
+
+/// The `[hl7]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hl7Config {
+    /// MSH-3. Default: "NIGHTSCREEN".
+    pub sending_application: String,
+    /// MSH-4. Default: "DESP-AI".
+    pub sending_facility: String,
+    /// MSH-5. Default: "RIS".
+    pub receiving_application: String,
+    /// MSH-6. Default: "TRUST".
+    pub receiving_facility: String,
+    /// MSH-11 ("production", "training", "debugging"). Default: production.
+    pub processing_id: ProcessingId,
+    /// PID-3 assigning authority of an NHS number (type NH). Default: "NHS".
+    pub nhs_assigning_authority: String,
+    /// PID-3 assigning authority of any other PatientID (type MR).
+    /// Default: "NIGHTSCREEN".
+    pub local_assigning_authority: String,
+    /// OBR-4, a local code (coding system L). Default: "NSAI".
+    pub service_code: String,
+    /// OBR-4's text. Default: "Screening triage by machine (AI)".
+    pub service_text: String,
+}
+
+impl Default for Hl7Config {
+    fn default() -> Self {
+        Self {
+            sending_application: "NIGHTSCREEN".into(),
+            sending_facility: "DESP-AI".into(),
+            receiving_application: "RIS".into(),
+            receiving_facility: "TRUST".into(),
+            processing_id: ProcessingId::Production,
+            nhs_assigning_authority: "NHS".into(),
+            local_assigning_authority: "NIGHTSCREEN".into(),
+            service_code: "NSAI".into(),
+            service_text: "Screening triage by machine (AI)".into(),
+        }
+    }
+}
+
+/// `hl7/`: one ORU^R01 per study.
+pub struct OruMessages {
+    dir: PathBuf,
+    /// A single run owns the folder and removes an earlier run's messages.
+    owns_dir: bool,
+    cfg: Hl7Config,
+    run: RunStamp,
+    models: Vec<ModelStamp>,
+    grading_model: Option<String>,
+}
+
+impl OruMessages {
+    /// Creates `tables/hl7/`.
+    ///
+    /// # Errors
+    /// The folder cannot be created.
+    pub fn create(
+        tables: &Path,
+        owns_dir: bool,
+        cfg: &Hl7Config,
+        run: &RunStamp,
+        models: &[ModelStamp],
+        grading_model: Option<&str>,
+    ) -> Result<Self> {
+        let dir = tables.join(DIR);
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Output { path: dir.clone(), source })?;
+        Ok(Self {
+            dir,
+            owns_dir,
+            cfg: cfg.clone(),
+            run: run.clone(),
+            models: models.to_vec(),
+            grading_model: grading_model.map(str::to_string),
+        })
+    }
+
+    /// One study's message and its file name, or why it has none.
+    ///
+    /// # Errors
+    /// The study cannot have a document.
+    pub fn message(&self, study: &StudyResult, run: &Published<'_>) -> Result<(String, String), NoDocument> {
+        let subject = DocumentSubject::of(study, &self.run.key)?;
+        let seed = DocumentSeed::new(subject.study_uid, &self.run, &self.models, run.page.shadow);
+        let equipment = study_models(study, &self.models, self.grading_model.as_deref())
+            .first()
+            .map(|m| format!("{} {}", m.id, m.version));
+        let input = oru::OruInput {
+            study,
+            subject: &subject,
+            seed: &seed,
+            band: run.page.bands.name(study.band),
+            shadow: run.page.shadow,
+            started_at: run.page.started_at,
+            software_version: &self.run.software_version,
+            equipment,
+        };
+        Ok((format!("{}.hl7", subject.study_pseudonym), oru::build(&self.cfg, &input)))
+    }
+}
+
+impl Output for OruMessages {
+    fn publish(&mut self, run: &Published<'_>) -> Result<()> {
+        let mut unwritten = Unwritten::default();
+        let mut written = std::collections::HashSet::new();
+        for study in run.studies {
+            match self.message(study, run) {
+                Ok((name, message)) => {
+                    write_atomically(&self.dir.join(&name), message.as_bytes())?;
+                    written.insert(name);
+                }
+                Err(reason) => unwritten.add(reason),
+            }
+        }
+        if self.owns_dir {
+            remove_stale(&self.dir, "hl7", &written)?;
+        }
+        crate::sink::sync_dir(&self.dir)?;
+        unwritten.log("HL7 message");
+        log::info!("wrote {} HL7 ORU message(s), {} study(ies) without one", written.len(), unwritten.total());
+        Ok(())
+    }
+}
