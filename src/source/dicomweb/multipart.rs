@@ -127,7 +127,16 @@ pub fn single_instance(content_type: &str, body: &mut dyn Read, limit: u64) -> R
             // Up to the delimiter; read at most the limit plus the delimiter.
             let mut data = Vec::new();
             reader.by_ref().take(limit + closing.len() as u64 + 4).read_to_end(&mut data).map_err(io)?;
-            let Some(at) = memchr::memmem::find(&data, closing.as_bytes()) else {
+            // A delimiter is the boundary line followed by `--`, or by
+            // optional blanks and CRLF (RFC 2046 §5.1.1): the same bytes
+            // inside an instance, followed by anything else, are data.
+            let is_delimiter = |at: &usize| {
+                let after = &data[at + closing.len()..];
+                let rest =
+                    after.iter().position(|b| *b != b' ' && *b != b'\t').map_or(&after[after.len()..], |i| &after[i..]);
+                after.starts_with(b"--") || rest.starts_with(b"\r\n") || rest.starts_with(b"\n")
+            };
+            let Some(at) = memchr::memmem::find_iter(&data, closing.as_bytes()).find(is_delimiter) else {
                 return Err(if data.len() as u64 > limit {
                     MultipartError::TooLong { limit }
                 } else {
