@@ -71,8 +71,8 @@ impl Orthanc {
             .expect("start Orthanc");
         self.child = Some(child);
         let started = Instant::now();
-        while self.get("/system").is_err() {
-            assert!(started.elapsed() < Duration::from_secs(20), "Orthanc did not start: {}", self.log());
+        while let Err(last) = self.get("/system") {
+            assert!(started.elapsed() < Duration::from_secs(20), "Orthanc did not answer ({last}): {}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
