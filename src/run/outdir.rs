@@ -19,32 +19,22 @@ use crate::sink::names::{
 use crate::sink::tables::Table;
 use crate::sink::{thumbnails, OutPaths};
 
-/// Files and folders a run writes into OUT; only these are ever replaced.
+/// Folders a run writes into OUT; in them, only the entries [`is_ours`]
+/// recognises are ours. With [`OUR_FILES`], all that is ever replaced;
 /// `audit.jsonl` is not among them: it is only ever appended to.
-/// In folders, only the entries [`is_ours`] recognises are.
-pub const OUR_OUTPUTS: &[&str] = &[
+pub const OUR_FOLDERS: &[&str] = &[
     Table::Images.dir(),
     Table::Studies.dir(),
     Table::Errors.dir(),
     Table::Skipped.dir(),
     THUMBNAILS,
-    WORKLIST_CSV,
-    WORKLIST_JSON,
-    WORKLIST_HTML,
-    FAILED_FILES,
-    RUN_JSON,
-    CHECKPOINT,
-    SOURCE_MANIFEST,
-    RETRY_STATE,
-    SR_EVIDENCE,
-    SR_SUMMARY,
     DOCUMENTS[0].0,
     DOCUMENTS[1].0,
     DOCUMENTS[2].0,
 ];
 
-/// The files of [`OUR_OUTPUTS`] (not folders): what `--force` deletes whole.
-const OUR_FILES: &[&str] = &[
+/// The files a run writes into OUT: what `--force` deletes whole.
+pub const OUR_FILES: &[&str] = &[
     WORKLIST_CSV,
     WORKLIST_JSON,
     WORKLIST_HTML,
@@ -90,8 +80,9 @@ fn foreign_outputs(out: &Path) -> Vec<String> {
     if out.join(RUN_JSON).exists() || out.join(AUDIT).exists() || out.join(CHECKPOINT).exists() {
         return Vec::new();
     }
-    OUR_OUTPUTS
+    OUR_FOLDERS
         .iter()
+        .chain(OUR_FILES)
         .filter(|name| {
             let path = out.join(name);
             if path.is_dir() {

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::sink::{write_json, ModelStamp, Output, Published, RunStamp};
+use crate::sink::{ModelStamp, Output, Published, RunStamp};
 use crate::triage::StudyResult;
 use identity::{DocumentSeed, DocumentSubject, NoDocument};
 
@@ -138,11 +138,64 @@ impl Unwritten {
     }
 }
 
+/// A folder of per-study documents (`fhir/`, `hl7/`), written once the
+/// studies are ranked: one file per study that can have one, the others
+/// counted by reason; a single run also removes an earlier run's documents
+/// of studies it no longer has.
+pub struct DocumentFolder {
+    dir: PathBuf,
+    /// A single run owns the folder; shards share it.
+    owns_dir: bool,
+    ext: &'static str,
+    /// What one document is called in the log ("FHIR bundle").
+    what: &'static str,
+}
+
+impl DocumentFolder {
+    /// Creates `tables/name/`.
+    ///
+    /// # Errors
+    /// The folder cannot be created.
+    pub fn create(tables: &Path, name: &str, ext: &'static str, what: &'static str, owns_dir: bool) -> Result<Self> {
+        let dir = tables.join(name);
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Output { path: dir.clone(), source })?;
+        Ok(Self { dir, owns_dir, ext, what })
+    }
+
+    /// Writes each study's document, as `document` makes it (its file name
+    /// and bytes, or why the study has none).
+    ///
+    /// # Errors
+    /// A document cannot be made into bytes or written, or a stale one removed.
+    pub fn publish(
+        &self,
+        studies: &[StudyResult],
+        mut document: impl FnMut(&StudyResult) -> Result<std::result::Result<(String, Vec<u8>), NoDocument>>,
+    ) -> Result<()> {
+        let mut unwritten = Unwritten::default();
+        let mut written = std::collections::HashSet::new();
+        for study in studies {
+            match document(study)? {
+                Ok((name, bytes)) => {
+                    crate::sink::write_atomically(&self.dir.join(&name), &bytes)?;
+                    written.insert(name);
+                }
+                Err(reason) => unwritten.add(reason),
+            }
+        }
+        if self.owns_dir {
+            remove_stale(&self.dir, self.ext, &written)?;
+        }
+        crate::sink::sync_dir(&self.dir)?;
+        unwritten.log(self.what);
+        log::info!("wrote {} {}(s), {} study(ies) without one", written.len(), self.what, unwritten.total());
+        Ok(())
+    }
+}
+
 /// `fhir/`: one Bundle per study.
 pub struct FhirBundles {
-    dir: PathBuf,
-    /// A single run owns the folder and removes an earlier run's documents.
-    owns_dir: bool,
+    folder: DocumentFolder,
     cfg: FhirConfig,
     run: RunStamp,
     models: Vec<ModelStamp>,
@@ -162,11 +215,8 @@ impl FhirBundles {
         models: &[ModelStamp],
         grading_model: Option<&str>,
     ) -> Result<Self> {
-        let dir = tables.join(DIR);
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Output { path: dir.clone(), source })?;
         Ok(Self {
-            dir,
-            owns_dir,
+            folder: DocumentFolder::create(tables, DIR, "json", "FHIR bundle", owns_dir)?,
             cfg: cfg.clone(),
             run: run.clone(),
             models: models.to_vec(),
@@ -198,24 +248,14 @@ impl FhirBundles {
 
 impl Output for FhirBundles {
     fn publish(&mut self, run: &Published<'_>) -> Result<()> {
-        let mut unwritten = Unwritten::default();
-        let mut written = std::collections::HashSet::new();
-        for study in run.studies {
-            match self.bundle(study, run) {
-                Ok((name, bundle)) => {
-                    write_json(&self.dir.join(&name), &bundle, true)?;
-                    written.insert(name);
-                }
-                Err(reason) => unwritten.add(reason),
+        self.folder.publish(run.studies, |study| match self.bundle(study, run) {
+            Err(reason) => Ok(Err(reason)),
+            Ok((name, bundle)) => {
+                let bytes = serde_json::to_vec_pretty(&bundle)
+                    .map_err(|e| Error::Output { path: name.clone().into(), source: std::io::Error::other(e) })?;
+                Ok(Ok((name, bytes)))
             }
-        }
-        if self.owns_dir {
-            remove_stale(&self.dir, "json", &written)?;
-        }
-        crate::sink::sync_dir(&self.dir)?;
-        unwritten.log("FHIR bundle");
-        log::info!("wrote {} FHIR bundle(s), {} study(ies) without one", written.len(), unwritten.total());
-        Ok(())
+        })
     }
 }
 

@@ -9,14 +9,14 @@
 
 pub mod oru;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::sink::fhir::identity::{DocumentSeed, DocumentSubject, NoDocument};
-use crate::sink::fhir::{remove_stale, study_models, Unwritten};
-use crate::sink::{write_atomically, ModelStamp, Output, Published, RunStamp};
+use crate::sink::fhir::{study_models, DocumentFolder};
+use crate::sink::{ModelStamp, Output, Published, RunStamp};
 use crate::triage::StudyResult;
 
 /// The folder under OUT.
@@ -86,9 +86,7 @@ impl Default for Hl7Config {
 
 /// `hl7/`: one ORU^R01 per study.
 pub struct OruMessages {
-    dir: PathBuf,
-    /// A single run owns the folder and removes an earlier run's messages.
-    owns_dir: bool,
+    folder: DocumentFolder,
     cfg: Hl7Config,
     run: RunStamp,
     models: Vec<ModelStamp>,
@@ -108,11 +106,8 @@ impl OruMessages {
         models: &[ModelStamp],
         grading_model: Option<&str>,
     ) -> Result<Self> {
-        let dir = tables.join(DIR);
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Output { path: dir.clone(), source })?;
         Ok(Self {
-            dir,
-            owns_dir,
+            folder: DocumentFolder::create(tables, DIR, "hl7", "HL7 ORU message", owns_dir)?,
             cfg: cfg.clone(),
             run: run.clone(),
             models: models.to_vec(),
@@ -146,23 +141,7 @@ impl OruMessages {
 
 impl Output for OruMessages {
     fn publish(&mut self, run: &Published<'_>) -> Result<()> {
-        let mut unwritten = Unwritten::default();
-        let mut written = std::collections::HashSet::new();
-        for study in run.studies {
-            match self.message(study, run) {
-                Ok((name, message)) => {
-                    write_atomically(&self.dir.join(&name), message.as_bytes())?;
-                    written.insert(name);
-                }
-                Err(reason) => unwritten.add(reason),
-            }
-        }
-        if self.owns_dir {
-            remove_stale(&self.dir, "hl7", &written)?;
-        }
-        crate::sink::sync_dir(&self.dir)?;
-        unwritten.log("HL7 message");
-        log::info!("wrote {} HL7 ORU message(s), {} study(ies) without one", written.len(), unwritten.total());
-        Ok(())
+        self.folder
+            .publish(run.studies, |study| Ok(self.message(study, run).map(|(name, text)| (name, text.into_bytes()))))
     }
 }
