@@ -38,11 +38,16 @@ fn output(mut cmd: Command) -> Output {
 }
 
 /// A table's rows without the columns that name the input (file
-/// pseudonyms: a path there, a `dicomweb://` name here) or the run.
+/// pseudonyms: a path there, a `dicomweb://` name here), the run or the
+/// config's digest (configs here differ in their source table only).
 fn rows(out: &Path, table: &str) -> Vec<String> {
     let mut lines: Vec<String> = resume::rows(out, table)
         .into_iter()
-        .map(|line| line.split('|').filter(|c| !c.starts_with("file_pseudonym=")).collect::<Vec<_>>().join("|"))
+        .map(|line| {
+            let kept =
+                line.split('|').filter(|c| !c.starts_with("file_pseudonym=") && !c.starts_with("config_sha256="));
+            kept.collect::<Vec<_>>().join("|")
+        })
         .collect();
     lines.sort();
     lines
@@ -382,4 +387,49 @@ fn shards_take_their_studies_from_the_manifest_and_merge_to_one_process() {
     let merged = util::nightscreen().arg("merge").arg(&sharded).output().expect("merge");
     assert_eq!(merged.status.code(), Some(0), "{}", String::from_utf8_lossy(&merged.stderr));
     assert_same_rows(&sharded, &single);
+}
+
+#[test]
+fn a_full_window_is_split_until_every_study_is_planned_and_oversized_instances_are_refused_unread() {
+    let Some(_) = util::onnxruntime() else { return };
+    let Some(orthanc) = Orthanc::start() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    util::synth_studies(&input, 5, 22);
+    orthanc.upload_all(&input);
+    let query = format!("dicomweb:pacs?{ALL_DATES}");
+    let whole = dir.path().join("whole");
+    let config_whole = config(dir.path(), &orthanc, 30.0, "");
+    assert_eq!(output(run(&config_whole, &query, &whole, &[])).status.code(), Some(0));
+    // At most two studies per answer: windows are split by days (and by
+    // time within a day) until none comes back full.
+    let split = dir.path().join("split");
+    let config_split = config(dir.path(), &orthanc, 30.0, "window_max_results = 2");
+    assert_eq!(output(run(&config_split, &query, &split, &[])).status.code(), Some(0));
+    assert_eq!(planned_sops(&split), planned_sops(&whole));
+    assert_eq!(manifest(&whole)["manifests"][0]["studies"].as_array().map(Vec::len), Some(5));
+    assert!(
+        manifest(&split)["manifests"][0]["requests"].as_u64() > manifest(&whole)["manifests"][0]["requests"].as_u64()
+    );
+    assert_same_rows(&split, &whole);
+
+    // Instances over max_file_bytes: error rows, refused by their declared
+    // length before their bytes are read.
+    let text = std::fs::read_to_string(&config_whole).expect("config");
+    let small = dir.path().join("small.toml");
+    let limited = if text.contains("max_file_bytes") {
+        text.lines()
+            .map(|l| if l.trim_start().starts_with("max_file_bytes") { "max_file_bytes = 4096" } else { l })
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else {
+        text.replacen("[decode]", "[decode]\nmax_file_bytes = 4096", 1)
+    };
+    assert!(limited.contains("max_file_bytes = 4096"), "the config has a [decode] table");
+    std::fs::write(&small, limited).expect("write");
+    let out = dir.path().join("oversized");
+    assert_eq!(output(run(&small, &query, &out, &[])).status.code(), Some(1));
+    let errors = rows(&out, "errors");
+    assert_eq!(errors.len(), 20, "every instance is an error row");
+    assert!(errors.iter().all(|r| r.contains("stage=fetch") && r.contains("refused before reading it")), "{errors:?}");
 }

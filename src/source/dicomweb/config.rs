@@ -59,7 +59,8 @@ pub struct DicomWebConfig {
     /// Instances fetched at once; default 4.
     #[serde(default = "default_fetch_workers")]
     pub fetch_workers: usize,
-    /// Fetched bytes held ahead of the pipeline, in MiB; default 256.
+    /// Fetched bytes held ahead of the pipeline, in MiB; default 64 (about
+    /// 190 JPEG fundus photographs of 340 KB).
     #[serde(default = "default_fetch_budget")]
     pub fetch_budget_mib: u64,
     /// Series kept by their Modality (e.g. `["OP"]`); empty keeps all.
@@ -95,7 +96,7 @@ fn default_fetch_workers() -> usize {
     4
 }
 fn default_fetch_budget() -> u64 {
-    256
+    64
 }
 fn default_window_max() -> u32 {
     1000
