@@ -38,13 +38,13 @@ pub struct SendOptions<'a> {
 struct Report {
     study: String,
     sop: String,
-    bytes: Vec<u8>,
+    bytes: std::sync::Arc<[u8]>,
 }
 
 fn read_report(path: &Path) -> std::result::Result<Report, String> {
     use dicom_dictionary_std::tags;
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    let blob = crate::source::Blob::bytes(bytes.clone());
+    let bytes: std::sync::Arc<[u8]> = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?.into();
+    let blob = crate::source::Blob::bytes(std::sync::Arc::clone(&bytes));
     let obj = blob.object(None).map_err(|e| format!("not a DICOM file: {e}"))?;
     let text = |tag| {
         obj.element(tag)

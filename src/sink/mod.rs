@@ -257,12 +257,16 @@ impl Outputs {
             Box::new(outputs::WorklistPage::new(&paths.run, &run.key)),
             Box::new(sr::SrReports::create(paths, run, models, sr, state)?),
         ];
-        // The model whose findings the documents report: DESP's grader.
-        let grading = (cfg.triage.mode == TriageMode::Desp).then_some(cfg.triage.desp.model.as_str());
-        let single = paths.shard.is_none();
-        list.push(Box::new(fhir::FhirBundles::create(&paths.tables, single, &cfg.fhir, run, models, grading)?));
+        let documents = fhir::DocumentRun {
+            run: run.clone(),
+            models: models.to_vec(),
+            // The model whose findings the documents report: DESP's grader.
+            grading_model: (cfg.triage.mode == TriageMode::Desp).then(|| cfg.triage.desp.model.clone()),
+            owns_dirs: paths.shard.is_none(),
+        };
+        list.push(Box::new(fhir::FhirBundles::create(&paths.tables, &cfg.fhir, &documents)?));
         if cfg.sinks.hl7 {
-            list.push(Box::new(hl7::OruMessages::create(&paths.tables, single, &cfg.hl7, run, models, grading)?));
+            list.push(Box::new(hl7::OruMessages::create(&paths.tables, &cfg.hl7, &documents)?));
         }
         if paths.shard.is_some() {
             list.push(Box::new(outputs::Handoff::new(&paths.run)));

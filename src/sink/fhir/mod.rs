@@ -138,6 +138,39 @@ impl Unwritten {
     }
 }
 
+/// The run as each per-study document writer (FHIR, HL7) sees it.
+#[derive(Debug, Clone)]
+pub struct DocumentRun {
+    pub run: RunStamp,
+    pub models: Vec<ModelStamp>,
+    /// The model whose findings the documents report (DESP's grader).
+    pub grading_model: Option<String>,
+    /// A single run owns the document folders; shards share them.
+    pub owns_dirs: bool,
+}
+
+impl DocumentRun {
+    /// A study's subject and the seed of its documents' ids, or why it can
+    /// have no document.
+    ///
+    /// # Errors
+    /// The study lacks a usable StudyInstanceUID or PatientID.
+    pub fn identify<'s>(
+        &self,
+        study: &'s StudyResult,
+        shadow: bool,
+    ) -> std::result::Result<(DocumentSubject<'s>, DocumentSeed), NoDocument> {
+        let subject = DocumentSubject::of(study, &self.run.key)?;
+        let seed = DocumentSeed::new(subject.study_uid, &self.run, &self.models, shadow);
+        Ok((subject, seed))
+    }
+
+    /// The models whose findings a study's documents report.
+    pub fn models_of(&self, study: &StudyResult) -> Vec<&ModelStamp> {
+        study_models(study, &self.models, self.grading_model.as_deref())
+    }
+}
+
 /// A folder of per-study documents (`fhir/`, `hl7/`), written once the
 /// studies are ranked: one file per study that can have one, the others
 /// counted by reason; a single run also removes an earlier run's documents
@@ -197,9 +230,7 @@ impl DocumentFolder {
 pub struct FhirBundles {
     folder: DocumentFolder,
     cfg: FhirConfig,
-    run: RunStamp,
-    models: Vec<ModelStamp>,
-    grading_model: Option<String>,
+    doc: DocumentRun,
 }
 
 impl FhirBundles {
@@ -207,20 +238,11 @@ impl FhirBundles {
     ///
     /// # Errors
     /// The folder cannot be created.
-    pub fn create(
-        tables: &Path,
-        owns_dir: bool,
-        cfg: &FhirConfig,
-        run: &RunStamp,
-        models: &[ModelStamp],
-        grading_model: Option<&str>,
-    ) -> Result<Self> {
+    pub fn create(tables: &Path, cfg: &FhirConfig, doc: &DocumentRun) -> Result<Self> {
         Ok(Self {
-            folder: DocumentFolder::create(tables, DIR, "json", "FHIR bundle", owns_dir)?,
+            folder: DocumentFolder::create(tables, DIR, "json", "FHIR bundle", doc.owns_dirs)?,
             cfg: cfg.clone(),
-            run: run.clone(),
-            models: models.to_vec(),
-            grading_model: grading_model.map(str::to_string),
+            doc: doc.clone(),
         })
     }
 
@@ -229,18 +251,17 @@ impl FhirBundles {
     /// # Errors
     /// The study cannot have a document.
     pub fn bundle(&self, study: &StudyResult, run: &Published<'_>) -> Result<(String, model::Bundle), NoDocument> {
-        let subject = DocumentSubject::of(study, &self.run.key)?;
-        let seed = DocumentSeed::new(subject.study_uid, &self.run, &self.models, run.page.shadow);
+        let (subject, seed) = self.doc.identify(study, run.page.shadow)?;
         let issued = run.page.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let input = bundle::BundleInput {
             study,
             subject: &subject,
             seed: &seed,
-            models: study_models(study, &self.models, self.grading_model.as_deref()),
+            models: self.doc.models_of(study),
             band: run.page.bands.name(study.band),
             shadow: run.page.shadow,
             issued: &issued,
-            software_version: &self.run.software_version,
+            software_version: &self.doc.run.software_version,
         };
         Ok((format!("{}.json", subject.study_pseudonym), bundle::build(&self.cfg, &input)))
     }

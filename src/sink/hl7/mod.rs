@@ -14,9 +14,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::sink::fhir::identity::{DocumentSeed, DocumentSubject, NoDocument};
-use crate::sink::fhir::{study_models, DocumentFolder};
-use crate::sink::{ModelStamp, Output, Published, RunStamp};
+use crate::sink::fhir::identity::NoDocument;
+use crate::sink::fhir::{DocumentFolder, DocumentRun};
+use crate::sink::{Output, Published};
 use crate::triage::StudyResult;
 
 /// The folder under OUT.
@@ -88,9 +88,7 @@ impl Default for Hl7Config {
 pub struct OruMessages {
     folder: DocumentFolder,
     cfg: Hl7Config,
-    run: RunStamp,
-    models: Vec<ModelStamp>,
-    grading_model: Option<String>,
+    doc: DocumentRun,
 }
 
 impl OruMessages {
@@ -98,20 +96,11 @@ impl OruMessages {
     ///
     /// # Errors
     /// The folder cannot be created.
-    pub fn create(
-        tables: &Path,
-        owns_dir: bool,
-        cfg: &Hl7Config,
-        run: &RunStamp,
-        models: &[ModelStamp],
-        grading_model: Option<&str>,
-    ) -> Result<Self> {
+    pub fn create(tables: &Path, cfg: &Hl7Config, doc: &DocumentRun) -> Result<Self> {
         Ok(Self {
-            folder: DocumentFolder::create(tables, DIR, "hl7", "HL7 ORU message", owns_dir)?,
+            folder: DocumentFolder::create(tables, DIR, "hl7", "HL7 ORU message", doc.owns_dirs)?,
             cfg: cfg.clone(),
-            run: run.clone(),
-            models: models.to_vec(),
-            grading_model: grading_model.map(str::to_string),
+            doc: doc.clone(),
         })
     }
 
@@ -120,11 +109,8 @@ impl OruMessages {
     /// # Errors
     /// The study cannot have a document.
     pub fn message(&self, study: &StudyResult, run: &Published<'_>) -> Result<(String, String), NoDocument> {
-        let subject = DocumentSubject::of(study, &self.run.key)?;
-        let seed = DocumentSeed::new(subject.study_uid, &self.run, &self.models, run.page.shadow);
-        let equipment = study_models(study, &self.models, self.grading_model.as_deref())
-            .first()
-            .map(|m| format!("{} {}", m.id, m.version));
+        let (subject, seed) = self.doc.identify(study, run.page.shadow)?;
+        let equipment = self.doc.models_of(study).first().map(|m| format!("{} {}", m.id, m.version));
         let input = oru::OruInput {
             study,
             subject: &subject,
@@ -132,7 +118,7 @@ impl OruMessages {
             band: run.page.bands.name(study.band),
             shadow: run.page.shadow,
             started_at: run.page.started_at,
-            software_version: &self.run.software_version,
+            software_version: &self.doc.run.software_version,
             equipment,
         };
         Ok((format!("{}.hl7", subject.study_pseudonym), oru::build(&self.cfg, &input)))
