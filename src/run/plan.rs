@@ -143,8 +143,11 @@ impl<'c> Plan<'c> {
         };
         // Before anything is written: a source that refuses us is a setup error.
         let remote = super::remote::connect(cfg, &paths.run, started_at)?;
-        let retried =
-            if cfg.retry_failed { super::retry::prepare(&paths.run, &paths.tables, &fingerprint, &rules)? } else { 0 };
+        let retried = if cfg.retry_failed {
+            super::retry::prepare(&paths.run, &paths.tables, &fingerprint, &rules, cfg.sinks.row_group_rows.max(1))?
+        } else {
+            0
+        };
         let resumed = outdir::prepare(&paths, cfg.overwrite, &fingerprint)?;
         remote.save(&paths.run)?;
         let source_records = remote.records(&paths.run);

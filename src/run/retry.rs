@@ -30,7 +30,13 @@ fn refuse(out: &Path, problem: impl Into<String>) -> Error {
 /// # Errors
 /// `out` holds no finished run with fetch failures, one made with other
 /// software, config, models or key, or its files cannot be rewritten.
-pub fn prepare(out: &Path, tables: &Path, fingerprint: &Fingerprint, rules: &RuleSet) -> Result<u64> {
+pub fn prepare(
+    out: &Path,
+    tables: &Path,
+    fingerprint: &Fingerprint,
+    rules: &RuleSet,
+    row_group_rows: usize,
+) -> Result<u64> {
     if out.join(CHECKPOINT).exists() {
         // An interrupted retry (or run): resuming it is what the retry does.
         return Ok(0);
@@ -64,7 +70,7 @@ pub fn prepare(out: &Path, tables: &Path, fingerprint: &Fingerprint, rules: &Rul
     if let Some(parts) = state.parts.get_mut(Table::Errors.dir()) {
         let mut left = Vec::new();
         for part in parts.drain(..) {
-            if without_rows(&errors_dir.join(&part), &pseudonyms)? {
+            if without_rows(&errors_dir.join(&part), &pseudonyms, row_group_rows)? {
                 left.push(part);
             }
         }
@@ -82,7 +88,7 @@ pub fn prepare(out: &Path, tables: &Path, fingerprint: &Fingerprint, rules: &Rul
 
 /// Rewrites a Parquet part without the rows of `files` (by file pseudonym);
 /// returns whether any row is left (an emptied part is deleted).
-fn without_rows(path: &Path, files: &BTreeSet<String>) -> Result<bool> {
+fn without_rows(path: &Path, files: &BTreeSet<String>, row_group_rows: usize) -> Result<bool> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let parquet = |source| Error::Parquet { path: path.to_path_buf(), source };
     let file = std::fs::File::open(path).map_err(|source| Error::Output { path: path.to_path_buf(), source })?;
@@ -113,7 +119,7 @@ fn without_rows(path: &Path, files: &BTreeSet<String>) -> Result<bool> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let tag = name.strip_prefix("part-").and_then(|n| n.strip_suffix(".parquet")).unwrap_or(name);
-    let mut writer = PartWriter::create(dir, tag, &kept[0], 8192)?;
+    let mut writer = PartWriter::create(dir, tag, &kept[0], row_group_rows)?;
     for batch in &kept {
         writer.write(batch)?;
     }
