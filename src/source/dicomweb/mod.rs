@@ -9,6 +9,7 @@
 pub mod client;
 pub mod config;
 mod fetch;
+mod instances;
 pub mod manifest;
 pub mod multipart;
 mod plan;
@@ -19,7 +20,7 @@ pub use manifest::Manifest;
 pub use plan::{plan, PlanError};
 
 use super::{Blob, Listed, Listing, Source, SourceError};
-use crate::message::SourceId;
+use crate::message::{SourceId, WebInstance};
 
 /// One remote input: its source's client, its frozen manifest and the
 /// fetch workers.
@@ -60,6 +61,71 @@ pub fn probe(client: &Client) -> Result<(), HttpError> {
     client.search("studies?StudyInstanceUID=2.25.0&limit=1").map(|_| ())
 }
 
+/// Studies and series no larger than this are retrieved in one request
+/// when all their instances are wanted: the cost per request falls, and one
+/// answer overshoots the fetch budget by no more than this many instances.
+const WHOLE_RETRIEVE_MAX: usize = 32;
+
+/// `order` as retrieval units in the same order: a study whose instances
+/// on the server are all planned and in `order` is one unit; else a series
+/// whose planned instances are all in `order` (a first run, not a resume
+/// that finished some) is one; any other instance is its own.
+fn fetch_units(manifest: &Manifest, order: Vec<WebInstance>) -> Vec<fetch::Unit> {
+    use fetch::{Scope, Unit};
+    use std::collections::{HashMap, HashSet};
+    let wanted: HashSet<&str> = order.iter().map(|w| w.sop.as_str()).collect();
+    let mut scope_of: HashMap<(&str, &str), Scope> = HashMap::new();
+    for study in &manifest.studies {
+        let planned: usize = study.series.iter().map(|se| se.instances.len()).sum();
+        let whole_study = study.instances_in_study == u32::try_from(planned).ok()
+            && all_wanted(&wanted, study.series.iter().flat_map(|se| &se.instances));
+        for series in &study.series {
+            let scope = if whole_study {
+                Scope::Study
+            } else if all_wanted(&wanted, series.instances.iter()) {
+                Scope::Series
+            } else {
+                Scope::Instance
+            };
+            scope_of.insert((study.study.as_str(), series.series.as_str()), scope);
+        }
+    }
+    let mut units: Vec<Unit> = Vec::new();
+    let mut unit_of: HashMap<String, usize> = HashMap::new();
+    for instance in order {
+        let scope =
+            scope_of.get(&(instance.study.as_str(), instance.series.as_str())).copied().unwrap_or(Scope::Instance);
+        let key = match scope {
+            Scope::Study => instance.study.as_str().to_string(),
+            Scope::Series => format!("{}/{}", instance.study, instance.series),
+            Scope::Instance => {
+                units.push(Unit { scope, instances: vec![instance] });
+                continue;
+            }
+        };
+        match unit_of.get(&key) {
+            Some(&i) => units[i].instances.push(instance),
+            None => {
+                unit_of.insert(key, units.len());
+                units.push(Unit { scope, instances: vec![instance] });
+            }
+        }
+    }
+    units
+}
+
+/// Whether every one of `instances` is wanted, and they are few enough for one request.
+fn all_wanted<'a>(
+    wanted: &std::collections::HashSet<&str>,
+    mut instances: impl Iterator<Item = &'a manifest::PlannedInstance>,
+) -> bool {
+    let mut n = 0;
+    instances.all(|i| {
+        n += 1;
+        wanted.contains(i.sop.as_str())
+    }) && n <= WHOLE_RETRIEVE_MAX
+}
+
 impl Source for DicomWeb {
     fn list(&self) -> Listing {
         let instances = self
@@ -80,11 +146,14 @@ impl Source for DicomWeb {
     }
 
     fn prepare(&self, order: &[Listed]) {
-        let mine = order.iter().filter_map(|l| match &l.id {
-            SourceId::Web(w) if w.source == self.manifest.source => Some(w.as_ref().clone()),
-            _ => None,
-        });
-        self.fetcher.start(mine.collect());
+        let mine: Vec<WebInstance> = order
+            .iter()
+            .filter_map(|l| match &l.id {
+                SourceId::Web(w) if w.source == self.manifest.source => Some(w.as_ref().clone()),
+                _ => None,
+            })
+            .collect();
+        self.fetcher.start(fetch_units(&self.manifest, mine));
     }
 
     fn release(&self, id: &SourceId) {

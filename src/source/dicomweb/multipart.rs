@@ -1,4 +1,5 @@
-//! Reading one instance out of a WADO-RS `multipart/related` answer.
+//! Reading instances out of a WADO-RS `multipart/related` answer: one for
+//! an instance retrieve, each in turn for a series retrieve.
 //!
 //! Written here (no crate reads multipart/related from a blocking reader
 //! without taking the whole body): the boundary from the Content-Type, the
@@ -6,7 +7,7 @@
 //! server sends one (Orthanc does), refusing an instance over the size
 //! limit before reading it, else up to the closing delimiter.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, Read};
 
 /// Why an answer holds no usable instance.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +53,65 @@ fn io(e: std::io::Error) -> MultipartError {
     MultipartError::Io(e.to_string())
 }
 
+/// A reader that can put bytes back in front of what it has not read yet:
+/// a part without a Content-Length is read past its end, and what follows
+/// its delimiter belongs to the next part.
+struct Rewind<R> {
+    inner: R,
+    buffer: Vec<u8>,
+    at: usize,
+}
+
+const CHUNK: usize = 64 << 10;
+
+impl<R: Read> Rewind<R> {
+    fn new(inner: R) -> Self {
+        Self { inner, buffer: Vec::new(), at: 0 }
+    }
+
+    fn unread(&mut self, bytes: &[u8]) {
+        let mut front = bytes.to_vec();
+        front.extend_from_slice(&self.buffer[self.at..]);
+        self.buffer = front;
+        self.at = 0;
+    }
+}
+
+impl<R: Read> Read for Rewind<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: Read> BufRead for Rewind<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.at >= self.buffer.len() {
+            self.buffer.resize(CHUNK, 0);
+            self.at = 0;
+            let n = loop {
+                match self.inner.read(&mut self.buffer) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.buffer.clear();
+                        return Err(e);
+                    }
+                }
+            };
+            self.buffer.truncate(n);
+        }
+        Ok(&self.buffer[self.at..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.at = (self.at + n).min(self.buffer.len());
+    }
+}
+
 /// Reads one line (CRLF or LF), at most `max` bytes; `None` at the end.
 fn line(reader: &mut impl BufRead, max: u64) -> Result<Option<Vec<u8>>, MultipartError> {
     let mut out = Vec::new();
@@ -59,7 +119,8 @@ fn line(reader: &mut impl BufRead, max: u64) -> Result<Option<Vec<u8>>, Multipar
     if n == 0 {
         return Ok(None);
     }
-    if out.last() != Some(&b'\n') {
+    // A line without its end is the answer's last, unless it filled `max`.
+    if out.last() != Some(&b'\n') && n as u64 >= max {
         return Err(MultipartError::BadHeaders("a line is too long".into()));
     }
     while matches!(out.last(), Some(b'\n' | b'\r')) {
@@ -68,102 +129,166 @@ fn line(reader: &mut impl BufRead, max: u64) -> Result<Option<Vec<u8>>, Multipar
     Ok(Some(out))
 }
 
+/// The parts of a `multipart/related` answer, one at a time, each at most
+/// `limit` bytes: a series retrieve holds many, an instance retrieve one.
+pub struct Parts<R> {
+    reader: Rewind<R>,
+    delimiter: String,
+    limit: u64,
+    started: bool,
+    done: bool,
+}
+
+impl<R: Read> Parts<R> {
+    /// # Errors
+    /// The Content-Type is not multipart/related with a boundary.
+    pub fn new(content_type: &str, body: R, limit: u64) -> Result<Self, MultipartError> {
+        let delimiter = format!("--{}", boundary(content_type)?);
+        Ok(Self { reader: Rewind::new(body), delimiter, limit, started: false, done: false })
+    }
+
+    /// Whether the closing delimiter has been read.
+    pub fn ended(&self) -> bool {
+        self.done
+    }
+
+    /// The next part's bytes; `None` after the closing delimiter.
+    ///
+    /// # Errors
+    /// The answer is cut short or malformed, or the part is not
+    /// application/dicom or over the limit.
+    pub fn next_part(&mut self) -> Result<Option<Vec<u8>>, MultipartError> {
+        if self.done {
+            return Ok(None);
+        }
+        if !self.started {
+            // Preamble: anything before the first delimiter line.
+            loop {
+                match line(&mut self.reader, 1 << 16)? {
+                    None => return Err(MultipartError::NoParts),
+                    Some(l) if l == self.delimiter.as_bytes() => break,
+                    Some(l) if l == format!("{}--", self.delimiter).as_bytes() => {
+                        self.done = true;
+                        return Ok(None);
+                    }
+                    Some(_) => {}
+                }
+            }
+            self.started = true;
+        }
+        let length = self.headers()?;
+        let closing = format!("\r\n{}", self.delimiter);
+        let limit = self.limit;
+        let data = match length {
+            Some(bytes) if bytes > limit => return Err(MultipartError::TooLarge { bytes, limit }),
+            Some(bytes) => {
+                let mut data = Vec::with_capacity(bytes as usize);
+                self.reader.by_ref().take(bytes).read_to_end(&mut data).map_err(io)?;
+                if (data.len() as u64) < bytes {
+                    return Err(MultipartError::Truncated("the instance's bytes ended"));
+                }
+                let mut after = vec![0u8; closing.len()];
+                self.reader.read_exact(&mut after).map_err(|_| MultipartError::Truncated("the closing delimiter"))?;
+                if after != closing.as_bytes() {
+                    return Err(MultipartError::BadHeaders("the part is longer than its Content-Length".into()));
+                }
+                data
+            }
+            None => self.up_to_delimiter(&closing)?,
+        };
+        self.after_delimiter()?;
+        Ok(Some(data))
+    }
+
+    /// The part's headers; its Content-Length when it has one.
+    fn headers(&mut self) -> Result<Option<u64>, MultipartError> {
+        let mut length = None;
+        loop {
+            let header =
+                line(&mut self.reader, 8 << 10)?.ok_or(MultipartError::Truncated("the part's headers ended"))?;
+            if header.is_empty() {
+                return Ok(length);
+            }
+            let text = String::from_utf8_lossy(&header);
+            let (name, value) =
+                text.split_once(':').ok_or_else(|| MultipartError::BadHeaders(text.chars().take(80).collect()))?;
+            let value = value.trim();
+            if name.trim().eq_ignore_ascii_case("content-length") {
+                length = Some(
+                    value
+                        .parse::<u64>()
+                        .map_err(|_| MultipartError::BadHeaders(format!("Content-Length {value:?}")))?,
+                );
+            } else if name.trim().eq_ignore_ascii_case("content-type") {
+                let media = value.split(';').next().unwrap_or("").trim();
+                if !media.eq_ignore_ascii_case("application/dicom") {
+                    return Err(MultipartError::WrongType(value.chars().take(100).collect()));
+                }
+            }
+        }
+    }
+
+    /// A part without a Content-Length: its bytes up to the delimiter,
+    /// reading at most the limit plus the delimiter.
+    fn up_to_delimiter(&mut self, closing: &str) -> Result<Vec<u8>, MultipartError> {
+        let mut data = Vec::new();
+        self.reader.by_ref().take(self.limit + closing.len() as u64 + 4).read_to_end(&mut data).map_err(io)?;
+        // A delimiter is the boundary line followed by `--`, or by optional
+        // blanks and CRLF (RFC 2046 §5.1.1): the same bytes inside an
+        // instance, followed by anything else, are data.
+        let is_delimiter = |at: &usize| {
+            let after = &data[at + closing.len()..];
+            let rest =
+                after.iter().position(|b| *b != b' ' && *b != b'\t').map_or(&after[after.len()..], |i| &after[i..]);
+            after.starts_with(b"--") || rest.starts_with(b"\r\n") || rest.starts_with(b"\n")
+        };
+        let Some(at) = memchr::memmem::find_iter(&data, closing.as_bytes()).find(is_delimiter) else {
+            return Err(if data.len() as u64 > self.limit {
+                MultipartError::TooLong { limit: self.limit }
+            } else {
+                MultipartError::Truncated("the closing delimiter")
+            });
+        };
+        let rest = data.split_off(at);
+        self.reader.unread(&rest[closing.len()..]);
+        Ok(data)
+    }
+
+    /// After a delimiter: `--` closes the answer, blanks and a line end
+    /// open the next part.
+    fn after_delimiter(&mut self) -> Result<(), MultipartError> {
+        let mut two = [0u8; 2];
+        self.reader.read_exact(&mut two).map_err(|_| MultipartError::Truncated("the closing delimiter"))?;
+        if &two == b"--" {
+            self.done = true;
+            return Ok(());
+        }
+        if &two == b"\r\n" || two[0] == b'\n' {
+            if two[0] == b'\n' {
+                self.reader.unread(&two[1..]);
+            }
+            return Ok(());
+        }
+        self.reader.unread(&two);
+        let rest = line(&mut self.reader, 1 << 10)?.ok_or(MultipartError::Truncated("the closing delimiter"))?;
+        if rest.iter().all(|b| *b == b' ' || *b == b'\t') {
+            Ok(())
+        } else {
+            Err(MultipartError::BadHeaders("text after a delimiter".into()))
+        }
+    }
+}
+
 /// The single instance of a WADO-RS instance retrieve, at most `limit` bytes.
 ///
 /// # Errors
 /// The answer is not multipart, is cut short, holds another type, more or
 /// fewer than one part, or an instance over `limit`.
 pub fn single_instance(content_type: &str, body: &mut dyn Read, limit: u64) -> Result<Vec<u8>, MultipartError> {
-    let boundary = boundary(content_type)?;
-    let delimiter = format!("--{boundary}");
-    let mut reader = BufReader::with_capacity(64 << 10, body);
-    // Preamble: anything before the first delimiter line.
-    loop {
-        match line(&mut reader, 1 << 16)? {
-            None => return Err(MultipartError::NoParts),
-            Some(l) if l == delimiter.as_bytes() => break,
-            Some(l) if l == format!("{delimiter}--").as_bytes() => return Err(MultipartError::NoParts),
-            Some(_) => {}
-        }
-    }
-    let mut length = None;
-    loop {
-        let header = line(&mut reader, 8 << 10)?.ok_or(MultipartError::Truncated("the part's headers ended"))?;
-        if header.is_empty() {
-            break;
-        }
-        let text = String::from_utf8_lossy(&header);
-        let (name, value) =
-            text.split_once(':').ok_or_else(|| MultipartError::BadHeaders(text.chars().take(80).collect()))?;
-        let value = value.trim();
-        if name.trim().eq_ignore_ascii_case("content-length") {
-            length = Some(
-                value.parse::<u64>().map_err(|_| MultipartError::BadHeaders(format!("Content-Length {value:?}")))?,
-            );
-        } else if name.trim().eq_ignore_ascii_case("content-type") {
-            let media = value.split(';').next().unwrap_or("").trim();
-            if !media.eq_ignore_ascii_case("application/dicom") {
-                return Err(MultipartError::WrongType(value.chars().take(100).collect()));
-            }
-        }
-    }
-    let closing = format!("\r\n{delimiter}");
-    let bytes = match length {
-        Some(bytes) if bytes > limit => return Err(MultipartError::TooLarge { bytes, limit }),
-        Some(bytes) => {
-            let mut data = Vec::with_capacity(bytes as usize);
-            reader.by_ref().take(bytes).read_to_end(&mut data).map_err(io)?;
-            if (data.len() as u64) < bytes {
-                return Err(MultipartError::Truncated("the instance's bytes ended"));
-            }
-            let mut after = vec![0u8; closing.len()];
-            reader.read_exact(&mut after).map_err(|_| MultipartError::Truncated("the closing delimiter"))?;
-            if after != closing.as_bytes() {
-                return Err(MultipartError::BadHeaders("the part is longer than its Content-Length".into()));
-            }
-            data
-        }
-        None => {
-            // Up to the delimiter; read at most the limit plus the delimiter.
-            let mut data = Vec::new();
-            reader.by_ref().take(limit + closing.len() as u64 + 4).read_to_end(&mut data).map_err(io)?;
-            // A delimiter is the boundary line followed by `--`, or by
-            // optional blanks and CRLF (RFC 2046 §5.1.1): the same bytes
-            // inside an instance, followed by anything else, are data.
-            let is_delimiter = |at: &usize| {
-                let after = &data[at + closing.len()..];
-                let rest =
-                    after.iter().position(|b| *b != b' ' && *b != b'\t').map_or(&after[after.len()..], |i| &after[i..]);
-                after.starts_with(b"--") || rest.starts_with(b"\r\n") || rest.starts_with(b"\n")
-            };
-            let Some(at) = memchr::memmem::find_iter(&data, closing.as_bytes()).find(is_delimiter) else {
-                return Err(if data.len() as u64 > limit {
-                    MultipartError::TooLong { limit }
-                } else {
-                    MultipartError::Truncated("the closing delimiter")
-                });
-            };
-            let rest = data.split_off(at);
-            // What followed the delimiter is put back in front of the reader.
-            let tail = rest[closing.len()..].to_vec();
-            return finish(data, &tail, &mut reader);
-        }
-    };
-    finish(bytes, &[], &mut reader)
-}
-
-/// After the part: `--` closes the answer; another part is refused.
-fn finish(data: Vec<u8>, tail: &[u8], reader: &mut impl BufRead) -> Result<Vec<u8>, MultipartError> {
-    let mut next = tail.to_vec();
-    while next.len() < 2 {
-        let mut byte = [0u8; 1];
-        match reader.read(&mut byte).map_err(io)? {
-            0 => return Err(MultipartError::Truncated("the closing delimiter")),
-            _ => next.push(byte[0]),
-        }
-    }
-    if &next[..2] == b"--" {
-        Ok(data)
+    let mut parts = Parts::new(content_type, body, limit)?;
+    let first = parts.next_part()?.ok_or(MultipartError::NoParts)?;
+    if parts.ended() {
+        Ok(first)
     } else {
         Err(MultipartError::ExtraParts)
     }
@@ -216,6 +341,26 @@ mod tests {
             Err(MultipartError::NotMultipart(_))
         ));
         assert_eq!(single_instance(CT, &mut &b"--XyZ--\r\n"[..], 100), Err(MultipartError::NoParts));
+    }
+
+    #[test]
+    fn a_series_answer_yields_each_part_in_turn_and_a_cut_names_the_part_it_cut() {
+        let parts: [&[u8]; 3] = [b"first\r\n--XyZ-not-quite", b"", b"third\n--XyZ--x"];
+        for with_length in [true, false] {
+            let whole = body(&parts, with_length);
+            let mut reader = Parts::new(CT, whole.as_slice(), 1 << 20).expect("multipart");
+            for part in parts {
+                assert_eq!(reader.next_part().expect("part").as_deref(), Some(part), "with_length {with_length}");
+            }
+            assert_eq!(reader.next_part(), Ok(None));
+            let cut = &whole[..whole.len() - 20];
+            let mut reader = Parts::new(CT, cut, 1 << 20).expect("multipart");
+            assert!(reader.next_part().expect("first").is_some());
+            assert!(reader.next_part().expect("second").is_some());
+            assert!(matches!(reader.next_part(), Err(MultipartError::Truncated(_))), "with_length {with_length}");
+        }
+        let empty = Parts::new(CT, &b"--XyZ--"[..], 10).and_then(|mut p| p.next_part());
+        assert_eq!(empty, Ok(None));
     }
 
     #[test]
