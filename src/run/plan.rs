@@ -121,12 +121,30 @@ impl<'c> Plan<'c> {
         )?;
         let rules = RuleSet::new(&cfg.triage, &models)?;
         let (decode_threads, infer_threads) = split_threads(cfg);
-        let runtime = Runtime::load(cfg.infer.device)?;
-        log::info!("ONNX Runtime {} from {} on {}", runtime.version, runtime.library_path.display(), runtime.provider);
-        let sessions = models
-            .iter()
-            .map(|(id, m)| Ok((id, runtime.session(m, infer_threads)?)))
-            .collect::<std::result::Result<BTreeMap<_, _>, crate::runtime::RuntimeError>>()?;
+        // Before anything is written: a source that refuses us is a setup
+        // error. Its planning (server-bound) overlaps loading the models.
+        let (remote, sessions) = std::thread::scope(|scope| {
+            let remote = scope.spawn(|| super::remote::connect(cfg, &paths.run, started_at));
+            let sessions = (|| -> Result<_> {
+                let runtime = Runtime::load(cfg.infer.device)?;
+                log::info!(
+                    "ONNX Runtime {} from {} on {}",
+                    runtime.version,
+                    runtime.library_path.display(),
+                    runtime.provider
+                );
+                let sessions = models
+                    .iter()
+                    .map(|(id, m)| Ok((id, runtime.session(m, infer_threads)?)))
+                    .collect::<std::result::Result<BTreeMap<_, _>, crate::runtime::RuntimeError>>()?;
+                Ok((runtime, sessions))
+            })();
+            let remote =
+                remote.join().unwrap_or_else(|_| Err(Error::Config("planning the remote inputs failed".into())));
+            (remote, sessions)
+        });
+        let remote = remote?;
+        let (runtime, sessions) = sessions?;
         let decoder =
             Decoder::new(&cfg.decode).with_model_inputs(models.ids().filter_map(|id| models.input_size(id)).collect());
         let pool = rayon::ThreadPoolBuilder::new()
@@ -141,8 +159,6 @@ impl<'c> Plan<'c> {
             models: stamps.iter().map(ModelStamp::fingerprint_line).collect(),
             pseudonym_key_id: key.key_id(),
         };
-        // Before anything is written: a source that refuses us is a setup error.
-        let remote = super::remote::connect(cfg, &paths.run, started_at)?;
         let retried = if cfg.retry_failed {
             super::retry::prepare(&paths.run, &paths.tables, &fingerprint, &rules, cfg.sinks.row_group_rows.max(1))?
         } else {

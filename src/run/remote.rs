@@ -47,6 +47,7 @@ pub fn connect(cfg: &Config, run_dir: &Path, now: chrono::DateTime<chrono::Utc>)
         let Some(SourceConfig::Dicomweb(web)) = cfg.sources.get(name) else {
             return Err(Error::Config(format!("input {}: no [sources.{name}] in the config", input.describe())));
         };
+        let asked = std::time::Instant::now();
         let client = Client::new(name, web).map_err(|e| source_error(name, e))?;
         dicomweb::probe(&client)
             .map_err(|e| source_error(name, format!("{} does not answer as it should: {e}", web.url)))?;
@@ -70,7 +71,11 @@ pub fn connect(cfg: &Config, run_dir: &Path, now: chrono::DateTime<chrono::Utc>)
             input.describe(),
             manifest.studies.len(),
             manifest.instance_count(),
-            if frozen.is_some() { " (manifest frozen in OUT)" } else { "" }
+            if frozen.is_some() {
+                " (manifest frozen in OUT)".to_string()
+            } else {
+                format!(", planned with {} searches in {:.2} s", manifest.requests, asked.elapsed().as_secs_f64())
+            }
         );
         inputs.push(Remote { client, cfg: web.clone(), manifest });
     }

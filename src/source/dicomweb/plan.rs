@@ -1,15 +1,14 @@
 //! Planning a DICOMweb input with QIDO-RS: studies by date window (a window
 //! that comes back full is split and asked again, never paged with
 //! `offset`: Orthanc 1.10 loses studies that way), then each study's
-//! instances (one search per study, several studies at a time), kept by
-//! their series' modality.
+//! instances ([`super::instances`]), kept by their series' modality.
 
 use chrono::{Duration as Days, NaiveDate};
 
 use super::client::{Client, HttpError};
 use super::config::{DicomWebConfig, RemoteInput};
-use super::manifest::{Manifest, PlannedInstance, PlannedSeries, PlannedStudy};
-use crate::message::{SeriesUid, SopInstanceUid, StudyUid};
+use super::manifest::Manifest;
+use crate::message::StudyUid;
 use crate::run::shard::Shard;
 
 /// Why an input could not be planned.
@@ -84,7 +83,7 @@ fn window_of(value: &str, today: NaiveDate) -> Option<Window> {
 }
 
 /// Percent-encodes a query value (everything but unreserved characters).
-fn encode(value: &str) -> String {
+pub(super) fn encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~*".contains(&b) {
@@ -101,12 +100,12 @@ fn query_string(pairs: &[(String, String)]) -> String {
 }
 
 /// The first string value of a DICOM JSON attribute (`"0020000D"`).
-fn text(row: &serde_json::Value, tag: &str) -> Option<String> {
+pub(super) fn text(row: &serde_json::Value, tag: &str) -> Option<String> {
     let value = row.get(tag)?.get("Value")?.get(0)?;
     value.as_str().map(str::to_string).or_else(|| value.as_i64().map(|n| n.to_string()))
 }
 
-fn number(row: &serde_json::Value, tag: &str) -> Option<i64> {
+pub(super) fn number(row: &serde_json::Value, tag: &str) -> Option<i64> {
     let value = row.get(tag)?.get("Value")?.get(0)?;
     value.as_i64().or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
 }
@@ -191,8 +190,8 @@ pub fn plan(
     uids.sort();
     uids.dedup_by(|a, b| a.0 == b.0);
     uids.retain(|(study, _)| shard.is_none_or(|s| s.owns(study.as_str())));
-    requests += uids.len() as u32;
-    let studies = plan_studies(client, cfg, uids).map_err(http)?;
+    let (studies, searches) = super::instances::plan_studies(client, cfg, &uids).map_err(http)?;
+    requests += searches;
     Ok(Manifest {
         input: name,
         source: input.source.clone(),
@@ -202,88 +201,6 @@ pub fn plan(
         requests,
         studies,
     })
-}
-
-/// Each study's instances, one search per study (its rows carry their
-/// series and modality), `fetch_workers` studies at a time; in UID order.
-fn plan_studies(
-    client: &Client,
-    cfg: &DicomWebConfig,
-    uids: Vec<(StudyUid, Option<u32>)>,
-) -> Result<Vec<PlannedStudy>, HttpError> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<Result<Vec<(usize, PlannedStudy)>, HttpError>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..cfg.fetch_workers.clamp(1, 16))
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some((study, count)) = uids.get(i) else { return Ok(done) };
-                        if let Some(planned) = plan_study(client, cfg, study, *count)? {
-                            done.push((i, planned));
-                        }
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join().unwrap_or_else(|_| {
-                    Err(HttpError::Answer { what: "planning".into(), problem: "a planning thread failed".into() })
-                })
-            })
-            .collect()
-    });
-    let mut studies = Vec::new();
-    for result in results {
-        studies.extend(result?);
-    }
-    studies.sort_by_key(|(i, _)| *i);
-    Ok(studies.into_iter().map(|(_, s)| s).collect())
-}
-
-/// One study's series of the wanted modalities and their instances.
-fn plan_study(
-    client: &Client,
-    cfg: &DicomWebConfig,
-    study: &StudyUid,
-    instances_in_study: Option<u32>,
-) -> Result<Option<PlannedStudy>, HttpError> {
-    let path = format!(
-        "studies/{}/instances?includefield=00080060&includefield=00083002&includefield=00200013",
-        encode(study.as_str())
-    );
-    let mut by_series: std::collections::BTreeMap<SeriesUid, PlannedSeries> = std::collections::BTreeMap::new();
-    for row in client.search(&path)? {
-        let (Some(series), Some(sop)) = (text(&row, "0020000E"), text(&row, "00080018")) else { continue };
-        let modality = text(&row, "00080060").unwrap_or_default();
-        if !cfg.modalities.is_empty() && !cfg.modalities.iter().any(|m| m.eq_ignore_ascii_case(&modality)) {
-            continue;
-        }
-        let series = SeriesUid::new(&series);
-        let entry = by_series.entry(series.clone()).or_insert_with(|| PlannedSeries {
-            series,
-            modality: modality.clone(),
-            instances: Vec::new(),
-        });
-        entry.instances.push(PlannedInstance {
-            sop: SopInstanceUid::new(&sop),
-            sop_class: text(&row, "00080016").unwrap_or_default(),
-            transfer_syntax: text(&row, "00083002"),
-            instance_number: number(&row, "00200013"),
-        });
-    }
-    let series: Vec<PlannedSeries> = by_series
-        .into_values()
-        .map(|mut s| {
-            s.instances.sort_by(|a, b| (a.instance_number, &a.sop).cmp(&(b.instance_number, &b.sop)));
-            s.instances.dedup_by(|a, b| a.sop == b.sop);
-            s
-        })
-        .collect();
-    Ok((!series.is_empty()).then(|| PlannedStudy { study: study.clone(), instances_in_study, series }))
 }
 
 #[cfg(test)]
