@@ -46,15 +46,16 @@ chromium:
 
 # A real PACS for the DICOMweb tests (tests/pacs.rs starts its own on free
 # loopback ports; the package's service is never used) and the validators
-# that judge our SRs: dciodvfy (dicom3tools), dsrdump (dcmtk).
-PACS_TOOLS := /usr/sbin/Orthanc /usr/share/orthanc/plugins/libOrthancDicomWeb.so /usr/bin/dsrdump /usr/bin/dciodvfy /usr/bin/storescu
+# that judge our SRs: dciodvfy (dicom3tools), dsrdump (dcmtk); nginx and
+# openssl put TLS with a test CA in front of Orthanc (tests/tls.rs).
+PACS_TOOLS := /usr/sbin/Orthanc /usr/share/orthanc/plugins/libOrthancDicomWeb.so /usr/bin/dsrdump /usr/bin/dciodvfy /usr/bin/storescu /usr/sbin/nginx /usr/bin/openssl
 pacs:
 	@for f in $(PACS_TOOLS); do [ -e $$f ] || missing=1; done; [ -z "$$missing" ] || { \
-	  echo "installing orthanc, orthanc-dicomweb, dcmtk, dicom3tools (Debian packages) for the PACS tests"; \
+	  echo "installing orthanc, orthanc-dicomweb, dcmtk, dicom3tools, nginx, openssl (Debian packages) for the PACS tests"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -q && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-	    orthanc orthanc-dicomweb dcmtk dicom3tools; }
+	    orthanc orthanc-dicomweb dcmtk dicom3tools nginx openssl; }
 
 ort:
 	bash tools/fetch_ort.sh $(ORT_DIR)

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::pacs::Orthanc;
+use crate::tls::{make_ca, TlsProxy};
 use crate::{resume, util};
 
 /// Every study synth writes, whatever its date.
@@ -14,12 +15,17 @@ const ALL_DATES: &str = "StudyDate=19000101-20991231";
 /// The desp config (models found from anywhere), committing every
 /// `checkpoint` seconds, with a `[sources.pacs]` table for `orthanc`.
 fn config(dir: &Path, orthanc: &Orthanc, checkpoint: f64, extra: &str) -> PathBuf {
+    config_at(dir, orthanc, &format!("{}/dicom-web", orthanc.root()), checkpoint, extra)
+}
+
+/// The same, reaching `orthanc` at `url`.
+fn config_at(dir: &Path, orthanc: &Orthanc, url: &str, checkpoint: f64, extra: &str) -> PathBuf {
     let text = std::fs::read_to_string(util::root().join("configs/desp.toml")).expect("config");
     let models = util::root().join("models");
     let text = text
         .replace("models_dir = \"../models\"", &format!("models_dir = {:?}", models.display().to_string()))
         .replace("checkpoint_seconds = 30\n", &format!("checkpoint_seconds = {checkpoint}\n"));
-    let table = orthanc.source_table("pacs", dir, &format!("modalities = [\"OP\"]\n{extra}"));
+    let table = orthanc.source_table("pacs", dir, url, &format!("modalities = [\"OP\"]\n{extra}"));
     let path = dir.join("pacs.toml");
     std::fs::write(&path, format!("{text}{table}")).expect("write config");
     path
@@ -170,6 +176,40 @@ fn wrong_credentials_or_no_server_exit_2_before_anything_is_written() {
     assert_eq!(done.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&done.stderr).contains("connection"), "names the failure");
     assert!(!out.exists(), "nothing written");
+}
+
+#[test]
+fn a_server_behind_tls_is_read_with_the_hospital_ca_in_ca_file_and_refused_without_it() {
+    let Some(_) = util::onnxruntime() else { return };
+    let Some(orthanc) = Orthanc::start() else { return };
+    let Some(proxy) = TlsProxy::start(&orthanc) else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    util::synth_studies(&input, 3, 17);
+    orthanc.upload_all(&input);
+    let query = format!("dicomweb:pacs?{ALL_DATES}");
+
+    let trusted = config_at(dir.path(), &orthanc, &proxy.url(), 30.0, &format!("ca_file = {:?}", proxy.ca));
+    let out = dir.path().join("trusted");
+    assert_eq!(output(run(&trusted, &query, &out, &[])).status.code(), Some(0));
+    let folder = dir.path().join("folder");
+    assert_eq!(output(run(&trusted, input.to_str().expect("utf-8"), &folder, &[])).status.code(), Some(0));
+    for table in ["images", "studies", "errors"] {
+        assert_eq!(rows(&out, table), rows(&folder, table), "table {table}");
+    }
+
+    // The system's roots do not know the hospital's CA, nor does another CA.
+    let untrusted = config_at(dir.path(), &orthanc, &proxy.url(), 30.0, "retries = 0");
+    let other_ca = make_ca(dir.path(), "another-ca");
+    let other = config_at(dir.path(), &orthanc, &proxy.url(), 30.0, &format!("retries = 0\nca_file = {other_ca:?}"));
+    for (config, name) in [(&untrusted, "no-ca"), (&other, "other-ca")] {
+        let out = dir.path().join(name);
+        let done = output(run(config, &query, &out, &[]));
+        assert_eq!(done.status.code(), Some(2), "{name}");
+        let stderr = String::from_utf8_lossy(&done.stderr).to_lowercase();
+        assert!(stderr.contains("certificate") || stderr.contains("issuer"), "{name} names the TLS failure: {stderr}");
+        assert!(!out.exists(), "{name}: nothing written");
+    }
 }
 
 #[test]

@@ -170,13 +170,13 @@ impl Orthanc {
         stats["CountInstances"].as_u64().expect("CountInstances")
     }
 
-    /// A `[sources.NAME]` table for this server, the password in a file in `dir`.
-    pub fn source_table(&self, name: &str, dir: &Path, extra: &str) -> String {
+    /// A `[sources.NAME]` table for this server at `url` (its own root, or
+    /// a proxy's), the password in a file in `dir`.
+    pub fn source_table(&self, name: &str, dir: &Path, url: &str, extra: &str) -> String {
         let password = dir.join(format!("{name}.password"));
         std::fs::write(&password, format!("{}\n", self.password)).expect("password file");
         format!(
-            "\n[sources.{name}]\nkind = \"dicomweb\"\nurl = \"{}/dicom-web\"\nusername = \"{USER}\"\npassword_file = {:?}\n{extra}\n",
-            self.root(),
+            "\n[sources.{name}]\nkind = \"dicomweb\"\nurl = \"{url}\"\nusername = \"{USER}\"\npassword_file = {:?}\n{extra}\n",
             password.display().to_string()
         )
     }

@@ -23,3 +23,4 @@ mod resume;
 mod shard;
 mod sr;
 mod synth;
+mod tls;
