@@ -1,6 +1,8 @@
 //! A WADO-RS answer as a hostile server could send it: the first byte picks
 //! the Content-Type (with or without a boundary, quoted or not), the rest is
-//! the body. Any panic, or an instance longer than the limit, is a bug.
+//! the body, read as an instance retrieve (one part) and as a study or
+//! series retrieve (every part in turn). Any panic, or a part longer than
+//! the limit, is a bug.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -20,4 +22,14 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(instance) = multipart::single_instance(content_type, &mut reader, LIMIT) {
         assert!(instance.len() as u64 <= LIMIT);
     }
+    let Ok(mut parts) = multipart::Parts::new(content_type, body, LIMIT) else { return };
+    // Each part consumes at least its delimiter, so a body of n bytes has
+    // fewer than n parts: more means the reader is not moving on.
+    for _ in 0..=body.len() {
+        match parts.next_part() {
+            Ok(Some(part)) => assert!(part.len() as u64 <= LIMIT),
+            Ok(None) | Err(_) => return,
+        }
+    }
+    panic!("more parts than bytes: the reader does not move on");
 });
