@@ -273,11 +273,19 @@ fn a_server_stopped_mid_run_gives_error_rows_and_a_retry_completes_them() {
     assert!(!missing.is_empty(), "error rows name the missing instances: {failed}");
     assert!(failed.contains("fetch"), "{failed}");
     assert!(out.join("retry-state.json").exists());
+    let before = sr_uids(&out);
 
     orthanc.restart();
     let done = output(run(&config, &query, &out, &["--retry-failed"]));
     assert_eq!(done.status.code(), Some(0));
     assert_same_rows(&out, &reference);
+    // The SRs are the uninterrupted run's, each study's in the series it
+    // had before the retry (a study whose result changed gets a new
+    // instance UID: the unit tests of `sr_uids`; here the studies the
+    // stop cut short were mostly not fetched at all, so had no SR).
+    let after = sr_uids(&out);
+    assert_eq!(after, sr_uids(&reference), "the SRs of an uninterrupted run");
+    assert!(before.iter().all(|(study, (series, _))| after[study].0 == *series), "same series");
     assert!(!out.join("retry-state.json").exists(), "nothing left to retry");
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("run.json")).expect("run.json")).expect("json");
@@ -287,6 +295,21 @@ fn a_server_stopped_mid_run_gives_error_rows_and_a_retry_completes_them() {
         serde_json::from_slice::<serde_json::Value>(&std::fs::read(reference.join("run.json")).expect("ref"))
             .expect("json")["counts"]["image_rows"]
     );
+}
+
+/// Each SR file's (Series, SOP Instance) UIDs, by file name (the study's pseudonym).
+fn sr_uids(out: &Path) -> std::collections::BTreeMap<String, (String, String)> {
+    use dicom_dictionary_std::tags;
+    let mut uids = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(out.join("sr")).expect("sr folder").flatten() {
+        let sr = dicom_object::open_file(entry.path()).expect("read SR");
+        let text = |tag| sr.element(tag).expect("uid").to_str().expect("text").trim_end_matches('\0').to_string();
+        uids.insert(
+            entry.file_name().to_string_lossy().into_owned(),
+            (text(tags::SERIES_INSTANCE_UID), text(tags::SOP_INSTANCE_UID)),
+        );
+    }
+    uids
 }
 
 fn send(config: &Path, out: &Path, more: &[&str]) -> Output {

@@ -309,7 +309,7 @@ mod tests {
             run: &run,
             models: &models,
             cfg: &cfg,
-            uids: super::super::sr_uids("1.2.3", "0.1.0", "c", &models, false),
+            uids: super::super::sr_uids("1.2.3", "0.1.0", "c", &models, false, b""),
             device_uid: "2.25.1",
             shadow: false,
             not_for_clinical_use: true,

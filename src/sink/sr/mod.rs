@@ -37,6 +37,7 @@ use crate::error::{Error, Result};
 use crate::privacy::Kind;
 use crate::run::checkpoint::Checkpoint;
 use crate::run::ledger::CompleteFile;
+use crate::triage::StudyResult;
 
 /// The SR folder under OUT (shared by a sharded run's shards).
 pub const DIR: &str = "sr";
@@ -207,6 +208,7 @@ impl Output for SrReports {
                     &self.run.config_sha256,
                     &self.models,
                     shadow,
+                    &content_digest(study, &images),
                 ),
                 device_uid: &device_uid,
                 shadow,
@@ -245,6 +247,32 @@ pub fn read_summary(run_dir: &Path) -> Result<SrSummary> {
     let path = run_dir.join(SUMMARY);
     let bytes = std::fs::read(&path).map_err(|source| Error::Output { path: path.clone(), source })?;
     serde_json::from_slice(&bytes).map_err(|e| Error::Output { path, source: std::io::Error::other(e) })
+}
+
+/// What a study's SR says, as bytes for its instance UID: the result
+/// (band, score, reason, counts, eye grades) and each image's evidence
+/// without the time it was scored (a re-run of the same result keeps its
+/// UID).
+fn content_digest(study: &StudyResult, images: &[ImageEvidence]) -> Vec<u8> {
+    let mut out = format!(
+        "{:?}|{:?}|{}|{}|{}|{}|",
+        study.band,
+        study.score.map(f32::to_bits),
+        study.reason,
+        study.images_scored,
+        study.files_failed,
+        study.files_skipped
+    )
+    .into_bytes();
+    out.extend(serde_json::to_vec(&study.detail).unwrap_or_default());
+    // In UID order: the journal holds images in the order they finished.
+    let mut timeless: Vec<ImageEvidence> = images.to_vec();
+    timeless.sort_by(|a, b| a.sop_instance_uid.cmp(&b.sop_instance_uid));
+    for image in &mut timeless {
+        image.scored_at = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        out.extend(serde_json::to_vec(image).unwrap_or_default());
+    }
+    out
 }
 
 #[cfg(test)]

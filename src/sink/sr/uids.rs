@@ -2,7 +2,10 @@
 //! the same software, config and models gets the same SR Series and SOP
 //! Instance UIDs, so sending it twice stores nothing new (a PACS keys
 //! instances by SOP Instance UID). `nightscreen send` and the FHIR output
-//! rely on this; [`sr_uids`] is the one derivation.
+//! rely on this; [`sr_uids`] is the one derivation. What the document says
+//! is part of its instance UID: a study whose result changed (a retry
+//! screened what a server failed to deliver) gets a new SR instance in the
+//! same series, never new content under a UID a PACS already holds.
 
 use sha2::{Digest, Sha256};
 
@@ -35,13 +38,15 @@ pub fn derived_uid(parts: &[&[u8]]) -> String {
 /// The SR UIDs of a study's result: from its Study Instance UID, the
 /// software version, the config's SHA-256, every model (id, version,
 /// SHA-256, in config order) and shadow mode (a shadow SR is a different
-/// document from a clinical one, so it never shares their UIDs).
+/// document from a clinical one, so it never shares their UIDs); the
+/// instance UID also from `content`, a digest of what the document says.
 pub fn sr_uids(
     study_uid: &str,
     software_version: &str,
     config_sha256: &str,
     models: &[ModelStamp],
     shadow: bool,
+    content: &[u8],
 ) -> SrUids {
     let mut parts: Vec<Vec<u8>> = vec![
         study_uid.as_bytes().to_vec(),
@@ -56,12 +61,13 @@ pub fn sr_uids(
             model.sha256.as_bytes().to_vec(),
         ]);
     }
-    let uid = |role: &[u8]| {
+    let uid = |role: &[u8], extra: &[u8]| {
         let mut all: Vec<&[u8]> = vec![b"nightscreen sr", role];
         all.extend(parts.iter().map(Vec::as_slice));
+        all.push(extra);
         derived_uid(&all)
     };
-    SrUids { series: uid(b"series"), instance: uid(b"instance") }
+    SrUids { series: uid(b"series", b""), instance: uid(b"instance", content) }
 }
 
 /// A measurement group's Tracking UID: from its document and its tracking identifier.
@@ -102,19 +108,22 @@ mod tests {
 
     #[test]
     fn the_same_result_gets_the_same_uids_and_any_change_new_ones() {
-        let base = sr_uids("1.2.3", "0.1.0", "c0", &[model("aa")], false);
-        assert_eq!(base, sr_uids("1.2.3", "0.1.0", "c0", &[model("aa")], false));
+        let base = sr_uids("1.2.3", "0.1.0", "c0", &[model("aa")], false, b"R0");
+        assert_eq!(base, sr_uids("1.2.3", "0.1.0", "c0", &[model("aa")], false, b"R0"));
         assert_ne!(base.series, base.instance);
         for other in [
-            sr_uids("1.2.4", "0.1.0", "c0", &[model("aa")], false),
-            sr_uids("1.2.3", "0.1.1", "c0", &[model("aa")], false),
-            sr_uids("1.2.3", "0.1.0", "c1", &[model("aa")], false),
-            sr_uids("1.2.3", "0.1.0", "c0", &[model("ab")], false),
-            sr_uids("1.2.3", "0.1.0", "c0", &[model("aa")], true),
+            sr_uids("1.2.4", "0.1.0", "c0", &[model("aa")], false, b"R0"),
+            sr_uids("1.2.3", "0.1.1", "c0", &[model("aa")], false, b"R0"),
+            sr_uids("1.2.3", "0.1.0", "c1", &[model("aa")], false, b"R0"),
+            sr_uids("1.2.3", "0.1.0", "c0", &[model("ab")], false, b"R0"),
+            sr_uids("1.2.3", "0.1.0", "c0", &[model("aa")], true, b"R0"),
         ] {
             assert_ne!(base.instance, other.instance);
             assert_ne!(base.series, other.series);
         }
+        let changed = sr_uids("1.2.3", "0.1.0", "c0", &[model("aa")], false, b"R3");
+        assert_eq!(changed.series, base.series, "a changed result stays in its series");
+        assert_ne!(changed.instance, base.instance, "as a new instance");
     }
 
     #[test]
