@@ -105,6 +105,14 @@ pub struct Scratch {
     out: Vec<u8>,
 }
 
+impl Scratch {
+    /// The planes the last [`render_planes`] wrote, for finishing in place
+    /// (generator v2).
+    pub fn planes_mut(&mut self) -> &mut [Vec<u8>; 3] {
+        &mut self.planes
+    }
+}
+
 /// Length of the noise table: rows read it at random offsets, so no
 /// pattern repeats visibly, and drawing a fresh value per pixel and channel
 /// (4.6 M per image) would cost more than everything else in this pass.
