@@ -333,7 +333,7 @@ fn generate_eye_v2(
                 let planes = [&rgb[0][..], &rgb[1][..], &rgb[2][..]];
                 dicom::Pixels::Jpeg(dicom::encode_jpeg(planes, w, h)?)
             }
-            camera::Encoding::NativeRgb => dicom::Pixels::NativeRgb(dicom::interleave(&rgb)),
+            camera::Encoding::NativeRgb => dicom::Pixels::NativeRgb(dicom::interleave(rgb)),
         };
         let series_dir = format!("{}-{}-{}", image.series_number, eye.eye.code(), image.field.code().to_lowercase());
         let rel = format!("{study_dir}/{series_dir}/1.dcm");
