@@ -9,15 +9,17 @@
 //! | what | range | source |
 //! | --- | --- | --- |
 //! | fundus type | blond 15 %, orange 45 %, brown 25 %, tigroid 15 % | judgement; a UK screening population is mixed, with dark fundi common in South Asian and African-Caribbean patients |
-//! | blond | pigment (R,G,B) 235–245, 125–150, 70–90; choroidal pattern 0.8–1.5 (v1's strongest is 0.35) | thin RPE pigment shows the choroidal vessels (textbook); values judgement, matched by eye to real photographs |
+//! | blond | pigment (R,G,B) 235–245, 125–150, 70–90; texture ridges 0.1–0.35; choroidal vessels visible, bands between them up to 8–18 % darker | thin RPE pigment shows the choroidal vessels (textbook); values judgement, matched by eye to real photographs |
 //! | orange | v1's range (238,112,42)–(170,62,24); pattern 0 or 0.1–0.35 (30 %) | v1 |
 //! | brown | (165,70,35)–(120,48,22); pattern 0–0.1 | judgement (darker, browner, flatter, as in `image0.png`) |
-//! | tigroid | (200,95,45)–(160,70,35); pattern 1.5–3.0 (dark choroidal bands up to ~⅓ darker) | tessellated fundus of myopes (PALM's `P0185`); judgement |
+//! | tigroid | (200,95,45)–(160,70,35); ridges 0.2–0.35; bands between choroidal vessels up to 18–30 % darker | tessellated fundus of myopes (PALM's `P0185`); judgement |
 //! | NFL sheen | age < 30: 0.6–1.0, < 45: 0.25–0.6, < 60: 0–0.25, else 0–0.08 (× 1.3 on dark fundi) | the sheen fades with age (textbook); strengths judgement |
+//! | choroidal vessels | ~20 soft curving bands radiating from the posterior pole, wiggled by the eye's texture, faded in from 1–2.5 DD from the fovea, none on the disc | judgement (vortex-vein pattern of tessellated fundi) |
+//! | vessel central reflex | age < 45: 40–60 % of the axis's absorption removed, veins too; else 25–40 %, arteries only (v1: 30 %, arteries); only where a vessel is > 6 px wide | the reflex is brighter in young eyes (textbook); numbers judgement |
 //! | microaneurysm radius | v1's × 0.4–0.65: 0.010–0.023 DD, 3–7 px across at 1600 px wide | MAs are 25–125 µm; a disc diameter is ≈ 1.8 mm |
 //! | dot haemorrhage, exudate | × 0.6–0.85, × 0.6–1.0 of v1's | judgement |
 //! | exposure | × e^(0.18 N), 0.65–1.5 | auto-exposure and flash level vary ±¼ stop: judgement |
-//! | colour cast (gain R, G, B) | 0.92–1.08, 0.85–1.1, 0.7–1.35 | white balance differs by vendor (Canon redder, Topcon greener): judgement |
+//! | colour cast (gain R, G, B) | 0.92–1.08, 0.85–1.1, 0.75–1.25 | white balance differs by vendor (Canon redder, Topcon greener): judgement |
 //! | gamma | 0.85–1.15 | judgement |
 //! | light fall-off | 1 − f·ρ^p, f 0–0.35, p 2–4 (on top of v1's vignette) | judgement |
 //! | flash reflex | 15 %: central, radius 0.08–0.2 R, +10–30 levels, bluish white | judgement (seen on Topcon images) |
@@ -61,6 +63,12 @@ pub struct Fundus {
     pub tessellation: f32,
     /// Nerve-fibre-layer sheen strength, 0–1.
     pub sheen: f32,
+    /// Visible choroidal vessels: how much darker the bands between them
+    /// are, 0–1 ([`choroid_at`]).
+    pub choroid: f32,
+    /// Vessel central reflex: share of absorption removed on the axis, and
+    /// whether veins show it too (young eyes).
+    pub reflex: (f32, bool),
 }
 
 fn mix3(a: [f32; 3], b: [f32; 3], t: f32) -> [f32; 3] {
@@ -72,15 +80,19 @@ impl Fundus {
     pub fn draw(rng: &mut Rng, age: u32) -> Self {
         let u = rng.f32();
         let t = rng.f32();
-        let (kind, pigment, tessellation) = if u < 0.15 {
-            (FundusKind::Blond, mix3([245.0, 150.0, 90.0], [235.0, 125.0, 70.0], t), rng.range(0.8, 1.5))
+        // The texture's own ridges stay within v1's range (stronger ones
+        // show its grid); visible choroidal vessels come from `choroid`.
+        let (kind, pigment, tessellation, choroid) = if u < 0.15 {
+            let c = rng.range(0.08, 0.18);
+            (FundusKind::Blond, mix3([245.0, 150.0, 90.0], [235.0, 125.0, 70.0], t), rng.range(0.1, 0.35), c)
         } else if u < 0.6 {
             let tess = if rng.chance(0.3) { rng.range(0.1, 0.35) } else { 0.0 };
-            (FundusKind::Orange, mix3([238.0, 112.0, 42.0], [170.0, 62.0, 24.0], t), tess)
+            (FundusKind::Orange, mix3([238.0, 112.0, 42.0], [170.0, 62.0, 24.0], t), tess, 0.0)
         } else if u < 0.85 {
-            (FundusKind::Brown, mix3([165.0, 70.0, 35.0], [120.0, 48.0, 22.0], t), rng.range(0.0, 0.1))
+            (FundusKind::Brown, mix3([165.0, 70.0, 35.0], [120.0, 48.0, 22.0], t), rng.range(0.0, 0.1), 0.0)
         } else {
-            (FundusKind::Tigroid, mix3([200.0, 95.0, 45.0], [160.0, 70.0, 35.0], t), rng.range(1.5, 3.0))
+            let c = rng.range(0.18, 0.3);
+            (FundusKind::Tigroid, mix3([200.0, 95.0, 45.0], [160.0, 70.0, 35.0], t), rng.range(0.2, 0.35), c)
         };
         let sheen = match age {
             0..30 => rng.range(0.6, 1.0),
@@ -88,7 +100,8 @@ impl Fundus {
             45..60 => rng.range(0.0, 0.25),
             _ => rng.range(0.0, 0.08),
         } * if kind == FundusKind::Brown { 1.3 } else { 1.0 };
-        Fundus { kind, pigment, tessellation, sheen: sheen.min(1.0) }
+        let reflex = if age < 45 { (rng.range(0.4, 0.6), true) } else { (rng.range(0.25, 0.4), false) };
+        Fundus { kind, pigment, tessellation, sheen: sheen.min(1.0), choroid, reflex }
     }
 
     /// Re-colours `retina` (made from `seed`), keeping its anatomy.
@@ -115,7 +128,7 @@ mod tests {
         }
         assert!(young.iter().all(|f| f.sheen >= 0.6) && old.iter().all(|f| f.sheen <= 0.11));
         let tigroid = young.iter().filter(|f| f.kind == FundusKind::Tigroid);
-        assert!(tigroid.clone().all(|f| f.tessellation >= 1.5));
+        assert!(tigroid.clone().all(|f| f.choroid >= 0.18 && f.tessellation <= 0.35));
     }
 
     #[test]
@@ -170,6 +183,7 @@ pub struct Look2 {
     /// Box blur radius (pixels), 0 = sharp.
     pub blur: usize,
     pub sheen: f32,
+    pub choroid: f32,
 }
 
 impl Look2 {
@@ -179,7 +193,7 @@ impl Look2 {
             Some(Defect::Dark) | Some(Defect::Bright) => 1.0,
             _ => (0.18 * rng.normal()).exp().clamp(0.65, 1.5),
         };
-        let cast = [rng.range(0.92, 1.08), rng.range(0.85, 1.1), rng.range(0.7, 1.35)];
+        let cast = [rng.range(0.92, 1.08), rng.range(0.85, 1.1), rng.range(0.75, 1.25)];
         let gamma = rng.range(0.85, 1.15);
         let falloff = rng.range(0.0, 0.35);
         let falloff_pow = rng.range(2.0, 4.0);
@@ -205,6 +219,7 @@ impl Look2 {
             dust,
             blur,
             sheen: fundus.sheen * rng.range(0.7, 1.0),
+            choroid: fundus.choroid,
         }
     }
 }
@@ -228,6 +243,24 @@ fn sheen_at(retina: &Retina, q: [f32; 2]) -> f32 {
     // Nerve-fibre bundles run radially from the disc.
     let stripes = 0.5 + 0.5 * (dy.atan2(dx) * 70.0).sin();
     s * stripes
+}
+
+/// Darkening between visible choroidal vessels at retina point `q`
+/// (0–1): curving bands radiating from the posterior pole, their phase
+/// wiggled by the eye's own texture so two fields of one eye agree.
+#[inline]
+fn choroid_at(retina: &Retina, q: [f32; 2]) -> f32 {
+    let (dx, dy) = (q[0] - retina.fovea[0], q[1] - retina.fovea[1]);
+    let r = (dx * dx + dy * dy).sqrt();
+    let disc = dist(q, retina.disc) / retina.disc_r[1];
+    if r < 1.0 || disc < 1.1 {
+        return 0.0;
+    }
+    // Sampled at a quarter scale the texture's grain is ~0.2 DD: the bands
+    // wander without jagged edges.
+    let warp = retina.texture.at([0.25 * q[0], 0.25 * q[1]]);
+    let s = 0.5 + 0.5 * (20.0 * dy.atan2(dx) + 1.5 * r + 1.5 * warp).sin();
+    s * s * smoothstep(1.0, 2.5, r) * smoothstep(1.1, 1.6, disc)
 }
 
 /// Finishes the planes of one v2 photograph in place: focus, exposure,
@@ -284,11 +317,16 @@ pub fn finish<'a>(
                 let e = (-(rho * rho) / (2.0 * rr * rr)).exp() * lv;
                 add = REFLEX.map(|k| k * e);
             }
-            if look.sheen > 0.02 {
+            if look.sheen > 0.02 || look.choroid > 0.0 {
                 let q = [view.centre[0] + (c * fx - s * fy) * inv_ppd, view.centre[1] + (s * fx + c * fy) * inv_ppd];
-                let sh = look.sheen * sheen_at(retina, q) * light;
-                for k in 0..3 {
-                    add[k] += SHEEN[k] * sh;
+                if look.choroid > 0.0 {
+                    light *= 1.0 - look.choroid * choroid_at(retina, q);
+                }
+                if look.sheen > 0.02 {
+                    let sh = look.sheen * sheen_at(retina, q) * light;
+                    for k in 0..3 {
+                        add[k] += SHEEN[k] * sh;
+                    }
                 }
             }
             let cover = mask.cover(x as f32 + 0.5, y as f32 + 0.5);

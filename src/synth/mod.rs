@@ -323,6 +323,7 @@ fn generate_eye_v2(
         let (w, h) = (cam.width, cam.height);
         let view = cam.view(&retina, image.field, &mut cam_rng);
         let mask = fov::Mask::draw(&cam, &view, &mut cam_rng);
+        scratch.set_vessel_reflex(fundus.reflex.0, fundus.reflex.1);
         render::render_planes(&retina, &view, image.defect, &mut rng, w, h, scratch);
         let text = cam.overlay_text(plan, eye.eye);
         let look = appearance::Look2::draw(&mut eye_rng.fork(400 + k as u64), image.defect, &view, &fundus);

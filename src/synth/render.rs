@@ -111,6 +111,14 @@ impl Scratch {
     pub fn planes_mut(&mut self) -> &mut [Vec<u8>; 3] {
         &mut self.planes
     }
+
+    /// Sets the vessels' central light reflex for the next renders
+    /// (generator v2): the share of absorption removed on the axis, and
+    /// whether veins show it too. v1 never calls this (arteries, 0.3).
+    pub fn set_vessel_reflex(&mut self, gain: f32, veins: bool) {
+        self.masks.reflex_gain = Some(gain);
+        self.masks.vein_reflex = veins;
+    }
 }
 
 /// Length of the noise table: rows read it at random offsets, so no
