@@ -199,4 +199,9 @@ pub struct SynthArgs {
     /// Replace a previous synthetic data set in DIR.
     #[arg(long)]
     pub overwrite: bool,
+    /// Generator version: v1 (today's images, byte for byte; what the
+    /// shipped model was trained on) or v2 (spans real cameras: sizes,
+    /// encodings, field masks, pigmentation, look; issue 16).
+    #[arg(long, value_name = "V", default_value = "v1")]
+    pub generator: nightscreen::synth::GeneratorVersion,
 }

@@ -213,6 +213,7 @@ fn send(args: SendArgs) -> anyhow::Result<u8> {
 fn synth(args: SynthArgs) -> anyhow::Result<u8> {
     let mut cfg = nightscreen::synth::SynthConfig::new(args.studies, args.out, args.seed);
     cfg.overwrite = args.overwrite;
+    cfg.generator = args.generator;
     let summary = nightscreen::synth::run(&cfg)?;
     let outcomes: Vec<String> = summary.outcomes.iter().map(|(o, n)| format!("{o} {n}")).collect();
     let grades: Vec<String> = summary.eye_grades.iter().map(|(g, n)| format!("{g} {n}")).collect();
@@ -225,6 +226,6 @@ fn synth(args: SynthArgs) -> anyhow::Result<u8> {
     );
     log::info!("eyes: {}", grades.join(", "));
     log::info!("studies: {}", outcomes.join(", "));
-    log::info!("truth: {}", cfg.out.join("truth.csv").display());
+    log::info!("truth: {} (generator {})", cfg.out.join("truth.csv").display(), cfg.generator);
     Ok(0)
 }

@@ -1,6 +1,8 @@
 //! The synthetic fundus generator (issue 3, item 1): files, headers,
 //! pixels, truth files and determinism, through the library API, plus a
-//! pydicom cross-check of the written files.
+//! pydicom cross-check of the written files; and generator v2 (issue 16):
+//! v1 pinned byte for byte, v2 deterministic, spanning sizes, encodings
+//! and masks, and read by the binary without an error row.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,7 +12,10 @@ use nightscreen::decode::{DecodeConfig, Decoder};
 use nightscreen::message::{DecodedImage, Header, Instance, SourceId};
 use nightscreen::synth::{self, SynthConfig};
 
-use crate::util::python;
+use crate::util::{onnxruntime, python};
+use nightscreen::synth::GeneratorVersion;
+use sha2::{Digest, Sha256};
+use std::sync::OnceLock;
 
 const STUDIES: usize = 3;
 
@@ -225,4 +230,158 @@ fn a_photograph_for_a_small_model_is_decoded_at_a_reduced_size() {
     let off = DecodeConfig { reduce_jpeg: false, ..DecodeConfig::default() };
     let not_reduced = decode_with(file, Decoder::new(&off).with_model_inputs(vec![(384, 384)]));
     assert_eq!((not_reduced.frame.width, not_reduced.frame.height), (1600, 1200));
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn v2_config(studies: usize, dir: &Path, seed: u64) -> SynthConfig {
+    SynthConfig { generator: GeneratorVersion::V2, ..SynthConfig::new(studies, dir, seed) }
+}
+
+// See: #16. The default generator must not move: the shipped model, the
+// golden results and `make demo` were made with it. Digests taken before
+// v2 existed (commit 2e22d5c): both truth files and the JPEG bitstream of
+// the first image (the whole file also holds SoftwareVersions, which a
+// version bump changes).
+#[test]
+fn r16_v1_output_is_unchanged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    generate(dir.path(), 1);
+    let read = |rel: &str| std::fs::read(dir.path().join(rel)).expect("read");
+    assert_eq!(sha256(&read("truth.csv")), "568792d605f12f1ebc0c8ea2c20c0314381f6b0e5097b4f587038c601cbfdc2e");
+    assert_eq!(sha256(&read("truth_images.csv")), "1fd013a1daece88b3de7ada57492c6862aa04e383c6f5be8be8feab5a44ef361");
+    let obj = dicom_object::open_file(dir.path().join("study-000001/1-R-macula/1.dcm")).expect("open");
+    let pixels = obj.element(tags::PIXEL_DATA).expect("pixel data");
+    let fragments = pixels.value().fragments().expect("encapsulated");
+    assert_eq!(sha256(&fragments[0]), "d998e8eb2c5ae4e6f6e0f4acdb66d6372528d92cf36ff23441064287697d9ff5");
+}
+
+#[test]
+fn v2_is_deterministic_per_seed() {
+    let (a, b, c) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    synth::run(&v2_config(2, a.path(), 21)).expect("synth a");
+    synth::run(&v2_config(2, b.path(), 21)).expect("synth b");
+    synth::run(&v2_config(2, c.path(), 22)).expect("synth c");
+    let (fa, fb) = (dcm_files(a.path()), dcm_files(b.path()));
+    assert_eq!(fa.len(), 8);
+    for (x, y) in fa.iter().zip(&fb) {
+        assert!(std::fs::read(x).ok() == std::fs::read(y).ok(), "{}", x.display());
+    }
+    for name in ["truth.csv", "truth_images.csv"] {
+        assert_eq!(std::fs::read(a.path().join(name)).ok(), std::fs::read(b.path().join(name)).ok());
+        assert_ne!(std::fs::read(a.path().join(name)).ok(), std::fs::read(c.path().join(name)).ok());
+    }
+}
+
+/// One v2 batch of 30 studies (120 images), shared by the tests below.
+fn v2_batch() -> &'static Path {
+    static BATCH: OnceLock<tempfile::TempDir> = OnceLock::new();
+    BATCH
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            synth::run(&v2_config(30, dir.path(), 16)).expect("synth v2");
+            dir
+        })
+        .path()
+}
+
+fn csv_maps(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut r = csv::Reader::from_path(path).expect("truth file");
+    let headers = r.headers().expect("header").clone();
+    r.records()
+        .map(|row| {
+            let row = row.expect("csv row");
+            headers.iter().zip(row.iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect()
+        })
+        .collect()
+}
+
+#[test]
+fn v2_spans_encodings_masks_and_sizes_and_says_so() {
+    let dir = v2_batch();
+    let rows = csv_maps(&dir.join("truth_images.csv"));
+    assert_eq!(rows.len(), 120);
+    assert!(csv_maps(&dir.join("truth.csv")).iter().all(|r| r["generator"] == "v2"));
+    let distinct = |col: &str| rows.iter().map(|r| r[col].clone()).collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(distinct("generator").into_iter().collect::<Vec<_>>(), ["v2"]);
+    assert_eq!(distinct("encoding").len(), 2, "{:?}", distinct("encoding"));
+    let kinds: std::collections::BTreeSet<String> =
+        rows.iter().map(|r| r["mask"].split('+').next().unwrap_or_default().to_string()).collect();
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    assert!(rows.iter().any(|r| r["mask"].contains("+notch")) && rows.iter().any(|r| r["mask"].contains("+text")));
+    let widths: Vec<u32> = rows.iter().map(|r| r["width"].parse().expect("width")).collect();
+    assert!(distinct("width").len() >= 6, "{:?}", distinct("width"));
+    assert!(widths.iter().any(|&w| w <= 1500) && widths.iter().any(|&w| w >= 3000), "{widths:?}");
+    assert!(distinct("fundus").len() >= 3, "{:?}", distinct("fundus"));
+    for r in &rows {
+        let f = dir.join(&r["path"]);
+        let obj = dicom_object::open_file(&f).expect("open");
+        let s =
+            |tag| obj.element(tag).ok().and_then(|e| e.to_str().ok()).map(|v| v.trim().to_string()).unwrap_or_default();
+        let (ts, pi) = match r["encoding"].as_str() {
+            "jpeg" => ("1.2.840.10008.1.2.4.50", "YBR_FULL_422"),
+            _ => ("1.2.840.10008.1.2.1", "RGB"),
+        };
+        assert_eq!(obj.meta().transfer_syntax().trim_end_matches('\0'), ts, "{}", f.display());
+        assert_eq!(s(tags::PHOTOMETRIC_INTERPRETATION), pi);
+        assert_eq!(s(tags::COLUMNS), r["width"]);
+        assert_eq!(s(tags::BURNED_IN_ANNOTATION), if r["mask"].contains("+text") { "YES" } else { "NO" });
+        if r["encoding"] != "jpeg" {
+            assert!(r["width"].parse::<u32>().expect("width") <= synth::camera::NATIVE_MAX_WIDTH);
+        }
+        let img = decode(&f);
+        assert_eq!(img.frame.width.to_string(), r["width"]);
+        assert_eq!(img.frame.height.to_string(), r["height"]);
+        // The field is lit in the middle and black in at least one corner.
+        let (fw, fh) = (img.frame.width, img.frame.height);
+        let values = img.frame.values();
+        let px = |x: u32, y: u32| values[3 * (y * fw + x) as usize];
+        if r["defect"].is_empty() {
+            assert!(px(fw / 2, fh / 2) > 0.1, "{} centre", f.display());
+        }
+        assert!([(2, 2), (fw - 3, 2), (2, fh - 3), (fw - 3, fh - 3)].iter().any(|&(x, y)| px(x, y) < 0.05));
+    }
+}
+
+#[test]
+fn the_binary_reads_every_v2_file() {
+    if onnxruntime().is_none() {
+        return;
+    }
+    let dir = v2_batch();
+    let out = tempfile::tempdir().expect("tempdir");
+    let status = crate::util::nightscreen()
+        .args(["run", "--config", "configs/desp.toml", "--quiet", "--input"])
+        .arg(dir)
+        .arg("--out")
+        .arg(out.path())
+        .status()
+        .expect("run nightscreen");
+    assert_eq!(status.code(), Some(0), "every v2 file must be readable");
+    let failed = std::fs::read_to_string(out.path().join("failed_files.csv")).expect("failed_files.csv");
+    assert_eq!(failed.lines().count(), 1, "{failed}");
+}
+
+#[test]
+fn the_cli_takes_a_generator_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = crate::util::nightscreen()
+        .args(["synth", "--studies", "1", "--generator", "v2", "--out"])
+        .arg(dir.path())
+        .output()
+        .expect("synth");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let header = std::fs::read_to_string(dir.path().join("truth.csv")).expect("truth");
+    assert!(header.lines().next().is_some_and(|h| h.ends_with(",generator")), "{header}");
+    let bad = crate::util::nightscreen()
+        .args(["synth", "--studies", "1", "--generator", "v9", "--out"])
+        .arg(dir.path())
+        .output();
+    assert!(!bad.expect("synth").status.success());
 }

@@ -1,6 +1,7 @@
 //! Writing one photograph as a fundus camera would: Ophthalmic Photography
 //! 8 Bit Image Storage, JPEG baseline (YBR_FULL_422), one encapsulated
-//! fragment behind a basic offset table.
+//! fragment behind a basic offset table; or (generator v2) native RGB in
+//! Explicit VR Little Endian, as Topcon's IMAGEnet stores its photographs.
 //!
 //! How the pipeline tells the images of a study apart:
 //! - eye: ImageLaterality (0020,0062) and the series' Laterality (0020,0060),
@@ -27,6 +28,8 @@ use crate::dicom::write::{code, put, put_seq};
 pub const OP_8BIT: &str = uids::OPHTHALMIC_PHOTOGRAPHY8_BIT_IMAGE_STORAGE;
 /// JPEG Baseline (Process 1).
 pub const JPEG_BASELINE: &str = uids::JPEG_BASELINE8_BIT;
+/// Explicit VR Little Endian, for native (uncompressed) RGB.
+pub const EXPLICIT_VR_LE: &str = uids::EXPLICIT_VR_LITTLE_ENDIAN;
 /// JPEG quality: 90 is what camera vendors ship by default, fine enough
 /// that microaneurysms survive, about 0.4 MB per 1600 × 1200 image.
 pub const JPEG_QUALITY: u8 = 90;
@@ -53,7 +56,30 @@ pub fn encode_jpeg(planes: [&[u8]; 3], width: u32, height: u32) -> Result<Vec<u8
     Ok(jpeg)
 }
 
-/// Writes one image to `path`.
+/// The pixel data of one image, as it will be stored.
+#[derive(Debug, Clone)]
+pub enum Pixels {
+    /// A baseline JPEG bitstream (even length), YBR_FULL_422.
+    Jpeg(Vec<u8>),
+    /// Interleaved 8-bit RGB, `width × height × 3` bytes.
+    NativeRgb(Vec<u8>),
+}
+
+/// The camera a v2 image claims in its headers.
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub model: &'static str,
+    pub field_deg: f32,
+    /// Text is burnt into the pixels (BurnedInAnnotation YES).
+    pub burned_in: bool,
+}
+
+/// Interleaves R, G and B planes into RGB triplets.
+pub fn interleave(planes: &[Vec<u8>; 3]) -> Vec<u8> {
+    planes[0].iter().zip(&planes[1]).zip(&planes[2]).flat_map(|((&r, &g), &b)| [r, g, b]).collect()
+}
+
+/// Writes one image to `path` (the v1 form: JPEG, no device).
 ///
 /// # Errors
 /// When the object cannot be assembled or the file cannot be written.
@@ -65,6 +91,26 @@ pub fn write(
     jpeg: Vec<u8>,
     width: u32,
     height: u32,
+) -> Result<(), SynthError> {
+    write_image(path, study, eye, image, Pixels::Jpeg(jpeg), width, height, None)
+}
+
+/// Writes one image to `path`, JPEG or native RGB, with the headers of
+/// `device` when given (generator v2; v1 passes none and gets exactly the
+/// headers it always had).
+///
+/// # Errors
+/// When the object cannot be assembled or the file cannot be written.
+#[allow(clippy::too_many_arguments)]
+pub fn write_image(
+    path: &Path,
+    study: &StudyPlan,
+    eye: &EyePlan,
+    image: &ImagePlan,
+    pixels: Pixels,
+    width: u32,
+    height: u32,
+    device: Option<&Device>,
 ) -> Result<(), SynthError> {
     let mut o = InMemDicomObject::new_empty();
     let p = &study.patient;
@@ -85,7 +131,11 @@ pub fn write(
     put(&mut o, tags::REFERRING_PHYSICIAN_NAME, VR::PN, "");
     put(&mut o, tags::STUDY_DESCRIPTION, VR::LO, "Diabetic eye screening");
     put(&mut o, tags::SERIES_DESCRIPTION, VR::LO, image.field.code());
-    put(&mut o, tags::MANUFACTURER_MODEL_NAME, VR::LO, "synthetic 45 degree fundus camera");
+    let model = match device {
+        None => "synthetic 45 degree fundus camera".to_string(),
+        Some(d) => format!("synthetic {:.0} degree fundus camera ({})", d.field_deg, d.model),
+    };
+    put(&mut o, tags::MANUFACTURER_MODEL_NAME, VR::LO, model);
     put(&mut o, tags::PATIENT_NAME, VR::PN, p.name.as_str());
     put(&mut o, tags::PATIENT_ID, VR::LO, p.id.as_str());
     put(&mut o, tags::PATIENT_BIRTH_DATE, VR::DA, p.birth_date.as_str());
@@ -103,16 +153,21 @@ pub fn write(
     put(&mut o, tags::IMAGE_COMMENTS, VR::LT, format!("DESP field {} {}", image.field.number(), image.field.code()));
     // Ophthalmic photography image and acquisition parameters.
     put(&mut o, tags::IMAGE_TYPE, VR::CS, PrimitiveValue::Strs(["ORIGINAL".to_string(), "PRIMARY".to_string()].into()));
-    put(&mut o, tags::BURNED_IN_ANNOTATION, VR::CS, "NO");
+    let burned = device.is_some_and(|d| d.burned_in);
+    put(&mut o, tags::BURNED_IN_ANNOTATION, VR::CS, if burned { "YES" } else { "NO" });
     put(&mut o, tags::PATIENT_EYE_MOVEMENT_COMMANDED, VR::CS, "NO");
-    put(&mut o, tags::HORIZONTAL_FIELD_OF_VIEW, VR::FL, 45.0f32);
+    put(&mut o, tags::HORIZONTAL_FIELD_OF_VIEW, VR::FL, device.map_or(45.0f32, |d| d.field_deg));
     put(&mut o, tags::PUPIL_DILATED, VR::CS, "YES");
     put(&mut o, tags::DETECTOR_TYPE, VR::CS, "CCD");
     put_seq(&mut o, tags::ANATOMIC_REGION_SEQUENCE, vec![code("5665001", "SCT", "Retina")]);
     put_seq(&mut o, tags::ACQUISITION_CONTEXT_SEQUENCE, Vec::new());
     // Image pixel description.
     put(&mut o, tags::SAMPLES_PER_PIXEL, VR::US, 3u16);
-    put(&mut o, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "YBR_FULL_422");
+    let photometric = match &pixels {
+        Pixels::Jpeg(_) => "YBR_FULL_422",
+        Pixels::NativeRgb(_) => "RGB",
+    };
+    put(&mut o, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, photometric);
     put(&mut o, tags::PLANAR_CONFIGURATION, VR::US, 0u16);
     put(&mut o, tags::ROWS, VR::US, height as u16);
     put(&mut o, tags::COLUMNS, VR::US, width as u16);
@@ -120,15 +175,31 @@ pub fn write(
     put(&mut o, tags::BITS_STORED, VR::US, 8u16);
     put(&mut o, tags::HIGH_BIT, VR::US, 7u16);
     put(&mut o, tags::PIXEL_REPRESENTATION, VR::US, 0u16);
-    put(&mut o, tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "01");
-    let ratio = (width as f64 * height as f64 * 3.0) / jpeg.len() as f64;
-    put(&mut o, tags::LOSSY_IMAGE_COMPRESSION_RATIO, VR::DS, format!("{ratio:.2}"));
-    put(&mut o, tags::LOSSY_IMAGE_COMPRESSION_METHOD, VR::CS, "ISO_10918_1");
-    // One frame: a basic offset table with its single offset, one fragment.
-    let pixels = PixelFragmentSequence::new(vec![0u32], vec![jpeg]);
-    o.put(DataElement::new(tags::PIXEL_DATA, VR::OB, pixels));
+    let ts = match pixels {
+        Pixels::Jpeg(jpeg) => {
+            put(&mut o, tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "01");
+            let ratio = (width as f64 * height as f64 * 3.0) / jpeg.len() as f64;
+            put(&mut o, tags::LOSSY_IMAGE_COMPRESSION_RATIO, VR::DS, format!("{ratio:.2}"));
+            put(&mut o, tags::LOSSY_IMAGE_COMPRESSION_METHOD, VR::CS, "ISO_10918_1");
+            // One frame: a basic offset table with its single offset, one fragment.
+            let pixels = PixelFragmentSequence::new(vec![0u32], vec![jpeg]);
+            o.put(DataElement::new(tags::PIXEL_DATA, VR::OB, pixels));
+            JPEG_BASELINE
+        }
+        Pixels::NativeRgb(mut rgb) => {
+            if rgb.len() != width as usize * height as usize * 3 {
+                return Err(SynthError::Size { width, height });
+            }
+            put(&mut o, tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "00");
+            if rgb.len() % 2 == 1 {
+                rgb.push(0);
+            }
+            o.put(DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::U8(rgb.into())));
+            EXPLICIT_VR_LE
+        }
+    };
     let file = o
-        .with_meta(FileMetaTableBuilder::new().transfer_syntax(JPEG_BASELINE))
+        .with_meta(FileMetaTableBuilder::new().transfer_syntax(ts))
         .map_err(|source| SynthError::Meta { path: path.to_path_buf(), source: Box::new(source) })?;
     file.write_to_file(path).map_err(|source| SynthError::Write { path: path.to_path_buf(), source: Box::new(source) })
 }

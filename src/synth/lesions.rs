@@ -163,7 +163,15 @@ impl Retina {
     /// The (R grade, M1) that a grader would give looking only at the part of
     /// the retina within `radius` DD of `centre` (the field of view).
     pub fn grade_in(&self, centre: P, radius: f32) -> (u8, bool) {
-        let seen = |l: &&Lesion| dist(l.centre, centre) < 0.95 * radius;
+        self.grade_seen(|p| dist(p, centre) < 0.95 * radius, dist(self.fovea, centre) < 0.9 * radius)
+    }
+
+    /// The grade from the lesions whose centre `seen` accepts; maculopathy
+    /// counts only when the fovea is seen too (`fovea_seen`). Generator v2
+    /// passes its field-of-view mask, so lesions in a clipped or cropped
+    /// part of the field do not count.
+    pub fn grade_seen(&self, seen: impl Fn(P) -> bool, fovea_seen: bool) -> (u8, bool) {
+        let seen = |l: &&Lesion| seen(l.centre);
         let mut r = 0;
         let mut blots = 0;
         let mut m1 = false;
@@ -176,7 +184,7 @@ impl Retina {
                     1
                 }
                 LesionKind::Exudate => {
-                    m1 |= dist(l.centre, self.fovea) <= 1.0 && dist(self.fovea, centre) < 0.9 * radius;
+                    m1 |= dist(l.centre, self.fovea) <= 1.0 && fovea_seen;
                     1
                 }
                 LesionKind::Microaneurysm | LesionKind::DotHaemorrhage => 1,

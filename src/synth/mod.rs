@@ -18,8 +18,20 @@
 //!
 //! Layout: `OUT/study-000001/<n>-<R|L>-<macula|disc>/1.dcm` with `n` the
 //! SeriesNumber (1 R macula, 2 R disc, 3 L macula, 4 L disc).
+//!
+//! Two generator versions ([`GeneratorVersion`]). `v1`, the default, is
+//! the generator the shipped model was trained on, kept byte for byte:
+//! every image 1600 × 1200 JPEG, one circular field. `v2` (issue 16) spans
+//! real cameras: [`camera`] draws a camera per image (size, aspect,
+//! encoding, field angle), [`fov`] its field-of-view mask and burnt-in
+//! text, [`appearance`] the fundus type and the photograph's look. v2
+//! draws only from streams forked off labels v1 never uses, so the v1
+//! stream is untouched, and its truth files say `generator = v2`.
 
+pub mod appearance;
+pub mod camera;
 pub mod dicom;
+pub mod fov;
 pub mod jpeg;
 mod lesions;
 pub mod optics;
@@ -42,6 +54,43 @@ use rng::Rng;
 use study::{EyePlan, StudyPlan};
 use truth::{EyeTruth, Grade, ImageTruth, StudyTruth};
 
+/// Which generator makes the images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GeneratorVersion {
+    /// Today's generator (the shipped model's training data), byte for byte.
+    #[default]
+    V1,
+    /// Spans real cameras: sizes, encodings, masks, pigmentation, look.
+    V2,
+}
+
+impl GeneratorVersion {
+    pub fn name(self) -> &'static str {
+        match self {
+            GeneratorVersion::V1 => "v1",
+            GeneratorVersion::V2 => "v2",
+        }
+    }
+}
+
+impl std::fmt::Display for GeneratorVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for GeneratorVersion {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "v1" | "1" => Ok(GeneratorVersion::V1),
+            "v2" | "2" => Ok(GeneratorVersion::V2),
+            other => Err(format!("unknown generator {other:?} (v1 or v2)")),
+        }
+    }
+}
+
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct SynthConfig {
@@ -56,11 +105,22 @@ pub struct SynthConfig {
     /// Replace a previous data set in `out` (its `study-*` folders and truth
     /// files); anything else in `out` is left alone.
     pub overwrite: bool,
+    /// Which generator. Default: v1. v2 draws its own image size per
+    /// camera and ignores `width` and `height`.
+    pub generator: GeneratorVersion,
 }
 
 impl SynthConfig {
     pub fn new(studies: usize, out: impl Into<PathBuf>, seed: u64) -> Self {
-        Self { studies, out: out.into(), seed, width: 1600, height: 1200, overwrite: false }
+        Self {
+            studies,
+            out: out.into(),
+            seed,
+            width: 1600,
+            height: 1200,
+            overwrite: false,
+            generator: GeneratorVersion::V1,
+        }
     }
 }
 
@@ -122,7 +182,7 @@ pub fn run(cfg: &SynthConfig) -> Result<SynthSummary, SynthError> {
         .into_par_iter()
         .map_init(render::Scratch::default, |scratch, i| generate_study(cfg, i, scratch))
         .collect::<Result<Vec<_>, _>>()?;
-    truth::write(&cfg.out, &truths)?;
+    truth::write(&cfg.out, &truths, cfg.generator)?;
     let mut summary = SynthSummary {
         studies: truths.len(),
         images: 0,
@@ -190,7 +250,10 @@ pub fn generate_study(
         images: Vec::new(),
     };
     for eye in &plan.eyes {
-        let grade = generate_eye(cfg, &plan, eye, &study_dir, &mut truth.images, scratch)?;
+        let grade = match cfg.generator {
+            GeneratorVersion::V1 => generate_eye(cfg, &plan, eye, &study_dir, &mut truth.images, scratch)?,
+            GeneratorVersion::V2 => generate_eye_v2(cfg, &plan, eye, &study_dir, &mut truth.images, scratch)?,
+        };
         truth.eyes.push(EyeTruth { eye: eye.eye.code(), grade });
     }
     Ok(truth)
@@ -229,7 +292,94 @@ fn generate_eye(
             grade,
             path: rel,
             defect: image.defect.map_or("", |d| d.code()),
+            camera: None,
         });
     }
     Ok(eye_grade)
+}
+
+/// The v2 eye: a camera per image, the retina re-coloured and its small
+/// lesions resized ([`appearance`]), the field masked ([`fov`]) and each
+/// image stored as its camera would (JPEG or native RGB).
+fn generate_eye_v2(
+    cfg: &SynthConfig,
+    plan: &StudyPlan,
+    eye: &EyePlan,
+    study_dir: &str,
+    images: &mut Vec<ImageTruth>,
+    scratch: &mut render::Scratch,
+) -> Result<Grade, SynthError> {
+    let mut retina = Retina::generate(eye.eye, eye.r, eye.m1, eye.seed);
+    let eye_rng = Rng::new(eye.seed);
+    let fundus = appearance::Fundus::draw(&mut eye_rng.fork(300), plan.age_years());
+    fundus.apply(&mut retina, eye.seed);
+    appearance::scale_lesions(&mut retina, &mut eye_rng.fork(301));
+    // The same stream v1 draws its looks and noise from: only its use differs.
+    let mut rng = eye_rng.fork(100);
+    let mut eye_grade = Grade(None);
+    for (k, image) in eye.images.iter().enumerate() {
+        let mut cam_rng = eye_rng.fork(200 + k as u64);
+        let cam = camera::Camera::draw(&mut cam_rng, eye.eye);
+        let (w, h) = (cam.width, cam.height);
+        let view = cam.view(&retina, image.field, &mut cam_rng);
+        let mask = fov::Mask::draw(&cam, &view, &mut cam_rng);
+        scratch.set_vessel_reflex(fundus.reflex.0, fundus.reflex.1);
+        render::render_planes(&retina, &view, image.defect, &mut rng, w, h, scratch);
+        let text = cam.overlay_text(plan, eye.eye);
+        let look = appearance::Look2::draw(&mut eye_rng.fork(400 + k as u64), image.defect, &view, &fundus);
+        let text = text.as_deref().map(|lines| (lines, cam.text_colour));
+        let (rgb, burnt) = appearance::finish(scratch.planes_mut(), w, h, &look, &retina, &view, &mask, text);
+        let pixels = match cam.encoding {
+            camera::Encoding::Jpeg => {
+                let planes = [&rgb[0][..], &rgb[1][..], &rgb[2][..]];
+                dicom::Pixels::Jpeg(dicom::encode_jpeg(planes, w, h)?)
+            }
+            camera::Encoding::NativeRgb => dicom::Pixels::NativeRgb(dicom::interleave(rgb)),
+        };
+        let series_dir = format!("{}-{}-{}", image.series_number, eye.eye.code(), image.field.code().to_lowercase());
+        let rel = format!("{study_dir}/{series_dir}/1.dcm");
+        let dir = cfg.out.join(study_dir).join(&series_dir);
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let device = dicom::Device { model: cam.model.name, field_deg: cam.field_deg, burned_in: burnt };
+        dicom::write_image(&dir.join("1.dcm"), plan, eye, image, pixels, w, h, Some(&device))?;
+        let grade = match image.defect {
+            Some(_) => Grade(None),
+            None => Grade(Some(
+                retina.grade_seen(|p| mask.sees(view.to_px(p), 0.95), mask.sees(view.to_px(retina.fovea), 0.9)),
+            )),
+        };
+        eye_grade = Grade::worst_gradable(eye_grade, grade);
+        images.push(ImageTruth {
+            sop_uid: image.sop_uid.clone(),
+            eye: eye.eye.code(),
+            field: image.field.code(),
+            grade,
+            path: rel,
+            defect: image.defect.map_or("", |d| d.code()),
+            camera: Some(truth::CameraTruth {
+                model: cam.model.name,
+                width: w,
+                height: h,
+                encoding: cam.encoding.code(),
+                field_deg: cam.field_deg,
+                mask: mask.describe(burnt),
+                fundus: fundus.kind.code(),
+            }),
+        });
+    }
+    Ok(eye_grade)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generator_versions_parse_and_print() {
+        assert_eq!("v2".parse::<GeneratorVersion>(), Ok(GeneratorVersion::V2));
+        assert_eq!("V1".parse::<GeneratorVersion>(), Ok(GeneratorVersion::V1));
+        assert!("v3".parse::<GeneratorVersion>().is_err());
+        assert_eq!(GeneratorVersion::default().to_string(), "v1");
+        assert_eq!(SynthConfig::new(1, "x", 1).generator, GeneratorVersion::V1);
+    }
 }

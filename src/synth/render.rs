@@ -105,6 +105,22 @@ pub struct Scratch {
     out: Vec<u8>,
 }
 
+impl Scratch {
+    /// The planes the last [`render_planes`] wrote, for finishing in place
+    /// (generator v2).
+    pub fn planes_mut(&mut self) -> &mut [Vec<u8>; 3] {
+        &mut self.planes
+    }
+
+    /// Sets the vessels' central light reflex for the next renders
+    /// (generator v2): the share of absorption removed on the axis, and
+    /// whether veins show it too. v1 never calls this (arteries, 0.3).
+    pub fn set_vessel_reflex(&mut self, gain: f32, veins: bool) {
+        self.masks.reflex_gain = Some(gain);
+        self.masks.vein_reflex = veins;
+    }
+}
+
 /// Length of the noise table: rows read it at random offsets, so no
 /// pattern repeats visibly, and drawing a fresh value per pixel and channel
 /// (4.6 M per image) would cost more than everything else in this pass.

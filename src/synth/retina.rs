@@ -112,7 +112,7 @@ const TEX_CELL: f32 = 0.05;
 const TEX_HALF: f32 = 7.0;
 
 impl Texture {
-    fn new(rng: &mut Rng, tessellation: f32) -> Self {
+    pub(super) fn new(rng: &mut Rng, tessellation: f32) -> Self {
         let cols = (2.0 * TEX_HALF / TEX_CELL) as usize + 2;
         let rows = cols;
         // Coarse value noise (every 6 cells) for uneven pigment, plus fine

@@ -22,6 +22,10 @@ pub struct Masks {
     /// Per row, the columns inside the field stop: the only pixels that
     /// are stamped (and read), so the only ones to clear for the next image.
     spans: Vec<(usize, usize)>,
+    /// Central light reflex: how much of the absorption it removes on the
+    /// axis (`None`: v1's 0.3) and whether veins show it too (v1: no).
+    pub reflex_gain: Option<f32>,
+    pub vein_reflex: bool,
 }
 
 impl Masks {
@@ -109,7 +113,8 @@ impl Masks {
         }
         let px: Vec<[f32; 2]> = keep.iter().map(|&i| view.to_px(v.pts[i])).collect();
         let widths: Vec<f32> = keep.iter().map(|&i| v.widths[i]).collect();
-        let reflex = v.kind == VesselKind::Artery;
+        let reflex = v.kind == VesselKind::Artery || (self.vein_reflex && v.kind == VesselKind::Vein);
+        let gain = self.reflex_gain.unwrap_or(0.3);
         let w = self.w;
         for i in 1..px.len() {
             let (a, b) = (px[i - 1], px[i]);
@@ -149,7 +154,7 @@ impl Masks {
                 } else {
                     &mut self.art[y * w..(y + 1) * w]
                 };
-                let seg = Segment { a, e: [ex, ey], len2, wa, wb, fy };
+                let seg = Segment { a, e: [ex, ey], len2, wa, wb, fy, gain };
                 if reflex {
                     seg.row_reflex(&mut mask[x0..x1], x0);
                 } else {
@@ -232,6 +237,8 @@ struct Segment {
     wa: f32,
     wb: f32,
     fy: f32,
+    /// Central reflex strength (0.3 in v1).
+    gain: f32,
 }
 
 impl Segment {
@@ -276,7 +283,7 @@ impl Segment {
                 continue;
             }
             if hw > 3.0 {
-                s *= 1.0 - 0.3 * (-(u * u) * 25.0).exp();
+                s *= 1.0 - self.gain * (-(u * u) * 25.0).exp();
             }
             *m = (*m).max(level(s));
         }

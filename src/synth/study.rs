@@ -209,6 +209,15 @@ fn draw_grades(rng: &mut Rng) -> (u8, bool) {
 }
 
 impl StudyPlan {
+    /// The patient's age in whole years on the study date (from the DA
+    /// strings, so nothing but the plan decides it).
+    pub fn age_years(&self) -> u32 {
+        let num = |s: &str, r: std::ops::Range<usize>| s.get(r).and_then(|v| v.parse::<i32>().ok()).unwrap_or(0);
+        let (sy, smd) = (num(&self.date, 0..4), num(&self.date, 4..8));
+        let (by, bmd) = (num(&self.patient.birth_date, 0..4), num(&self.patient.birth_date, 4..8));
+        (sy - by - i32::from(smd < bmd)).max(0) as u32
+    }
+
     /// Plans study `index` of the data set made with `seed`.
     pub fn new(seed: u64, index: usize) -> Self {
         let root = Rng::new(seed).fork(index as u64);

@@ -9,6 +9,14 @@
 //! the output folder, `/`-separated) and `defect` (empty, or why the image
 //! is ungradable: blur, dark, overexposed, small_pupil, media_opacity).
 //!
+//! Files made by generator v2 add a last column `generator` (`v2`) to
+//! both files, and to `truth_images.csv` the camera of each image:
+//! `camera, width, height, encoding (jpeg/native_rgb), field_deg, mask`
+//! (`circle`, `clipped`, `rectangle`, with `+notch` and `+text` when the
+//! field has notches or burnt-in text) and `fundus` (blond, orange, brown,
+//! tigroid). v1 files keep today's columns byte for byte: a file without a
+//! `generator` column was made by v1.
+//!
 //! An image's grade is what that field shows (lesions outside its field of
 //! view do not count); an eye's grade is the worst of its gradable fields,
 //! and U when neither is gradable (the DESP rule). The study outcome is the
@@ -17,7 +25,7 @@
 
 use std::path::Path;
 
-use super::SynthError;
+use super::{GeneratorVersion, SynthError};
 
 /// DESP grade of one image or eye; `None` means ungradable (U).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +90,20 @@ pub struct ImageTruth {
     pub grade: Grade,
     pub path: String,
     pub defect: &'static str,
+    /// The camera that took it (v2 only).
+    pub camera: Option<CameraTruth>,
+}
+
+/// How a v2 image was taken, as `truth_images.csv` records it.
+#[derive(Debug, Clone)]
+pub struct CameraTruth {
+    pub model: &'static str,
+    pub width: u32,
+    pub height: u32,
+    pub encoding: &'static str,
+    pub field_deg: f32,
+    pub mask: String,
+    pub fundus: &'static str,
 }
 
 #[derive(Debug, Clone)]
@@ -108,50 +130,58 @@ impl StudyTruth {
 ///
 /// # Errors
 /// When a file cannot be created or written.
-pub fn write(dir: &Path, studies: &[StudyTruth]) -> Result<(), SynthError> {
+pub fn write(dir: &Path, studies: &[StudyTruth], generator: GeneratorVersion) -> Result<(), SynthError> {
+    let v2 = generator == GeneratorVersion::V2;
     let csv_err = |name: &str| {
         let path = dir.join(name);
         move |source: csv::Error| SynthError::Truth { path: path.clone(), source }
     };
     let mut eyes = csv::Writer::from_path(dir.join("truth.csv")).map_err(csv_err("truth.csv"))?;
-    eyes.write_record(["study_uid", "patient_id", "eye", "r_grade", "m_grade", "gradable", "outcome"])
-        .map_err(csv_err("truth.csv"))?;
+    let mut eye_header = vec!["study_uid", "patient_id", "eye", "r_grade", "m_grade", "gradable", "outcome"];
+    let mut image_header =
+        vec!["study_uid", "sop_instance_uid", "eye", "field", "r_grade", "m_grade", "gradable", "path", "defect"];
+    if v2 {
+        eye_header.push("generator");
+        image_header.extend(["camera", "width", "height", "encoding", "field_deg", "mask", "fundus", "generator"]);
+    }
+    eyes.write_record(&eye_header).map_err(csv_err("truth.csv"))?;
     let mut images = csv::Writer::from_path(dir.join("truth_images.csv")).map_err(csv_err("truth_images.csv"))?;
-    images
-        .write_record([
-            "study_uid",
-            "sop_instance_uid",
-            "eye",
-            "field",
-            "r_grade",
-            "m_grade",
-            "gradable",
-            "path",
-            "defect",
-        ])
-        .map_err(csv_err("truth_images.csv"))?;
+    images.write_record(&image_header).map_err(csv_err("truth_images.csv"))?;
     for s in studies {
         let outcome = s.outcome().name();
         for e in &s.eyes {
             let gradable = e.grade.0.is_some().to_string();
-            eyes.write_record([&s.study_uid, &s.patient_id, e.eye, &e.grade.r(), &e.grade.m(), &gradable, outcome])
-                .map_err(csv_err("truth.csv"))?;
+            let (r, m) = (e.grade.r(), e.grade.m());
+            let mut row = vec![s.study_uid.as_str(), s.patient_id.as_str(), e.eye, &r, &m, &gradable, outcome];
+            if v2 {
+                row.push(generator.name());
+            }
+            eyes.write_record(&row).map_err(csv_err("truth.csv"))?;
         }
         for i in &s.images {
             let gradable = i.grade.0.is_some().to_string();
-            images
-                .write_record([
-                    &s.study_uid,
-                    &i.sop_uid,
-                    i.eye,
-                    i.field,
-                    &i.grade.r(),
-                    &i.grade.m(),
-                    &gradable,
-                    &i.path,
-                    i.defect,
-                ])
-                .map_err(csv_err("truth_images.csv"))?;
+            let (r, m) = (i.grade.r(), i.grade.m());
+            let mut row: Vec<String> = [&s.study_uid, &i.sop_uid, i.eye, i.field, &r, &m, &gradable, &i.path, i.defect]
+                .iter()
+                .map(|v| v.to_string())
+                .collect();
+            if v2 {
+                if let Some(c) = &i.camera {
+                    row.extend([
+                        c.model.to_string(),
+                        c.width.to_string(),
+                        c.height.to_string(),
+                        c.encoding.to_string(),
+                        format!("{:.1}", c.field_deg),
+                        c.mask.clone(),
+                        c.fundus.to_string(),
+                    ]);
+                } else {
+                    row.extend(std::iter::repeat_n(String::new(), 7));
+                }
+                row.push(generator.name().to_string());
+            }
+            images.write_record(&row).map_err(csv_err("truth_images.csv"))?;
         }
     }
     eyes.flush().map_err(|e| csv_err("truth.csv")(e.into()))?;
