@@ -12,6 +12,7 @@ import glob
 import json
 import os
 import sys
+import tomllib
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -28,6 +29,21 @@ rows = pq.read_table(glob.glob(f"{out}/studies/*.parquet")).to_pylist()
 by_pseudonym = {r["study_pseudonym"]: r for r in rows}
 with open(truth_path, newline="") as f:
     truth = list(csv.DictReader(f))
+with open(f"{out}/run.json") as f:
+    desp = tomllib.loads(json.load(f)["config"]).get("triage", {}).get("desp", {})
+# float32, as nightscreen holds them
+thresholds = {name: float(np.float32(desp.get(f"{name}_at_least", 0.5))) for name in ("referable", "m1", "r3")}
+
+
+def rescaled(p, t):
+    # The threshold at 0.5, 0 and 1 fixed: ranks as the decision does.
+    return 0.5 * p / t if p < t else (0.5 + 0.5 * (p - t) / (1 - t) if t < 1 else 1.0)
+
+
+def referral_score(p):
+    if p("referable") is None:
+        return None
+    return max(rescaled(p(name), thresholds[name]) for name in ("referable", "m1", "r3") if p(name) is not None)
 
 
 def predicted(row, side):
@@ -39,7 +55,7 @@ def predicted(row, side):
     return {
         "grade": grade,
         "referable": (r is not None and r >= 2) or m1, "r3": r == 3, "m1": m1, "ungradable": grade == "U",
-        "score": {"referable": p("referable"), "r3": p("r3"), "m1": p("m1"),
+        "score": {"referable": referral_score(p), "r3": p("r3"), "m1": p("m1"),
                   "ungradable": None if g is None else 1.0 - g},
     }
 
@@ -81,22 +97,30 @@ def study_level(target):
     return result
 
 
-def evaluate(cases):
+def evaluate(cases, probability=True):
     y = [p for p, _, _ in cases]
     called = [c for _, c, _ in cases]
     scored = [(p, s) for p, _, s in cases if s is not None]
     # Counts over every case; curves over the cases with a score.
     result = counts(y, called) | curve([p for p, _ in scored], [s for _, s in scored], resamples, seed)
     result["cases"], result["positives"], result["cases_without_score"] = len(cases), sum(y), len(cases) - len(scored)
-    prob_true, prob_pred = calibration_curve([p for p, _ in scored], [s for _, s in scored], n_bins=10, strategy="uniform")
-    result["calibration"] = {"observed": prob_true.tolist(), "mean_predicted": prob_pred.tolist()}
+    if probability:
+        prob_true, prob_pred = calibration_curve([p for p, _ in scored], [s for _, s in scored], n_bins=10, strategy="uniform")
+        result["calibration"] = {"observed": prob_true.tolist(), "mean_predicted": prob_pred.tolist()}
+    else:  # the referral score ranks, it is not a probability
+        result["calibration"] = {"observed": [], "mean_predicted": []}
     return result
 
 
 report = {"per_eye": {}, "per_study": {}}
 for target in ["referable", "r3", "m1", "ungradable"]:
-    report["per_eye"][target] = evaluate([cases[target] for _, cases in eyes if target in cases])
-    report["per_study"][target] = evaluate(study_level(target))
+    probability = target != "referable"
+    report["per_eye"][target] = evaluate([cases[target] for _, cases in eyes if target in cases], probability)
+    report["per_study"][target] = evaluate(study_level(target), probability)
+# The referral score is the decision's: at 0.5 it calls exactly the referred eyes.
+for _, cases in eyes:
+    if "referable" in cases and cases["referable"][2] is not None:
+        assert (cases["referable"][2] >= 0.5) == cases["referable"][1], cases["referable"]
 confusion = {}
 for t in truth:
     if t.get("outcome"):

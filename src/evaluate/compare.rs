@@ -38,6 +38,8 @@ pub struct Target {
     truth: fn(&ReferenceEye) -> bool,
     call: fn(&EyePrediction) -> bool,
     score: fn(&EyePrediction) -> Option<f64>,
+    /// Whether the score is a probability (else no calibration is drawn).
+    score_is_probability: bool,
 }
 
 /// Referable disease, R3, M1 and ungradable: the DESP outcomes that decide
@@ -49,7 +51,9 @@ pub const TARGETS: [Target; 4] = [
         gradable_only: true,
         truth: ReferenceEye::referable,
         call: EyePrediction::called_referable,
-        score: |p| p.p_referable,
+        // The decision's own score, M1 and R3 included (not p(r2)+p(r3) alone).
+        score: |p| p.referral_score,
+        score_is_probability: false,
     },
     Target {
         name: "r3",
@@ -58,6 +62,7 @@ pub const TARGETS: [Target; 4] = [
         truth: |r| r.retinopathy == 3,
         call: |p| p.retinopathy() == Some(crate::triage::desp::RGrade::R3),
         score: |p| p.p_r3,
+        score_is_probability: true,
     },
     Target {
         name: "m1",
@@ -66,6 +71,7 @@ pub const TARGETS: [Target; 4] = [
         truth: |r| r.maculopathy,
         call: EyePrediction::maculopathy,
         score: |p| p.p_m1,
+        score_is_probability: true,
     },
     Target {
         name: "ungradable",
@@ -74,6 +80,7 @@ pub const TARGETS: [Target; 4] = [
         truth: |r| !r.gradable,
         call: EyePrediction::called_ungradable,
         score: |p| p.p_gradable.map(|g| 1.0 - g),
+        score_is_probability: true,
     },
 ];
 
@@ -158,12 +165,12 @@ pub struct Bootstrap {
 /// Uniform bins of the reliability diagrams.
 pub const CALIBRATION_BINS: usize = 10;
 
-pub fn figures(title: &'static str, cases: &[Case], bootstrap: Bootstrap) -> Figures {
+pub fn figures(target: &Target, cases: &[Case], bootstrap: Bootstrap) -> Figures {
     let confusion = Confusion::tally(cases.iter().map(|c| (c.called, c.positive)));
     let (scores, positive): (Vec<f64>, Vec<bool>) =
         cases.iter().filter_map(|c| c.score.map(|s| (s, c.positive))).unzip();
     Figures {
-        title,
+        title: target.title,
         cases: cases.len(),
         positives: cases.iter().filter(|c| c.positive).count(),
         confusion,
@@ -174,7 +181,11 @@ pub fn figures(title: &'static str, cases: &[Case], bootstrap: Bootstrap) -> Fig
         cases_without_score: cases.len() - scores.len(),
         auc: roc_auc_bootstrap(&scores, &positive, bootstrap.resamples, bootstrap.seed),
         roc: roc_curve(&scores, &positive),
-        calibration: calibration(&scores, &positive, CALIBRATION_BINS),
+        calibration: if target.score_is_probability {
+            calibration(&scores, &positive, CALIBRATION_BINS)
+        } else {
+            Vec::new()
+        },
         operating_points: operating_points(&scores, &positive),
     }
 }

@@ -137,7 +137,12 @@ pub fn run(options: &Options, key: &PseudonymKey) -> Result<Evaluation, Error> {
         return Err(Error::KeyMismatch { run: run.pseudonym_key_id, given: key.key_id() });
     }
     let reference = reference::read(&options.reference)?;
-    let predictions = results::read_studies(&options.results)?;
+    let mut predictions = results::read_studies(&options.results)?;
+    for study in predictions.values_mut() {
+        for eye in [&mut study.right, &mut study.left] {
+            eye.referral_score = run.referral.score(eye);
+        }
+    }
     let evaluation = evaluate(options, run, &reference, &predictions, key)?;
     report::write(&options.report, &evaluation)?;
     Ok(evaluation)
@@ -194,8 +199,8 @@ fn evaluate(
             result_studies_without_reference: predictions.keys().filter(|p| !known.contains(p)).count(),
         },
         bootstrap,
-        per_eye: TARGETS.iter().map(|t| (t.name, figures(t.title, &eye_cases(&eyes, t), bootstrap))).collect(),
-        per_study: TARGETS.iter().map(|t| (t.name, figures(t.title, &study_cases(&eyes, t), bootstrap))).collect(),
+        per_eye: TARGETS.iter().map(|t| (t.name, figures(t, &eye_cases(&eyes, t), bootstrap))).collect(),
+        per_study: TARGETS.iter().map(|t| (t.name, figures(t, &study_cases(&eyes, t), bootstrap))).collect(),
         band_confusion,
     })
 }

@@ -24,6 +24,9 @@ pub struct EyePrediction {
     pub p_r3: Option<f64>,
     pub p_m1: Option<f64>,
     pub p_gradable: Option<f64>,
+    /// The referral decision's own score ([`ReferralThresholds::score`]),
+    /// once the run's operating point is known.
+    pub referral_score: Option<f64>,
 }
 
 impl EyePrediction {
@@ -79,6 +82,8 @@ pub struct RunInfo {
     pub shadow: bool,
     /// "id version (sha256)" of each model.
     pub models: Vec<String>,
+    /// The run's `[triage.desp]` referral thresholds, from its config.
+    pub referral: ReferralThresholds,
 }
 
 /// Study pseudonym → prediction, for every study the run banded.
@@ -134,6 +139,7 @@ fn read_batch(batch: &RecordBatch, studies: &mut HashMap<String, StudyPrediction
             p_r3: value(e.2, i),
             p_m1: value(e.3, i),
             p_gradable: value(e.4, i),
+            referral_score: None,
         })
     };
     for i in 0..batch.num_rows() {
@@ -168,6 +174,39 @@ fn floats<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a Float32Array, St
     column(batch, name)
 }
 
+/// The operating point a DESP run referred by: an eye is referred when
+/// p(r2)+p(r3), p(m1) or p(r3) reaches its threshold.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ReferralThresholds {
+    pub referable_at_least: f64,
+    pub m1_at_least: f64,
+    pub r3_at_least: f64,
+}
+
+impl ReferralThresholds {
+    /// A score that ranks eyes as the referral decision does, so the ROC
+    /// of "referable" includes M1: each of the three probabilities is
+    /// rescaled piecewise linearly so that its threshold sits at 0.5
+    /// (0 → 0, threshold → 0.5, 1 → 1), and the score is the highest of
+    /// them. An eye is referred exactly when its score is at least 0.5. It
+    /// is not a probability, so no calibration is drawn for it.
+    pub fn score(&self, p: &EyePrediction) -> Option<f64> {
+        let rescale = |p: f64, t: f64| {
+            if p < t {
+                0.5 * p / t
+            } else if t < 1.0 {
+                0.5 + 0.5 * (p - t) / (1.0 - t)
+            } else {
+                1.0
+            }
+        };
+        let referable = rescale(p.p_referable?, self.referable_at_least);
+        let m1 = p.p_m1.map_or(0.0, |v| rescale(v, self.m1_at_least));
+        let r3 = p.p_r3.map_or(0.0, |v| rescale(v, self.r3_at_least));
+        Some(referable.max(m1).max(r3))
+    }
+}
+
 /// Provenance of the run from its `run.json`; a run without one never
 /// finished and is not evaluated.
 pub fn read_run(out: &Path) -> Result<RunInfo, Error> {
@@ -175,7 +214,16 @@ pub fn read_run(out: &Path) -> Result<RunInfo, Error> {
     let text = std::fs::read_to_string(&path).map_err(|source| Error::Unfinished { path: path.clone(), source })?;
     let run: RunReport =
         serde_json::from_str(&text).map_err(|e| Error::Table { path: path.clone(), what: e.to_string() })?;
+    let config = crate::config::Config::from_toml(&run.config, &path)
+        .map_err(|e| Error::Table { path: path.clone(), what: format!("its config: {e}") })?;
+    let desp = &config.triage.desp;
+    let referral = ReferralThresholds {
+        referable_at_least: f64::from(desp.referable_at_least),
+        m1_at_least: f64::from(desp.m1_at_least),
+        r3_at_least: f64::from(desp.r3_at_least),
+    };
     Ok(RunInfo {
+        referral,
         models: run.models.iter().map(|m| format!("{} {} ({})", m.id, m.version, m.sha256)).collect(),
         run_id: run.run_id,
         software_version: run.software_version,
@@ -227,5 +275,24 @@ mod tests {
 
         let err = read_batch(&batch(Some("R2X")), &mut studies).expect_err("not a grade");
         assert!(err.contains("R2X") && err.contains("row 0"), "{err}");
+    }
+
+    #[test]
+    fn the_referral_score_calls_exactly_the_referred_eyes_m1_included() {
+        let t = ReferralThresholds { referable_at_least: 0.2, m1_at_least: 0.5, r3_at_least: 0.3 };
+        let eye = |r: f64, m1: f64, r3: f64| EyePrediction {
+            p_referable: Some(r),
+            p_m1: Some(m1),
+            p_r3: Some(r3),
+            ..EyePrediction::default()
+        };
+        let score = |e: EyePrediction| t.score(&e).expect("scored");
+        assert!(score(eye(0.05, 0.6, 0.0)) >= 0.5, "M1 alone refers");
+        assert!(score(eye(0.2, 0.0, 0.0)) >= 0.5, "referable at its threshold refers");
+        assert!(score(eye(0.19, 0.49, 0.1)) < 0.5, "below every threshold");
+        assert!(score(eye(0.1, 0.2, 0.0)) < score(eye(0.15, 0.2, 0.0)), "monotone");
+        assert_eq!(score(eye(1.0, 0.0, 0.0)), 1.0);
+        let ungradable = EyePrediction { p_m1: None, ..EyePrediction::default() };
+        assert_eq!(t.score(&ungradable), None, "an eye called U has no score");
     }
 }
