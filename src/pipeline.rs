@@ -107,7 +107,8 @@ pub fn execute(
         };
         // The counts' sender goes with decode, so the sinks see it close.
         let decode = s.spawn(move || decode::run(decoder, source, pool, rx_ingest, &emit, &on_file_done));
-        let infer = s.spawn(move || infer::run(sessions, infer_cfg, rx_prepared, tx_scored));
+        let explain = rules.explain_when();
+        let infer = s.spawn(move || infer::run_explaining(sessions, infer_cfg, &explain, rx_prepared, tx_scored));
         let triage = s.spawn(move || triage::run(rules, rx_scored, tx_found));
         // On a write failure this returns, dropping the receivers, which
         // stops every stage.

@@ -260,8 +260,9 @@ fn a_shadow_run_page_carries_the_banner() {
 
 /// A shadow pilot's two pages: the evaluation report (`nightscreen
 /// evaluate`) with its plots decoded and the banner, and the worklist with
-/// one occlusion map over exactly each image the card asks to explain
-/// (p(r3) ≥ 0.5), and none under `--no-explain`.
+/// one occlusion map over exactly each image that can decide a referral
+/// (DESP's thresholds, not only the card's p(r3) ≥ 0.5), and none under
+/// `--no-explain`.
 #[test]
 fn the_evaluation_report_renders_and_the_worklist_shows_attention_maps() {
     let (Some(chromium), Some(_)) = (util::chromium(), util::onnxruntime()) else { return };
@@ -302,10 +303,21 @@ fn the_evaluation_report_renders_and_the_worklist_shows_attention_maps() {
         assert_eq!(targets, ["referable", "r3", "m1", "ungradable"], "{table}");
     }
 
-    // One map per image the card explains, each a 4 × 4 grid.
+    // One map per image that can decide a referral (DESP: gradable and at
+    // an R3, referable or M1 threshold), each a 4 × 4 grid.
     let images = util::read_table(&out, "images");
-    let explained = util::outputs(&images).iter().filter(|o| o[3] >= 0.5).count();
-    assert!(explained > 0, "the fixed set has no image with p(r3) >= 0.5");
+    let cfg = nightscreen::config::Config::load(&util::root().join("configs/desp.toml")).expect("desp.toml");
+    let t = &cfg.triage.desp;
+    let outputs = util::outputs(&images);
+    let refers = |o: &Vec<f32>| {
+        o[5] >= t.gradable_at_least
+            && (o[3] >= t.r3_at_least || o[2] + o[3] >= t.referable_at_least || o[4] >= t.m1_at_least)
+    };
+    let explained = outputs.iter().filter(|o| refers(o)).count();
+    assert!(
+        outputs.iter().any(|o| refers(o) && o[3] < 0.5),
+        "the fixed set has no referring image under the card's own p(r3) >= 0.5"
+    );
     let dom = render(&chromium, &out.join("worklist.html"), "#images=all", &shots.join("worklist-attention.png"));
     let maps: Vec<&str> = dom
         .match_indices("class=\"attention\"")

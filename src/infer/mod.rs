@@ -22,7 +22,7 @@ mod occlusion;
 mod worker;
 
 use crate::message::{ImageMeta, Msg, Prepared, RejectKind, Rejected, Scored, Stage};
-use crate::model::ModelId;
+use crate::model::{ExplainWhen, ModelId};
 use crate::runtime::{Device, ModelSession};
 use worker::Worker;
 
@@ -85,6 +85,18 @@ pub fn run(
     rx: Receiver<Msg<Prepared>>,
     tx: Sender<Msg<Scored>>,
 ) {
+    run_explaining(sessions, cfg, &BTreeMap::new(), rx, tx);
+}
+
+/// [`run`], with `explain[&id]` (a programme's referral rules) choosing
+/// which of model `id`'s images get an occlusion map instead of its card.
+pub fn run_explaining(
+    sessions: BTreeMap<ModelId, ModelSession>,
+    cfg: &InferConfig,
+    explain: &BTreeMap<ModelId, ExplainWhen>,
+    rx: Receiver<Msg<Prepared>>,
+    tx: Sender<Msg<Scored>>,
+) {
     let batching = Batching {
         size: cfg.batch_size.max(1),
         timeout: Duration::from_millis(cfg.batch_timeout_ms),
@@ -97,7 +109,7 @@ pub fn run(
             // Room for one batch beyond the one being filled: enough to keep
             // the worker busy, little enough that memory stays bounded.
             let (queue_tx, queue_rx) = bounded(batching.size);
-            let worker = Worker::new(session, batching);
+            let worker = Worker::new(session, batching, explain.get(&id));
             let out = tx.clone();
             let name = format!("infer-{}", worker.model());
             let handle = std::thread::Builder::new().name(name).spawn_scoped(s, move || worker.run(&queue_rx, &out));

@@ -7,35 +7,69 @@
 //! Blanking sets a cell to 0 in the normalised tensor, the training mean.
 
 use crate::message::Attention;
-use crate::model::{ExplainSpec, Layout, ModelCard};
+use crate::model::{ExplainRule, ExplainWhen, Layout, ModelCard};
 
-/// A card's explanation settings resolved to label indices.
+/// One rule resolved to label indices.
 #[derive(Debug, Clone)]
-pub struct Occlusion {
+struct Trigger {
     /// The label names, joined with "+", for the map's caption.
     explains: String,
-    grid: usize,
     labels: Vec<usize>,
     at_least: f32,
 }
 
-impl Occlusion {
-    /// `None` when the card declares no explanation.
-    pub fn from_card(card: &ModelCard) -> Option<Self> {
-        let ExplainSpec { grid, labels, at_least, .. } = card.explain.as_ref()?;
-        let explains = labels.join("+");
-        let labels = labels.iter().filter_map(|l| card.label_index(l)).collect();
-        Some(Self { explains, grid: *grid, labels, at_least: *at_least })
+impl Trigger {
+    fn new(card: &ModelCard, rule: &ExplainRule) -> Self {
+        Self {
+            explains: rule.labels.join("+"),
+            labels: rule.labels.iter().filter_map(|l| card.label_index(l)).collect(),
+            at_least: rule.at_least,
+        }
     }
 
-    /// The score the map explains: the summed probability of the labels.
-    pub fn score(&self, outputs: &[f32]) -> f32 {
+    /// The summed probability of the labels.
+    fn score(&self, outputs: &[f32]) -> f32 {
         self.labels.iter().filter_map(|&i| outputs.get(i)).sum()
     }
 
-    /// Whether an image scoring `outputs` is worth its grid² inferences.
-    pub fn wants(&self, outputs: &[f32]) -> bool {
+    fn holds(&self, outputs: &[f32]) -> bool {
         self.score(outputs) >= self.at_least
+    }
+}
+
+/// A card's explanation settings resolved to label indices.
+#[derive(Debug, Clone)]
+pub struct Occlusion {
+    grid: usize,
+    any_of: Vec<Trigger>,
+    only_if: Option<Trigger>,
+}
+
+/// Which of an [`Occlusion`]'s rules picked an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Picked(usize);
+
+impl Occlusion {
+    /// `None` when the card declares no explanation. `when` (a programme's
+    /// referral rules) replaces the card's own rule when given.
+    pub fn new(card: &ModelCard, when: Option<&ExplainWhen>) -> Option<Self> {
+        let spec = card.explain.as_ref()?;
+        let own = spec.when();
+        let when = when.unwrap_or(&own);
+        Some(Self {
+            grid: spec.grid,
+            any_of: when.any_of.iter().map(|r| Trigger::new(card, r)).collect(),
+            only_if: when.only_if.as_ref().map(|r| Trigger::new(card, r)),
+        })
+    }
+
+    /// The rule an image scoring `outputs` is explained by, if it is worth
+    /// its grid² inferences.
+    pub fn wants(&self, outputs: &[f32]) -> Option<Picked> {
+        if self.only_if.as_ref().is_some_and(|t| !t.holds(outputs)) {
+            return None;
+        }
+        self.any_of.iter().position(|t| t.holds(outputs)).map(Picked)
     }
 
     /// One copy of `tensor` per grid cell, row by row, with that cell
@@ -72,12 +106,15 @@ impl Occlusion {
     }
 
     /// The map from the image's own outputs and each occluded copy's: a
-    /// cell's weight is the score's fall when it is hidden (never below 0;
-    /// a rise means the cell argued against the finding).
-    pub fn attention(&self, outputs: &[f32], occluded: &[Vec<f32>]) -> Attention {
-        let base = self.score(outputs);
-        let cells = occluded.iter().map(|o| (base - self.score(o)).max(0.0)).collect();
-        Attention { explains: self.explains.clone(), grid: self.grid, score: base, cells }
+    /// cell's weight is the fall of the picked rule's score when it is
+    /// hidden (never below 0; a rise means the cell argued against it).
+    pub fn attention(&self, picked: Picked, outputs: &[f32], occluded: &[Vec<f32>]) -> Attention {
+        let Some(trigger) = self.any_of.get(picked.0) else {
+            return Attention { explains: String::new(), grid: self.grid, score: 0.0, cells: Vec::new() };
+        };
+        let base = trigger.score(outputs);
+        let cells = occluded.iter().map(|o| (base - trigger.score(o)).max(0.0)).collect();
+        Attention { explains: trigger.explains.clone(), grid: self.grid, score: base, cells }
     }
 }
 
@@ -85,8 +122,12 @@ impl Occlusion {
 mod tests {
     use super::*;
 
+    fn trigger(explains: &str, labels: Vec<usize>, at_least: f32) -> Trigger {
+        Trigger { explains: explains.into(), labels, at_least }
+    }
+
     fn occlusion(grid: usize) -> Occlusion {
-        Occlusion { explains: "b+c".into(), grid, labels: vec![1, 2], at_least: 0.5 }
+        Occlusion { grid, any_of: vec![trigger("b+c", vec![1, 2], 0.5)], only_if: None }
     }
 
     #[test]
@@ -111,8 +152,9 @@ mod tests {
     #[test]
     fn weights_are_the_fall_in_the_summed_score() {
         let o = occlusion(2);
-        assert!(o.wants(&[0.1, 0.3, 0.3]) && !o.wants(&[0.9, 0.05, 0.05]));
+        assert!(o.wants(&[0.1, 0.3, 0.3]).is_some() && o.wants(&[0.9, 0.05, 0.05]).is_none());
         let map = o.attention(
+            Picked(0),
             &[0.0, 0.4, 0.4],
             &[vec![0.0, 0.1, 0.1], vec![0.0, 0.4, 0.4], vec![0.0, 0.5, 0.5], vec![0.0, 0.2, 0.4]],
         );
@@ -121,5 +163,21 @@ mod tests {
         for (a, b) in map.cells.iter().zip(expected) {
             assert!((a - b).abs() < 1e-6, "{:?}", map.cells);
         }
+    }
+
+    #[test]
+    fn the_first_rule_that_holds_picks_the_map_and_only_if_gates_them_all() {
+        let o = Occlusion {
+            grid: 2,
+            any_of: vec![trigger("c", vec![2], 0.3), trigger("b+c", vec![1, 2], 0.4)],
+            only_if: Some(trigger("a", vec![0], 0.5)),
+        };
+        assert_eq!(o.wants(&[0.9, 0.1, 0.35]), Some(Picked(0)));
+        assert_eq!(o.wants(&[0.9, 0.2, 0.25]), Some(Picked(1)));
+        assert_eq!(o.wants(&[0.9, 0.1, 0.1]), None);
+        assert_eq!(o.wants(&[0.4, 0.1, 0.9]), None, "only_if fails");
+        let map = o.attention(Picked(1), &[0.9, 0.2, 0.25], &vec![vec![0.9, 0.1, 0.05]; 4]);
+        assert_eq!(map.explains, "b+c");
+        assert!((map.score - 0.45).abs() < 1e-6 && (map.cells[0] - 0.3).abs() < 1e-6);
     }
 }

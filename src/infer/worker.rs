@@ -9,6 +9,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use super::occlusion::Occlusion;
 use super::{reject, Batching};
 use crate::message::{Attention, Msg, Prepared, Scored};
+use crate::model::ExplainWhen;
 use crate::runtime::ModelSession;
 
 /// A batch being filled.
@@ -27,8 +28,10 @@ pub(super) struct Worker {
 }
 
 impl Worker {
-    pub(super) fn new(session: ModelSession, batching: Batching) -> Self {
-        let explain = if batching.explain { Occlusion::from_card(session.card()) } else { None };
+    /// `when` is the programme's rule for which images to explain, if it
+    /// has one for this model (else the card's own).
+    pub(super) fn new(session: ModelSession, batching: Batching, when: Option<&ExplainWhen>) -> Self {
+        let explain = if batching.explain { Occlusion::new(session.card(), when) } else { None };
         Self { session, explain, batching }
     }
 
@@ -123,7 +126,8 @@ impl Worker {
     /// the image scores high enough to be worth it. A failure costs only
     /// the map: the image's score stands.
     fn explain(&mut self, tensor: &[f32], outputs: &[f32]) -> Option<Attention> {
-        let explain = self.explain.as_ref().filter(|e| e.wants(outputs))?;
+        let explain = self.explain.as_ref()?;
+        let picked = explain.wants(outputs)?;
         let copies = explain.occluded(tensor, self.session.layout(), self.session.item_shape());
         let mut scores = Vec::with_capacity(copies.len());
         for chunk in copies.chunks(self.batching.size) {
@@ -136,6 +140,6 @@ impl Worker {
                 }
             }
         }
-        Some(explain.attention(outputs, &scores))
+        Some(explain.attention(picked, outputs, &scores))
     }
 }

@@ -64,6 +64,34 @@ pub struct ExplainSpec {
     pub at_least: f32,
 }
 
+impl ExplainSpec {
+    /// The card's own rule for which images to explain.
+    pub fn when(&self) -> ExplainWhen {
+        ExplainWhen {
+            any_of: vec![ExplainRule { labels: self.labels.clone(), at_least: self.at_least }],
+            only_if: None,
+        }
+    }
+}
+
+/// Explain an image whose summed probability of `labels` is at least
+/// `at_least`; the map is of that sum.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExplainRule {
+    pub labels: Vec<String>,
+    pub at_least: f32,
+}
+
+/// Which images get a map: the first of `any_of` that holds picks what the
+/// map explains, and `only_if` (when set) must hold too. A programme that
+/// refers on several outputs (DESP) gives its own, so every image that can
+/// decide a referral is explained; otherwise the card's [`ExplainSpec`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExplainWhen {
+    pub any_of: Vec<ExplainRule>,
+    pub only_if: Option<ExplainRule>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExplainMethod {

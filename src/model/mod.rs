@@ -12,7 +12,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use card::{
-    Accepts, Activation, CardError, ChannelOrder, ExplainMethod, ExplainSpec, InputSpec, Layout, ModelCard,
+    Accepts, Activation, CardError, ChannelOrder, ExplainMethod, ExplainRule, ExplainSpec, ExplainWhen, InputSpec,
+    Layout, ModelCard,
 };
 
 pub use registry::{ModelId, ModelStamp, Models};

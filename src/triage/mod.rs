@@ -249,6 +249,35 @@ impl RuleSet {
         &self.programme
     }
 
+    /// Which images the programme wants explained, per model: for DESP,
+    /// every gradable image that reaches a referral threshold (R3,
+    /// referable or M1), with the map of the output that referred it, so
+    /// every image that can decide a referral carries one. Models not
+    /// named keep their card's own rule.
+    pub fn explain_when(&self) -> std::collections::BTreeMap<ModelId, crate::model::ExplainWhen> {
+        use crate::model::{ExplainRule, ExplainWhen};
+        let mut out = std::collections::BTreeMap::new();
+        if let Programme::Desp(grader) = &self.programme {
+            let c = &grader.config;
+            let rule = |labels: &[&str], at_least: f32| ExplainRule {
+                labels: labels.iter().map(|l| (*l).to_string()).collect(),
+                at_least,
+            };
+            out.insert(
+                grader.model,
+                ExplainWhen {
+                    any_of: vec![
+                        rule(&["r3"], c.r3_at_least),
+                        rule(&["r2", "r3"], c.referable_at_least),
+                        rule(&["m1"], c.m1_at_least),
+                    ],
+                    only_if: Some(rule(&["gradable"], c.gradable_at_least)),
+                },
+            );
+        }
+        out
+    }
+
     /// What the worklist says of a model; `None` for an id not in this run.
     fn model(&self, id: ModelId) -> Option<&ModelInfo> {
         self.models.get(id.index())
