@@ -19,7 +19,7 @@ use super::metrics::{
     OperatingPoint, Proportion, Roc,
 };
 use super::reference::ReferenceEye;
-use super::results::EyePrediction;
+use super::results::{EyePrediction, ReferralThresholds};
 
 /// One case of a binary target.
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +37,7 @@ pub struct Target {
     gradable_only: bool,
     truth: fn(&ReferenceEye) -> bool,
     call: fn(&EyePrediction) -> bool,
-    score: fn(&EyePrediction) -> Option<f64>,
+    score: fn(&EyePrediction, &ReferralThresholds) -> Option<f64>,
     /// Whether the score is a probability (else no calibration is drawn).
     score_is_probability: bool,
 }
@@ -52,7 +52,7 @@ pub const TARGETS: [Target; 4] = [
         truth: ReferenceEye::referable,
         call: EyePrediction::called_referable,
         // The decision's own score, M1 and R3 included (not p(r2)+p(r3) alone).
-        score: |p| p.referral_score,
+        score: |p, referral| referral.score(p),
         score_is_probability: false,
     },
     Target {
@@ -61,7 +61,7 @@ pub const TARGETS: [Target; 4] = [
         gradable_only: true,
         truth: |r| r.retinopathy == 3,
         call: |p| p.retinopathy() == Some(crate::triage::desp::RGrade::R3),
-        score: |p| p.p_r3,
+        score: |p, _| p.p_r3,
         score_is_probability: true,
     },
     Target {
@@ -70,7 +70,7 @@ pub const TARGETS: [Target; 4] = [
         gradable_only: true,
         truth: |r| r.maculopathy,
         call: EyePrediction::maculopathy,
-        score: |p| p.p_m1,
+        score: |p, _| p.p_m1,
         score_is_probability: true,
     },
     Target {
@@ -79,18 +79,23 @@ pub const TARGETS: [Target; 4] = [
         gradable_only: false,
         truth: |r| !r.gradable,
         call: EyePrediction::called_ungradable,
-        score: |p| p.p_gradable.map(|g| 1.0 - g),
+        score: |p, _| p.p_gradable.map(|g| 1.0 - g),
         score_is_probability: true,
     },
 ];
 
 impl Target {
     /// The eye's case, if the eye belongs to this target's population.
-    pub fn case(&self, reference: &ReferenceEye, predicted: &EyePrediction) -> Option<Case> {
+    pub fn case(
+        &self,
+        reference: &ReferenceEye,
+        predicted: &EyePrediction,
+        referral: &ReferralThresholds,
+    ) -> Option<Case> {
         (!self.gradable_only || reference.gradable).then(|| Case {
             positive: (self.truth)(reference),
             called: (self.call)(predicted),
-            score: (self.score)(predicted),
+            score: (self.score)(predicted, referral),
         })
     }
 }
@@ -102,11 +107,11 @@ pub struct MatchedEye<'a> {
 }
 
 /// Per-study cases from per-eye ones, grouped by study in reference order.
-pub fn study_cases(eyes: &[MatchedEye<'_>], target: &Target) -> Vec<Case> {
+pub fn study_cases(eyes: &[MatchedEye<'_>], target: &Target, referral: &ReferralThresholds) -> Vec<Case> {
     let mut order: Vec<&str> = Vec::new();
     let mut by_study: BTreeMap<&str, Vec<Case>> = BTreeMap::new();
     for eye in eyes {
-        let Some(case) = target.case(eye.reference, eye.predicted) else { continue };
+        let Some(case) = target.case(eye.reference, eye.predicted, referral) else { continue };
         let uid = eye.reference.study_uid.as_str();
         by_study.entry(uid).or_insert_with(|| {
             order.push(uid);
@@ -129,8 +134,8 @@ pub fn study_cases(eyes: &[MatchedEye<'_>], target: &Target) -> Vec<Case> {
 
 /// Per-eye cases in reference order (right before left within a study only
 /// if the reference lists them so).
-pub fn eye_cases(eyes: &[MatchedEye<'_>], target: &Target) -> Vec<Case> {
-    eyes.iter().filter_map(|e| target.case(e.reference, e.predicted)).collect()
+pub fn eye_cases(eyes: &[MatchedEye<'_>], target: &Target, referral: &ReferralThresholds) -> Vec<Case> {
+    eyes.iter().filter_map(|e| target.case(e.reference, e.predicted, referral)).collect()
 }
 
 /// Every figure for one target at one level.

@@ -137,12 +137,7 @@ pub fn run(options: &Options, key: &PseudonymKey) -> Result<Evaluation, Error> {
         return Err(Error::KeyMismatch { run: run.pseudonym_key_id, given: key.key_id() });
     }
     let reference = reference::read(&options.reference)?;
-    let mut predictions = results::read_studies(&options.results)?;
-    for study in predictions.values_mut() {
-        for eye in [&mut study.right, &mut study.left] {
-            eye.referral_score = run.referral.score(eye);
-        }
-    }
+    let predictions = results::read_studies(&options.results)?;
     let evaluation = evaluate(options, run, &reference, &predictions, key)?;
     report::write(&options.report, &evaluation)?;
     Ok(evaluation)
@@ -175,6 +170,7 @@ fn evaluate(
     }
     let known: std::collections::HashSet<&String> = pseudonyms.values().collect();
     let bootstrap = Bootstrap { resamples: options.resamples, seed: options.seed };
+    let referral = run.referral;
     let mut band_confusion: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for (uid, outcome) in &reference.outcomes {
         let band = study_of(uid).map_or_else(|| "MISSING".to_string(), |s| s.band.clone());
@@ -199,8 +195,8 @@ fn evaluate(
             result_studies_without_reference: predictions.keys().filter(|p| !known.contains(p)).count(),
         },
         bootstrap,
-        per_eye: TARGETS.iter().map(|t| (t.name, figures(t, &eye_cases(&eyes, t), bootstrap))).collect(),
-        per_study: TARGETS.iter().map(|t| (t.name, figures(t, &study_cases(&eyes, t), bootstrap))).collect(),
+        per_eye: TARGETS.iter().map(|t| (t.name, figures(t, &eye_cases(&eyes, t, &referral), bootstrap))).collect(),
+        per_study: TARGETS.iter().map(|t| (t.name, figures(t, &study_cases(&eyes, t, &referral), bootstrap))).collect(),
         band_confusion,
     })
 }

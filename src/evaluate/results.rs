@@ -24,9 +24,6 @@ pub struct EyePrediction {
     pub p_r3: Option<f64>,
     pub p_m1: Option<f64>,
     pub p_gradable: Option<f64>,
-    /// The referral decision's own score ([`ReferralThresholds::score`]),
-    /// once the run's operating point is known.
-    pub referral_score: Option<f64>,
 }
 
 impl EyePrediction {
@@ -139,7 +136,6 @@ fn read_batch(batch: &RecordBatch, studies: &mut HashMap<String, StudyPrediction
             p_r3: value(e.2, i),
             p_m1: value(e.3, i),
             p_gradable: value(e.4, i),
-            referral_score: None,
         })
     };
     for i in 0..batch.num_rows() {

@@ -11,7 +11,7 @@ use crate::model::{ExplainRule, ExplainWhen, Layout, ModelCard};
 
 /// One rule resolved to label indices.
 #[derive(Debug, Clone)]
-struct Trigger {
+pub struct Trigger {
     /// The label names, joined with "+", for the map's caption.
     explains: String,
     labels: Vec<usize>,
@@ -45,10 +45,6 @@ pub struct Occlusion {
     only_if: Option<Trigger>,
 }
 
-/// Which of an [`Occlusion`]'s rules picked an image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Picked(usize);
-
 impl Occlusion {
     /// `None` when the card declares no explanation. `when` (a programme's
     /// referral rules) replaces the card's own rule when given.
@@ -65,11 +61,11 @@ impl Occlusion {
 
     /// The rule an image scoring `outputs` is explained by, if it is worth
     /// its grid² inferences.
-    pub fn wants(&self, outputs: &[f32]) -> Option<Picked> {
+    pub fn wants(&self, outputs: &[f32]) -> Option<&Trigger> {
         if self.only_if.as_ref().is_some_and(|t| !t.holds(outputs)) {
             return None;
         }
-        self.any_of.iter().position(|t| t.holds(outputs)).map(Picked)
+        self.any_of.iter().find(|t| t.holds(outputs))
     }
 
     /// One copy of `tensor` per grid cell, row by row, with that cell
@@ -108,10 +104,7 @@ impl Occlusion {
     /// The map from the image's own outputs and each occluded copy's: a
     /// cell's weight is the fall of the picked rule's score when it is
     /// hidden (never below 0; a rise means the cell argued against it).
-    pub fn attention(&self, picked: Picked, outputs: &[f32], occluded: &[Vec<f32>]) -> Attention {
-        let Some(trigger) = self.any_of.get(picked.0) else {
-            return Attention { explains: String::new(), grid: self.grid, score: 0.0, cells: Vec::new() };
-        };
+    pub fn attention(&self, trigger: &Trigger, outputs: &[f32], occluded: &[Vec<f32>]) -> Attention {
         let base = trigger.score(outputs);
         let cells = occluded.iter().map(|o| (base - trigger.score(o)).max(0.0)).collect();
         Attention { explains: trigger.explains.clone(), grid: self.grid, score: base, cells }
@@ -154,7 +147,7 @@ mod tests {
         let o = occlusion(2);
         assert!(o.wants(&[0.1, 0.3, 0.3]).is_some() && o.wants(&[0.9, 0.05, 0.05]).is_none());
         let map = o.attention(
-            Picked(0),
+            &o.any_of[0],
             &[0.0, 0.4, 0.4],
             &[vec![0.0, 0.1, 0.1], vec![0.0, 0.4, 0.4], vec![0.0, 0.5, 0.5], vec![0.0, 0.2, 0.4]],
         );
@@ -172,11 +165,13 @@ mod tests {
             any_of: vec![trigger("c", vec![2], 0.3), trigger("b+c", vec![1, 2], 0.4)],
             only_if: Some(trigger("a", vec![0], 0.5)),
         };
-        assert_eq!(o.wants(&[0.9, 0.1, 0.35]), Some(Picked(0)));
-        assert_eq!(o.wants(&[0.9, 0.2, 0.25]), Some(Picked(1)));
-        assert_eq!(o.wants(&[0.9, 0.1, 0.1]), None);
-        assert_eq!(o.wants(&[0.4, 0.1, 0.9]), None, "only_if fails");
-        let map = o.attention(Picked(1), &[0.9, 0.2, 0.25], &vec![vec![0.9, 0.1, 0.05]; 4]);
+        let picked = |outputs: &[f32]| o.wants(outputs).map(|t| t.explains.clone());
+        assert_eq!(picked(&[0.9, 0.1, 0.35]).as_deref(), Some("c"));
+        assert_eq!(picked(&[0.9, 0.2, 0.25]).as_deref(), Some("b+c"));
+        assert_eq!(picked(&[0.9, 0.1, 0.1]), None);
+        assert_eq!(picked(&[0.4, 0.1, 0.9]), None, "only_if fails");
+        let trigger = o.wants(&[0.9, 0.2, 0.25]).expect("picked");
+        let map = o.attention(trigger, &[0.9, 0.2, 0.25], &vec![vec![0.9, 0.1, 0.05]; 4]);
         assert_eq!(map.explains, "b+c");
         assert!((map.score - 0.45).abs() < 1e-6 && (map.cells[0] - 0.3).abs() < 1e-6);
     }

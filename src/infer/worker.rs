@@ -127,7 +127,7 @@ impl Worker {
     /// the map: the image's score stands.
     fn explain(&mut self, tensor: &[f32], outputs: &[f32]) -> Option<Attention> {
         let explain = self.explain.as_ref()?;
-        let picked = explain.wants(outputs)?;
+        let trigger = explain.wants(outputs)?;
         let copies = explain.occluded(tensor, self.session.layout(), self.session.item_shape());
         let mut scores = Vec::with_capacity(copies.len());
         for chunk in copies.chunks(self.batching.size) {
@@ -140,6 +140,6 @@ impl Worker {
                 }
             }
         }
-        Some(explain.attention(picked, outputs, &scores))
+        Some(explain.attention(trigger, outputs, &scores))
     }
 }
