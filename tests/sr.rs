@@ -22,18 +22,6 @@ const STUDIES: u32 = 12;
 /// Probabilities are f32 in the studies table and DS/FD in the SR.
 const PROB_TOLERANCE: f64 = 1e-6;
 
-/// A validator on the PATH (`make pacs` installs dcmtk and dicom3tools):
-/// missing fails under NIGHTSCREEN_STRICT=1, else the test is skipped.
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file()));
-    if found.is_none() {
-        assert!(!util::strict(), "{name} is missing (NIGHTSCREEN_STRICT=1): run `make pacs`");
-        eprintln!("skipping: {name} is missing; `make pacs` installs it");
-    }
-    found
-}
-
 struct Validators {
     dciodvfy: PathBuf,
     dsrdump: PathBuf,
@@ -44,9 +32,9 @@ struct Validators {
 fn validators() -> Option<Validators> {
     util::onnxruntime()?;
     Some(Validators {
-        dciodvfy: tool("dciodvfy")?,
-        dsrdump: tool("dsrdump")?,
-        dcmdump: tool("dcmdump")?,
+        dciodvfy: util::tool("dciodvfy")?,
+        dsrdump: util::tool("dsrdump")?,
+        dcmdump: util::tool("dcmdump")?,
         python: util::python()?,
     })
 }

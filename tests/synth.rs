@@ -368,6 +368,23 @@ fn the_binary_reads_every_v2_file() {
     assert_eq!(failed.lines().count(), 1, "{failed}");
 }
 
+/// dciodvfy (dicom3tools) judges every v2 file against the Ophthalmic
+/// Photography IOD: no error line (the deprecated SRT code for "Fundus
+/// Camera", which Topcon sends, is a warning). v1 is pinned as shipped.
+#[test]
+fn dciodvfy_finds_no_error_in_any_v2_file() {
+    let Some(dciodvfy) = crate::util::tool("dciodvfy") else { return };
+    let files = dcm_files(v2_batch());
+    assert!(files.len() >= 100, "{} files", files.len());
+    for f in files {
+        let out = std::process::Command::new(&dciodvfy).arg(&f).output().expect("run dciodvfy");
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(said.contains("OphthalmicPhotography8BitImage"), "{}: {said}", f.display());
+        let errors: Vec<&str> = said.lines().filter(|l| l.starts_with("Error")).collect();
+        assert!(errors.is_empty(), "{}: {errors:#?}", f.display());
+    }
+}
+
 #[test]
 fn the_cli_takes_a_generator_flag() {
     let dir = tempfile::tempdir().expect("tempdir");

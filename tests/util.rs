@@ -27,6 +27,18 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A validator on the PATH (`make pacs` installs dcmtk and dicom3tools):
+/// missing fails under NIGHTSCREEN_STRICT=1, else the test is skipped.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file()));
+    if found.is_none() {
+        assert!(!strict(), "{name} is missing (NIGHTSCREEN_STRICT=1): run `make pacs`");
+        eprintln!("skipping: {name} is missing; `make pacs` installs it");
+    }
+    found
+}
+
 /// `.deps/testdata` (pydicom and pydicom-data test files).
 pub fn testdata() -> Option<PathBuf> {
     let dir =

@@ -4,8 +4,8 @@
 //! Explicit VR Little Endian, as Topcon's IMAGEnet stores its photographs.
 //!
 //! How the pipeline tells the images of a study apart:
-//! - eye: ImageLaterality (0020,0062) and the series' Laterality (0020,0060),
-//!   `R` or `L`;
+//! - eye: ImageLaterality (0020,0062), `R` or `L` (v1 repeats it in the
+//!   series' Laterality (0020,0060), which the IOD forbids beside it);
 //! - field: SeriesDescription (0008,103E) is exactly `MACULA` (DESP field 1,
 //!   macula-centred) or `DISC` (field 2, disc-centred); ImageComments
 //!   (0020,4000) repeats it as `DESP field 1 MACULA` / `DESP field 2 DISC`.
@@ -79,6 +79,45 @@ pub fn interleave(planes: &[Vec<u8>; 3]) -> Vec<u8> {
     planes[0].iter().zip(&planes[1]).zip(&planes[2]).flat_map(|((&r, &g), &b)| [r, g, b]).collect()
 }
 
+/// What the Ophthalmic Photography IOD asks for beyond what v1 wrote, as a
+/// camera fills it (dciodvfy finds no error in a v2 image): de-identification
+/// declared, synchronisation, an empty patient orientation, a single-frame
+/// multi-frame object, and the ophthalmic acquisition and photographic
+/// parameters (Type 2: present, empty where the camera does not know).
+/// v1 images go without, so they stay byte-identical to the shipped model's
+/// training and evaluation data.
+fn put_complete_op_modules(o: &mut InMemDicomObject, study: &StudyPlan) {
+    put(o, tags::DEIDENTIFICATION_METHOD, VR::LO, "synthetic patient (nightscreen synth)");
+    put_seq(
+        o,
+        tags::DEIDENTIFICATION_METHOD_CODE_SEQUENCE,
+        vec![code("113100", "DCM", "Basic Application Confidentiality Profile")],
+    );
+    put(o, tags::PATIENT_ORIENTATION, VR::CS, "");
+    // One camera session per study: its images share a synchronisation frame.
+    put(o, tags::SYNCHRONIZATION_FRAME_OF_REFERENCE_UID, VR::UI, format!("{}.1", study.study_uid));
+    put(o, tags::SYNCHRONIZATION_TRIGGER, VR::CS, "NO TRIGGER");
+    put(o, tags::ACQUISITION_TIME_SYNCHRONIZED, VR::CS, "N");
+    put(o, tags::NUMBER_OF_FRAMES, VR::IS, "1");
+    put(o, tags::FRAME_INCREMENT_POINTER, VR::AT, PrimitiveValue::Tags([tags::FRAME_TIME][..].into()));
+    put(o, tags::FRAME_TIME, VR::DS, "0");
+    put(o, tags::DEGREE_OF_DILATION, VR::FL, PrimitiveValue::Empty);
+    put_seq(o, tags::MYDRIATIC_AGENT_SEQUENCE, Vec::new());
+    put_seq(o, tags::REFRACTIVE_STATE_SEQUENCE, Vec::new());
+    put(o, tags::EMMETROPIC_MAGNIFICATION, VR::FL, PrimitiveValue::Empty);
+    put(o, tags::INTRA_OCULAR_PRESSURE, VR::FL, PrimitiveValue::Empty);
+    // What a Topcon camera sends (the SRT code is deprecated: a warning only).
+    put_seq(o, tags::ACQUISITION_DEVICE_TYPE_CODE_SEQUENCE, vec![code("R-1021A", "SRT", "Fundus Camera")]);
+    for tag in [
+        tags::ILLUMINATION_TYPE_CODE_SEQUENCE,
+        tags::LIGHT_PATH_FILTER_TYPE_STACK_CODE_SEQUENCE,
+        tags::IMAGE_PATH_FILTER_TYPE_STACK_CODE_SEQUENCE,
+        tags::LENSES_CODE_SEQUENCE,
+    ] {
+        put_seq(o, tag, Vec::new());
+    }
+}
+
 /// Writes one image to `path` (the v1 form: JPEG, no device).
 ///
 /// # Errors
@@ -148,7 +187,10 @@ pub fn write_image(
     put(&mut o, tags::STUDY_ID, VR::SH, study.study_id.as_str());
     put(&mut o, tags::SERIES_NUMBER, VR::IS, image.series_number.to_string());
     put(&mut o, tags::INSTANCE_NUMBER, VR::IS, "1");
-    put(&mut o, tags::LATERALITY, VR::CS, eye.eye.code());
+    if device.is_none() {
+        // v1 as shipped; v2 leaves it out (the image level carries it).
+        put(&mut o, tags::LATERALITY, VR::CS, eye.eye.code());
+    }
     put(&mut o, tags::IMAGE_LATERALITY, VR::CS, eye.eye.code());
     put(&mut o, tags::IMAGE_COMMENTS, VR::LT, format!("DESP field {} {}", image.field.number(), image.field.code()));
     // Ophthalmic photography image and acquisition parameters.
@@ -161,6 +203,9 @@ pub fn write_image(
     put(&mut o, tags::DETECTOR_TYPE, VR::CS, "CCD");
     put_seq(&mut o, tags::ANATOMIC_REGION_SEQUENCE, vec![code("5665001", "SCT", "Retina")]);
     put_seq(&mut o, tags::ACQUISITION_CONTEXT_SEQUENCE, Vec::new());
+    if device.is_some() {
+        put_complete_op_modules(&mut o, study);
+    }
     // Image pixel description.
     put(&mut o, tags::SAMPLES_PER_PIXEL, VR::US, 3u16);
     let photometric = match &pixels {
