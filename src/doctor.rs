@@ -87,6 +87,14 @@ pub fn report(models_dir: &Path, out: &mut impl Write) -> std::io::Result<bool> 
         let verified = match model::verify(card, &path, Default::default()) {
             Ok(m) => {
                 writeln!(out, "    sha256: ok")?;
+                if let Some(gate) = &m.domain {
+                    let label = gate.model.card.output.labels.get(gate.output).map_or("?", String::as_str);
+                    writeln!(
+                        out,
+                        "    domain gate: {} {} (inside when {label} >= {}; outside: {})",
+                        gate.model.card.id, gate.model.card.version, gate.threshold, gate.outside
+                    )?;
+                }
                 m
             }
             Err(ModelError::DigestMismatch { expected, actual, .. }) => {

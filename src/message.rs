@@ -369,11 +369,30 @@ pub struct Prepared {
 pub struct Scored {
     pub meta: Arc<ImageMeta>,
     pub model: ModelId,
-    /// Output values in the order of the card's labels.
+    /// Output values in the order of the card's labels; empty when the
+    /// model's domain gate found the image outside (it is never scored).
     pub outputs: Vec<f32>,
+    /// What the model's domain gate said, when its card names one.
+    pub domain: Option<DomainCheck>,
     /// Where the model looked, for images its card asks to explain.
     pub attention: Option<Attention>,
     pub scored_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Scored {
+    /// Whether the model's gate found the image outside its domain.
+    pub fn outside_domain(&self) -> bool {
+        self.domain.is_some_and(|d| !d.inside)
+    }
+}
+
+/// What a model's domain gate said of one image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DomainCheck {
+    /// The gate's probability that the image is one the model was made for.
+    pub score: f32,
+    /// `score` reached the gate's threshold: the model may grade the image.
+    pub inside: bool,
 }
 
 /// An occlusion map: `grid` × `grid` cells, row by row from the top left

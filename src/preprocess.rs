@@ -260,10 +260,12 @@ mod tests {
                 thresholds: Default::default(),
                 evaluation: None,
                 explain: None,
+                domain: None,
             },
             card_path: "t.toml".into(),
             onnx_path: "t.onnx".into(),
             route: Accepts::default(),
+            domain: None,
         }
     }
 

@@ -62,6 +62,7 @@ fn card(id: &str, input: &str, layout: Layout, channels: u8, output: &str, label
         thresholds: Default::default(),
         evaluation: None,
         explain: None,
+        domain: None,
     }
 }
 
@@ -72,6 +73,7 @@ fn verified(card: ModelCard) -> VerifiedModel {
         card_path: models.join(format!("{}.toml", card.id)),
         card,
         route: Accepts::default(),
+        domain: None,
     }
 }
 

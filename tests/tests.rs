@@ -9,6 +9,7 @@ mod decode;
 mod deploy;
 mod desp;
 mod dicomweb;
+mod domain;
 mod evaluate;
 mod fhir;
 mod golden;

@@ -39,11 +39,17 @@ def truthy(value):
 
 
 def parse_pred(label):
-    """'R2M1' -> (False, 2, True); 'U' -> (True, 0, False); None -> None."""
+    """'R2M1' -> (False, 2, True); 'U' -> (True, 0, False); None -> None.
+
+    'OOD' (outside the model's domain: not graded) -> (False, -1, False): it
+    neither detects an ungradable eye nor refers one, so it counts as a miss
+    wherever the truth needed either."""
     if label is None or label == "":
         return None
     if label == "U":
         return (True, 0, False)
+    if label == "OOD":
+        return (False, -1, False)
     r = int(label[1])
     m = label.endswith("M1")
     return (False, r, m)

@@ -5,6 +5,9 @@ Usage: .deps/venv/bin/python tools/make_fixture_models.py [OUT_DIR]   (default: 
 
 - channel-means.onnx:     image  float32 [N,3,H,W] -> means float32 [N,3]  (mean over H,W)
 - grey-means-nhwc.onnx:   pixels float32 [N,H,W,1] -> stats float32 [N,2]  ([mean, max] over H,W)
+- red-gate.onnx:          image  float32 [N,3,H,W] -> in_domain float32 [N,1]
+                          (sigmoid(40 (mean R - mean B - 0.1)): a domain gate for channel-means
+                          that calls an image "reddish" when red outweighs blue by 0.1)
 
 Opset 17, IR version 8. Output is deterministic (no timestamps), so re-running gives
 byte-identical files.
@@ -56,6 +59,28 @@ def grey_means_nhwc():
     return finish(graph, "NHWC single-channel image -> [mean, max] over H,W.")
 
 
+def red_gate():
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    y = helper.make_tensor_value_info("in_domain", TensorProto.FLOAT, ["N", 1])
+    weights = helper.make_tensor("red_minus_blue", TensorProto.FLOAT, [3, 1], [1.0, 0.0, -1.0])
+    offset = helper.make_tensor("offset", TensorProto.FLOAT, [], [0.1])
+    gain = helper.make_tensor("gain", TensorProto.FLOAT, [], [40.0])
+    nodes = [
+        helper.make_node("ReduceMean", ["image"], ["means"], axes=[2, 3], keepdims=0, name="mean_hw"),
+        helper.make_node("MatMul", ["means", "red_minus_blue"], ["difference"], name="red_minus_blue"),
+        helper.make_node("Sub", ["difference", "offset"], ["margin"], name="margin"),
+        helper.make_node("Mul", ["margin", "gain"], ["logit"], name="gain"),
+        helper.make_node("Sigmoid", ["logit"], ["in_domain"], name="probability"),
+    ]
+    graph = helper.make_graph(nodes, "red_gate", [x], [y], initializer=[weights, offset, gain])
+    return finish(graph, "Domain gate fixture: sigmoid(40 (mean R - mean B - 0.1)) of an NCHW image.")
+
+
+def red_gate_reference(x):
+    means = x.mean(axis=(2, 3))
+    return 1.0 / (1.0 + np.exp(-40.0 * (means[:, :1] - means[:, 2:3] - 0.1)))
+
+
 def verify(path, input_name, output_name, make_input, reference):
     import onnxruntime as ort
 
@@ -83,6 +108,9 @@ def main():
         ("grey-means-nhwc.onnx", grey_means_nhwc(), "pixels", "stats",
          [(1, 8, 8, 1), (3, 64, 48, 1), (2, 512, 512, 1)],
          lambda x: np.concatenate([x.mean(axis=(1, 2)), x.max(axis=(1, 2))], axis=1)),
+        ("red-gate.onnx", red_gate(), "image", "in_domain",
+         [(1, 3, 8, 8), (2, 3, 64, 64), (5, 3, 17, 31)],
+         red_gate_reference),
     ]
     for name, model, inp, outp, shapes, ref in specs:
         path = os.path.join(out_dir, name)

@@ -10,8 +10,9 @@ OP_DIR/other/). The release binary screens them:
 with ORT_DYLIB_PATH defaulting to .deps/onnxruntime/libonnxruntime.so; then the
 Parquet tables are read with pyarrow and joined to each file through the keyed
 pseudonyms of its study and instance UIDs (tools/pseudonym.py). One Markdown row
-per image: file, group (fundus/other), the study's band and reason, the eye's
-p(gradable), the eye's and the image's grade and the image's p(r0..r3), p(m1).
+per image: file, group (fundus/other), the study's band and reason, the domain
+gate's p(inside), the eye's p(gradable), the eye's and the image's grade and the
+image's p(r0..r3), p(m1) (empty for an image the gate ruled out: never scored).
 
 The key is --key-file, else $NIGHTSCREEN_KEY_FILE, else RUNDIR.key (made with
 `nightscreen keygen` on first use). --no-run reads an existing RUNDIR.
@@ -112,15 +113,16 @@ def main():
                 if r.get(k):
                     problems[r[k]] = f"{name[:-1] if name == 'errors' else 'skipped'}: {r['message']}"
 
-    print("| file | group | band | reason | p(gradable) | eye grade | image grade | p(r0/r1/r2/r3) | p(m1) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| file | group | band | reason | p(inside) | p(gradable) | eye grade | image grade | p(r0/r1/r2/r3) | p(m1) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     bands = Counter()
     for w in wrapped(args.op_dir):
         study = studies.get(pseudonym(key, "study", w["study_uid"]), {})
         inst = pseudonym(key, "instance", w["sop_uid"])
         image = images.get(inst, {})
         eye = {"R": "right", "L": "left"}.get(w["laterality"], "")
-        probs = dict(zip(image.get("labels") or [], image.get("outputs") or [], strict=True))
+        outputs = image.get("outputs")
+        probs = dict(zip(image.get("labels") or [], outputs, strict=True)) if outputs is not None else {}
         problem = problems.get(inst) or problems.get(pseudonym(key, "file", str(w["path"])), "")
         band = study.get("band", "(none)")
         bands[(w["group"], band)] += 1
@@ -131,7 +133,8 @@ def main():
         rs = "/".join(fmt(probs.get(k)) for k in ("r0", "r1", "r2", "r3")) if probs else ""
         eye_grade = study.get(f"{eye}_eye_grade") or ""
         print(
-            f"| {w['file']} | {w['group']} | {band} | {reason} | {fmt(study.get(f'{eye}_eye_p_gradable'))} "
+            f"| {w['file']} | {w['group']} | {band} | {reason} | {fmt(image.get('domain_score'))} "
+            f"| {fmt(study.get(f'{eye}_eye_p_gradable'))} "
             f"| {eye_grade} | {image.get('image_grade') or ''} | {rs} | {fmt(probs.get('m1'))} |"
         )
     print()

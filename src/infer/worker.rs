@@ -96,14 +96,27 @@ impl Worker {
         }
         let tensors: Vec<&[f32]> = good.iter().map(|p| p.tensor.as_slice()).collect();
         let started = Instant::now();
-        let result = self.session.score(&tensors);
+        // The gate first: an image outside the model's domain is never scored.
+        let result = self.session.check_domain(&tensors).and_then(|domain| {
+            let inside: Vec<&[f32]> = match &domain {
+                Some(checks) => tensors.iter().zip(checks).filter(|(_, d)| d.inside).map(|(t, _)| *t).collect(),
+                None => tensors.clone(),
+            };
+            let scores = if inside.is_empty() { Vec::new() } else { self.session.score(&inside)? };
+            Ok((domain, scores))
+        });
         log::trace!("model {}: batch of {} in {:.1?}", self.session.id(), good.len(), started.elapsed());
         match result {
-            Ok(outputs) => {
+            Ok((domain, scores)) => {
                 let scored_at = chrono::Utc::now();
-                for (p, outputs) in good.into_iter().zip(outputs) {
-                    let attention = self.explain(&p.tensor, &outputs);
-                    let scored = Scored { meta: Arc::clone(&p.meta), model: p.model, outputs, attention, scored_at };
+                let mut scores = scores.into_iter();
+                for (i, p) in good.into_iter().enumerate() {
+                    let domain = domain.as_ref().and_then(|checks| checks.get(i).copied());
+                    let outputs =
+                        if domain.is_some_and(|d| !d.inside) { Vec::new() } else { scores.next().unwrap_or_default() };
+                    let attention = if outputs.is_empty() { None } else { self.explain(&p.tensor, &outputs) };
+                    let scored =
+                        Scored { meta: Arc::clone(&p.meta), model: p.model, outputs, domain, attention, scored_at };
                     if tx.send(Ok(scored)).is_err() {
                         return false;
                     }

@@ -47,6 +47,32 @@ pub struct ModelCard {
     /// How to show graders what the model looked at, if at all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explain: Option<ExplainSpec>,
+    /// How to recognise an image the model was made for, if the card says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<DomainSpec>,
+}
+
+/// The card's `[domain]` table: a companion model (the gate) that scores
+/// the very tensor prepared for this model and says whether the image is
+/// one this model was made for. An image below the threshold is never
+/// graded: its row and its study say why, in `outside`'s words. Image
+/// quality is the model's own business; the gate only answers "is this
+/// the kind of image at all".
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainSpec {
+    /// Card id of the gate, in the same models folder. Its `[input]` must
+    /// equal this card's: it reads the same tensor.
+    pub model: String,
+    /// The gate's output label that is the probability of being inside.
+    pub label: String,
+    /// Inside when the label's value is at least this; omitted: the gate
+    /// card's threshold for the label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_least: Option<f32>,
+    /// What an image outside is, in words for the worklist, e.g. "not
+    /// recognised as a fundus photograph".
+    pub outside: String,
 }
 
 /// The card's `[explain]` table: occlusion sensitivity. Each cell of a
@@ -127,7 +153,7 @@ pub enum ChannelOrder {
 /// How the model's input tensor is built from a display-space frame
 /// (values in 0..=1): resize to `height × width`, multiply by `scale`,
 /// then `(x - mean[c]) / std[c]` per channel.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
     pub name: String,
@@ -275,6 +301,17 @@ impl ModelCard {
             }
             if !(0.0..=1.0).contains(&explain.at_least) {
                 out.push(format!("explain.at_least must be a probability, not {}", explain.at_least));
+            }
+        }
+        if let Some(domain) = &self.domain {
+            if domain.model == self.id {
+                out.push("domain.model must name another card (the gate), not this one".into());
+            }
+            if domain.at_least.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+                out.push(format!("domain.at_least must be a probability, not {:?}", domain.at_least));
+            }
+            if domain.outside.trim().is_empty() {
+                out.push("domain.outside must say in words what an image outside the domain is".into());
             }
         }
         if self.sha256.len() != 64 || !self.sha256.chars().all(|ch| ch.is_ascii_hexdigit()) {

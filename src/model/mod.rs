@@ -3,6 +3,7 @@
 //! [`ModelId`]) that decides which models see which image.
 
 pub mod card;
+mod domain;
 mod registry;
 
 use std::io::Read;
@@ -12,9 +13,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use card::{
-    Accepts, Activation, CardError, ChannelOrder, ExplainMethod, ExplainRule, ExplainSpec, ExplainWhen, InputSpec,
-    Layout, ModelCard,
+    Accepts, Activation, CardError, ChannelOrder, DomainSpec, ExplainMethod, ExplainRule, ExplainSpec, ExplainWhen,
+    InputSpec, Layout, ModelCard,
 };
+pub use domain::DomainGate;
 
 pub use registry::{ModelId, ModelStamp, Models};
 
@@ -28,6 +30,8 @@ pub struct VerifiedModel {
     pub onnx_path: PathBuf,
     /// Extra routing filter from the run config, on top of the card's.
     pub route: Accepts,
+    /// The card's domain gate, verified, when it names one.
+    pub domain: Option<Box<DomainGate>>,
 }
 
 impl VerifiedModel {
@@ -59,6 +63,8 @@ pub enum ModelError {
     },
     #[error("model {id}: {path} has sha256 {actual}, but its card says {expected}; refusing to use it")]
     DigestMismatch { id: String, path: PathBuf, expected: String, actual: String },
+    #[error("model {id}: domain gate {gate:?}: {problem}")]
+    Domain { id: String, gate: String, problem: String },
     #[error("{count} models are configured; at most {max} are supported")]
     TooMany { count: usize, max: usize },
 }
@@ -105,11 +111,25 @@ pub fn discover(dir: &Path) -> Result<Vec<DiscoveredCard>, ModelError> {
         .collect())
 }
 
-/// Checks a card's ONNX file against its digest.
+/// Checks a card's ONNX file against its digest, and its domain gate
+/// (from the same folder) when the card names one.
 ///
 /// # Errors
-/// The file is missing, unreadable or has another digest.
+/// The file is missing, unreadable or has another digest, or the gate
+/// fails [`DomainGate::load`].
 pub fn verify(card: ModelCard, card_path: &Path, route: Accepts) -> Result<VerifiedModel, ModelError> {
+    let dir = card_path.parent().unwrap_or(Path::new("."));
+    let domain = match &card.domain {
+        Some(spec) => Some(Box::new(DomainGate::load(dir, &card, spec)?)),
+        None => None,
+    };
+    let mut model = verify_file(card, card_path, route)?;
+    model.domain = domain;
+    Ok(model)
+}
+
+/// Checks only the card's own ONNX file against its digest.
+fn verify_file(card: ModelCard, card_path: &Path, route: Accepts) -> Result<VerifiedModel, ModelError> {
     let onnx_path = card_path.parent().unwrap_or(Path::new(".")).join(&card.file);
     let actual = sha256_file(&onnx_path).map_err(|source| ModelError::Onnx { path: onnx_path.clone(), source })?;
     if !actual.eq_ignore_ascii_case(&card.sha256) {
@@ -120,7 +140,7 @@ pub fn verify(card: ModelCard, card_path: &Path, route: Accepts) -> Result<Verif
             actual,
         });
     }
-    Ok(VerifiedModel { card, card_path: card_path.to_path_buf(), onnx_path, route })
+    Ok(VerifiedModel { card, card_path: card_path.to_path_buf(), onnx_path, route, domain: None })
 }
 
 /// Finds the card with this id in `dir` and verifies its model.
@@ -128,6 +148,21 @@ pub fn verify(card: ModelCard, card_path: &Path, route: Accepts) -> Result<Verif
 /// # Errors
 /// No card has that id, the card is invalid, or the model fails [`verify`].
 pub fn load(dir: &Path, id: &str, route: Accepts) -> Result<VerifiedModel, ModelError> {
+    find(dir, id, route, verify)
+}
+
+/// [`load`] without the gate: a gate is loaded this way, so it cannot
+/// chain to another.
+fn load_verified(dir: &Path, id: &str, route: Accepts) -> Result<VerifiedModel, ModelError> {
+    find(dir, id, route, verify_file)
+}
+
+fn find(
+    dir: &Path,
+    id: &str,
+    route: Accepts,
+    verify: fn(ModelCard, &Path, Accepts) -> Result<VerifiedModel, ModelError>,
+) -> Result<VerifiedModel, ModelError> {
     for (path, card) in discover(dir)? {
         // A broken card that is not the one asked for must not stop the run.
         match card {

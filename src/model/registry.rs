@@ -45,12 +45,20 @@ pub struct ModelStamp {
     pub labels: Vec<String>,
     /// The card's `clinical_use`: result documents say "not for clinical use" when false.
     pub clinical_use: bool,
+    /// The model's domain gate, when its card names one.
+    pub domain: Option<Box<ModelStamp>>,
 }
 
 impl ModelStamp {
-    /// The model's line in a run's fingerprint: "id version sha256".
+    /// The model's line in a run's fingerprint: "id version sha256", then
+    /// "; domain id version sha256" for its gate, whose verdicts change
+    /// results as much as the model's own weights do.
     pub fn fingerprint_line(&self) -> String {
-        format!("{} {} {}", self.id, self.version, self.sha256)
+        let line = format!("{} {} {}", self.id, self.version, self.sha256);
+        match &self.domain {
+            Some(gate) => format!("{line}; domain {}", gate.fingerprint_line()),
+            None => line,
+        }
     }
 }
 
@@ -63,6 +71,7 @@ impl VerifiedModel {
             sha256: self.card.sha256.to_lowercase(),
             labels: self.card.output.labels.clone(),
             clinical_use: self.card.clinical_use,
+            domain: self.domain.as_ref().map(|gate| Box::new(gate.model.stamp())),
         }
     }
 }
@@ -163,7 +172,13 @@ mod tests {
             zeros = "0".repeat(58)
         );
         let card: ModelCard = toml::from_str(&text).expect("test card parses");
-        VerifiedModel { card, card_path: "m.toml".into(), onnx_path: "m.onnx".into(), route: Accepts::default() }
+        VerifiedModel {
+            card,
+            card_path: "m.toml".into(),
+            onnx_path: "m.onnx".into(),
+            route: Accepts::default(),
+            domain: None,
+        }
     }
 
     #[test]

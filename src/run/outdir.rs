@@ -250,6 +250,7 @@ mod tests {
             width: 1,
             height: 1,
             attention: None,
+            outside_domain: false,
         });
         state.save(out).expect("save");
         std::fs::write(thumbs.join("x.jpg"), b"x").expect("write");

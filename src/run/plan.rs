@@ -256,6 +256,7 @@ impl<'c> Plan<'c> {
                 models: self
                     .stamps
                     .iter()
+                    .flat_map(|m| std::iter::once(m).chain(m.domain.as_deref()))
                     .map(|m| AuditModel { id: m.id.clone(), version: m.version.clone(), sha256: m.sha256.clone() })
                     .collect(),
                 inputs: cfg

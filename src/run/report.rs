@@ -26,6 +26,9 @@ pub struct ModelRecord {
     pub onnx_path: String,
     pub card_path: String,
     pub card: crate::model::ModelCard,
+    /// The model's domain gate, when its card names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<Box<ModelRecord>>,
 }
 
 impl ModelRecord {
@@ -40,6 +43,7 @@ impl ModelRecord {
             onnx_path: model.onnx_path.display().to_string(),
             card_path: model.card_path.display().to_string(),
             card: model.card.clone(),
+            domain: model.domain.as_ref().map(|gate| Box::new(Self::of(&gate.model))),
         }
     }
 
@@ -51,6 +55,7 @@ impl ModelRecord {
             sha256: self.sha256.clone(),
             labels: self.labels.clone(),
             clinical_use: self.card.clinical_use,
+            domain: self.domain.as_ref().map(|gate| Box::new(gate.stamp())),
         }
     }
 }

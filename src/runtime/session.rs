@@ -10,6 +10,7 @@ use ort::value::TensorRef;
 
 use super::graph::{dims, f32_tensor_shape, names};
 use super::{append_cuda, Provider, Runtime, RuntimeError};
+use crate::message::DomainCheck;
 use crate::model::{Activation, Layout, ModelCard, VerifiedModel};
 
 /// Why a batch could not be scored.
@@ -48,6 +49,15 @@ pub struct ModelSession {
     /// The graph's batch dimension when it is static.
     fixed_batch: Option<usize>,
     provider: Provider,
+    /// The card's domain gate, on the same provider.
+    gate: Option<Box<GateSession>>,
+}
+
+/// A domain gate's session and how its output is read.
+struct GateSession {
+    session: ModelSession,
+    output: usize,
+    threshold: f32,
 }
 
 impl std::fmt::Debug for ModelSession {
@@ -83,7 +93,30 @@ impl ModelSession {
             activation: card.output.activation,
             fixed_batch,
             provider,
+            gate: None,
         }
+    }
+
+    /// Asks the model's domain gate about each tensor (already in this
+    /// model's input form, which the gate's card shares); `None` when the
+    /// card names no gate.
+    ///
+    /// # Errors
+    /// As [`ModelSession::score`], for the gate.
+    pub fn check_domain(&mut self, tensors: &[&[f32]]) -> Result<Option<Vec<DomainCheck>>, ScoreError> {
+        let Some(gate) = self.gate.as_mut() else { return Ok(None) };
+        let (output, threshold) = (gate.output, gate.threshold);
+        let scores = gate.session.score(tensors)?;
+        Ok(Some(
+            scores
+                .iter()
+                .map(|row| {
+                    // The session checked one value per label, so the index exists.
+                    let score = row.get(output).copied().unwrap_or(0.0);
+                    DomainCheck { score, inside: score >= threshold }
+                })
+                .collect(),
+        ))
     }
 
     /// The card the graph was checked against.
@@ -299,7 +332,12 @@ impl Runtime {
             dims(&out_shape)
         );
         let item_shape = expected_in.map(|d| d as usize);
-        Ok(ModelSession::new(session, card, item_shape, fixed_batch, self.provider))
+        let mut scorer = ModelSession::new(session, card, item_shape, fixed_batch, self.provider);
+        if let Some(gate) = &model.domain {
+            let session = self.session(&gate.model, intra_threads)?;
+            scorer.gate = Some(Box::new(GateSession { session, output: gate.output, threshold: gate.threshold }));
+        }
+        Ok(scorer)
     }
 }
 

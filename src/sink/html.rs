@@ -91,12 +91,15 @@ fn images_cell(page: &mut String, thumbs: Option<&Vec<&ThumbEntry>>, row: &Workl
     match thumbs {
         Some(list) if !list.is_empty() => {
             for t in list {
-                let caption = [t.eye.eye_words().unwrap_or("eye not recorded"), t.field.as_str()]
+                let mut caption = [t.eye.eye_words().unwrap_or("eye not recorded"), t.field.as_str()]
                     .iter()
                     .filter(|s| !s.is_empty())
                     .copied()
                     .collect::<Vec<_>>()
                     .join(", ");
+                if t.outside_domain {
+                    caption.push_str(" — not graded: outside the model's domain");
+                }
                 let _ = write!(
                     page,
                     "<figure><div class=\"frame\"><img class=\"thumb\" src=\"{dir}/{file}\" width=\"{w}\" height=\"{h}\" alt=\"{alt}\" loading=\"lazy\" decoding=\"async\">",
@@ -348,6 +351,7 @@ mod tests {
                 grid: 2,
                 cells: vec![0.4, 0.0, 0.2, 0.1],
             }),
+            outside_domain: true,
         };
         let info = PageInfo {
             run_id: "r<1>",
@@ -371,6 +375,7 @@ mod tests {
         assert!(page.contains("data-accession=\"ACC&quot;&gt;&lt;img src=x onerror=alert(1)&gt;\""));
         assert!(page.contains("no images to show: 2 file(s) could not be read"));
         assert!(page.contains("src=\"thumbnails/f-00000.jpg\"") && page.contains("left eye, disc"));
+        assert!(page.contains("<figcaption>left eye, disc — not graded: outside the model&#39;s domain</figcaption>"));
         assert!(
             page.contains("grid-template-columns:repeat(2,1fr)")
                 && page.contains(

@@ -196,9 +196,7 @@ impl Output for Thumbnails {
             if !frames.insert(meta.frame_index) {
                 continue;
             }
-            if let Some((entry, path)) =
-                thumbnails::write(&self.dir, &self.key, meta, finding.scored.attention.as_ref())?
-            {
+            if let Some((entry, path)) = thumbnails::write(&self.dir, &self.key, &finding.scored)? {
                 self.pending.push(entry);
                 self.syncer.push(path);
             }

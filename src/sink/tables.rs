@@ -12,7 +12,8 @@ use std::sync::Arc;
 use arrow_array::builder::{ListBuilder, StringBuilder};
 use arrow_array::types::Float32Type;
 use arrow_array::{
-    ArrayRef, Float32Array, Float64Array, Int32Array, ListArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+    ArrayRef, BooleanArray, Float32Array, Float64Array, Int32Array, ListArray, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
 
 use crate::error::{Error, Result};
@@ -151,6 +152,7 @@ pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], ban
         })
         .collect();
     let grades: Vec<Option<String>> = rows.iter().map(|f| f.grade.map(|g| g.grade.to_string())).collect();
+    let gates: Vec<Option<&ModelStamp>> = stamps.iter().map(|m| m.domain.as_deref()).collect();
     let files: Vec<String> = rows.iter().map(|f| run.key.file_pseudonym(&f.scored.meta.instance.source)).collect();
     let mut columns = vec![("run_id", repeat(&run.run_id, n))];
     columns.extend(pseudonyms(&run.key, heads.iter().map(|h| Some(h.as_ref()))));
@@ -183,14 +185,27 @@ pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], ban
         ("labels", string_lists(stamps.iter().map(|m| m.labels.as_slice()))),
         (
             "outputs",
-            Arc::new(ListArray::from_iter_primitive::<Float32Type, _, _>(
-                rows.iter().map(|f| Some(f.scored.outputs.iter().map(|v| Some(*v)).collect::<Vec<_>>())),
-            )),
+            // Null for an image its gate ruled out: the model never scored it.
+            Arc::new(ListArray::from_iter_primitive::<Float32Type, _, _>(rows.iter().map(|f| {
+                (!f.scored.outside_domain()).then(|| f.scored.outputs.iter().map(|v| Some(*v)).collect::<Vec<_>>())
+            }))),
         ),
         ("top_label", opt_strings(top.iter().map(|t| t.0))),
         ("top_score", Arc::new(Float32Array::from(top.iter().map(|t| t.1).collect::<Vec<_>>()))),
         ("band", opt_strings(rows.iter().map(|f| f.band().and_then(|b| bands.get(b))))),
         ("image_grade", opt_strings(grades.iter().map(Option::as_deref))),
+        // The domain gate's verdict and identity; null where the card names no gate.
+        (
+            "in_domain",
+            Arc::new(BooleanArray::from(rows.iter().map(|f| f.scored.domain.map(|d| d.inside)).collect::<Vec<_>>())),
+        ),
+        (
+            "domain_score",
+            Arc::new(Float32Array::from(rows.iter().map(|f| f.scored.domain.map(|d| d.score)).collect::<Vec<_>>())),
+        ),
+        ("domain_model_id", opt_strings(gates.iter().map(|g| g.map(|g| g.id.as_str())))),
+        ("domain_model_version", opt_strings(gates.iter().map(|g| g.map(|g| g.version.as_str())))),
+        ("domain_model_sha256", opt_strings(gates.iter().map(|g| g.map(|g| g.sha256.as_str())))),
         (
             "scored_at",
             Arc::new(

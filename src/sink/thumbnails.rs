@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dicom::laterality::{FundusField, Laterality};
 use crate::error::{Error, Result};
-use crate::message::{Attention, Header, ImageMeta, SourceId};
+use crate::message::{Attention, Header, Scored, SourceId};
 use crate::privacy::{Kind, PseudonymKey};
 
 /// The folder under OUT.
@@ -38,6 +38,9 @@ pub struct ThumbEntry {
     /// The model's occlusion map of this frame, when its card asked for one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attention: Option<AttentionMap>,
+    /// The model's domain gate did not recognise the frame: the page says so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub outside_domain: bool,
 }
 
 /// What the page draws over a thumbnail: `grid` × `grid` cells, row by row,
@@ -91,12 +94,8 @@ pub fn study_group(key: &PseudonymKey, header: &Header) -> Option<String> {
 ///
 /// # Errors
 /// The file cannot be written.
-pub fn write(
-    dir: &Path,
-    key: &PseudonymKey,
-    meta: &ImageMeta,
-    attention: Option<&Attention>,
-) -> Result<Option<(ThumbEntry, PathBuf)>> {
+pub fn write(dir: &Path, key: &PseudonymKey, scored: &Scored) -> Result<Option<(ThumbEntry, PathBuf)>> {
+    let meta = &scored.meta;
     let (Some(thumb), Some(study)) = (&meta.thumbnail, study_group(key, &meta.instance.header)) else {
         return Ok(None);
     };
@@ -112,7 +111,8 @@ pub fn write(
         frame: meta.frame_index,
         width: thumb.width,
         height: thumb.height,
-        attention: attention.map(AttentionMap::from),
+        attention: scored.attention.as_ref().map(AttentionMap::from),
+        outside_domain: scored.outside_domain(),
     };
     Ok(Some((entry, path)))
 }

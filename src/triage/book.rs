@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::band::Band;
+use super::desp::OUTSIDE_DOMAIN;
 use super::programme::{Placement, StudyDetail, StudyEvidence};
 use super::{Finding, Hit, RuleSet};
 use crate::message::{count_key, Header, RejectKind, Rejected, SourceId, StudyUid};
@@ -46,6 +47,12 @@ struct StudyAcc {
     models: BTreeSet<ModelId>,
     /// What the programme keeps of the study.
     evidence: StudyEvidence,
+    /// Findings (frame × model) recorded, and those each model's domain gate
+    /// did not recognise: when they are all outside, nothing was scored.
+    #[serde(default)]
+    findings: u32,
+    #[serde(default)]
+    outside: BTreeMap<ModelId, u32>,
     /// The header is only what a server's manifest said (an instance it
     /// failed to deliver): the first real header replaces it.
     #[serde(default)]
@@ -111,6 +118,10 @@ impl<'r> StudyBook<'r> {
         acc.modalities.insert(header.modality.clone());
         acc.frames.insert(count_key(&[header.sop_instance_uid.0.as_bytes(), &f.scored.meta.frame_index.to_be_bytes()]));
         acc.models.insert(f.scored.model);
+        acc.findings += 1;
+        if f.scored.outside_domain() {
+            *acc.outside.entry(f.scored.model).or_default() += 1;
+        }
         self.rules.programme().record_image(&mut acc.evidence, header, f.grade);
         if let Some((band, value, why)) = best_here {
             let better = match &acc.best {
@@ -193,9 +204,13 @@ impl<'r> StudyBook<'r> {
                     return None;
                 }
                 let (placed, detail) = rules.programme().place(&acc.evidence);
+                let outside = acc.outside.values().sum::<u32>();
                 let (band, score, mut reason) = match (placed, acc.best) {
                     (Some(Placement { band, score, reason }), _) => (band, Some(score), reason),
                     (None, Some((band, value, why))) => (band, Some(value), why),
+                    (None, None) if outside > 0 && outside == acc.findings => {
+                        (rules.incomplete_band, None, rules.outside_words(&acc.outside))
+                    }
                     (None, None) if scored == 0 => {
                         (rules.incomplete_band, None, "no image in this study could be scored".to_string())
                     }
@@ -206,6 +221,9 @@ impl<'r> StudyBook<'r> {
                     ),
                     (None, None) => (rules.default_band, None, format!("no rule fired on {scored} image(s)")),
                 };
+                if outside > 0 && !reason.contains(OUTSIDE_DOMAIN) {
+                    reason.push_str(&format!("; {outside} image(s) {}", rules.outside_words(&acc.outside)));
+                }
                 if header.study_uid.0.is_empty() {
                     reason.push_str("; the file has no StudyInstanceUID");
                 }
@@ -305,10 +323,12 @@ mod tests {
                 thresholds: [("r2".to_string(), 0.4)].into_iter().collect(),
                 evaluation: None,
                 explain: None,
+                domain: None,
             },
             card_path: PathBuf::new(),
             onnx_path: PathBuf::new(),
             route: Accepts::default(),
+            domain: None,
         }
     }
 
@@ -349,7 +369,7 @@ mod tests {
             stored: PixelStats::default(),
             thumbnail: None,
         });
-        Scored { meta, model: ModelId::new(0), outputs, attention: None, scored_at: chrono::Utc::now() }
+        Scored { meta, model: ModelId::new(0), outputs, domain: None, attention: None, scored_at: chrono::Utc::now() }
     }
 
     #[test]

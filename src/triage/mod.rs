@@ -165,7 +165,13 @@ struct ModelInfo {
     id: String,
     version: String,
     clinical_use: bool,
+    /// What an image outside its domain is, in its card's words.
+    outside: String,
 }
+
+/// Words for an image outside a model's domain when no card gave its own
+/// (only reachable for a model without a gate, which never rules one out).
+const NOT_RECOGNISED: &str = "not recognised as an image the model was made for";
 
 /// The rules and the programme, bound to the run's models and bands.
 pub struct RuleSet {
@@ -220,7 +226,14 @@ impl RuleSet {
                     .ok_or_else(|| fail("triage.desp.model is not in this run's [[models]]".into()))?;
                 let outputs = desp::Outputs::find(&card.output.labels)
                     .map_err(|label| fail(format!("DESP grading needs output label {label:?}")))?;
-                Programme::Desp(DespGrader::new(model, outputs, cfg.desp.clone(), &bands))
+                let outside = models.get(model).and_then(|m| m.domain.as_ref()).map(|g| g.outside.clone());
+                Programme::Desp(DespGrader::new(
+                    model,
+                    outputs,
+                    cfg.desp.clone(),
+                    &bands,
+                    outside.unwrap_or_else(|| NOT_RECOGNISED.to_string()),
+                ))
             }
         };
         Ok(Self {
@@ -235,6 +248,7 @@ impl RuleSet {
                     id: m.card.id.clone(),
                     version: m.card.version.clone(),
                     clinical_use: m.card.clinical_use,
+                    outside: m.domain.as_ref().map_or_else(|| NOT_RECOGNISED.to_string(), |g| g.outside.clone()),
                 })
                 .collect(),
         })
@@ -278,17 +292,28 @@ impl RuleSet {
         out
     }
 
+    /// "outside the model's domain — <the card's words>" for the models
+    /// whose gates ruled images out (each model's words once).
+    fn outside_words(&self, outside: &std::collections::BTreeMap<ModelId, u32>) -> String {
+        let mut words: Vec<&str> =
+            outside.keys().map(|&m| self.model(m).map_or(NOT_RECOGNISED, |info| info.outside.as_str())).collect();
+        words.dedup();
+        format!("{} — {}", desp::OUTSIDE_DOMAIN, words.join("; "))
+    }
+
     /// What the worklist says of a model; `None` for an id not in this run.
     fn model(&self, id: ModelId) -> Option<&ModelInfo> {
         self.models.get(id.index())
     }
 
-    /// Evaluates every rule for this image's model.
+    /// Evaluates every rule for this image's model; none fires on an
+    /// image outside the model's domain.
     pub fn evaluate(&self, scored: Scored) -> Finding {
+        let outside = scored.outside_domain();
         let mut hits: Vec<Hit> = self
             .rules
             .iter()
-            .filter(|r| r.model == scored.model)
+            .filter(|r| r.model == scored.model && !outside)
             .filter_map(|r| {
                 let value = *scored.outputs.get(r.output)?;
                 (value >= r.threshold).then(|| Hit {
@@ -301,7 +326,7 @@ impl RuleSet {
             })
             .collect();
         hits.sort_by(|a, b| a.band.cmp(&b.band).then(b.value.total_cmp(&a.value)));
-        let grade = self.programme.grade(scored.model, &scored.outputs);
+        let grade = self.programme.grade(&scored);
         Finding { scored, hits, grade }
     }
 }

@@ -58,10 +58,10 @@ pub struct Placement {
 
 impl Programme {
     /// One scored image's programme grade (DESP: the DR model's images).
-    pub fn grade(&self, model: crate::model::ModelId, outputs: &[f32]) -> Option<ImageGrade> {
+    pub fn grade(&self, scored: &crate::message::Scored) -> Option<ImageGrade> {
         match self {
             Self::Rules => None,
-            Self::Desp(grader) => grader.grade(model, outputs),
+            Self::Desp(grader) => grader.grade(scored.model, &scored.outputs, scored.outside_domain()),
         }
     }
 

@@ -269,6 +269,7 @@ mod tests {
             sha256: "ab".into(),
             labels: vec![],
             clinical_use: false,
+            domain: None,
         };
         let subject = DocumentSubject::of(study, &key()).expect("subject");
         let seed = DocumentSeed::new(subject.study_uid, &run, std::slice::from_ref(&model), shadow);

@@ -76,7 +76,8 @@ impl Default for LocalScheme {
 }
 
 /// The coded value of each DESP grade (`[sr.grades]`): retinopathy R0–R3,
-/// maculopathy M0/M1 and ungradable U.
+/// maculopathy M0/M1, ungradable U, and not graded because the image was
+/// outside the model's domain (OOD).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GradeCodes {
@@ -87,6 +88,7 @@ pub struct GradeCodes {
     pub m0: Code,
     pub m1: Code,
     pub u: Code,
+    pub ood: Code,
 }
 
 impl Default for GradeCodes {
@@ -100,16 +102,18 @@ impl Default for GradeCodes {
             m0: local("M0", "M0 no maculopathy"),
             m1: local("M1", "M1 maculopathy"),
             u: local("U", "U ungradable"),
+            ood: local("OOD", "OOD not graded: outside the model's domain"),
         }
     }
 }
 
 impl GradeCodes {
     /// The retinopathy and maculopathy codes of an eye's grade (both U when
-    /// it is ungradable).
+    /// it is ungradable, both OOD when it was outside the model's domain).
     pub fn of(&self, grade: Grade) -> (&Code, &Code) {
         match grade {
             Grade::Ungradable => (&self.u, &self.u),
+            Grade::OutOfDomain => (&self.ood, &self.ood),
             Grade::Graded { r, m1 } => {
                 let r = match r {
                     RGrade::R0 => &self.r0,
@@ -131,6 +135,7 @@ impl GradeCodes {
             ("grades.m0", &self.m0),
             ("grades.m1", &self.m1),
             ("grades.u", &self.u),
+            ("grades.ood", &self.ood),
         ]
         .into_iter()
         .flat_map(|(name, code)| code.problems(name))
@@ -201,6 +206,8 @@ mod tests {
         assert_eq!((r.value.as_str(), m.value.as_str()), ("R1", "M1"));
         let (r, m) = codes.of(Grade::Ungradable);
         assert_eq!((r.value.as_str(), m.value.as_str()), ("U", "U"));
+        let (r, m) = codes.of(Grade::OutOfDomain);
+        assert_eq!((r.value.as_str(), m.value.as_str()), ("OOD", "OOD"));
     }
 
     #[test]

@@ -300,6 +300,7 @@ mod tests {
             sha256: "aa".into(),
             labels: vec![],
             clinical_use: false,
+            domain: None,
         }];
         let cfg = SrConfig::default();
         let report = Report {

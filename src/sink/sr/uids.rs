@@ -103,6 +103,7 @@ mod tests {
             sha256: sha.into(),
             labels: vec![],
             clinical_use: false,
+            domain: None,
         }
     }
 

@@ -1,6 +1,7 @@
-//! The DESP grade vocabulary: R0–R3 retinopathy, M0/M1 maculopathy, or
-//! ungradable. One type for an image's and an eye's grade, written as
-//! "R2M1" / "U" in the tables and the worklist and parsed back from that
+//! The DESP grade vocabulary: R0–R3 retinopathy, M0/M1 maculopathy,
+//! ungradable, or not graded because the image is outside the model's
+//! domain. One type for an image's and an eye's grade, written as
+//! "R2M1" / "U" / "OOD" in the tables and the worklist and parsed back from that
 //! text by exactly one parser ([`Grade`]'s `FromStr`), which `evaluate`
 //! uses to read the studies table.
 
@@ -63,6 +64,10 @@ pub enum Grade {
     },
     /// No gradable field: the eye must be re-imaged or seen.
     Ungradable,
+    /// Not graded: the model's domain gate did not recognise the image (or
+    /// every image of the eye) as one the model was made for. Not a
+    /// statement about image quality, nor about disease.
+    OutOfDomain,
 }
 
 impl Grade {
@@ -70,7 +75,7 @@ impl Grade {
     pub fn retinopathy(self) -> Option<RGrade> {
         match self {
             Self::Graded { r, .. } => Some(r),
-            Self::Ungradable => None,
+            Self::Ungradable | Self::OutOfDomain => None,
         }
     }
 
@@ -93,6 +98,7 @@ impl Grade {
     pub fn words(self) -> String {
         match self {
             Self::Ungradable => "ungradable".into(),
+            Self::OutOfDomain => "not graded: outside the model's domain".into(),
             Self::Graded { r, m1: true } => format!("{}; maculopathy", r.words()),
             Self::Graded { r, m1: false } => format!("{}; no maculopathy", r.words()),
         }
@@ -100,18 +106,19 @@ impl Grade {
 }
 
 impl fmt::Display for Grade {
-    /// "R2M1", "R0M0" or "U".
+    /// "R2M1", "R0M0", "U" or "OOD".
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Graded { r, m1 } => write!(f, "R{}M{}", r.level(), u8::from(*m1)),
             Self::Ungradable => f.write_str("U"),
+            Self::OutOfDomain => f.write_str("OOD"),
         }
     }
 }
 
 /// Text that is not a grade [`Grade`] writes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{text:?} is not a DESP grade (R0M0–R3M1 or U)")]
+#[error("{text:?} is not a DESP grade (R0M0–R3M1, U or OOD)")]
 pub struct NotAGrade {
     pub text: String,
 }
@@ -119,11 +126,13 @@ pub struct NotAGrade {
 impl FromStr for Grade {
     type Err = NotAGrade;
 
-    /// Exactly what `Display` writes: "R<0-3>M<0|1>" or "U".
+    /// Exactly what `Display` writes: "R<0-3>M<0|1>", "U" or "OOD".
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let fail = || NotAGrade { text: text.to_string() };
-        if text == "U" {
-            return Ok(Self::Ungradable);
+        match text {
+            "U" => return Ok(Self::Ungradable),
+            "OOD" => return Ok(Self::OutOfDomain),
+            _ => {}
         }
         let bytes = text.as_bytes();
         let [b'R', r, b'M', m] = bytes else { return Err(fail()) };
@@ -143,7 +152,7 @@ mod tests {
 
     #[test]
     fn every_grade_reads_back_from_its_text_and_nothing_else_parses() {
-        let mut all = vec![Grade::Ungradable];
+        let mut all = vec![Grade::Ungradable, Grade::OutOfDomain];
         for level in 0..=3 {
             for m1 in [false, true] {
                 all.push(Grade::Graded { r: RGrade::from_level(level).expect("level"), m1 });
@@ -153,7 +162,7 @@ mod tests {
             assert_eq!(grade.to_string().parse::<Grade>(), Ok(grade), "{grade}");
         }
         assert_eq!(Grade::Graded { r: RGrade::R2, m1: true }.to_string(), "R2M1");
-        for bad in ["", "u", "R4M0", "R2M2", "R2", "R2M1 ", "M1", "??", "R2M1x"] {
+        for bad in ["", "u", "ood", "OOD ", "R4M0", "R2M2", "R2", "R2M1 ", "M1", "??", "R2M1x"] {
             assert!(bad.parse::<Grade>().is_err(), "{bad:?}");
         }
     }
@@ -166,5 +175,7 @@ mod tests {
         assert_eq!("R0M0".parse::<Grade>().expect("grade").words(), "no retinopathy; no maculopathy");
         assert!(r3m1.is_referable() && "R1M1".parse::<Grade>().expect("grade").is_referable());
         assert!(!"R1M0".parse::<Grade>().expect("grade").is_referable() && !Grade::Ungradable.is_referable());
+        assert!(!Grade::OutOfDomain.is_referable() && !Grade::OutOfDomain.is_gradable());
+        assert_eq!(Grade::OutOfDomain.retinopathy(), None);
     }
 }

@@ -1,7 +1,7 @@
 //! The DESP programme bound to a run: the DR model's outputs, the
 //! operating point, and the configured band of each DESP outcome.
 
-use super::{grade_eyes, study_outcome, DespConfig, EyeOutcome, Field, ImageGrade, Outcome, Outputs};
+use super::{grade_eyes, study_outcome, DespConfig, EyeOutcome, Field, Grade, ImageGrade, Outcome, Outputs};
 use crate::dicom::laterality::Laterality;
 use crate::model::ModelId;
 use crate::triage::band::{Band, Bands};
@@ -23,29 +23,41 @@ pub struct DespGrader {
     pub model: ModelId,
     pub outputs: Outputs,
     pub config: DespConfig,
+    /// What an image outside the DR model's domain is, in the card's words.
+    pub outside: String,
     /// Each [`Outcome`]'s band in the configured table.
-    bands: [Band; 5],
+    bands: [Band; 6],
 }
 
 impl DespGrader {
     /// Binds the grader to the DR model's outputs and the configured bands
     /// (a missing band name falls back as [`Bands::position_or_last`] does;
     /// config validation refuses it first).
-    pub fn new(model: ModelId, outputs: Outputs, config: DespConfig, bands: &Bands) -> Self {
-        Self { model, outputs, config, bands: Outcome::ALL.map(|o| bands.position_or_last(o.name())) }
+    pub fn new(model: ModelId, outputs: Outputs, config: DespConfig, bands: &Bands, outside: String) -> Self {
+        Self { model, outputs, config, outside, bands: Outcome::ALL.map(|o| bands.position_or_last(o.name())) }
     }
 
     /// Grades one image of the DR model; `None` for other models' images.
-    pub fn grade(&self, model: ModelId, outputs: &[f32]) -> Option<ImageGrade> {
-        (model == self.model).then(|| self.config.grade(&self.outputs, outputs))
+    /// An image its gate found outside the domain is not graded.
+    pub fn grade(&self, model: ModelId, outputs: &[f32], outside_domain: bool) -> Option<ImageGrade> {
+        (model == self.model).then(|| {
+            if outside_domain {
+                ImageGrade::outside_domain()
+            } else {
+                self.config.grade(&self.outputs, outputs)
+            }
+        })
     }
 
     /// The study's DESP placement from its graded fields.
     pub fn study(&self, fields: &[Field]) -> StudyGrade {
         let eyes = grade_eyes(fields);
-        let graded = eyes.iter().any(|e| e.grade.is_gradable()) || fields.iter().any(|f| f.grade.p_gradable > 0.0);
+        // Only unreadable fields: the generic rules say so. An eye outside
+        // the domain is the programme's to place, with its reason.
+        let graded = eyes.iter().any(|e| e.grade.is_gradable() || e.grade == Grade::OutOfDomain)
+            || fields.iter().any(|f| f.grade.p_gradable > 0.0);
         let placed = graded.then(|| {
-            let (outcome, score, reason) = study_outcome(&eyes);
+            let (outcome, score, reason) = study_outcome(&eyes, &self.outside);
             (self.bands[outcome as usize], score, reason)
         });
         let eye = |side: Laterality| {

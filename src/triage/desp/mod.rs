@@ -52,25 +52,41 @@ impl Default for DespConfig {
     }
 }
 
+/// How the worklist begins the reason for an image the DR model's gate did
+/// not recognise; the card's words follow.
+pub const OUTSIDE_DOMAIN: &str = "outside the model's domain";
+
 /// The five DESP worklist bands, most urgent first (the names
 /// `[triage] bands` must hold for `mode = "desp"`).
 pub const BANDS: [&str; 5] = ["URGENT", "ROUTINE", "UNGRADABLE", "REVIEW", "NO_DISEASE"];
 
-/// A DESP outcome, most urgent first (the order of [`BANDS`]).
+/// A DESP outcome, most urgent first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Outcome {
     Urgent,
     Routine,
     Ungradable,
+    /// No image of the eye was recognised as one the model was made for: a
+    /// person must look (REVIEW), but it is neither a quality failure
+    /// (UNGRADABLE, which recalls the patient) nor a grade.
+    OutsideDomain,
     Review,
     NoDisease,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 5] = [Self::Urgent, Self::Routine, Self::Ungradable, Self::Review, Self::NoDisease];
+    const ALL: [Outcome; 6] =
+        [Self::Urgent, Self::Routine, Self::Ungradable, Self::OutsideDomain, Self::Review, Self::NoDisease];
 
+    /// The band (one of [`BANDS`]) the outcome is listed in.
     fn name(self) -> &'static str {
-        BANDS[self as usize]
+        match self {
+            Self::Urgent => BANDS[0],
+            Self::Routine => BANDS[1],
+            Self::Ungradable => BANDS[2],
+            Self::OutsideDomain | Self::Review => BANDS[3],
+            Self::NoDisease => BANDS[4],
+        }
     }
 }
 
@@ -122,15 +138,16 @@ pub struct ImageGrade {
 impl ImageGrade {
     /// The grade of a field whose file could not be read: ungradable.
     pub fn unreadable() -> Self {
-        Self {
-            grade: Grade::Ungradable,
-            unsure: false,
-            p_gradable: 0.0,
-            p_r3: 0.0,
-            p_referable: 0.0,
-            p_m1: 0.0,
-            p_any_dr: 0.0,
-        }
+        Self::without_probabilities(Grade::Ungradable)
+    }
+
+    /// The grade of a field the domain gate did not recognise: not graded.
+    pub fn outside_domain() -> Self {
+        Self::without_probabilities(Grade::OutOfDomain)
+    }
+
+    fn without_probabilities(grade: Grade) -> Self {
+        Self { grade, unsure: false, p_gradable: 0.0, p_r3: 0.0, p_referable: 0.0, p_m1: 0.0, p_any_dr: 0.0 }
     }
 }
 
@@ -229,6 +246,7 @@ impl EyeAssessment {
     fn outcome(&self) -> Outcome {
         match self.grade {
             Grade::Ungradable => Outcome::Ungradable,
+            Grade::OutOfDomain => Outcome::OutsideDomain,
             Grade::Graded { r: RGrade::R3, .. } => Outcome::Urgent,
             Grade::Graded { r: RGrade::R2, .. } | Grade::Graded { m1: true, .. } => Outcome::Routine,
             Grade::Graded { r: RGrade::R1, .. } => Outcome::Review,
@@ -277,28 +295,35 @@ pub fn grade_eyes(fields: &[Field]) -> Vec<EyeAssessment> {
                     probs,
                 }),
                 None => {
-                    let best = of_eye.iter().max_by(|a, b| a.grade.p_gradable.total_cmp(&b.grade.p_gradable))?;
-                    Some(EyeAssessment {
-                        eye,
-                        grade: Grade::Ungradable,
-                        unsure: false,
-                        decisive: (*best).clone(),
-                        probs,
-                    })
+                    // An eye is U when some field of it was a fundus image
+                    // (ungradable or unreadable); only when none was is it
+                    // outside the domain.
+                    let recognised = || of_eye.iter().filter(|f| f.grade.grade != Grade::OutOfDomain);
+                    let (grade, best) =
+                        match recognised().max_by(|a, b| a.grade.p_gradable.total_cmp(&b.grade.p_gradable)) {
+                            Some(best) => (Grade::Ungradable, best),
+                            None => (Grade::OutOfDomain, of_eye.first()?),
+                        };
+                    Some(EyeAssessment { eye, grade, unsure: false, decisive: (*best).clone(), probs })
                 }
             }
         })
         .collect()
 }
 
-/// A study's DESP outcome: its band (one of [`BANDS`]), risk within the band, reason.
-fn study_outcome(eyes: &[EyeAssessment]) -> (Outcome, f32, String) {
+/// A study's DESP outcome: its band (one of [`BANDS`]), risk within the
+/// band, reason. `outside` says in words what an image outside the DR
+/// model's domain is (its card's `[domain] outside`).
+fn study_outcome(eyes: &[EyeAssessment], outside: &str) -> (Outcome, f32, String) {
     let risk = |e: &EyeAssessment, outcome: Outcome| {
         let g = &e.decisive.grade;
         match outcome {
             Outcome::Urgent => g.p_r3,
             Outcome::Routine => g.p_referable.max(g.p_m1),
             Outcome::Ungradable => 1.0 - g.p_gradable,
+            // The model said nothing of these: last in their band, after
+            // every study the model has a reason to show.
+            Outcome::OutsideDomain => 0.0,
             Outcome::Review => g.p_any_dr.max(g.p_referable),
             Outcome::NoDisease => g.p_referable.max(g.p_m1),
         }
@@ -319,6 +344,7 @@ fn study_outcome(eyes: &[EyeAssessment]) -> (Outcome, f32, String) {
         Outcome::Routine if m1 => format!("R2 and M1 suspected, p={:.2}", g.p_referable.max(g.p_m1)),
         Outcome::Routine => format!("R2 suspected, p={:.2}", g.p_referable),
         Outcome::Ungradable => format!("ungradable: no gradable field, p(gradable)={:.2}", g.p_gradable),
+        Outcome::OutsideDomain => format!("{OUTSIDE_DOMAIN} — {outside}"),
         Outcome::Review if worst.r() == 1 => format!("R1 suspected, p={:.2}", g.p_any_dr),
         Outcome::Review => {
             format!("model unsure: p(referable)={:.2} close to the threshold", g.p_referable.max(g.p_m1))
@@ -336,8 +362,14 @@ fn study_outcome(eyes: &[EyeAssessment]) -> (Outcome, f32, String) {
             reason.push_str(&format!(", {} field", worst.decisive.field));
         }
     }
-    let others: Vec<String> =
-        eyes.iter().filter(|e| e.eye != worst.eye).map(|e| format!("other eye {}", e.grade)).collect();
+    let others: Vec<String> = eyes
+        .iter()
+        .filter(|e| e.eye != worst.eye)
+        .map(|e| match e.grade {
+            Grade::OutOfDomain => format!("other eye not graded ({OUTSIDE_DOMAIN} — {outside})"),
+            grade => format!("other eye {grade}"),
+        })
+        .collect();
     if !others.is_empty() {
         reason.push_str(&format!("; {}", others.join(", ")));
     }
@@ -408,7 +440,7 @@ mod tests {
             field(Left, Disc, [0.0, 0.0, 0.09, 0.91, 0.0, 0.95]),
             field(Right, Macula, [0.9, 0.05, 0.03, 0.02, 0.1, 0.9]),
         ]);
-        let (outcome, score, reason) = study_outcome(&eyes);
+        let (outcome, score, reason) = study_outcome(&eyes, "not a fundus photograph");
         assert_eq!(outcome.name(), "URGENT");
         assert!((score - 0.91).abs() < 1e-6);
         assert_eq!(reason, "R3 suspected, p=0.91, left eye, disc field; other eye R0M0");
@@ -416,12 +448,12 @@ mod tests {
             field(Left, Macula, [0.0, 0.0, 0.1, 0.9, 0.0, 0.1]),
             field(Right, Macula, [0.9, 0.05, 0.03, 0.02, 0.1, 0.9]),
         ]);
-        assert_eq!(study_outcome(&eyes).0.name(), "UNGRADABLE");
+        assert_eq!(study_outcome(&eyes, "not a fundus photograph").0.name(), "UNGRADABLE");
         let eyes = grade_eyes(&[
             field(Left, Macula, [0.95, 0.02, 0.02, 0.01, 0.1, 0.9]),
             field(Right, Macula, [0.9, 0.05, 0.03, 0.02, 0.1, 0.9]),
         ]);
-        let (outcome, _, reason) = study_outcome(&eyes);
+        let (outcome, _, reason) = study_outcome(&eyes, "not a fundus photograph");
         assert_eq!(outcome.name(), "NO_DISEASE");
         assert!(reason.starts_with("R0M0 in both eyes"), "{reason}");
     }
@@ -430,9 +462,10 @@ mod tests {
     fn the_grader_places_a_study_in_the_configured_band_and_reports_each_eye() {
         // The DESP bands in another order than BANDS: the band is looked up, not assumed.
         let bands = Bands::new(["NO_DISEASE", "REVIEW", "UNGRADABLE", "ROUTINE", "URGENT"].map(String::from).to_vec());
-        let grader = DespGrader::new(crate::model::ModelId::new(0), idx(), DespConfig::default(), &bands);
+        let grader =
+            DespGrader::new(crate::model::ModelId::new(0), idx(), DespConfig::default(), &bands, "not a fundus".into());
         assert!(
-            grader.grade(crate::model::ModelId::new(1), &[0.0; 6]).is_none(),
+            grader.grade(crate::model::ModelId::new(1), &[0.0; 6], false).is_none(),
             "another model's image is not graded"
         );
         let fields = [
@@ -448,6 +481,73 @@ mod tests {
         let only_unreadable = grader.study(&[unreadable]);
         assert!(only_unreadable.placed.is_none(), "nothing graded: the rules place it");
         assert_eq!(only_unreadable.right.map(|e| e.grade), Some(Grade::Ungradable));
+    }
+
+    fn outside(eye: Laterality, name: FundusField) -> Field {
+        Field { eye, field: name, grade: ImageGrade::outside_domain() }
+    }
+
+    #[test]
+    fn an_eye_is_outside_the_domain_only_when_no_field_of_it_was_recognised() {
+        let eyes = grade_eyes(&[
+            outside(Right, Macula),
+            outside(Right, Disc),
+            outside(Left, Macula),
+            field(Left, Disc, [0.0, 0.0, 0.1, 0.9, 0.0, 0.1]),
+        ]);
+        assert_eq!(labels(&eyes), ["U", "OOD"], "left: one ungradable fundus field makes it U");
+        let eyes = grade_eyes(&[outside(Right, Macula), field(Right, Disc, [0.9, 0.05, 0.03, 0.02, 0.1, 0.9])]);
+        assert_eq!(labels(&eyes), ["R0M0"], "a gradable field grades the eye");
+    }
+
+    #[test]
+    fn a_study_outside_the_domain_is_reviewed_with_the_cards_words_never_graded() {
+        let words = "not recognised as a fundus photograph";
+        let (outcome, score, reason) =
+            study_outcome(&grade_eyes(&[outside(Right, Macula), outside(Left, Macula)]), words);
+        assert_eq!((outcome.name(), score), ("REVIEW", 0.0));
+        assert_eq!(
+            reason,
+            "outside the model's domain — not recognised as a fundus photograph, left eye, macula field; \
+             other eye not graded (outside the model's domain — not recognised as a fundus photograph)"
+        );
+        // An eye with no disease does not hide the other eye's problem ...
+        let eyes = grade_eyes(&[outside(Right, Macula), field(Left, Macula, [0.95, 0.02, 0.02, 0.01, 0.1, 0.9])]);
+        let (outcome, _, reason) = study_outcome(&eyes, words);
+        assert_eq!(outcome.name(), "REVIEW");
+        assert!(reason.starts_with("outside the model's domain — not recognised"), "{reason}");
+        assert!(reason.ends_with("other eye R0M0"), "{reason}");
+        // ... and a referable eye still decides the study.
+        let eyes = grade_eyes(&[outside(Right, Macula), field(Left, Disc, [0.0, 0.0, 0.09, 0.91, 0.0, 0.95])]);
+        let (outcome, _, reason) = study_outcome(&eyes, words);
+        assert_eq!(outcome.name(), "URGENT");
+        assert!(
+            reason
+                .ends_with("other eye not graded (outside the model's domain — not recognised as a fundus photograph)"),
+            "{reason}"
+        );
+        // Ungradable (quality) outranks outside (domain), and says so in its own words.
+        let eyes = grade_eyes(&[outside(Right, Macula), field(Left, Macula, [0.0, 0.0, 0.1, 0.9, 0.0, 0.1])]);
+        let (outcome, _, reason) = study_outcome(&eyes, words);
+        assert_eq!(outcome.name(), "UNGRADABLE");
+        assert!(reason.starts_with("ungradable: no gradable field"), "{reason}");
+    }
+
+    #[test]
+    fn the_grader_never_grades_an_image_outside_the_domain_and_places_its_study() {
+        let bands = Bands::new(BANDS.map(String::from).to_vec());
+        let grader =
+            DespGrader::new(crate::model::ModelId::new(0), idx(), DespConfig::default(), &bands, "not a fundus".into());
+        let sure_r3 = [0.0, 0.0, 0.0, 1.0, 1.0, 1.0];
+        let graded = grader.grade(crate::model::ModelId::new(0), &sure_r3, false).expect("DR model");
+        assert_eq!(graded.grade.to_string(), "R3M1");
+        let outside = grader.grade(crate::model::ModelId::new(0), &sure_r3, true).expect("DR model");
+        assert_eq!(outside, ImageGrade::outside_domain());
+        let study = grader.study(&[Field { eye: Right, field: Macula, grade: outside }]);
+        let (band, _, reason) = study.placed.expect("placed by the programme, not the generic rules");
+        assert_eq!(bands.name(band), "REVIEW");
+        assert!(reason.starts_with("outside the model's domain — not a fundus"), "{reason}");
+        assert_eq!(study.right.map(|e| e.grade), Some(Grade::OutOfDomain));
     }
 
     #[test]
