@@ -139,8 +139,8 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<u8> {
     let evaluation = nightscreen::evaluate::run(&options, &key)?;
     let m = &evaluation.matched;
     println!(
-        "{} of {} studies matched ({} eyes); {} without a result",
-        m.studies, evaluation.reference.studies, m.eyes, m.studies_without_result
+        "{} of {} studies matched ({} eyes, {} of them outside the model's domain); {} without a result",
+        m.studies, evaluation.reference.studies, m.eyes, m.eyes_outside_domain, m.studies_without_result
     );
     for (level, figures) in [("eye", &evaluation.per_eye), ("study", &evaluation.per_study)] {
         for (name, f) in figures {

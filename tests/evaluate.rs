@@ -208,6 +208,7 @@ fn the_evaluate_command_matches_scikit_learn_on_a_real_run() {
     }
     assert_eq!(ours["band_confusion"], theirs["band_confusion"]);
     assert_eq!(ours["matched"]["eyes_without_result"], 0);
+    assert_eq!(ours["matched"]["eyes_outside_domain"], 0, "every synthetic fundus photograph is one");
 
     let html = std::fs::read_to_string(report.join("report.html")).expect("report.html");
     assert_eq!(html.matches("src=\"data:image/png;base64,").count(), 4, "the four plots are embedded");

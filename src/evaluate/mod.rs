@@ -22,6 +22,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::privacy::{Kind, PseudonymKey};
+use crate::triage::desp::Grade;
 use compare::{eye_cases, figures, study_cases, Bootstrap, Figures, MatchedEye, TARGETS};
 use results::{RunInfo, StudyPrediction};
 
@@ -120,6 +121,9 @@ pub struct ReferenceInfo {
 pub struct Matched {
     pub eyes: usize,
     pub eyes_without_result: usize,
+    /// Matched eyes the DR model's domain gate did not recognise (graded
+    /// `OOD`): counted as neither referred nor ungradable.
+    pub eyes_outside_domain: usize,
     pub studies: usize,
     pub studies_without_result: usize,
     pub result_studies_without_reference: usize,
@@ -190,6 +194,7 @@ fn evaluate(
         matched: Matched {
             eyes: eyes.len(),
             eyes_without_result: reference.eyes.len() - eyes.len(),
+            eyes_outside_domain: eyes.iter().filter(|e| e.predicted.grade == Some(Grade::OutOfDomain)).count(),
             studies: reference_studies.len() - studies_without_result,
             studies_without_result,
             result_studies_without_reference: predictions.keys().filter(|p| !known.contains(p)).count(),

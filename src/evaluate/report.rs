@@ -136,7 +136,7 @@ fn html(e: &Evaluation, plots: &[(&str, String)], rows: &[String], columns: &[St
         ("Config SHA-256", escape(&e.run.config_sha256)),
         ("Pseudonym key id", escape(&e.run.pseudonym_key_id)),
         ("Reference", format!("{} (SHA-256 {}), {} eyes in {} studies", escape(&e.reference.path.display().to_string()), e.reference.sha256, e.reference.eyes, e.reference.studies)),
-        ("Matched", format!("{} eyes ({} without a result), {} studies ({} without a result); {} result studies not in the reference", e.matched.eyes, e.matched.eyes_without_result, e.matched.studies, e.matched.studies_without_result, e.matched.result_studies_without_reference)),
+        ("Matched", format!("{} eyes ({} without a result, {} outside the model's domain), {} studies ({} without a result); {} result studies not in the reference", e.matched.eyes, e.matched.eyes_without_result, e.matched.eyes_outside_domain, e.matched.studies, e.matched.studies_without_result, e.matched.result_studies_without_reference)),
         ("AUC interval", format!("95 % percentile bootstrap, {} resamples, seed {}", e.bootstrap.resamples, e.bootstrap.seed)),
         ("Evaluated at", escape(&e.evaluated_at)),
     ] {
