@@ -172,8 +172,7 @@ def features(B, x):
 
 def classifier(B, f, mu, sd, layers):
     """f: [N, F, 1, 1] -> [N, 1] probability. `layers` is a list of (W, b);
-    tanh between layers, sigmoid at the end (one layer would be a logistic
-    regression; the gate uses one hidden layer)."""
+    tanh between layers, sigmoid at the end (one layer = logistic regression)."""
     h = B.div(B.sub(B.flatten(f), B.const(mu.reshape(1, -1))), B.const(sd.reshape(1, -1)))
     for i, (W, b) in enumerate(layers):
         h = B.add(B.matmul(h, B.const(W)), B.const(b.reshape(1, -1)))
