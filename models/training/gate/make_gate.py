@@ -346,7 +346,7 @@ def main():
     (HERE / "results.md").write_text(table)
     print(table)
     write_card(out / "fundus-gate.toml", sha, T, figures)
-    json.dump(dict(figures=figures, threshold=T, sha256=sha), open(work / "figures.json", "w"), indent=1)
+    json.dump(dict(figures=figures, threshold=T, sha256=sha), open(work / "figures.json", "w"), indent=1, default=float)
     log(f"wrote {out / 'fundus-gate.onnx'} (sha256 {sha}), {out / 'fundus-gate.toml'}, {HERE / 'results.md'}; total {time.time() - t_start:.0f} s")
 
 
@@ -481,9 +481,9 @@ def report(p, pr, real, synth, negs, T, loo):
             verdict = "rejected (right)" if not accepted else "ACCEPTED (wrong)"
         role = "CC0 source of fitted views" if key in [c for c in CC0] else "validation only"
         lines.append(f"| {key or name} | {r.get('shows', '')} | {role} | {v:.4f} | {verdict} |")
-    f["real_fundus_accepted"] = ok_f
+    f["real_fundus_accepted"] = int(ok_f)
     f["real_fundus_images"] = n_f
-    f["real_other_rejected"] = ok_o
+    f["real_other_rejected"] = int(ok_o)
     f["real_other_images"] = n_o
     head = [
         "# fundus-gate: figures (written by make_gate.py)",
