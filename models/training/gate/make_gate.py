@@ -72,7 +72,7 @@ NEGS = [
 ]
 CC0 = ["other/astronaut.png", "other/chelsea.png", "other/coffee.png", "other/rocket.jpg", "other/hubble_deep_field.jpg"]
 HIDDEN = 8
-ALPHA = 0.01
+ALPHA = 1.0
 
 
 def log(*a):
@@ -169,7 +169,10 @@ def _pos_aug_job(job):
     """A camera-like variant of a synthetic fundus tensor: the frame cropped
     by up to 20 % on each side (fields clipped by the frame, lit corners),
     mirrored, and re-exposed and re-balanced (exposure 0.3-1.3, gains R
-    0.9-1.1, G 0.85-1.15, B 0.75-1.3, gamma 0.8-1.25), back to 384 x 384."""
+    0.9-1.1, G 0.85-1.15, B 0.75-1.5, gamma 0.8-1.25), back to 384 x 384;
+    in 30 % a grey veil over the lit field (haze, flare: 0-25 % of its mean
+    grey) and in 30 % one to four dark blotches anywhere (pigment, atrophy,
+    shadows: radius 3-12 % of the frame, darkened to 20-70 %)."""
     seed, i, u8 = job
     rng = np.random.default_rng([seed, i])
     s = u8.shape[0]
@@ -179,9 +182,19 @@ def _pos_aug_job(job):
     if rng.random() < 0.5:
         im = im.transpose(Image.FLIP_LEFT_RIGHT)
     x = np.asarray(im.resize((s, s), Image.BILINEAR), np.float32) / 255
-    gain = np.array([rng.uniform(0.9, 1.1), rng.uniform(0.85, 1.15), rng.uniform(0.75, 1.3)], np.float32)
+    gain = np.array([rng.uniform(0.9, 1.1), rng.uniform(0.85, 1.15), rng.uniform(0.75, 1.5)], np.float32)
     x = np.clip(x * gain * rng.uniform(0.3, 1.3), 0, 1) ** rng.uniform(0.8, 1.25)
-    return (x * 255 + 0.5).astype(np.uint8)
+    lit = (x.max(-1, keepdims=True) > 0.1).astype(np.float32)
+    if rng.random() < 0.3:
+        grey = float(x[lit[..., 0] > 0].mean()) if lit.any() else 0.0
+        x = x + lit * rng.uniform(0, 0.25) * (grey - x)
+    if rng.random() < 0.3:
+        yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+        for _ in range(rng.integers(1, 5)):
+            cx, cy, r = rng.uniform(0.2, 0.8) * s, rng.uniform(0.2, 0.8) * s, rng.uniform(0.03, 0.12) * s
+            blot = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))[..., None]
+            x = x * (1 - blot * rng.uniform(0.3, 0.8))
+    return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def pos_aug_set(work, name, sources, seed, workers):
@@ -525,7 +538,7 @@ def write_card(path, sha, T, f):
         "frame's brightest region): the share of dark pixels overall, in the corners and at the centre (a lit field on a black "
         "surround), mean and spread of the chromaticity of the lit pixels, the share of red-dominant (R > G > B) and of grey "
         "pixels, brightness and its variation, and the relative gradient energy and strong-edge share of the green channel "
-        "inside the field; a small neural network (one hidden layer of 8 tanh units, L2-penalised) turns them into p(fundus). Fitted on synthetic fundus photographs of "
+        "inside the field; a small neural network (one hidden layer of 8 tanh units, L2 penalty 1.0) turns them into p(fundus). Fitted on synthetic fundus photographs of "
         "`nightscreen synth` (generator v1 seed 21, v2 seed 22, each image also cropped, mirrored and re-exposed) against made-up images (colour fields, noise, discs of any hue "
         "on black, test charts, grey ultrasound- and radiograph-like images, star fields, brown textures, clip-art, face-like "
         "blobs) and augmented views (crops, flips, colour, darkening, pasted into a black circular field) of five CC0 or "
