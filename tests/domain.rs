@@ -16,19 +16,40 @@ use dicom_dictionary_std::tags;
 
 use crate::util::{self, f32s, read_table, strings};
 
-/// A models folder in `dir` holding `host`'s card (with `[domain]` added)
-/// and ONNX file, and the gate `red-gate.onnx` under a card whose `[input]`
-/// is `gate_input` (the host's own, unless a test wants a mismatch).
-fn models_with_gate(dir: &Path, host: &str, gate_input: &str) -> PathBuf {
-    let models = dir.join("models");
+/// A shipped card's text without its `[domain]` table, if it has one.
+fn card_without_domain(card: &str) -> String {
+    let Some(start) = card.find("\n[domain]\n") else { return card.to_string() };
+    let rest = &card[start + 1..];
+    let end = rest[1..].find("\n[").map_or(card.len(), |i| start + 1 + i + 2);
+    format!("{}\n{}", &card[..start], &card[end..])
+}
+
+/// A models folder `dir/name` holding `host`'s card, without its shipped
+/// gate, and its ONNX file.
+fn models_without_gate(dir: &Path, name: &str, host: &str) -> PathBuf {
+    let models = dir.join(name);
     std::fs::create_dir_all(&models).expect("mkdir");
     let root = util::root().join("models");
     let card = std::fs::read_to_string(root.join(format!("{host}.toml"))).expect("host card");
+    let card = card_without_domain(&card);
+    assert!(!card.contains("[domain]"), "{card}");
+    std::fs::write(models.join(format!("{host}.toml")), card).expect("write card");
+    std::fs::copy(root.join(format!("{host}.onnx")), models.join(format!("{host}.onnx"))).expect("copy model");
+    models
+}
+
+/// A models folder in `dir` holding `host`'s card (with the fixture gate as
+/// its `[domain]`) and ONNX file, and the gate `red-gate.onnx` under a card
+/// whose `[input]` is `gate_input` (the host's own, unless a test wants a
+/// mismatch).
+fn models_with_gate(dir: &Path, host: &str, gate_input: &str) -> PathBuf {
+    let models = models_without_gate(dir, "models", host);
+    let root = util::root().join("models");
+    let card = std::fs::read_to_string(models.join(format!("{host}.toml"))).expect("host card");
     let card = format!(
         "{card}\n[domain]\nmodel = \"gate\"\nlabel = \"reddish\"\noutside = \"not recognised as a reddish image\"\n"
     );
     std::fs::write(models.join(format!("{host}.toml")), card).expect("write card");
-    std::fs::copy(root.join(format!("{host}.onnx")), models.join(format!("{host}.onnx"))).expect("copy model");
     std::fs::copy(root.join("red-gate.onnx"), models.join("red-gate.onnx")).expect("copy gate");
     // The fixture config's second model, ungated.
     for file in ["grey-means-nhwc.toml", "grey-means-nhwc.onnx"] {
@@ -231,7 +252,9 @@ fn under_desp_an_image_outside_the_domain_is_never_graded_and_fundus_studies_do_
     // DR model's 384 × 384 normalised tensor; every synthetic fundus is
     // reddish by far, the colour bars are not).
     let plain = dir.path().join("plain");
-    let done = run(&util::root().join("configs/desp.toml"), &input, &plain);
+    let ungated = models_without_gate(dir.path(), "plain-models", "dr-screen");
+    std::fs::create_dir_all(dir.path().join("plain-config")).expect("mkdir");
+    let done = run(&config(&dir.path().join("plain-config"), "desp.toml", &ungated), &input, &plain);
     assert_eq!(done.status.code(), Some(0), "{}", String::from_utf8_lossy(&done.stderr));
     let models = models_with_gate(dir.path(), "dr-screen", &input_of("dr-screen.toml"));
     let gated = dir.path().join("gated");

@@ -18,6 +18,7 @@ mod hostile;
 mod infer;
 mod ingest;
 mod pacs;
+mod photos;
 mod pipeline;
 mod privacy;
 mod resume;

@@ -50,6 +50,17 @@ pub fn testdata() -> Option<PathBuf> {
     }
 }
 
+/// `.deps/photos` (`make photos`: real fundus and other colour photographs
+/// from packages on PyPI, with `photos.tsv` listing them and their licences).
+pub fn photos() -> Option<PathBuf> {
+    let dir = std::env::var_os("NIGHTSCREEN_PHOTOS").map(PathBuf::from).unwrap_or_else(|| root().join(".deps/photos"));
+    if dir.join("photos.tsv").is_file() && dir.join("fundus").is_dir() && dir.join("other").is_dir() {
+        Some(dir)
+    } else {
+        missing(&format!("the real photographs at {} (`make photos`)", dir.display()))
+    }
+}
+
 /// The ONNX Runtime library the binary will load.
 pub fn onnxruntime() -> Option<PathBuf> {
     match nightscreen::runtime::locate_library() {

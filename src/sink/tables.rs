@@ -281,11 +281,11 @@ fn eye_columns(rows: &[StudyResult]) -> Vec<(&'static str, ArrayRef)> {
         ("right_eye_p_referable", prob(right_eye, |e| e.probs.referable)),
         ("right_eye_p_r3", prob(right_eye, |e| e.probs.r3)),
         ("right_eye_p_m1", prob(right_eye, |e| e.probs.m1)),
-        ("right_eye_p_gradable", prob(right_eye, |e| Some(e.probs.gradable))),
+        ("right_eye_p_gradable", prob(right_eye, EyeOutcome::p_gradable)),
         ("left_eye_p_referable", prob(left_eye, |e| e.probs.referable)),
         ("left_eye_p_r3", prob(left_eye, |e| e.probs.r3)),
         ("left_eye_p_m1", prob(left_eye, |e| e.probs.m1)),
-        ("left_eye_p_gradable", prob(left_eye, |e| Some(e.probs.gradable))),
+        ("left_eye_p_gradable", prob(left_eye, EyeOutcome::p_gradable)),
     ]
 }
 

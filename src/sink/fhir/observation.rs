@@ -16,7 +16,7 @@ pub const EYE_PROBABILITIES: [ProbPick; 4] = [
     ("p-referable", "Probability of referable retinopathy (R2 or R3)", |e| e.probs.referable),
     ("p-r3", "Probability of proliferative retinopathy (R3)", |e| e.probs.r3),
     ("p-m1", "Probability of maculopathy (M1)", |e| e.probs.m1),
-    ("p-gradable", "Probability that the images are gradable", |e| Some(e.probs.gradable)),
+    ("p-gradable", "Probability that the images are gradable", |e| e.p_gradable()),
 ];
 
 fn quantity(value: f32) -> Quantity {

@@ -177,7 +177,7 @@ fn eye_group(r: &Report<'_>, local: &Local<'_>, eye: Laterality, outcome: &EyeOu
         (probs.referable, local.code("P_REFERABLE", "Model probability of referable retinopathy")),
         (probs.r3, local.code("P_R3", "Model probability of R3")),
         (probs.m1, local.code("P_M1", "Model probability of M1")),
-        (Some(probs.gradable), local.code("P_GRADABLE", "Model probability the eye is gradable")),
+        (outcome.p_gradable(), local.code("P_GRADABLE", "Model probability the eye is gradable")),
     ] {
         if let Some(p) = value {
             items.push(num(Rel::Contains, &name, f64::from(p), &no_units()));

@@ -211,6 +211,14 @@ pub struct EyeOutcome {
     pub probs: EyeProbs,
 }
 
+impl EyeOutcome {
+    /// p(gradable) as the DR model gave it; `None` for an eye outside its
+    /// domain, which the model never scored.
+    pub fn p_gradable(&self) -> Option<f32> {
+        (self.grade != Grade::OutOfDomain).then_some(self.probs.gradable)
+    }
+}
+
 /// An eye's probabilities for the analyst tables: the highest over its
 /// gradable fields (over all fields for gradability), so they agree with
 /// the grade, which also takes the worst gradable field.
