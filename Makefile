@@ -26,7 +26,7 @@ DEMO_OUT := out/demo
 # `nightscreen keygen` and keeps it with its secrets.
 DEMO_KEY := out/demo.key
 
-.PHONY: all build demo evaluate test lint bench ort testdata venv photos cmake chromium pacs doctor clean
+.PHONY: all build demo evaluate test lint bench ort testdata venv photos cmake chromium pacs doctor clean train-env
 
 all: build
 
@@ -137,6 +137,12 @@ test: lint cmake ort testdata venv chromium pacs
 # out/bench/bench.md) and fails if a target is missed. About 10 minutes.
 bench: build ort venv pacs
 	ORT_DYLIB_PATH=$(CURDIR)/$(ORT_DIR)/libonnxruntime.so python3 benches/run.py
+
+# The DR model's training environment (models/training/README.md): Debian's
+# CPU torch (apt) and a venv, train-venv/, with the system site packages.
+# Only for retraining; never a prerequisite of `test`.
+train-env:
+	bash models/training/train_env.sh $(CURDIR)/train-venv
 
 clean:
 	rm -rf target out
