@@ -145,6 +145,7 @@ class DRNet2(nn.Module):
 ARCHS = {
     "drnet384": (lambda: DRNet(), 384),
     "drnet512": (lambda: DRNet(), 512),
+    "drnet2-256": (lambda: DRNet2(256), 256),  # tests only (test_resume.sh)
     "drnet2-512": (lambda: DRNet2(512), 512),
     "drnet2-640": (lambda: DRNet2(640), 640),
     "drnet2-768": (lambda: DRNet2(768), 768),

@@ -15,7 +15,9 @@ with the same arguments, train.py resumes from OUT.ckpt. The epoch's order
 comes from (seed, epoch) and each step's augmentation from (seed, epoch, step),
 and dropout's RNG is restored, so a resumed run does exactly what the
 uninterrupted run would have: same arithmetic, same weights (test_resume.sh
-checks it bit for bit). OUT itself (the weights alone) is written last, so its
+checks it bit for bit; the same thread count is part of the signature, as
+CPU kernels may sum in another order with another one). The time printed
+after a resume counts the work kept, not the work lost. OUT itself (the weights alone) is written last, so its
 existence means "finished".
 """
 import argparse
@@ -42,7 +44,7 @@ def normalise(x):
 
 def to_input(images_u8):
     """uint8 [B, H, W, 3] -> normalised float [B, 3, H, W] (no augmentation)."""
-    x = torch.from_numpy(np.ascontiguousarray(images_u8)).permute(0, 3, 1, 2).float().div_(255.0)
+    x = torch.from_numpy(np.array(images_u8)).permute(0, 3, 1, 2).float().div_(255.0)  # a copy: caches are read-only
     return normalise(x)
 
 
