@@ -138,7 +138,18 @@ photometric = ["YBR_FULL_422", "YBR_FULL", "RGB"]
 r3 = {t['r3']}
 m1 = {t['m1']}
 gradable = {t['gradable']}
-{evaluation}"""
+{evaluation}
+# Occlusion maps on the worklist page. Under [triage] mode = "desp" the
+# programme picks the images (every gradable image at a referral threshold);
+# this rule is for other programmes: p(r3) >= 0.5 is scored again with each cell of a 4 x 4 grid of the
+# input blanked (16 extra inferences per explained image; `run --no-explain`
+# or [infer] explain = false skips them).
+[explain]
+method = "occlusion"
+grid = 4
+labels = ["r3"]
+at_least = 0.5
+"""
     with open(a.out, "w") as f:
         f.write(text)
     print(f"wrote {a.out} (sha256 {sha})")
