@@ -147,6 +147,7 @@ ARCHS = {
     "drnet512": (lambda: DRNet(), 512),
     "drnet2-256": (lambda: DRNet2(256), 256),  # tests only (test_resume.sh)
     "drnet2-512": (lambda: DRNet2(512), 512),
+    "drnet2-576": (lambda: DRNet2(576), 576),
     "drnet2-640": (lambda: DRNet2(640), 640),
     "drnet2-768": (lambda: DRNet2(768), 768),
     "drnet2-768w": (lambda: DRNet2(768, stem=24), 768),

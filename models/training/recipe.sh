@@ -22,7 +22,10 @@
 #
 # Knobs (environment): EPOCHS (16), ARCH (drnet2-768), TRAIN_V2 (2000),
 # TRAIN_V1 (500), VAL (300), TEST (500), TEST_V1 (500; 0 skips it),
-# CKPT_MINUTES (10), OUT (WORK_DIR/out), INSTALL (0), NS, TP, VP (programs).
+# CKPT_MINUTES (10), OUT (WORK_DIR/out), INSTALL (0), DROP_TRAIN_DICOM (0: 1
+# deletes the training batches' DICOM files once cached, ~17 GB at the
+# defaults), NS, TP, VP (programs). A changed generator needs a new WORK_DIR:
+# finished steps are recognised by their outputs, not by how they were made.
 set -euo pipefail
 W=$(mkdir -p "${1:-/tmp/dr-train2}" && cd "${1:-/tmp/dr-train2}" && pwd)
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -39,6 +42,7 @@ TEST_V1=${TEST_V1:-500}
 CKPT_MINUTES=${CKPT_MINUTES:-10}
 OUT=${OUT:-$W/out}
 INSTALL=${INSTALL:-0}
+DROP_TRAIN_DICOM=${DROP_TRAIN_DICOM:-0}
 TR=$ROOT/models/training
 SIZE=$(cd "$TR" && "$TP" -c "from model import ARCHS; print(ARCHS['$ARCH'][1])")
 step() { echo "== $(date -u +%H:%M:%S) $*"; }
@@ -64,6 +68,9 @@ for split in train-v2 train-v1 val; do
   [ -d "$W/cache/$split-$SIZE" ] || { step "prepare $split at $SIZE"; mkdir -p "$W/cache";
     (cd "$TR" && "$TP" prepare.py --data "$W/$split" --out "$W/cache/$split-$SIZE" --size "$SIZE"); }
   [ "$split" = val ] || TRAIN_CACHES+=(--train "$W/cache/$split-$SIZE")
+  # The training DICOM (v2: ~7-10 MB a study) is not needed once cached; truth.csv stays.
+  if [ "$DROP_TRAIN_DICOM" = 1 ] && [ "$split" != val ] && compgen -G "$W/$split/study-*" > /dev/null; then
+    step "drop $split's DICOM files (cached)"; rm -rf "$W/$split"/study-*; fi
 done
 
 # 3. Train (resumes from $W/dr-screen.pt.ckpt if a run was stopped).
