@@ -81,7 +81,8 @@ done
 
 # 4. Export (ONNX opset 17, dynamic batch, checked against torch) and a first card.
 M=$OUT/models
-[ -f "$M/dr-screen.onnx" ] || { step "export";
+# (again when the weights are newer than the export: a retrained model)
+[ "$M/dr-screen.onnx" -nt "$W/dr-screen.pt" ] || { step "export";
   (cd "$TR" && "$TP" export.py --weights "$W/dr-screen.pt" --arch "$ARCH" --out "$M/dr-screen.onnx.tmp" \
      --check "$W/cache/val-$SIZE") && mv "$M/dr-screen.onnx.tmp" "$M/dr-screen.onnx"; }
 TRAINED_ON="\`nightscreen synth --generator v2\` (seed 1, $TRAIN_V2 studies)"
@@ -90,7 +91,7 @@ CARD=(--onnx "$M/dr-screen.onnx" --out "$M/dr-screen.toml" --trained-on "$TRAINE
 SHA=$(sha256sum "$M/dr-screen.onnx" | cut -c1-12)
 E=$W/eval-$SHA   # everything scored with this exact model
 mkdir -p "$E"
-[ -f "$M/dr-screen.toml" ] || (cd "$TR" && "$TP" card.py "${CARD[@]}")
+[ "$M/dr-screen.toml" -nt "$M/dr-screen.onnx" ] || (cd "$TR" && "$TP" card.py "${CARD[@]}")
 [ -f "$OUT/configs/desp.toml" ] || cp configs/desp.toml "$OUT/configs/desp.toml"   # models_dir = "../models"
 [ -f "$W/key" ] || "$NS" keygen --out "$W/key"
 
