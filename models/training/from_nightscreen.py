@@ -40,12 +40,15 @@ def main():
     uid_of = {hmac.new(key, b"instance\0" + u.encode(), hashlib.sha256).hexdigest()[:32]: u for u in uids}
     rows = ds.dataset(f"{a.out}/images", format="parquet").to_table(
         columns=["instance_pseudonym", "model_id", "labels", "outputs"]).to_pylist()
-    probs, unknown = {}, 0
+    probs, unknown, unscored = {}, 0, 0
     for r in rows:
         if r["model_id"] == a.model:
             uid = uid_of.get(r["instance_pseudonym"])
             if uid is None:
                 unknown += 1
+                continue
+            if r["outputs"] is None:  # not scored (e.g. outside a domain gate): evaluate.py counts it ungradable
+                unscored += 1
                 continue
             probs[uid] = [r["outputs"][r["labels"].index(k)] for k in LABELS]
     if unknown:
@@ -55,7 +58,8 @@ def main():
         w.writerow(["sop_instance_uid"] + LABELS)
         for uid, p in probs.items():
             w.writerow([uid] + [f"{v:.6g}" for v in p])
-    print(f"{len(probs)} images scored by {a.model} -> {a.csv}")
+    print(f"{len(probs)} images scored by {a.model} -> {a.csv}"
+          + (f" ({unscored} rows without outputs left out)" if unscored else ""))
     if a.compare:
         with open(a.compare, newline="") as f:
             ref = {r["sop_instance_uid"]: [float(r[k]) for k in LABELS] for r in csv.DictReader(f)}
