@@ -64,7 +64,8 @@ synth test-v1 "$TEST_V1" 3 v1
 # 2. Cache at the model's size (uint8 memory maps; a cache folder exists only when complete).
 TRAIN_CACHES=()
 for split in train-v2 train-v1 val; do
-  [ -f "$W/$split/truth.csv" ] || continue
+  case $split in train-v2) n=$TRAIN_V2;; train-v1) n=$TRAIN_V1;; val) n=$VAL;; esac
+  [ "$n" -gt 0 ] || continue   # a batch of an earlier run with other knobs is not mixed in
   [ -d "$W/cache/$split-$SIZE" ] || { step "prepare $split at $SIZE"; mkdir -p "$W/cache";
     (cd "$TR" && "$TP" prepare.py --data "$W/$split" --out "$W/cache/$split-$SIZE" --size "$SIZE"); }
   [ "$split" = val ] || TRAIN_CACHES+=(--train "$W/cache/$split-$SIZE")
