@@ -1,7 +1,10 @@
 """Write the model card models/dr-screen.toml.
 
-    python card.py --onnx ../dr-screen.onnx --out ../dr-screen.toml \
-        [--thresholds thresholds.json] [--evaluation heldout.json --studies 500 --seed 3]
+    python card.py --onnx OUT/dr-screen.onnx --out OUT/dr-screen.toml \
+        [--thresholds thresholds.json] [--evaluation heldout.json --studies 500 --seed 3] \
+        [--generator v2] [--trained-on "..."] [--version 2.0.0]
+
+The input size is read from the ONNX file's input shape.
 
 --thresholds is evaluate.py --choose's output (chosen on the validation seed);
 --evaluation is tools/evaluate_desp.py --json's output on the held-out seed,
@@ -14,7 +17,9 @@ import hashlib
 import json
 import os
 
-from model import LABELS, MEAN, SIZE, STD
+import onnxruntime as ort
+
+from model import LABELS, MEAN, STD
 
 # evaluate_desp.py report keys copied into [evaluation], in this order.
 FIGURES = [
@@ -38,11 +43,17 @@ def main():
     ap.add_argument("--evaluation")
     ap.add_argument("--studies", type=int, default=500)
     ap.add_argument("--seed", type=int, default=3)
-    ap.add_argument("--size", type=int, default=SIZE)
+    ap.add_argument("--generator", default="v1", help="the held-out batch's generator")
+    ap.add_argument("--trained-on", default="`nightscreen synth` (seed 1)",
+                    help="what the training images were, for the card's limitations")
+    ap.add_argument("--version", default="2.0.0")
     a = ap.parse_args()
 
     with open(a.onnx, "rb") as f:
         sha = hashlib.sha256(f.read()).hexdigest()
+    shape = ort.InferenceSession(a.onnx, providers=["CPUExecutionProvider"]).get_inputs()[0].shape
+    height, width = shape[2], shape[3]
+    synth = "nightscreen synth" + ("" if a.generator == "v1" else f" --generator {a.generator}")
     t = dict(DEFAULTS)
     if a.thresholds:
         with open(a.thresholds) as f:
@@ -54,24 +65,27 @@ def main():
             m = json.load(f)
         c = m["counts"]
         held_out = (
-            f" Held-out synthetic batch ({c['studies']} studies, seed {a.seed}), thresholds chosen on seed 2, "
+            f" Held-out synthetic batch ({c['studies']} studies, generator {a.generator}, seed {a.seed}), "
+            "thresholds chosen on seed 2, "
             f"DESP rules through nightscreen: referable (R2/R3/M1) sensitivity "
             f"{pct(m['referable_sensitivity_eye'])} per eye ({c['referable_eyes']} eyes), "
             f"{pct(m['referable_sensitivity_study'])} per study; specificity {pct(m['referable_specificity_eye'])} "
             f"per eye, {pct(m['referable_specificity_study'])} per study; R3 sensitivity "
-            f"{pct(m['r3_sensitivity_eye'])} ({c['r3_eyes']} eyes) with specificity {pct(m['r3_specificity_eye'])} (most R2 "
-            f"eyes are also called R3: the R3 threshold favours sensitivity); ungradable eyes detected "
+            f"{pct(m['r3_sensitivity_eye'])} ({c['r3_eyes']} eyes) with specificity {pct(m['r3_specificity_eye'])}"
+            + (" (many R2 eyes are also called R3: the R3 threshold favours sensitivity)"
+               if m["r3_specificity_eye"] < 0.9 else "")
+            + "; ungradable eyes detected "
             f"{pct(m['ungradable_detected_eye'])} ({c['ungradable_eyes']} eyes). Synthetic figures say nothing "
             "about performance on real photographs."
         )
-        lines = [f'data = "synthetic, held out: nightscreen synth --studies {a.studies} --seed {a.seed}; '
+        lines = [f'data = "synthetic, held out: {synth} --studies {a.studies} --seed {a.seed}; '
                  'thresholds chosen on seed 2; DESP rules of configs/desp.toml"',
                  'command = "make evaluate"']
         lines += [f"{k} = {round(m[k], 4)}" for k in FIGURES]
         lines += [f"{k} = {c[k]}" for k in COUNTS]
         evaluation = "\n[evaluation]\n" + "\n".join(lines) + "\n"
     limitations = (
-        "Trained ONLY on synthetic fundus images made by `nightscreen synth` (seed 1); it has never seen a real "
+        f"Trained ONLY on synthetic fundus images made by {a.trained_on}; it has never seen a real "
         "photograph and is NOT for clinical use: a real programme must replace it with its own validated model. "
         "Per image it gives R0-R3 probabilities (softmax), M1 and gradability probabilities (sigmoid). "
         "The whole frame is stretched to the input size, so very different fields of view or aspect ratios are "
@@ -80,8 +94,8 @@ def main():
     q = lambda s: json.dumps(s, ensure_ascii=False)  # a JSON string is a valid TOML basic string
     floats = lambda xs: "[" + ", ".join(repr(float(x)) for x in xs) + "]"
     text = f"""# Diabetic-retinopathy screening model trained on SYNTHETIC fundus images only.
-# NOT for clinical use. Recipe: models/training/README.md (train seed 1, thresholds
-# from validation seed 2, [evaluation] figures from held-out seed 3).
+# NOT for clinical use. Recipe: models/training/README.md (trained on {a.trained_on};
+# thresholds from validation seed 2, [evaluation] figures from held-out seed {a.seed}).
 #
 # The programme's operating point lives in configs/desp.toml [triage.desp]; the
 # values chosen on seed 2 were:
@@ -93,7 +107,7 @@ def main():
 # applied to gradable images; an eye is graded by its worst gradable field (no
 # gradable field = U), a study by its worse eye.
 id = "dr-screen"
-version = "1.0.0"
+version = "{a.version}"
 file = {q(os.path.basename(a.onnx))}
 sha256 = "{sha}"
 intended_use = "Research and pipeline demonstration: grades each Ophthalmic Photography fundus image (macula or disc field) for diabetic retinopathy in the English DESP scheme: R0-R3, M1 and gradability. Not a medical device; not for clinical use."
@@ -104,8 +118,8 @@ clinical_use = false
 name = "image"
 layout = "NCHW"
 channels = 3
-height = {a.size}
-width = {a.size}
+height = {height}
+width = {width}
 scale = 1.0
 mean = {floats(MEAN)}
 std = {floats(STD)}
@@ -124,7 +138,18 @@ photometric = ["YBR_FULL_422", "YBR_FULL", "RGB"]
 r3 = {t['r3']}
 m1 = {t['m1']}
 gradable = {t['gradable']}
-{evaluation}"""
+{evaluation}
+# Occlusion maps on the worklist page. Under [triage] mode = "desp" the
+# programme picks the images (every gradable image at a referral threshold);
+# this rule is for other programmes: p(r3) >= 0.5 is scored again with each cell of a 4 x 4 grid of the
+# input blanked (16 extra inferences per explained image; `run --no-explain`
+# or [infer] explain = false skips them).
+[explain]
+method = "occlusion"
+grid = 4
+labels = ["r3"]
+at_least = 0.5
+"""
     with open(a.out, "w") as f:
         f.write(text)
     print(f"wrote {a.out} (sha256 {sha})")

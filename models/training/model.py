@@ -1,4 +1,9 @@
-"""The dr-screen network: a compact strided CNN with three heads.
+"""The dr-screen networks: compact strided CNNs with three heads.
+
+DRNet is the shipped v1 model (384 x 384). DRNet2 is the v2 design (issue 16):
+a larger input whose first layer is a non-overlapping 4 x 4 "patchify"
+convolution, so the finer pixels reach the network (new vessels are under a
+pixel wide at 384) at about the cost of today's stem.
 
 Output `probs` [N, 6] = softmax(R grade logits) ++ sigmoid(M1) ++ sigmoid(gradable),
 labels r0, r1, r2, r3, m1, gradable. The activations are inside the graph so the
@@ -79,3 +84,78 @@ def macs(model, size=SIZE):
         elif isinstance(m, nn.Linear):
             total += m.in_features * m.out_features
     return total
+
+
+class LocalContrast(nn.Module):
+    """Feature map plus its local contrast: cat[f, gain * (f - local mean of f)].
+
+    DRNet's HighPass moved after the (linear) stem: the same idea at 1/16 of
+    the pixels, because a linear stem commutes with subtracting a smooth
+    local mean. k is in stem pixels (4 stem pixels = 16 input pixels at stride 4).
+    """
+
+    def __init__(self, k=4, gain=4.0):
+        super().__init__()
+        self.k, self.gain = k, gain
+
+    def forward(self, f):
+        local = F.interpolate(F.avg_pool2d(f, self.k), scale_factor=self.k, mode="bilinear", align_corners=False)
+        return torch.cat([f, self.gain * (f - local)], 1)
+
+
+class DRNet2(nn.Module):
+    """v2: S x S input (default 768), stride-4 patchify stem with local contrast.
+
+    Stem: Conv 4x4 stride 4 (3 -> `stem` channels, linear) on the normalised
+    image, then LocalContrast, BN, ReLU: every input pixel is seen once, no
+    overlap, so the stem costs S^2/16 * 48 * stem MACs. Then DRNet's plan from
+    its second layer on (four more stride-2 convs), so the final map is S/64
+    (12 x 12 at 768, as DRNet's at 384).
+    Heads as DRNet (avg + max pooling, one linear layer, activations in graph).
+    """
+
+    PLAN = [(24, 2), (48, 2), (48, 1), (96, 2), (96, 1), (192, 2), (192, 1)]
+
+    def __init__(self, size=768, stem=16, width=1.0, extra=()):
+        super().__init__()
+        self.size = size
+        self.stem = nn.Conv2d(3, stem, 4, 4, 0, bias=False)
+        layers, cin = [LocalContrast(), nn.BatchNorm2d(2 * stem), nn.ReLU(inplace=True)], 2 * stem
+        for c, st in list(self.PLAN) + list(extra):
+            c = int(c * width)
+            layers.append(conv_bn(cin, c, st))
+            cin = c
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.maxpool = nn.AdaptiveMaxPool2d(1)
+        self.drop = nn.Dropout(0.2)
+        self.head = nn.Linear(2 * cin, 6)
+
+    def logits(self, x):
+        f = self.features(self.stem(x))
+        f = torch.cat([self.pool(f), self.maxpool(f)], 1).flatten(1)
+        return self.head(self.drop(f))
+
+    def forward(self, x):
+        z = self.logits(x)
+        return torch.cat([torch.softmax(z[:, :4], 1), torch.sigmoid(z[:, 4:6])], 1)
+
+
+# Architectures by name, for train.py / export.py / speed.py: name -> (constructor, input size).
+ARCHS = {
+    "drnet384": (lambda: DRNet(), 384),
+    "drnet512": (lambda: DRNet(), 512),
+    "drnet2-256": (lambda: DRNet2(256), 256),  # tests only (test_resume.sh)
+    "drnet2-512": (lambda: DRNet2(512), 512),
+    "drnet2-576": (lambda: DRNet2(576), 576),
+    "drnet2-640": (lambda: DRNet2(640), 640),
+    "drnet2-768": (lambda: DRNet2(768), 768),
+    "drnet2-768w": (lambda: DRNet2(768, stem=24), 768),
+    "drnet2-1024": (lambda: DRNet2(1024), 1024),
+}
+
+
+def build(arch):
+    """(model, input size) for an architecture name of ARCHS."""
+    make, size = ARCHS[arch]
+    return make(), size

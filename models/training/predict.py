@@ -14,6 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from model import LABELS
+from prepare import load_cache
 from train import to_input
 
 
@@ -26,7 +27,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
 
-    z = np.load(a.cache)
+    z = load_cache(a.cache)
     images, uids = z["images"], z["sop_instance_uid"]
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = a.threads
