@@ -139,6 +139,17 @@ r3 = {t['r3']}
 m1 = {t['m1']}
 gradable = {t['gradable']}
 {evaluation}
+# What this model was made for: colour fundus photographs, as the companion
+# model fundus-gate recognises them (its card says what it measures and how it
+# was calibrated; models/training/gate/). An image it does not recognise is
+# never graded: its study says why, in these words. The gate scores this
+# model's own tensor, so its card's [input] must be this card's (the gate's
+# graph takes any size: make_gate.py writes its card for the size given).
+[domain]
+model = "fundus-gate"
+label = "fundus"
+outside = "not recognised as a fundus photograph"
+
 # Occlusion maps on the worklist page. Under [triage] mode = "desp" the
 # programme picks the images (every gradable image at a referral threshold);
 # this rule is for other programmes: p(r3) >= 0.5 is scored again with each cell of a 4 x 4 grid of the
