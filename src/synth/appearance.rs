@@ -21,7 +21,7 @@
 //! | exposure | × e^(0.18 N), 0.65–1.5 | auto-exposure and flash level vary ±¼ stop: judgement |
 //! | colour cast (gain R, G, B) | 0.92–1.08, 0.85–1.1, 0.75–1.25 | white balance differs by vendor (Canon redder, Topcon greener): judgement |
 //! | gamma | 0.85–1.15 | judgement |
-//! | light fall-off | 1 − f·ρ^p, f 0–0.35, p 2–4 (on top of v1's vignette) | judgement |
+//! | light fall-off | 1 − f·ρ^p, f 0–0.25, p 2–4, on top of v1's vignette (1 − v·ρ³, v 0.45–0.6) scaled by 0.2–0.7 | real photographs keep a median 0.85 of the centre's luminance at 0.75–0.9 of the radius (10–90 %: 0.37–1.0); v2 before this kept 0.63 (`tools/compare_fundus.py`) |
 //! | flash reflex | 15 %: central, radius 0.08–0.2 R, +10–30 levels, bluish white | judgement (seen on Topcon images) |
 //! | lens dust | 50 %: 1–4 soft dark blobs, radius 1–5 % of R, 8–30 % darker | judgement |
 //! | focus | 35 % of gradable images: box blur 0.5–2 px × R/560 px, 2 passes; blur defects get more on large images | judgement |
@@ -184,6 +184,8 @@ pub struct Look2 {
     pub blur: usize,
     pub sheen: f32,
     pub choroid: f32,
+    /// Scale of the renderer's own vignette (v1: 1).
+    pub vignette: f32,
 }
 
 impl Look2 {
@@ -195,7 +197,7 @@ impl Look2 {
         };
         let cast = [rng.range(0.92, 1.08), rng.range(0.85, 1.1), rng.range(0.75, 1.25)];
         let gamma = rng.range(0.85, 1.15);
-        let falloff = rng.range(0.0, 0.35);
+        let falloff = rng.range(0.0, 0.25);
         let falloff_pow = rng.range(2.0, 4.0);
         let reflex = rng.chance(0.15).then(|| (rng.range(0.08, 0.2), rng.range(10.0, 30.0)));
         let mut dust = Vec::new();
@@ -220,6 +222,7 @@ impl Look2 {
             blur,
             sheen: fundus.sheen * rng.range(0.7, 1.0),
             choroid: fundus.choroid,
+            vignette: rng.range(0.2, 0.7),
         }
     }
 }
