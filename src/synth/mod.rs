@@ -23,10 +23,16 @@
 //! the generator the shipped model was trained on, kept byte for byte:
 //! every image 1600 × 1200 JPEG, one circular field. `v2` (issue 16) spans
 //! real cameras: [`camera`] draws a camera per image (size, aspect,
-//! encoding, field angle), [`fov`] its field-of-view mask and burnt-in
-//! text, [`appearance`] the fundus type and the photograph's look. v2
-//! draws only from streams forked off labels v1 never uses, so the v1
-//! stream is untouched, and its truth files say `generator = v2`.
+//! encoding, field angle: 30–50°), [`fov`] its field-of-view mask and
+//! burnt-in text, [`appearance`] the fundus type and the photograph's
+//! look, [`vasculature`] a vessel tree grown by Murray's law, [`disease`]
+//! each lesion's contrast and the features v1 leaves out, and
+//! [`visibility`] which lesions a grader could see in each photograph:
+//! only those count towards the image's grade. v2 draws only from
+//! streams forked off labels v1 never uses, so the v1 stream is
+//! untouched, and its truth files say `generator = v2`. Each module's doc
+//! has the table of its parameters' ranges and where they come from;
+//! `tools/compare_fundus.py` compares a batch with real photographs.
 
 pub mod appearance;
 pub mod camera;
