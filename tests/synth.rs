@@ -319,6 +319,9 @@ fn v2_spans_encodings_masks_and_sizes_and_says_so() {
     assert!(distinct("width").len() >= 6, "{:?}", distinct("width"));
     assert!(widths.iter().any(|&w| w <= 1500) && widths.iter().any(|&w| w >= 3000), "{widths:?}");
     assert!(distinct("fundus").len() >= 3, "{:?}", distinct("fundus"));
+    // 30° fields (the narrow-30 family) besides 40–50° ones.
+    let degrees: Vec<f32> = rows.iter().map(|r| r["field_deg"].parse().expect("field_deg")).collect();
+    assert!(degrees.iter().any(|&d| d < 36.0) && degrees.iter().any(|&d| d >= 45.0), "{degrees:?}");
     for r in &rows {
         let f = dir.join(&r["path"]);
         let obj = dicom_object::open_file(&f).expect("open");

@@ -13,15 +13,15 @@
 //! | orange | v1's range (238,112,42)–(170,62,24); pattern 0 or 0.1–0.35 (30 %) | v1 |
 //! | brown | (165,70,35)–(120,48,22); pattern 0–0.1 | judgement (darker, browner, flatter, as in `image0.png`) |
 //! | tigroid | (200,95,45)–(160,70,35); ridges 0.2–0.35; bands between choroidal vessels up to 18–30 % darker | tessellated fundus of myopes (PALM's `P0185`); judgement |
-//! | NFL sheen | age < 30: 0.6–1.0, < 45: 0.25–0.6, < 60: 0–0.25, else 0–0.08 (× 1.3 on dark fundi) | the sheen fades with age (textbook); strengths judgement |
+//! | NFL sheen | age < 30: 0.6–1.0, < 45: 0.25–0.6, < 60: 0–0.25, else 0–0.08 (× 1.3 on dark fundi); radial striation 65–100 %, its phase wandering with the texture | the sheen fades with age (textbook); strengths judgement; regular stripes read as a sunburst on 30° fields |
 //! | choroidal vessels | ~20 soft curving bands radiating from the posterior pole, wiggled by the eye's texture, faded in from 1–2.5 DD from the fovea, none on the disc | judgement (vortex-vein pattern of tessellated fundi) |
 //! | vessel central reflex | age < 45: 40–60 % of the axis's absorption removed, veins too; else 25–40 %, arteries only (v1: 30 %, arteries); only where a vessel is > 6 px wide | the reflex is brighter in young eyes (textbook); numbers judgement |
 //! | microaneurysm radius | v1's × 0.4–0.65: 0.010–0.023 DD, 3–7 px across at 1600 px wide | MAs are 25–125 µm; a disc diameter is ≈ 1.8 mm |
 //! | dot haemorrhage, exudate | × 0.6–0.85, × 0.6–1.0 of v1's | judgement |
 //! | exposure | × e^(0.18 N), 0.65–1.5 | auto-exposure and flash level vary ±¼ stop: judgement |
-//! | colour cast (gain R, G, B) | 0.92–1.08, 0.85–1.1, 0.75–1.25 | white balance differs by vendor (Canon redder, Topcon greener): judgement |
+//! | colour cast (gain R, G, B) | 0.95–1.1, 0.92–1.15, 0.75–1.25 | white balance differs by vendor (Canon redder, Topcon greener): judgement; green raised from 0.85–1.1 and red from 0.92–1.08 because v2 came out redder (chromaticity g 0.26) and darker (R 134) than the real photographs (g 0.28, R 163; `tools/compare_fundus.py`) |
 //! | gamma | 0.85–1.15 | judgement |
-//! | light fall-off | 1 − f·ρ^p, f 0–0.35, p 2–4 (on top of v1's vignette) | judgement |
+//! | light fall-off | 1 − f·ρ^p, f 0–0.25, p 2–4, on top of v1's vignette (1 − v·ρ³, v 0.45–0.6) scaled by 0.2–0.7 | real photographs keep a median 0.85 of the centre's luminance at 0.75–0.9 of the radius (10–90 %: 0.37–1.0); v2 before this kept 0.63 (`tools/compare_fundus.py`) |
 //! | flash reflex | 15 %: central, radius 0.08–0.2 R, +10–30 levels, bluish white | judgement (seen on Topcon images) |
 //! | lens dust | 50 %: 1–4 soft dark blobs, radius 1–5 % of R, 8–30 % darker | judgement |
 //! | focus | 35 % of gradable images: box blur 0.5–2 px × R/560 px, 2 passes; blur defects get more on large images | judgement |
@@ -184,6 +184,8 @@ pub struct Look2 {
     pub blur: usize,
     pub sheen: f32,
     pub choroid: f32,
+    /// Scale of the renderer's own vignette (v1: 1).
+    pub vignette: f32,
 }
 
 impl Look2 {
@@ -193,9 +195,9 @@ impl Look2 {
             Some(Defect::Dark) | Some(Defect::Bright) => 1.0,
             _ => (0.18 * rng.normal()).exp().clamp(0.65, 1.5),
         };
-        let cast = [rng.range(0.92, 1.08), rng.range(0.85, 1.1), rng.range(0.75, 1.25)];
+        let cast = [rng.range(0.95, 1.1), rng.range(0.92, 1.15), rng.range(0.75, 1.25)];
         let gamma = rng.range(0.85, 1.15);
-        let falloff = rng.range(0.0, 0.35);
+        let falloff = rng.range(0.0, 0.25);
         let falloff_pow = rng.range(2.0, 4.0);
         let reflex = rng.chance(0.15).then(|| (rng.range(0.08, 0.2), rng.range(10.0, 30.0)));
         let mut dust = Vec::new();
@@ -220,6 +222,7 @@ impl Look2 {
             blur,
             sheen: fundus.sheen * rng.range(0.7, 1.0),
             choroid: fundus.choroid,
+            vignette: rng.range(0.2, 0.7),
         }
     }
 }
@@ -240,8 +243,11 @@ fn sheen_at(retina: &Retina, q: [f32; 2]) -> f32 {
     if s < 0.02 || dist(q, retina.fovea) < 0.8 {
         return 0.0;
     }
-    // Nerve-fibre bundles run radially from the disc.
-    let stripes = 0.5 + 0.5 * (dy.atan2(dx) * 70.0).sin();
+    // Nerve-fibre bundles run radially from the disc; their phase wanders
+    // with the eye's texture so they do not read as a regular sunburst
+    // (they did on 30° fields).
+    let warp = retina.texture.at([0.5 * q[0], 0.5 * q[1]]);
+    let stripes = 0.65 + 0.35 * (dy.atan2(dx) * 70.0 + 2.5 * warp).sin();
     s * stripes
 }
 

@@ -9,10 +9,11 @@
 //! | `canon-3:2` | 2376–3888 wide, 3:2 | 45° | JPEG | full circle (50 %) or clipped (45 %) | Canon CR-1/CR-2 on EOS bodies, 45° (HRF: CR-1 + EOS 20D, 3504 × 2336, clipped); 3888 × 2592 is a 10 MP EOS; 2376 wide is judgement |
 //! | `ccd-4:3` | 1024–2560 wide, 4:3 | 40–45° | JPEG, or native RGB (30 %) | full circle (55 %) | 4:3 CCD cameras (today's 1600 × 1200 and its neighbours): judgement |
 //! | `square-1:1` | 1024–2124 square | 45° | JPEG, or native RGB (20 %) | full circle (70 %), rectangular crop (20 %), notches (40 %) | Zeiss VISUCAM 45° exports near-square images (PALM's 1444 × 1444); scikit-image's `retina.jpg` is 1411 × 1411 |
+//! | `narrow-30` | 999–1998 wide, 999 : 960 | 30–35° | JPEG, or native RGB (30 %) | full circle (60 %) or clipped (35 %) | 30° fields of Nidek NM-200-D (CHASE_DB1: 999 × 960, 30°) and Topcon TRV-50 (STARE, 35°); a 30° field is ≈ 4.7 DD across, so disc and vessels are half as large again as at 45° |
 //!
-//! Family weights 35 / 25 / 25 / 15 % (judgement). Widths are drawn from
-//! each family's list and heights follow from the aspect (rounded to
-//! even), so 1024 to 3888 px wide. Native RGB is only drawn for images at
+//! Family weights 32 / 23 / 23 / 12 / 10 % (judgement). Widths are drawn
+//! from each family's list and heights follow from the aspect (rounded to
+//! even), so 999 to 3888 px wide. Native RGB is only drawn for images at
 //! most 2400 px wide: uncompressed, a 2400 × 1600 image is already 11.5 MB
 //! (3888 × 2592 would be 30 MB), and a 4 000-image training batch of those
 //! would not fit the machines' disks or read in reasonable time; JPEG at
@@ -90,9 +91,9 @@ pub struct Model {
 }
 
 /// The families of the table above, with their weights.
-pub const MODELS: [(f32, Model); 4] = [
+pub const MODELS: [(f32, Model); 5] = [
     (
-        0.35,
+        0.32,
         Model {
             name: "topcon-3:2",
             aspect: (3, 2),
@@ -105,7 +106,7 @@ pub const MODELS: [(f32, Model); 4] = [
         },
     ),
     (
-        0.25,
+        0.23,
         Model {
             name: "canon-3:2",
             aspect: (3, 2),
@@ -118,7 +119,7 @@ pub const MODELS: [(f32, Model); 4] = [
         },
     ),
     (
-        0.25,
+        0.23,
         Model {
             name: "ccd-4:3",
             aspect: (4, 3),
@@ -131,7 +132,7 @@ pub const MODELS: [(f32, Model); 4] = [
         },
     ),
     (
-        0.15,
+        0.12,
         Model {
             name: "square-1:1",
             aspect: (1, 1),
@@ -140,6 +141,19 @@ pub const MODELS: [(f32, Model); 4] = [
             native: 0.2,
             masks: [0.7, 0.1, 0.2],
             notch: 0.4,
+            text: 0.3,
+        },
+    ),
+    (
+        0.10,
+        Model {
+            name: "narrow-30",
+            aspect: (999, 960),
+            widths: &[999, 1332, 1998],
+            field: (30.0, 35.0),
+            native: 0.3,
+            masks: [0.6, 0.35, 0.05],
+            notch: 0.1,
             text: 0.3,
         },
     ),
@@ -255,9 +269,18 @@ mod tests {
         for kind in [MaskKind::Circle, MaskKind::Clipped, MaskKind::Rectangle] {
             assert!(cams.iter().any(|c| c.mask == kind), "{kind:?}");
         }
+        // 30° fields, and 40–50° ones; every family drawn.
+        assert!(cams.iter().any(|c| c.field_deg < 36.0) && cams.iter().any(|c| c.field_deg > 48.0));
+        for (_, m) in &MODELS {
+            assert!(cams.iter().any(|c| c.model.name == m.name), "{}", m.name);
+        }
+        let narrow = cams.iter().filter(|c| c.field_deg < 36.0).count();
+        assert!((20..70).contains(&narrow), "{narrow} of 400 at 30–35°");
         for c in &cams {
             assert!(c.height % 2 == 0 && c.height >= 680 && c.width <= 4000, "{}x{}", c.width, c.height);
-            if c.width > c.height {
+            // Landscape fields are cut by the top and bottom edges only
+            // (near-square ones, as the 30° family's, on every side).
+            if c.width as f32 > 1.2 * c.height as f32 {
                 assert!(2.0 * c.radius <= c.width as f32, "{c:?}");
             }
             if c.mask == MaskKind::Clipped {

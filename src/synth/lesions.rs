@@ -17,7 +17,7 @@ use super::rng::Rng;
 /// A random point at the posterior pole, where DR lesions cluster and where
 /// both fields overlap most: within 3.2 DD of a point between fovea and
 /// disc, never on the disc.
-fn pole_point(rng: &mut Rng) -> P {
+pub(super) fn pole_point(rng: &mut Rng) -> P {
     loop {
         let r = 3.2 * rng.f32().sqrt();
         let a = rng.range(0.0, 2.0 * PI);
@@ -28,12 +28,12 @@ fn pole_point(rng: &mut Rng) -> P {
     }
 }
 
-fn blob(c: P, r: f32) -> Blob {
+pub(super) fn blob(c: P, r: f32) -> Blob {
     Blob { c, a: r, b: r, angle: 0.0 }
 }
 
 impl Retina {
-    pub(super) fn add_lesions(&mut self, rng: &mut Rng, r: u8, m1: bool) {
+    pub(super) fn add_lesions(&mut self, rng: &mut Rng, r: u8, m1: bool, beading: f32) {
         let (mas, dots, blots) = match r {
             0 => (0, 0, 0),
             1 => (rng.int(1, 7), rng.int(0, 4), 0),
@@ -60,7 +60,7 @@ impl Retina {
             self.push(LesionKind::BlotHaemorrhage, c, parts);
         }
         if r >= 2 && rng.chance(if r == 2 { 0.55 } else { 0.5 }) {
-            self.add_beading(rng);
+            self.add_beading(rng, beading);
         }
         if r == 3 {
             let (nvd, nve, pre) = match rng.int(0, 4) {
@@ -113,11 +113,11 @@ impl Retina {
     }
 
     pub(super) fn push(&mut self, kind: LesionKind, centre: P, blobs: Vec<Blob>) {
-        self.lesions.push(Lesion { kind, centre, blobs });
+        self.lesions.push(Lesion { kind, centre, blobs, contrast: 1.0 });
     }
 
     /// Sausage-like widening along about 1.6 DD of a vein away from the disc.
-    fn add_beading(&mut self, rng: &mut Rng) {
+    fn add_beading(&mut self, rng: &mut Rng, amplitude: f32) {
         let candidates: Vec<usize> = (0..self.vessels.len())
             .filter(|&i| {
                 let v = &self.vessels[i];
@@ -135,7 +135,7 @@ impl Retina {
         let period = rng.range(4.0, 6.0); // steps per bead: 0.16–0.24 DD
         for k in 0..40 {
             let s = (k as f32 / period * PI).sin();
-            v.widths[start + k] *= 1.0 + 0.7 * s * s;
+            v.widths[start + k] *= 1.0 + amplitude * s * s;
         }
         let centre = v.pts[start + 20];
         self.push(LesionKind::Beading, centre, Vec::new());
@@ -155,7 +155,7 @@ impl Retina {
                 pts.push(p);
             }
             let widths = vec![w; pts.len()];
-            self.vessels.push(Vessel { kind: VesselKind::New, pts, widths });
+            self.vessels.push(Vessel { kind: VesselKind::New, pts, widths, contrast: 1.0 });
         }
         self.push(LesionKind::NewVessels, c, Vec::new());
     }
@@ -171,7 +171,13 @@ impl Retina {
     /// passes its field-of-view mask, so lesions in a clipped or cropped
     /// part of the field do not count.
     pub fn grade_seen(&self, seen: impl Fn(P) -> bool, fovea_seen: bool) -> (u8, bool) {
-        let seen = |l: &&Lesion| seen(l.centre);
+        self.grade_of(|l| seen(l.centre), fovea_seen)
+    }
+
+    /// The grade from the lesions `counts` accepts (generator v2: inside
+    /// the lit field and visible in the photograph).
+    pub fn grade_of(&self, counts: impl Fn(&Lesion) -> bool, fovea_seen: bool) -> (u8, bool) {
+        let seen = |l: &&Lesion| counts(l);
         let mut r = 0;
         let mut blots = 0;
         let mut m1 = false;
@@ -187,7 +193,10 @@ impl Retina {
                     m1 |= dist(l.centre, self.fovea) <= 1.0 && fovea_seen;
                     1
                 }
+                LesionKind::Irma => 2,
                 LesionKind::Microaneurysm | LesionKind::DotHaemorrhage => 1,
+                // An R1 feature only beside others (DESP), which grade it.
+                LesionKind::CottonWool => 0,
             };
             r = r.max(g);
         }

@@ -23,14 +23,21 @@
 //! the generator the shipped model was trained on, kept byte for byte:
 //! every image 1600 × 1200 JPEG, one circular field. `v2` (issue 16) spans
 //! real cameras: [`camera`] draws a camera per image (size, aspect,
-//! encoding, field angle), [`fov`] its field-of-view mask and burnt-in
-//! text, [`appearance`] the fundus type and the photograph's look. v2
-//! draws only from streams forked off labels v1 never uses, so the v1
-//! stream is untouched, and its truth files say `generator = v2`.
+//! encoding, field angle: 30–50°), [`fov`] its field-of-view mask and
+//! burnt-in text, [`appearance`] the fundus type and the photograph's
+//! look, [`vasculature`] a vessel tree grown by Murray's law, [`disease`]
+//! each lesion's contrast and the features v1 leaves out, and
+//! [`visibility`] which lesions a grader could see in each photograph:
+//! only those count towards the image's grade. v2 draws only from
+//! streams forked off labels v1 never uses, so the v1 stream is
+//! untouched, and its truth files say `generator = v2`. Each module's doc
+//! has the table of its parameters' ranges and where they come from;
+//! `tools/compare_fundus.py` compares a batch with real photographs.
 
 pub mod appearance;
 pub mod camera;
 pub mod dicom;
+pub mod disease;
 pub mod fov;
 pub mod jpeg;
 mod lesions;
@@ -41,6 +48,8 @@ pub mod rng;
 pub mod stamp;
 pub mod study;
 pub mod truth;
+pub mod vasculature;
+pub mod visibility;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -309,11 +318,15 @@ fn generate_eye_v2(
     images: &mut Vec<ImageTruth>,
     scratch: &mut render::Scratch,
 ) -> Result<Grade, SynthError> {
-    let mut retina = Retina::generate(eye.eye, eye.r, eye.m1, eye.seed);
     let eye_rng = Rng::new(eye.seed);
+    let anatomy = vasculature::draw(&mut eye_rng.fork(303));
+    let mut retina = Retina::generate_with(eye.eye, eye.r, eye.m1, eye.seed, &anatomy, |r| {
+        disease::add_lesions(r, &mut eye_rng.fork(302), eye.r);
+    });
     let fundus = appearance::Fundus::draw(&mut eye_rng.fork(300), plan.age_years());
     fundus.apply(&mut retina, eye.seed);
     appearance::scale_lesions(&mut retina, &mut eye_rng.fork(301));
+    disease::draw_contrast(&mut retina, &mut eye_rng.fork(304));
     // The same stream v1 draws its looks and noise from: only its use differs.
     let mut rng = eye_rng.fork(100);
     let mut eye_grade = Grade(None);
@@ -323,12 +336,36 @@ fn generate_eye_v2(
         let (w, h) = (cam.width, cam.height);
         let view = cam.view(&retina, image.field, &mut cam_rng);
         let mask = fov::Mask::draw(&cam, &view, &mut cam_rng);
+        let look = appearance::Look2::draw(&mut eye_rng.fork(400 + k as u64), image.defect, &view, &fundus);
         scratch.set_vessel_reflex(fundus.reflex.0, fundus.reflex.1);
+        scratch.set_vessel_fade(vasculature::FADE_W0);
+        scratch.set_absorption(vasculature::ABSORPTION);
+        scratch.set_vignette_scale(look.vignette);
         render::render_planes(&retina, &view, image.defect, &mut rng, w, h, scratch);
         let text = cam.overlay_text(plan, eye.eye);
-        let look = appearance::Look2::draw(&mut eye_rng.fork(400 + k as u64), image.defect, &view, &fundus);
         let text = text.as_deref().map(|lines| (lines, cam.text_colour));
-        let (rgb, burnt) = appearance::finish(scratch.planes_mut(), w, h, &look, &retina, &view, &mask, text);
+        let burnt = appearance::finish(scratch.planes_mut(), w, h, &look, &retina, &view, &mask, text).1;
+        let rgb = scratch.planes();
+        let grade = match image.defect {
+            Some(_) => Grade(None),
+            None => {
+                let photo = visibility::Photo {
+                    view: &view,
+                    green: &rgb[1],
+                    w: w as usize,
+                    h: h as usize,
+                    blur_var: visibility::Photo::box_var(look.blur, 2),
+                    gamma: look.gamma,
+                    fade: Some(vasculature::FADE_W0),
+                    beading: anatomy.beading,
+                    absorption: vasculature::ABSORPTION,
+                };
+                let counts = |l: &retina::Lesion| {
+                    mask.sees(view.to_px(l.centre), 0.95) && photo.visible(&retina, l, |x, y| scratch.vessels_at(x, y))
+                };
+                Grade(Some(retina.grade_of(counts, mask.sees(view.to_px(retina.fovea), 0.9))))
+            }
+        };
         let pixels = match cam.encoding {
             camera::Encoding::Jpeg => {
                 let planes = [&rgb[0][..], &rgb[1][..], &rgb[2][..]];
@@ -342,12 +379,6 @@ fn generate_eye_v2(
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let device = dicom::Device { model: cam.model.name, field_deg: cam.field_deg, burned_in: burnt };
         dicom::write_image(&dir.join("1.dcm"), plan, eye, image, pixels, w, h, Some(&device))?;
-        let grade = match image.defect {
-            Some(_) => Grade(None),
-            None => Grade(Some(
-                retina.grade_seen(|p| mask.sees(view.to_px(p), 0.95), mask.sees(view.to_px(retina.fovea), 0.9)),
-            )),
-        };
         eye_grade = Grade::worst_gradable(eye_grade, grade);
         images.push(ImageTruth {
             sop_uid: image.sop_uid.clone(),

@@ -74,7 +74,18 @@ const VEIN: [f32; 3] = [0.4, 0.68, 0.6];
 const BLOOD: [f32; 3] = [0.5, 0.82, 0.78];
 const DISC_RIM: [f32; 3] = [240.0, 168.0, 100.0];
 const DISC_CUP: [f32; 3] = [250.0, 225.0, 180.0];
-const EXUDATE: [f32; 3] = [250.0, 232.0, 140.0];
+pub(super) const EXUDATE: [f32; 3] = [250.0, 232.0, 140.0];
+/// Cotton-wool spots: greyish white (generator v2).
+pub(super) const PALE: [f32; 3] = [236.0, 228.0, 212.0];
+
+/// Per-channel absorption (R, G, B) at full strength.
+#[derive(Debug, Clone, Copy)]
+pub struct Absorption {
+    pub artery: [f32; 3],
+    pub vein: [f32; 3],
+    /// Haemorrhages.
+    pub blood: [f32; 3],
+}
 
 /// The smooth background is shaded every 4 pixels and interpolated: it has
 /// no detail finer than the texture grid (0.05 DD, 8 px).
@@ -87,6 +98,10 @@ const BASE_CH: usize = 4;
 #[derive(Debug, Default)]
 pub struct Scratch {
     masks: Masks,
+    /// Artery, vein and blood absorption when not v1's (generator v2).
+    absorb: Option<Absorption>,
+    /// Scales the vignette of the next render (generator v2).
+    vignette_scale: Option<f32>,
     /// Background grid ([`BASE_STEP`], [`BASE_CH`]).
     base: Vec<f32>,
     /// Per grid row, the cells that are shaded ([`grid_cells`]).
@@ -112,12 +127,47 @@ impl Scratch {
         &mut self.planes
     }
 
+    /// The planes the last render (and finish) wrote.
+    pub fn planes(&self) -> &[Vec<u8>; 3] {
+        &self.planes
+    }
+
     /// Sets the vessels' central light reflex for the next renders
     /// (generator v2): the share of absorption removed on the axis, and
     /// whether veins show it too. v1 never calls this (arteries, 0.3).
     pub fn set_vessel_reflex(&mut self, gain: f32, veins: bool) {
         self.masks.reflex_gain = Some(gain);
         self.masks.vein_reflex = veins;
+    }
+
+    /// Makes the next renders' vessels absorb by their width (generator
+    /// v2): `1 − e^(−width / w0)`, `w0` in DD. v1 never calls this.
+    pub fn set_vessel_fade(&mut self, w0: f32) {
+        self.masks.vessel_fade = Some(w0);
+    }
+
+    /// Sets the per-channel absorption of arteries, veins and blood for
+    /// the next renders (generator v2); v1 keeps [`ARTERY`], [`VEIN`] and
+    /// [`BLOOD`].
+    pub fn set_absorption(&mut self, absorption: Absorption) {
+        self.absorb = Some(absorption);
+    }
+
+    /// Scales the next render's vignette (generator v2, which adds its own
+    /// fall-off in [`super::appearance`]); v1 never calls this.
+    pub fn set_vignette_scale(&mut self, scale: f32) {
+        self.vignette_scale = Some(scale);
+    }
+
+    /// The vessel masks of the last render at pixel `(x, y)`: artery and
+    /// vein absorption, 0–255 (0 outside the image).
+    pub fn vessels_at(&self, x: usize, y: usize) -> (u8, u8) {
+        let m = &self.masks;
+        if x >= m.w || y >= m.h {
+            return (0, 0);
+        }
+        let i = y * m.w + x;
+        (m.art.get(i).copied().unwrap_or(0), m.vein.get(i).copied().unwrap_or(0))
     }
 }
 
@@ -168,7 +218,11 @@ pub fn render_planes<'s>(
     scratch: &'s mut Scratch,
 ) -> [&'s [u8]; 3] {
     let (w, h) = (width as usize, height as usize);
-    let look = Look::new(defect, rng);
+    let mut look = Look::new(defect, rng);
+    if let Some(scale) = scratch.vignette_scale {
+        look.vignette *= scale;
+    }
+    let absorb = scratch.absorb.unwrap_or(Absorption { artery: ARTERY, vein: VEIN, blood: BLOOD });
     let Scratch { masks, base, cells, row, noise, rgb, tmp, planes, .. } = scratch;
     masks.reset(w, h, view);
     masks.stamp(view, retina);
@@ -187,6 +241,7 @@ pub fn render_planes<'s>(
     // Exudates are lighter than the background by a per-channel factor, so
     // they inherit its light and the macula's tint.
     let exu_gain = [0, 1, 2].map(|k| EXUDATE[k] / retina.pigment[k]);
+    let pale_gain = [0, 1, 2].map(|k| PALE[k] / retina.pigment[k]);
     let fin = Finish::new(&look);
     let noise_seed = rng.next_u64();
     for p in planes.iter_mut() {
@@ -194,8 +249,23 @@ pub fn render_planes<'s>(
         p.resize(w * h, 0);
     }
     let (radius, passes) = look.blur;
-    let mut rows =
-        Rows { row, base, cells, masks, view, fin: &fin, noise, noise_seed, exu_gain, planes: &mut *planes, rgb, w, h };
+    let mut rows = Rows {
+        row,
+        base,
+        cells,
+        masks,
+        view,
+        fin: &fin,
+        noise,
+        noise_seed,
+        exu_gain,
+        pale_gain,
+        absorb,
+        planes: &mut *planes,
+        rgb,
+        w,
+        h,
+    };
     if radius > 0 {
         // Defocus blurs the retina, not the camera's noise or field stop.
         rows.rgb.clear();
@@ -231,6 +301,8 @@ struct Rows<'a> {
     noise: &'a [f32],
     noise_seed: u64,
     exu_gain: [f32; 3],
+    pale_gain: [f32; 3],
+    absorb: Absorption,
     planes: &'a mut [Vec<u8>; 3],
     rgb: &'a mut Vec<f32>,
     w: usize,
@@ -279,7 +351,7 @@ impl Rows<'_> {
             let row = &mut *self.row;
             match stage {
                 Stage::Finish | Stage::Retina => {
-                    tissue_row(row, self.masks, y, span, &self.exu_gain);
+                    tissue_row(row, self.masks, y, span, &self.exu_gain, &self.pale_gain, &self.absorb);
                 }
                 Stage::FinishBlurred => {
                     let src = &self.rgb[y * w * 3..(y + 1) * w * 3];
@@ -359,13 +431,22 @@ fn expand(dst: &mut Vec<f32>, base: &[f32], (i0, i1): (usize, usize), w: usize, 
 }
 
 /// The retina's colour along a row: background times the absorption of
-/// vessels and blood, lightened by exudates.
+/// vessels and blood, lightened by exudates and cotton-wool spots.
 #[inline(always)]
-fn tissue_row(row: &mut Row, m: &Masks, y: usize, (x0, x1): (usize, usize), exu_gain: &[f32; 3]) {
+#[allow(clippy::too_many_arguments)]
+fn tissue_row(
+    row: &mut Row,
+    m: &Masks,
+    y: usize,
+    (x0, x1): (usize, usize),
+    exu_gain: &[f32; 3],
+    pale_gain: &[f32; 3],
+    absorb: &Absorption,
+) {
     const S: f32 = 1.0 / 255.0;
     let o = y * m.w;
     let (art, vein) = (&m.art[o + x0..o + x1], &m.vein[o + x0..o + x1]);
-    let (blood, exu) = (&m.blood[o + x0..o + x1], &m.exudate[o + x0..o + x1]);
+    let (blood, exu, pale) = (&m.blood[o + x0..o + x1], &m.exudate[o + x0..o + x1], &m.pale[o + x0..o + x1]);
     // Vessels and lesions cover a small part of the field: skip runs of
     // 16 pixels where every mask is empty.
     const RUN: usize = 16;
@@ -374,12 +455,13 @@ fn tissue_row(row: &mut Row, m: &Masks, y: usize, (x0, x1): (usize, usize), exu_
     let mut i = 0;
     while i < n {
         let end = (i + RUN).min(n);
-        if end - i == RUN && (word(art, i) | word(vein, i) | word(blood, i) | word(exu, i)) == 0 {
+        if end - i == RUN && (word(art, i) | word(vein, i) | word(blood, i) | word(exu, i) | word(pale, i)) == 0 {
             i = end;
             continue;
         }
         for k in 0..3 {
-            let (ka, kv, kb, g) = (ARTERY[k] * S, VEIN[k] * S, BLOOD[k] * S, exu_gain[k]);
+            let (ka, kv, kb) = (absorb.artery[k] * S, absorb.vein[k] * S, absorb.blood[k] * S);
+            let (g, gp) = (exu_gain[k], pale_gain[k]);
             let c = &mut row.c[k][x0 + i..x0 + end];
             for (j, c) in c.iter_mut().enumerate() {
                 let (b, p) = (*c, i + j);
@@ -387,7 +469,9 @@ fn tissue_row(row: &mut Row, m: &Masks, y: usize, (x0, x1): (usize, usize), exu_
                     * (1.0 - f32::from(art[p]) * ka)
                     * (1.0 - f32::from(vein[p]) * kv)
                     * (1.0 - f32::from(blood[p]) * kb);
-                *c = t + f32::from(exu[p]) * S * (b * g - t);
+                let t = t + f32::from(exu[p]) * S * (b * g - t);
+                // Adds exactly 0 where there is no cotton-wool spot (all of v1).
+                *c = t + f32::from(pale[p]) * S * (b * gp - t);
             }
         }
         i = end;

@@ -35,6 +35,9 @@ pub enum VesselKind {
     Vein,
     /// Proliferative new vessels (R3): fine, tortuous, lighter.
     New,
+    /// Intraretinal microvascular abnormality (R2, generator v2): short,
+    /// irregular, dilated capillary segments; drawn as new vessels are.
+    Irma,
 }
 
 /// A polyline with a width (DD) per point.
@@ -43,6 +46,8 @@ pub struct Vessel {
     pub kind: VesselKind,
     pub pts: Vec<P>,
     pub widths: Vec<f32>,
+    /// Share of the full absorption it is drawn with (1 in v1).
+    pub contrast: f32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +63,12 @@ pub enum LesionKind {
     NewVessels,
     /// Venous beading on one stretch of a vein (drawn through the vein's widths).
     Beading,
+    /// Cotton-wool spot (generator v2): a pale, fluffy nerve-fibre infarct;
+    /// an R1 feature beside others (DESP).
+    CottonWool,
+    /// Intraretinal microvascular abnormality (generator v2); its vessels
+    /// are in [`Retina::vessels`]. R2.
+    Irma,
 }
 
 /// An ellipse: centre, semi-axes (DD) and rotation (radians).
@@ -77,6 +88,9 @@ pub struct Lesion {
     /// For [`LesionKind::Preretinal`] one blob: half-width `a`, depth `b`,
     /// flat top through `c`.
     pub blobs: Vec<Blob>,
+    /// Share of full strength it is drawn with, 0–1 (1 in v1): how much
+    /// of the blood's absorption, or how opaque an exudate is.
+    pub contrast: f32,
 }
 
 /// One eye's fundus.
@@ -185,8 +199,56 @@ enum Steer {
     Straight { heading: f32 },
 }
 
+/// How the vessel tree grows. [`Growth::V1`] is v1's tree, draw for
+/// draw; generator v2 passes its own ([`super::vasculature`]).
+#[derive(Debug, Clone)]
+pub struct Growth {
+    /// Trunk widths at the disc (DD): vein, artery.
+    pub trunk: [f32; 2],
+    /// Curvature noise per step (radians) of trunks and of branches.
+    pub tortuosity: [f32; 2],
+    /// Width kept per step between branch points.
+    pub taper: f32,
+    /// Child width as a share of the parent's.
+    pub ratio: (f32, f32),
+    /// Branch points: v1's (parent × 0.93, child at 0.5–1.3 rad) or
+    /// Murray's law (parent r0³ = r1³ + r2³, both turning by the angles
+    /// of least work).
+    pub murray: bool,
+    /// Branching generations below the trunks.
+    pub depth: u32,
+    /// Branches per DD of trunk and of branch.
+    pub branch_rate: [f32; 2],
+    /// Vessels thinner than this (DD) end.
+    pub min_width: f32,
+}
+
+impl Growth {
+    pub const V1: Growth = Growth {
+        trunk: [0.095, 0.072],
+        tortuosity: [0.012, 0.03],
+        taper: 0.998,
+        ratio: (0.45, 0.75),
+        murray: false,
+        depth: 3,
+        branch_rate: [0.5, 0.35],
+        min_width: MIN_WIDTH,
+    };
+}
+
+/// The angles (radians) by which a child of width ratio `r1` and the
+/// parent's continuation `r2` (both relative to the parent) leave the
+/// parent's heading under Murray's cost minimum (Murray 1926; Zamir 1978).
+pub fn murray_angles(r1: f32, r2: f32) -> (f32, f32) {
+    let (a1, a2) = (r1 * r1, r2 * r2);
+    let c1 = ((1.0 + a1 * a1 - a2 * a2) / (2.0 * a1)).clamp(-1.0, 1.0);
+    let c2 = ((1.0 + a2 * a2 - a1 * a1) / (2.0 * a2)).clamp(-1.0, 1.0);
+    (c1.acos(), c2.acos())
+}
+
 struct Grower<'a> {
     rng: &'a mut Rng,
+    growth: &'a Growth,
     out: Vec<Vessel>,
 }
 
@@ -194,14 +256,15 @@ impl Grower<'_> {
     /// Grows one vessel and, recursively, its branches.
     #[allow(clippy::too_many_arguments)]
     fn grow(&mut self, kind: VesselKind, start: P, heading: f32, width: f32, len: f32, steer: Steer, depth: u32) {
+        let g = self.growth;
         let mut p = start;
         let mut h = heading;
         let mut w = width;
         let mut curl = 0.0f32;
         let mut pts = vec![p];
         let mut widths = vec![w];
-        let tortuosity = if depth == 0 { 0.012 } else { 0.03 };
-        let branch_rate = if depth == 0 { 0.5 } else { 0.35 };
+        let tortuosity = if depth == 0 { g.tortuosity[0] } else { g.tortuosity[1] };
+        let branch_rate = if depth == 0 { g.branch_rate[0] } else { g.branch_rate[1] };
         let mut travelled = 0.0;
         while travelled < len {
             // Smoothly varying curvature gives the gentle wiggle of real vessels.
@@ -237,31 +300,70 @@ impl Grower<'_> {
             h += diff * if matches!(steer, Steer::Arcade { .. }) { 0.12 } else { 0.03 };
             p = [p[0] + STEP * h.cos(), p[1] + STEP * h.sin()];
             travelled += STEP;
-            w *= 0.998;
+            w *= g.taper;
             pts.push(p);
             widths.push(w);
             let r_fovea = (p[0] * p[0] + p[1] * p[1]).sqrt();
-            if r_fovea < FAZ + 0.1 * self.rng.f32() || r_fovea > EXTENT || w < MIN_WIDTH {
+            if r_fovea < FAZ + 0.1 * self.rng.f32() || r_fovea > EXTENT || w < g.min_width {
                 break;
             }
-            if depth < 3 && travelled > 0.4 && self.rng.chance(branch_rate * STEP) {
+            if depth < g.depth && travelled > 0.4 && self.rng.chance(branch_rate * STEP) {
                 let side = if self.rng.chance(0.5) { 1.0 } else { -1.0 };
-                let angle = h + side * self.rng.range(0.5, 1.3);
-                let ratio = self.rng.range(0.45, 0.75);
-                let child_len = self.rng.range(1.0, 4.0) * ratio + 0.5;
-                w *= 0.93;
-                self.grow(kind, p, angle, w * ratio, child_len, Steer::Straight { heading: angle }, depth + 1);
+                if g.murray {
+                    let ratio = self.rng.range(g.ratio.0, g.ratio.1);
+                    let rest = (1.0 - ratio.powi(3)).cbrt();
+                    let (turn_child, turn_parent) = murray_angles(ratio, rest);
+                    let angle = h + side * (turn_child + 0.12 * self.rng.normal());
+                    let child_len = self.rng.range(1.0, 4.0) * ratio + 0.5;
+                    self.grow(kind, p, angle, w * ratio, child_len, Steer::Straight { heading: angle }, depth + 1);
+                    // The continuing parent bends away, then its steering
+                    // pulls it back towards its course.
+                    h -= side * turn_parent;
+                    w *= rest;
+                } else {
+                    let angle = h + side * self.rng.range(0.5, 1.3);
+                    let ratio = self.rng.range(g.ratio.0, g.ratio.1);
+                    let child_len = self.rng.range(1.0, 4.0) * ratio + 0.5;
+                    w *= 0.93;
+                    self.grow(kind, p, angle, w * ratio, child_len, Steer::Straight { heading: angle }, depth + 1);
+                }
             }
         }
         if pts.len() >= 2 {
-            self.out.push(Vessel { kind, pts, widths });
+            self.out.push(Vessel { kind, pts, widths, contrast: 1.0 });
         }
     }
+}
+
+/// What generator v2 changes in an eye's build: its vessel tree and how
+/// strongly veins bead. [`Anatomy::V1`] is v1's eye.
+#[derive(Debug, Clone)]
+pub struct Anatomy {
+    pub growth: Growth,
+    /// Bead amplitude: a vein widens by up to this share (v1: 0.7).
+    pub beading: f32,
+}
+
+impl Anatomy {
+    pub const V1: Anatomy = Anatomy { growth: Growth::V1, beading: 0.7 };
 }
 
 impl Retina {
     /// Builds an eye with R grade `r` (0–3) and maculopathy `m1`.
     pub fn generate(eye: Eye, r: u8, m1: bool, seed: u64) -> Self {
+        Self::generate_with(eye, r, m1, seed, &Anatomy::V1, |_| {})
+    }
+
+    /// As [`Retina::generate`] with `anatomy`; `more` adds to the eye (in
+    /// right-eye coordinates) before a left eye is mirrored.
+    pub fn generate_with(
+        eye: Eye,
+        r: u8,
+        m1: bool,
+        seed: u64,
+        anatomy: &Anatomy,
+        more: impl FnOnce(&mut Retina),
+    ) -> Self {
         let root = Rng::new(seed);
         let mut rng = root.fork(1);
         // Pigmentation from a light, orange fundus to a dark, brown-red one.
@@ -286,8 +388,9 @@ impl Retina {
             vessels: Vec::new(),
             lesions: Vec::new(),
         };
-        retina.vessels = vessel_tree(&mut root.fork(3), disc);
-        retina.add_lesions(&mut root.fork(4), r, m1);
+        retina.vessels = vessel_tree(&mut root.fork(3), disc, &anatomy.growth);
+        retina.add_lesions(&mut root.fork(4), r, m1, anatomy.beading);
+        more(&mut retina);
         if eye == Eye::Left {
             retina.mirror();
         }
@@ -312,9 +415,9 @@ impl Retina {
 
 /// Four arcades of arteries and veins from the disc (superior and inferior,
 /// temporal and nasal), a few small papillomacular vessels, all branching.
-fn vessel_tree(rng: &mut Rng, disc: P) -> Vec<Vessel> {
-    let mut g = Grower { rng, out: Vec::new() };
-    for (kind, width) in [(VesselKind::Vein, 0.095), (VesselKind::Artery, 0.072)] {
+fn vessel_tree(rng: &mut Rng, disc: P, growth: &Growth) -> Vec<Vessel> {
+    let mut g = Grower { rng, growth, out: Vec::new() };
+    for (kind, width) in [(VesselKind::Vein, growth.trunk[0]), (VesselKind::Artery, growth.trunk[1])] {
         let offset = if kind == VesselKind::Vein { 0.06 } else { -0.06 };
         for sense in [-1.0f32, 1.0] {
             let start = [disc[0] + offset + 0.03 * g.rng.normal(), disc[1] + 0.05 * sense];

@@ -19,6 +19,8 @@ pub struct Masks {
     pub blood: Vec<u8>,
     /// Coverage by hard exudates.
     pub exudate: Vec<u8>,
+    /// Coverage by cotton-wool spots (generator v2; empty of marks in v1).
+    pub pale: Vec<u8>,
     /// Per row, the columns inside the field stop: the only pixels that
     /// are stamped (and read), so the only ones to clear for the next image.
     spans: Vec<(usize, usize)>,
@@ -26,12 +28,15 @@ pub struct Masks {
     /// axis (`None`: v1's 0.3) and whether veins show it too (v1: no).
     pub reflex_gain: Option<f32>,
     pub vein_reflex: bool,
+    /// Generator v2: vessels absorb by their width, `1 − e^(−width / w0)`
+    /// with `w0` in DD, so small vessels fade; `None` (v1): all alike.
+    pub vessel_fade: Option<f32>,
 }
 
 impl Masks {
     /// Empty masks for a `w × h` photograph through `view`.
     pub fn reset(&mut self, w: usize, h: usize, view: &View) {
-        let masks = [&mut self.art, &mut self.vein, &mut self.blood, &mut self.exudate];
+        let masks = [&mut self.art, &mut self.vein, &mut self.blood, &mut self.exudate, &mut self.pale];
         if (self.w, self.h) == (w, h) && self.spans.len() == h {
             for m in masks {
                 for (y, &(x0, x1)) in self.spans.iter().enumerate() {
@@ -82,7 +87,7 @@ impl Masks {
             self.vessel(view, v);
         }
         for l in &retina.lesions {
-            self.lesion(view, l.kind, &l.blobs);
+            self.lesion(view, l.kind, &l.blobs, l.contrast);
         }
     }
 
@@ -118,6 +123,8 @@ impl Masks {
         let w = self.w;
         for i in 1..px.len() {
             let (a, b) = (px[i - 1], px[i]);
+            let k =
+                v.contrast * self.vessel_fade.map_or(1.0, |w0| 1.0 - (-0.5 * (widths[i - 1] + widths[i]) / w0).exp());
             let (wa, wb) = (widths[i - 1] * view.ppd * 0.5, widths[i] * view.ppd * 0.5);
             let pad = wa.max(wb) + 1.5;
             let (x0, x1, y0, y1) =
@@ -154,7 +161,7 @@ impl Masks {
                 } else {
                     &mut self.art[y * w..(y + 1) * w]
                 };
-                let seg = Segment { a, e: [ex, ey], len2, wa, wb, fy, gain };
+                let seg = Segment { a, e: [ex, ey], len2, wa, wb, fy, gain, k };
                 if reflex {
                     seg.row_reflex(&mut mask[x0..x1], x0);
                 } else {
@@ -167,7 +174,7 @@ impl Masks {
     /// Stamps one lesion made of ellipses (haemorrhages, exudates) or the
     /// boat shape of a pre-retinal haemorrhage.
     #[inline(always)]
-    fn lesion(&mut self, view: &View, kind: LesionKind, blobs: &[Blob]) {
+    fn lesion(&mut self, view: &View, kind: LesionKind, blobs: &[Blob], contrast: f32) {
         if blobs.is_empty() {
             return;
         }
@@ -199,8 +206,15 @@ impl Masks {
                 match kind {
                     LesionKind::Exudate => {
                         let (cover, centre) = blobs_cover(&px, fx, fy, 0.8);
-                        let a = cover * (0.75 + 0.25 * centre);
+                        let a = cover * (0.75 + 0.25 * centre) * contrast;
                         self.exudate[i] = self.exudate[i].max((a * 255.0) as u8);
+                    }
+                    LesionKind::CottonWool => {
+                        // Fluffy: the edge fades over most of the radius.
+                        let soft = 0.6 * px.iter().map(|p| p.2.min(p.3)).fold(2.0, f32::max);
+                        let (cover, centre) = blobs_cover(&px, fx, fy, soft);
+                        let a = cover * (0.6 + 0.4 * centre) * contrast;
+                        self.pale[i] = self.pale[i].max((a * 255.0) as u8);
                     }
                     LesionKind::Preretinal => {
                         // Flat top (the fluid level is horizontal in the
@@ -211,15 +225,15 @@ impl Masks {
                         let q = ((fx - cx) / hw).powi(2) + (dy.max(0.0) / depth).powi(2);
                         let cover = level * ((1.0 - q.sqrt()) * hw.min(depth) / 4.0 + 0.5).clamp(0.0, 1.0);
                         // Blood in front of the retina hides its vessels.
-                        let keep = 1.0 - 0.9 * cover;
+                        let keep = 1.0 - 0.9 * cover * contrast;
                         self.art[i] = (f32::from(self.art[i]) * keep) as u8;
                         self.vein[i] = (f32::from(self.vein[i]) * keep) as u8;
-                        let a = 0.95 * cover * (0.9 + 0.1 * (dy / depth).clamp(0.0, 1.0));
+                        let a = 0.95 * cover * (0.9 + 0.1 * (dy / depth).clamp(0.0, 1.0)) * contrast;
                         self.blood[i] = self.blood[i].max((a * 255.0) as u8);
                     }
                     _ => {
                         let (cover, centre) = blobs_cover(&px, fx, fy, 2.0);
-                        let a = cover * (0.75 + 0.25 * centre);
+                        let a = cover * (0.75 + 0.25 * centre) * contrast;
                         self.blood[i] = self.blood[i].max((a * 255.0) as u8);
                     }
                 }
@@ -239,6 +253,8 @@ struct Segment {
     fy: f32,
     /// Central reflex strength (0.3 in v1).
     gain: f32,
+    /// Share of the full absorption (1 in v1).
+    k: f32,
 }
 
 impl Segment {
@@ -256,7 +272,7 @@ impl Segment {
         let cover = ((hw + 0.75 - d) / 1.5).min(1.0);
         let u = (d / hw.max(0.5)).min(1.0);
         // Darker along the axis (more blood in the light path).
-        (u, hw, cover * (0.55 + 0.45 * (1.0 - u * u).sqrt()))
+        (u, hw, cover * (0.55 + 0.45 * (1.0 - u * u).sqrt()) * self.k)
     }
 
     /// Stamps the row's pixels `x0..` into `mask` (max-blended), without
