@@ -67,6 +67,7 @@ fn arrow_cast_free_display(col: &dyn Array, i: usize) -> String {
     match col.data_type() {
         DataType::Utf8 => col.as_string::<i32>().value(i).to_string(),
         DataType::Int32 => col.as_primitive::<arrow_array::types::Int32Type>().value(i).to_string(),
+        DataType::Boolean => col.as_boolean().value(i).to_string(),
         DataType::Timestamp(..) => {
             col.as_primitive::<arrow_array::types::TimestampMicrosecondType>().value(i).to_string()
         }
