@@ -82,15 +82,7 @@ fn config(dir: &Path, shipped: &str, models: &Path) -> PathBuf {
 }
 
 fn run(config: &Path, input: &Path, out: &Path) -> Output {
-    util::nightscreen()
-        .args(["run", "--quiet", "--config"])
-        .arg(config)
-        .arg("--input")
-        .arg(input)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .expect("run nightscreen")
+    util::run_with_config(config, input, out, &[])
 }
 
 /// pydicom-data's colour bars (red, green, blue, grey: red and blue weigh

@@ -40,16 +40,7 @@ fn validators() -> Option<Validators> {
 }
 
 fn run(config: &Path, input: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let r = util::nightscreen()
-        .args(["run", "--quiet", "--config"])
-        .arg(config)
-        .arg("--input")
-        .arg(input)
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .output()
-        .expect("run nightscreen");
+    let r = util::run_with_config(config, input, out, extra);
     assert!(matches!(r.status.code(), Some(0 | 1)), "run: {}", String::from_utf8_lossy(&r.stderr));
     r
 }

@@ -110,6 +110,20 @@ pub fn nightscreen() -> Command {
     cmd
 }
 
+/// `nightscreen run --quiet --config CONFIG --input INPUT --out OUT EXTRA…`.
+pub fn run_with_config(config: &Path, input: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    nightscreen()
+        .args(["run", "--quiet", "--config"])
+        .arg(config)
+        .arg("--input")
+        .arg(input)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("run nightscreen")
+}
+
 /// Every entry under `dir` (symbolic links and special files included, none
 /// followed), as the paths nightscreen reports them.
 pub fn every_entry(dir: &Path) -> Vec<PathBuf> {

@@ -25,7 +25,7 @@
 
 use std::f32::consts::PI;
 
-use super::lesions::{blob, pole_point};
+use super::lesions::{blob, blot_parts, pole_point};
 use super::retina::{dist, Blob, LesionKind, Retina, Vessel, VesselKind, P};
 use super::rng::Rng;
 
@@ -38,14 +38,7 @@ pub fn add_lesions(retina: &mut Retina, rng: &mut Rng, r: u8) {
     if r == 1 && rng.chance(0.35) {
         for _ in 0..rng.int(1, 3) {
             let c = pole_point(rng);
-            let parts = (0..rng.int(2, 5))
-                .map(|_| Blob {
-                    c: [c[0] + 0.03 * rng.normal(), c[1] + 0.03 * rng.normal()],
-                    a: rng.range(0.04, 0.09),
-                    b: rng.range(0.035, 0.08),
-                    angle: rng.range(0.0, PI),
-                })
-                .collect();
+            let parts = blot_parts(rng, c, (2, 5), 0.03, (0.04, 0.09), (0.035, 0.08));
             retina.push(LesionKind::BlotHaemorrhage, c, parts);
         }
     }

@@ -17,6 +17,28 @@ use super::rng::Rng;
 /// A random point at the posterior pole, where DR lesions cluster and where
 /// both fields overlap most: within 3.2 DD of a point between fovea and
 /// disc, never on the disc.
+/// The overlapping ellipses of one blot haemorrhage round `c`: between
+/// `count.0` and `count.1` of them, spread by `spread` (normal), with
+/// semi-axes drawn from `a` and `b`. The draws are in the order v1 made
+/// them, so its output stays byte for byte.
+pub(super) fn blot_parts(
+    rng: &mut Rng,
+    c: P,
+    count: (u32, u32),
+    spread: f32,
+    a: (f32, f32),
+    b: (f32, f32),
+) -> Vec<Blob> {
+    (0..rng.int(count.0, count.1))
+        .map(|_| Blob {
+            c: [c[0] + spread * rng.normal(), c[1] + spread * rng.normal()],
+            a: rng.range(a.0, a.1),
+            b: rng.range(b.0, b.1),
+            angle: rng.range(0.0, PI),
+        })
+        .collect()
+}
+
 pub(super) fn pole_point(rng: &mut Rng) -> P {
     loop {
         let r = 3.2 * rng.f32().sqrt();
@@ -49,14 +71,7 @@ impl Retina {
         }
         for _ in 0..blots {
             let c = pole_point(rng);
-            let parts = (0..rng.int(3, 6))
-                .map(|_| Blob {
-                    c: [c[0] + 0.035 * rng.normal(), c[1] + 0.035 * rng.normal()],
-                    a: rng.range(0.05, 0.11),
-                    b: rng.range(0.04, 0.09),
-                    angle: rng.range(0.0, PI),
-                })
-                .collect();
+            let parts = blot_parts(rng, c, (3, 6), 0.035, (0.05, 0.11), (0.04, 0.09));
             self.push(LesionKind::BlotHaemorrhage, c, parts);
         }
         if r >= 2 && rng.chance(if r == 2 { 0.55 } else { 0.5 }) {
