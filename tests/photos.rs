@@ -12,8 +12,12 @@
 //! graded) — listed so that a better gate fails this test until the list is
 //! brought up to date.
 //!
-//! Not asserted yet (issue 16, the DR model v2): that the recognised real
-//! photographs are gradable (today's model calls most of them UNGRADABLE).
+//! The fundus photographs a grader would call gradable
+//! (`tools/photos-judged.tsv`) must be graded: recognised by the gate and
+//! given an R/M grade, not U. The card's `[evaluation]` carries these
+//! real-photograph figures (`real_*`, written by the recipe through
+//! `tools/photo_report.py --json`); the second test reproduces them, and names
+//! each gradable photograph that is still not graded.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -133,4 +137,63 @@ fn no_photograph_that_is_not_of_an_eye_is_graded_and_every_fundus_photograph_is_
     }
     problems.sort();
     assert!(problems.is_empty(), "{} photograph(s) not as they must be:\n{}", problems.len(), problems.join("\n"));
+}
+
+/// `tools/photos-judged.tsv`: wrapped file name (`fundus/retina_jpg.dcm`) →
+/// what a grader would say of it.
+fn judged() -> HashMap<String, String> {
+    let text = std::fs::read_to_string(util::root().join("tools/photos-judged.tsv")).expect("photos-judged.tsv");
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let cols: Vec<&str> = l.split('\t').collect();
+            (format!("fundus/{}.dcm", cols[0].replace('.', "_")), cols[1].to_string())
+        })
+        .collect()
+}
+
+/// An R/M grade: neither U (ungradable) nor OOD (outside the domain).
+fn graded(v: &Verdict) -> bool {
+    v.image_grade.as_deref().is_some_and(|g| g.starts_with('R'))
+}
+
+#[test]
+fn the_cards_real_photograph_figures_are_reproduced() {
+    let Some(run) = screen_photos() else { return };
+    let verdicts = verdicts(&run);
+    let judged = judged();
+    let mut measured: HashMap<String, f64> = HashMap::new();
+    let mut not_graded = Vec::new();
+    for (name, v) in &verdicts {
+        let group = match (name.starts_with("other/"), judged.get(name).map(String::as_str)) {
+            (true, _) => "other",
+            (false, Some("gradable")) => "fundus_gradable",
+            _ => continue,
+        };
+        *measured.entry(format!("real_{group}_images")).or_default() += 1.0;
+        *measured.entry(format!("real_{group}_recognised")).or_default() += f64::from(v.in_domain == Some(true));
+        *measured.entry(format!("real_{group}_graded")).or_default() += f64::from(graded(v));
+        if group == "fundus_gradable" && !graded(v) {
+            not_graded.push(format!("{name}: {} ({})", v.image_grade.as_deref().unwrap_or("-"), v.reason));
+        }
+    }
+    let card = nightscreen::model::card::ModelCard::load(&util::root().join("models/dr-screen.toml")).expect("card");
+    let figures = card.evaluation.expect("the card's [evaluation]").figures;
+    let carried: HashMap<&String, &f64> = figures.iter().filter(|(k, _)| k.starts_with("real_")).collect();
+    // scikit-image's retina.jpg, a normal eye (CC0): graded, and not URGENT.
+    let retina = &verdicts["fundus/retina_jpg.dcm"];
+    measured.insert("real_retina_graded_not_urgent".into(), f64::from(graded(retina) && retina.band != "URGENT"));
+    assert_eq!(carried.len(), 7, "the card carries the seven real-photograph figures: {carried:?}");
+    for (key, want) in carried {
+        assert_eq!(
+            measured.get(key.as_str()),
+            Some(want),
+            "{key}: card {want}, measured {:?}",
+            measured.get(key.as_str())
+        );
+    }
+    assert_eq!(measured["real_other_graded"], 0.0);
+    not_graded.sort();
+    eprintln!("gradable real fundus photographs not graded: {}\n{}", not_graded.len(), not_graded.join("\n"));
+    eprintln!("retina.jpg: {retina:?}");
 }

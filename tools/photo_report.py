@@ -2,7 +2,7 @@
 """Runs the real photographs through nightscreen and prints what it made of each.
 
 Usage: photo_report.py OP_DIR [--run RUNDIR] [--bin PATH] [--config FILE]
-                       [--key-file FILE] [--no-run]
+                       [--key-file FILE] [--no-run] [--json FILE]
 
 OP_DIR holds the photographs as tools/wrap_op.py wrapped them (OP_DIR/fundus/,
 OP_DIR/other/). The release binary screens them:
@@ -16,10 +16,18 @@ image's p(r0..r3), p(m1) (empty for an image the gate ruled out: never scored).
 
 The key is --key-file, else $NIGHTSCREEN_KEY_FILE, else RUNDIR.key (made with
 `nightscreen keygen` on first use). --no-run reads an existing RUNDIR.
+--json writes the real-photograph figures a model card's [evaluation] carries
+(real_*; tests/photos.rs reproduces them): of the fundus photographs judged
+gradable (tools/photos-judged.tsv), how many the gate recognised and how many
+were graded (an R/M grade, not U or OOD); of the other images, how many were
+recognised or graded (both should be 0); and whether scikit-image's retina.jpg
+(a normal eye) was graded and not URGENT (1) or not (0).
 Runs in .deps/venv (pydicom, pyarrow).
 """
 
 import argparse
+import csv
+import json
 import os
 import subprocess
 import sys
@@ -78,6 +86,18 @@ def wrapped(op_dir):
     return out
 
 
+def judged():
+    """tools/photos-judged.tsv: wrapped file name (fundus/retina_jpg.dcm) -> judgement."""
+    with open(HERE / "photos-judged.tsv", encoding="utf-8", newline="") as f:
+        rows = csv.reader((line for line in f if not line.startswith("#")), delimiter="\t")
+        return {"fundus/" + r[0].replace(".", "_") + ".dcm": r[1] for r in rows if r}
+
+
+def graded(grade):
+    """An R/M grade (R1M0, ...), not U (ungradable) or OOD (outside the domain)."""
+    return bool(grade) and grade.startswith("R")
+
+
 def fmt(p):
     return "" if p is None else f"{p:.2f}"
 
@@ -92,6 +112,7 @@ def main():
     p.add_argument("--config", type=Path, default=ROOT / "configs/desp.toml")
     p.add_argument("--key-file", type=Path, default=os.environ.get("NIGHTSCREEN_KEY_FILE"))
     p.add_argument("--no-run", action="store_true", help="read an existing RUNDIR instead of running")
+    p.add_argument("--json", type=Path, help="write the real_* figures for a model card here")
     args = p.parse_args()
     args.op_dir = args.op_dir.resolve()
     args.run = (args.run or args.op_dir.with_name(args.op_dir.name + ".run")).resolve()
@@ -116,6 +137,8 @@ def main():
     print("| file | group | band | reason | p(inside) | p(gradable) | eye grade | image grade | p(r0/r1/r2/r3) | p(m1) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     bands = Counter()
+    judgement = judged()
+    figures = Counter()
     for w in wrapped(args.op_dir):
         study = studies.get(pseudonym(key, "study", w["study_uid"]), {})
         inst = pseudonym(key, "instance", w["sop_uid"])
@@ -126,6 +149,13 @@ def main():
         problem = problems.get(inst) or problems.get(pseudonym(key, "file", str(w["path"])), "")
         band = study.get("band", "(none)")
         bands[(w["group"], band)] += 1
+        group = "fundus_gradable" if judgement.get(w["file"]) == "gradable" else w["group"]
+        if group in ("fundus_gradable", "other"):
+            figures[f"real_{group}_images"] += 1
+            figures[f"real_{group}_recognised"] += bool(image.get("in_domain"))
+            figures[f"real_{group}_graded"] += graded(image.get("image_grade"))
+        if w["file"] == "fundus/retina_jpg.dcm":  # the issue's named check: a normal eye, CC0
+            figures["real_retina_graded_not_urgent"] = int(graded(image.get("image_grade")) and band != "URGENT")
         reason = study.get("reason") or problem or ""
         for tail in BOILERPLATE:
             reason = reason.replace(tail, "")
@@ -142,6 +172,10 @@ def main():
     for group in sorted({g for g, _ in bands}):
         counts = ", ".join(f"{b} {n}" for (g, b), n in sorted(bands.items()) if g == group)
         print(f"{group}: {sum(n for (g, _), n in bands.items() if g == group)} images: {counts}")
+    if args.json:
+        keys = [f"real_{g}_{k}" for g in ("fundus_gradable", "other") for k in ("images", "recognised", "graded")]
+        keys.append("real_retina_graded_not_urgent")
+        args.json.write_text(json.dumps({k: figures[k] for k in keys}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
