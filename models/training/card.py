@@ -2,14 +2,17 @@
 
     python card.py --onnx OUT/dr-screen.onnx --out OUT/dr-screen.toml \
         [--thresholds thresholds.json] [--evaluation heldout.json --studies 500 --seed 3] \
-        [--generator v2] [--trained-on "..."] [--version 2.0.0]
+        [--generator v2] [--trained-on "..."] [--version 2.0.0] [--real real.json]
 
 The input size is read from the ONNX file's input shape.
 
 --thresholds is evaluate.py --choose's output (chosen on the validation seed);
 --evaluation is tools/evaluate_desp.py --json's output on the held-out seed,
 through the real binary. Its figures go into the card's [evaluation] table,
-which `make evaluate` checks against a fresh run. The card schema is
+which `make evaluate` checks against a fresh run. --real is
+tools/photo_report.py --json's output on the real photographs of `make photos`
+(validation only): its real_* figures go into [evaluation] too, and
+tests/photos.rs checks them against a fresh run. The card schema is
 nightscreen's (src/model/card.rs, deny_unknown_fields).
 """
 import argparse
@@ -28,6 +31,8 @@ FIGURES = [
     "r3_sensitivity_eye", "r3_specificity_eye", "ungradable_detected_eye", "study_band_agreement",
 ]
 COUNTS = ["studies", "referable_eyes", "non_referable_eyes", "r3_eyes", "ungradable_eyes"]
+# The domain gate on the held-out batch: eyes it recognised in none of their images.
+GATE = ["eyes_outside_domain"]
 DEFAULTS = {"gradable": 0.5, "r3": 0.5, "referable": 0.5, "m1": 0.5, "any_dr": 0.5}
 
 
@@ -47,6 +52,7 @@ def main():
     ap.add_argument("--trained-on", default="`nightscreen synth` (seed 1)",
                     help="what the training images were, for the card's limitations")
     ap.add_argument("--version", default="2.0.0")
+    ap.add_argument("--real", help="tools/photo_report.py --json output: the real-photograph check")
     a = ap.parse_args()
 
     with open(a.onnx, "rb") as f:
@@ -83,6 +89,21 @@ def main():
                  'command = "make evaluate"']
         lines += [f"{k} = {round(m[k], 4)}" for k in FIGURES]
         lines += [f"{k} = {c[k]}" for k in COUNTS]
+        lines += [f"{k} = {m[k]}" for k in GATE if k in m]
+        if a.real:
+            with open(a.real) as f:
+                r = json.load(f)
+            lines += [f"{k} = {v}" for k, v in r.items()]
+            held_out += (
+                f" Real photographs (validation only, never trained on; `make photos`, wrapped as OP DICOM): of "
+                f"{r['real_fundus_gradable_images']} fundus photographs a grader would call gradable, "
+                f"{r['real_fundus_gradable_recognised']} were recognised by the domain gate and "
+                f"{r['real_fundus_gradable_graded']} graded (the rest: not graded, as ungradable or outside the "
+                f"domain); of {r['real_other_images']} colour images that are not fundus photographs, "
+                f"{r['real_other_graded']} graded; scikit-image's retina.jpg (a normal eye) "
+                + ("graded and not URGENT." if r["real_retina_graded_not_urgent"] else "NOT graded as it should be "
+                   "(ungradable, outside the domain or URGENT).")
+            )
         evaluation = "\n[evaluation]\n" + "\n".join(lines) + "\n"
     limitations = (
         f"Trained ONLY on synthetic fundus images made by {a.trained_on}; it has never seen a real "

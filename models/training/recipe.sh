@@ -20,7 +20,11 @@
 #             batch `make evaluate` uses today) for continuity
 # Seeds 4 and 5 are `make demo`'s and `make bench`'s batches.
 #
-# Knobs (environment): EPOCHS (16), ARCH (drnet2-768), TRAIN_V2 (2000),
+# A second stage: FROM=EARLIER_WORK_DIR links that run's batches, caches, key
+# and wrapped photographs into WORK_DIR and starts from its weights (INIT,
+# default FROM/dr-screen.pt) with a new schedule (EPOCHS, LR, SEED).
+#
+# Knobs (environment): EPOCHS (16), LR (0.002), SEED (0), FROM, INIT, ARCH (drnet2-768), TRAIN_V2 (2000),
 # TRAIN_V1 (500), VAL (300), TEST (500), TEST_V1 (500; 0 skips it),
 # CKPT_MINUTES (10), OUT (WORK_DIR/out), INSTALL (0), DROP_TRAIN_DICOM (0: 1
 # deletes the training batches' DICOM files once cached, ~17 GB at the
@@ -44,6 +48,16 @@ OUT=${OUT:-$W/out}
 INSTALL=${INSTALL:-0}
 DROP_TRAIN_DICOM=${DROP_TRAIN_DICOM:-0}
 TR=$ROOT/models/training
+LR=${LR:-0.002}
+SEED=${SEED:-0}
+FROM=${FROM:-}
+INIT=${INIT:-}
+if [ -n "$FROM" ]; then
+  for d in train-v2 train-v1 val test test-v1 cache photos-op key; do
+    [ -e "$W/$d" ] || [ ! -e "$FROM/$d" ] || ln -s "$FROM/$d" "$W/$d"
+  done
+  INIT=${INIT:-$FROM/dr-screen.pt}
+fi
 SIZE=$(cd "$TR" && "$TP" -c "from model import ARCHS; print(ARCHS['$ARCH'][1])")
 step() { echo "== $(date -u +%H:%M:%S) $*"; }
 mkdir -p "$OUT/models" "$OUT/configs"
@@ -77,7 +91,8 @@ done
 # 3. Train (resumes from $W/dr-screen.pt.ckpt if a run was stopped).
 [ -f "$W/dr-screen.pt" ] || { step "train $ARCH, $EPOCHS epochs";
   (cd "$TR" && "$TP" train.py "${TRAIN_CACHES[@]}" --val "$W/cache/val-$SIZE" --out "$W/dr-screen.pt" \
-     --arch "$ARCH" --epochs "$EPOCHS" --ckpt-minutes "$CKPT_MINUTES") 2>&1 | tee -a "$W/train.log"
+     --arch "$ARCH" --epochs "$EPOCHS" --lr "$LR" --seed "$SEED" ${INIT:+--init "$INIT"} \
+     --ckpt-minutes "$CKPT_MINUTES") 2>&1 | tee -a "$W/train.log"
   [ -f "$W/dr-screen.pt" ] || { echo "training stopped before the end; run again to resume"; exit 1; }; }
 
 # 4. Export (ONNX opset 17, dynamic batch, checked against torch) and a first card.
@@ -88,11 +103,14 @@ M=$OUT/models
      --check "$W/cache/val-$SIZE") && mv "$M/dr-screen.onnx.tmp" "$M/dr-screen.onnx"; }
 TRAINED_ON="\`nightscreen synth --generator v2\` (seed 1, $TRAIN_V2 studies)"
 [ "$TRAIN_V1" -gt 0 ] && TRAINED_ON="$TRAINED_ON and \`nightscreen synth\` v1 (seed 6, $TRAIN_V1 studies)"
+[ -z "$INIT" ] || TRAINED_ON="$TRAINED_ON, in two stages (a second schedule from an earlier run's weights)"
 CARD=(--onnx "$M/dr-screen.onnx" --out "$M/dr-screen.toml" --trained-on "$TRAINED_ON")
 SHA=$(sha256sum "$M/dr-screen.onnx" | cut -c1-12)
 E=$W/eval-$SHA   # everything scored with this exact model
 mkdir -p "$E"
 [ "$M/dr-screen.toml" -nt "$M/dr-screen.onnx" ] || (cd "$TR" && "$TP" card.py "${CARD[@]}")
+# The card declares the domain gate (fundus-gate), whose card must carry this model's [input].
+"$TP" "$TR/gate/card_for.py" --dr-card "$M/dr-screen.toml" --out "$M"
 [ -f "$OUT/configs/desp.toml" ] || cp configs/desp.toml "$OUT/configs/desp.toml"   # models_dir = "../models"
 [ -f "$W/key" ] || "$NS" keygen --out "$W/key"
 
@@ -115,8 +133,22 @@ heldout() {  # batch json
   python3 tools/evaluate_desp.py "$E/$1-run" "$W/$1/truth.csv" --json "$E/$2.tmp" && mv "$E/$2.tmp" "$E/$2"
 }
 heldout test heldout.json
+# The real photographs of `make photos` (validation only: never trained on), through the
+# binary with this model and thresholds; their real_* figures go into the card too.
+REAL=()
+if [ -d "$ROOT/.deps/photos/fundus" ]; then
+  if [ ! -f "$E/real.json" ]; then
+    step "real photographs (make photos), through nightscreen"
+    [ -d "$W/photos-op" ] || "$VP" tools/wrap_op.py "$ROOT/.deps/photos" "$W/photos-op"
+    "$VP" tools/photo_report.py "$W/photos-op" --run "$E/photos-run" --key-file "$W/key" \
+      --config "$OUT/configs/desp.toml" --json "$E/real.json.tmp" > "$E/real.md" && mv "$E/real.json.tmp" "$E/real.json"
+  fi
+  REAL=(--real "$E/real.json")
+else
+  echo "no .deps/photos (make photos): the card gets no real-photograph figures"
+fi
 (cd "$TR" && "$TP" card.py "${CARD[@]}" --thresholds "$E/thresholds.json" --evaluation "$E/heldout.json" \
-   --studies "$TEST" --seed 3 --generator v2)
+   --studies "$TEST" --seed 3 --generator v2 "${REAL[@]}")
 [ "$TEST_V1" -gt 0 ] && heldout test-v1 heldout-v1.json
 
 # 7. The issue's targets, on the held-out batches (reported; the recipe does not fail on them).
@@ -143,6 +175,7 @@ if [ "$INSTALL" = 1 ]; then
   step "install into models/ and configs/desp.toml"
   cp "$M/dr-screen.onnx" models/dr-screen.onnx
   cp "$M/dr-screen.toml" models/dr-screen.toml
+  cp "$M/fundus-gate.toml" models/fundus-gate.toml
   python3 "$TR/apply_thresholds.py" "$E/thresholds.json" configs/desp.toml
 fi
 echo "done: $M/dr-screen.onnx, $M/dr-screen.toml, $OUT/configs/desp.toml (INSTALL=1 copies them into the repository)"

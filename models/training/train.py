@@ -21,6 +21,7 @@ after a resume counts the work kept, not the work lost. OUT itself (the weights 
 existence means "finished".
 """
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -149,6 +150,11 @@ def sched_state(sched):
     return {k: v for k, v in sched.state_dict().items() if k != "anneal_func"}
 
 
+def sha256_of(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train", required=True, action="append", help="a cache (prepare.py); repeat to mix")
@@ -164,6 +170,7 @@ def main():
     ap.add_argument("--ckpt", help="checkpoint file (default OUT.ckpt)")
     ap.add_argument("--ckpt-minutes", type=float, default=10.0, help="also checkpoint within an epoch this often")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps in total (tests)")
+    ap.add_argument("--init", help="start from these weights (a finished run's OUT) instead of random ones")
     a = ap.parse_args()
     ckpt_path = a.ckpt or a.out + ".ckpt"
 
@@ -186,11 +193,14 @@ def main():
     # What must match for a checkpoint to be resumed.
     signature = {"arch": a.arch, "epochs": a.epochs, "batch": a.batch, "lr": a.lr, "seed": a.seed,
                  "augment": not a.no_augment, "threads": a.threads, "n": n,
-                 "train": [os.path.abspath(p) for p in a.train]}
+                 "train": [os.path.abspath(p) for p in a.train],
+                 "init": sha256_of(a.init) if a.init else None}
     torch.manual_seed(a.seed)  # initial weights
     np.random.seed(a.seed)
     random.seed(a.seed)
     model, _ = build(a.arch)
+    if a.init:  # a second stage: a new schedule over a finished run's weights
+        model.load_state_dict(torch.load(a.init))
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=a.epochs * steps_per_epoch,
                                                 pct_start=0.15)
