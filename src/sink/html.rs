@@ -130,15 +130,28 @@ fn images_cell(page: &mut String, thumbs: Option<&Vec<&ThumbEntry>>, row: &Workl
 /// The occlusion map over its thumbnail: one translucent cell per grid
 /// cell, the strongest fully tinted. The model saw the whole frame
 /// stretched to its input, so the grid lies over the whole thumbnail.
+///
+/// When hiding no single cell lowers the score, nothing is tinted and the
+/// map says so (`data-flat`): the evidence is spread over the frame, which a
+/// grader should know rather than read an empty overlay as "nothing here".
 fn attention_overlay(page: &mut String, map: &thumbnails::AttentionMap) {
     let strongest = map.cells.iter().copied().fold(0.0f32, f32::max);
-    let title = format!(
-        "Occlusion map: the brighter the cyan, the further p({}) = {:.2} fell when the model could not see that part (most: {:.2})",
-        map.explains, map.score, strongest
-    );
+    let (title, flat) = if strongest > 0.0 {
+        let title = format!(
+            "Occlusion map: the brighter the cyan, the further p({}) = {:.2} fell when the model could not see that part (most: {:.2})",
+            map.explains, map.score, strongest
+        );
+        (title, "")
+    } else {
+        let title = format!(
+            "Occlusion map: hiding no single part lowered p({}) = {:.2}; the evidence is spread over the frame",
+            map.explains, map.score
+        );
+        (title, " data-flat=\"true\"")
+    };
     let _ = write!(
         page,
-        "<div class=\"attention\" title=\"{}\" style=\"grid-template-columns:repeat({},1fr)\">",
+        "<div class=\"attention\"{flat} title=\"{}\" style=\"grid-template-columns:repeat({},1fr)\">",
         escape(&title),
         map.grid.clamp(1, 16)
     );
@@ -396,6 +409,19 @@ mod tests {
             "DESP bands keep their colours"
         );
         assert!(page.contains("URGENT 1, NO_DISEASE 1"), "band counts");
+    }
+
+    #[test]
+    fn a_map_where_hiding_no_part_lowered_the_score_says_so() {
+        let flat =
+            thumbnails::AttentionMap { explains: "r3".into(), score: 0.7, grid: 2, cells: vec![-0.1, 0.0, -0.2, 0.0] };
+        let mut page = String::new();
+        attention_overlay(&mut page, &flat);
+        assert!(page.contains("data-flat=\"true\"") && page.contains("hiding no single part lowered p(r3) = 0.70"));
+        assert_eq!(page.matches("opacity:0.00").count(), 4, "{page}");
+        let mut page = String::new();
+        attention_overlay(&mut page, &thumbnails::AttentionMap { cells: vec![0.0, 0.1, 0.0, 0.0], ..flat });
+        assert!(!page.contains("data-flat") && page.contains("opacity:0.60"), "{page}");
     }
 
     #[test]
