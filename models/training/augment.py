@@ -17,6 +17,7 @@ ungradable defects are far stronger: exposure x0.1-0.2 or x3-4, box blur of
 | defocus | Gaussian blur | p 0.2, sigma 0.3-0.8 input px (<= 1.7 px at 1600 px wide) |
 | colour | white balance gains R, G, B; exposure; gamma | 0.9-1.1, 0.88-1.12, 0.8-1.2; e^(0.15 N) clipped to 0.75-1.33; 0.85-1.18 |
 | mask | black level of the border (+noise); bars clipping top and bottom; bright marks (text-like) in a corner, outside the field | p 0.5, 0-0.05; p 0.25, 0-6 % each; p 0.3 |
+| framing (opt-in, `zoom_out`) | the whole frame shrunk into a larger dark frame, placed anywhere in it | p `zoom_out`, 0.55-0.9 of the frame |
 | sensor | Gaussian noise | sigma 0-0.015 |
 | compression | JPEG-like: 8 x 8 DCT quantisation of Y, Cb, Cr with the IJG tables | p 0.35, quality 55-95 |
 
@@ -25,6 +26,14 @@ level is horizontal (gravity), and cameras' notches and text sit in fixed
 places. A left-right mirror turns a right eye into a plausible left eye (the
 disc moves to the other side, as laterality does); its mirrored burnt-in text
 is the one thing no camera makes.
+
+Framing: some cameras and exports put a small field in a wide dark frame
+(retinalysis-fundusprep's `cropped.png`, `issue_1.png`, `issue_2.png`: the
+field is ~55-65 % of the frame across). The generator's frames are filled
+to ~0.9, so `zoom_out` shrinks the whole frame into a larger black one
+(whose level the mask step then lifts like any border). Its parameters are
+drawn after all the others and only when `zoom_out` > 0, so a run without it
+augments exactly as before it existed.
 """
 import math
 
@@ -103,8 +112,10 @@ def gauss_blur(x, sigma):
     return x
 
 
-def augment(images_u8, gen, enabled=True):
-    """uint8 [B, S, S, 3] (numpy or torch) -> augmented float [B, 3, S, S], pixels in 0..1."""
+def augment(images_u8, gen, enabled=True, zoom_out=0.0):
+    """uint8 [B, S, S, 3] (numpy or torch) -> augmented float [B, 3, S, S], pixels in 0..1.
+
+    `zoom_out`: the share of images shrunk into a larger dark frame (0: none)."""
     u8 = torch.from_numpy(np.ascontiguousarray(images_u8)).permute(0, 3, 1, 2)
     if not enabled:
         return u8.float().div_(255.0).contiguous()
@@ -126,6 +137,14 @@ def augment(images_u8, gen, enabled=True):
     noise_sigma = _u(gen, b, 0.0, 0.015)
     noise = torch.randn((b, 1, h, w), generator=gen)  # one plane per image (luminance noise)
     jpeg_on, quality = torch.rand(b, generator=gen) < 0.35, torch.randint(55, 96, (b,), generator=gen)
+    if zoom_out > 0:  # drawn last, and only when asked: the stream above stays as it was
+        out_on, out_scale = torch.rand(b, generator=gen) < zoom_out, _u(gen, b, 0.55, 0.9)
+        out_x, out_y = _u(gen, b, -1, 1), _u(gen, b, -1, 1)
+        # Shrinking by s leaves 1/s - 1 of free room (in input coordinates) to place the frame.
+        zoom = torch.where(out_on, zoom * out_scale, zoom)
+        room = (1 / out_scale - 1)
+        tx = torch.where(out_on, tx + out_x * room, tx)
+        ty = torch.where(out_on, ty + out_y * room, ty)
 
     # Colour, exposure and gamma are per pixel and channel: one 256-entry table per
     # image and channel, applied while converting the bytes to floats.

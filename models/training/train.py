@@ -167,6 +167,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--zoom-out", type=float, default=0.0,
+                    help="share of training images shrunk into a larger dark frame (augment.py)")
     ap.add_argument("--ckpt", help="checkpoint file (default OUT.ckpt)")
     ap.add_argument("--ckpt-minutes", type=float, default=10.0, help="also checkpoint within an epoch this often")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps in total (tests)")
@@ -195,6 +197,8 @@ def main():
                  "augment": not a.no_augment, "threads": a.threads, "n": n,
                  "train": [os.path.abspath(p) for p in a.train],
                  "init": sha256_of(a.init) if a.init else None}
+    if a.zoom_out:  # only when used, so that runs from before it resume
+        signature["zoom_out"] = a.zoom_out
     torch.manual_seed(a.seed)  # initial weights
     np.random.seed(a.seed)
     random.seed(a.seed)
@@ -242,7 +246,7 @@ def main():
         for s in range(start_step if epoch == start_epoch else 0, steps_per_epoch):
             idx = np.sort(perm[s * a.batch:(s + 1) * a.batch])
             gen = torch.Generator().manual_seed((a.seed * 1_000_003 + epoch) * 1_000_003 + s)
-            x = normalise(augment(tr.images(idx), gen, enabled=not a.no_augment))
+            x = normalise(augment(tr.images(idx), gen, enabled=not a.no_augment, zoom_out=a.zoom_out))
             lr, lm, lg = losses(model.logits(x), r[idx], m[idx], g[idx], r_weight)
             loss = lr + lm + lg
             opt.zero_grad()
