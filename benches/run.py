@@ -30,6 +30,7 @@ import platform
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,10 +215,14 @@ def main():
     }
 
     ms = lambda s: f"{s * 1e3:.2f} ms"
+    card = tomllib.loads(CARD.read_text())
+    model = f"{card['id']} {card['version']} ({card['input']['width']}x{card['input']['height']})"
+    if "domain" in card:
+        model += f" behind {card['domain']['model']}"
     round_ratios = ", ".join(f"{x['ratio']:.2f}" for x in limit_rounds)
     lines = [
         f"Machine: {host['cores']} cores ({host['cpu']}), {host['memory']}, {host['os']}.",
-        f"Batch: {args.images} synthetic 1600x1200 JPEG fundus images (seed {SEED}), model dr-screen (384x384), batch size {batch_size}, throughput: fastest of {args.rounds} runs (Python: {args.python_rounds}); machine-limit ratio: median of {args.rounds} rounds, each against stage costs measured just before and after its run.",
+        f"Batch: {args.images} synthetic 1600x1200 JPEG fundus images (seed {SEED}), model {model}, batch size {batch_size}, throughput: fastest of {args.rounds} runs (Python: {args.python_rounds}); machine-limit ratio: median of {args.rounds} rounds, each against stage costs measured just before and after its run.",
         "",
         "| pipeline | images/s | wall (s) | peak RSS (MiB) |",
         "| --- | ---: | ---: | ---: |",

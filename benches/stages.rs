@@ -1,6 +1,7 @@
 //! Stage costs for `make bench`: decode, preprocess (thumbnail and model
-//! input) and inference of the
-//! shipped DR model, each on one thread, plus the whole pipeline on all
+//! input) and inference of the shipped DR model with its domain gate (the
+//! gate scores every image before the model, as the pipeline's inference
+//! worker does), each on one thread, plus the whole pipeline on all
 //! cores. `tools/bench_report.py` turns the single-thread costs into the
 //! machine limit (cores ÷ core-seconds per image), so each bench here must
 //! do exactly one stage's work for one image (or one batch).
@@ -129,7 +130,9 @@ fn stages(c: &mut Criterion) {
     let mut session = runtime.session(&fx.model, 1).expect("session");
     let refs: Vec<&[f32]> = tensors.iter().map(Vec::as_slice).collect();
     group.throughput(Throughput::Elements(batch as u64));
-    group.bench_function(format!("infer_batch{batch}"), |b| b.iter(|| session.score(&refs).expect("score")));
+    group.bench_function(format!("infer_batch{batch}"), |b| {
+        b.iter(|| (session.check_domain(&refs).expect("gate"), session.score(&refs).expect("score")))
+    });
     group.finish();
 
     let mut group = c.benchmark_group("pipeline");
