@@ -109,11 +109,11 @@ demo: build ort $(DEMO_KEY)
 # Reproduces the held-out figures in models/dr-screen.toml [evaluation]:
 # the same synthetic batch (seed 3, never used for training or thresholds),
 # through the real binary, checked against the card and the issue's targets.
-# EVAL_GENERATOR is the generator of the card's [evaluation] data (v1 for
-# today's card; a card from the v2 recipe, models/training/recipe.sh, says v2).
+# EVAL_GENERATOR is the generator of the card's [evaluation] data (v2 since
+# dr-screen 2.0.0, made by models/training/recipe.sh; 1.0.0's card said v1).
 EVAL_STUDIES := 500
 EVAL_SEED := 3
-EVAL_GENERATOR := v1
+EVAL_GENERATOR := v2
 EVAL_IN := out/heldout-studies
 EVAL_OUT := out/heldout
 evaluate: build ort $(DEMO_KEY)
