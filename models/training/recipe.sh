@@ -107,7 +107,10 @@ TRAINED_ON="\`nightscreen synth --generator v2\` (seed 1, $TRAIN_V2 studies)"
 [ -z "$INIT" ] || TRAINED_ON="$TRAINED_ON, in two stages (a second schedule from an earlier run's weights)"
 CARD=(--onnx "$M/dr-screen.onnx" --out "$M/dr-screen.toml" --trained-on "$TRAINED_ON")
 SHA=$(sha256sum "$M/dr-screen.onnx" | cut -c1-12)
-E=$W/eval-$SHA   # everything scored with this exact model
+# Everything scored with this exact model and domain gate (a new gate changes
+# which images are graded, so it gets its own thresholds, held-out and real runs).
+GATE_SHA=$(sha256sum "$ROOT/models/fundus-gate.onnx" | cut -c1-12)
+E=$W/eval-$SHA-gate-$GATE_SHA
 mkdir -p "$E"
 [ "$M/dr-screen.toml" -nt "$M/dr-screen.onnx" ] || (cd "$TR" && "$TP" card.py "${CARD[@]}")
 # The card declares the domain gate (fundus-gate), whose card must carry this model's [input].
