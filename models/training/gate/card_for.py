@@ -12,15 +12,19 @@ figures; the figures were measured on 384 x 384 tensors, and the card says
 so when the size differs).
 """
 import argparse
+import re
 import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
+NOTE_START = "# This card's [input] follows its DR model's"
 
 
 def table(text, name, following):
-    start = text.index(f"[{name}]")
-    return start, text.index(f"[{following}]", start)
+    """Where table `name` starts and `following` starts, as headers at the
+    start of a line (a comment may mention "[input]": the note below does)."""
+    start = re.search(rf"^\[{name}\]", text, re.M).start()
+    return start, re.compile(rf"^\[{following}\]", re.M).search(text, start).start()
 
 
 def main():
@@ -35,7 +39,7 @@ def main():
     new_input = dr[s:e]
     gs, ge = table(gate, "input", "output")
     text = gate[:gs] + new_input + gate[ge:]
-    if new_input.strip() != gate[gs:ge].strip():
+    if new_input.strip() != gate[gs:ge].strip() and NOTE_START not in gate:
         note = ("# This card's [input] follows its DR model's (another size than the one the gate\n"
                 "# was calibrated at: models/training/gate/card_for.py); the gate resamples inside.\n")
         text = note + text
