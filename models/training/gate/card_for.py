@@ -40,7 +40,7 @@ def main():
     gs, ge = table(gate, "input", "output")
     text = gate[:gs] + new_input + gate[ge:]
     if new_input.strip() != gate[gs:ge].strip() and NOTE_START not in gate:
-        note = ("# This card's [input] follows its DR model's (another size than the one the gate\n"
+        note = (NOTE_START + " (another size than the one the gate\n"
                 "# was calibrated at: models/training/gate/card_for.py); the gate resamples inside.\n")
         text = note + text
     out = Path(a.out)
