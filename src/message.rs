@@ -362,6 +362,9 @@ pub struct Prepared {
     pub meta: Arc<ImageMeta>,
     pub model: ModelId,
     pub tensor: Vec<f32>,
+    /// What the model's domain gate said, when it was asked before
+    /// inference (on the decode worker); the infer stage asks otherwise.
+    pub domain: Option<DomainCheck>,
 }
 
 /// One model's output for one frame.

@@ -14,7 +14,7 @@ use crate::decode::{self, Decoder};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 
-use crate::infer::{self, InferConfig};
+use crate::infer::{self, DecodeGates, InferConfig};
 use crate::ingest;
 use crate::message::{FileDone, Rejected};
 use crate::model::{ModelId, Models};
@@ -53,6 +53,8 @@ pub struct Stages<'p> {
     pub decoder: &'p Decoder,
     pub pool: &'p rayon::ThreadPool,
     pub sessions: BTreeMap<ModelId, ModelSession>,
+    /// Domain gates the decode workers ask before inference.
+    pub gates: &'p DecodeGates,
     pub infer: &'p InferConfig,
     pub rules: &'p RuleSet,
     pub shard: Option<Shard>,
@@ -72,8 +74,18 @@ pub fn execute(
     sinks: &mut Sinks,
     progress: &Progress,
 ) -> Result<()> {
-    let Stages { models, source, decoder, pool, sessions, infer: infer_cfg, rules, shard, channel_capacity: cap } =
-        stages;
+    let Stages {
+        models,
+        source,
+        decoder,
+        pool,
+        sessions,
+        gates,
+        infer: infer_cfg,
+        rules,
+        shard,
+        channel_capacity: cap,
+    } = stages;
     let (tx_ingest, rx_ingest) = bounded(cap);
     // Two batches waiting keep inference busy; more only lengthens the end
     // of the run, when decode is done and the workers infer what is queued.
@@ -95,11 +107,15 @@ pub fn execute(
             ingest::run(files, walk_rejects, source, models, shard, &tx_ingest);
         });
         // Decode and preprocess share the pool: each frame is shrunk to
-        // tensors by the worker that decoded it.
+        // tensors by the worker that decoded it, which also asks the
+        // model's domain gate (off the one inference thread).
         let preprocessor = &preprocessor;
         let emit = move |msg| {
             let mut sent = 0;
-            let open = preprocessor.apply(msg, |prepared| {
+            let open = preprocessor.apply(msg, |mut prepared| {
+                if let Ok(p) = &mut prepared {
+                    gates.ask(p);
+                }
                 sent += 1;
                 tx_prepared.send(prepared).is_ok()
             });

@@ -7,11 +7,13 @@ use std::sync::Arc;
 use crossbeam_channel::bounded;
 use std::collections::BTreeMap;
 
-use nightscreen::infer::{self, InferConfig};
+use nightscreen::infer::{self, DecodeGates, InferConfig};
 use nightscreen::message::{
-    Header, ImageMeta, Instance, Msg, PixelStats, Prepared, RejectKind, Rejected, Scored, SourceId, Stage,
+    DomainCheck, Header, ImageMeta, Instance, Msg, PixelStats, Prepared, RejectKind, Rejected, Scored, SourceId, Stage,
 };
-use nightscreen::model::{Accepts, Activation, ChannelOrder, InputSpec, Layout, ModelCard, ModelId, VerifiedModel};
+use nightscreen::model::{
+    Accepts, Activation, ChannelOrder, DomainGate, InputSpec, Layout, ModelCard, ModelId, Models, VerifiedModel,
+};
 use nightscreen::runtime::{self, Device, ModelSession, Provider, Runtime, RuntimeError};
 
 use crate::util;
@@ -265,14 +267,14 @@ fn stage_batches_two_models_and_passes_rejects() {
     for n in 0..5 {
         let t = tensor(3 * H * W, n);
         expected.insert(format!("/in/{n}.dcm"), chw_means(&t));
-        tx_in.send(Ok(Prepared { meta: meta(n), model: ModelId::new(0), tensor: t })).unwrap();
+        tx_in.send(Ok(Prepared { meta: meta(n), model: ModelId::new(0), tensor: t, domain: None })).unwrap();
     }
     for n in 10..13 {
         let t = tensor(H * W, n);
         let mean = (t.iter().map(|&v| v as f64).sum::<f64>() / t.len() as f64) as f32;
         let max = t.iter().copied().fold(f32::MIN, f32::max);
         expected.insert(format!("/in/{n}.dcm"), vec![mean, max]);
-        tx_in.send(Ok(Prepared { meta: meta(n), model: ModelId::new(1), tensor: t })).unwrap();
+        tx_in.send(Ok(Prepared { meta: meta(n), model: ModelId::new(1), tensor: t, domain: None })).unwrap();
     }
     // Upstream reject passes through; a wrong-sized tensor fails alone.
     tx_in
@@ -285,8 +287,8 @@ fn stage_batches_two_models_and_passes_rejects() {
             frame: None,
         }))
         .unwrap();
-    tx_in.send(Ok(Prepared { meta: meta(20), model: ModelId::new(0), tensor: vec![0.0; 5] })).unwrap();
-    tx_in.send(Ok(Prepared { meta: meta(21), model: ModelId::new(7), tensor: vec![0.0; 60] })).unwrap();
+    tx_in.send(Ok(Prepared { meta: meta(20), model: ModelId::new(0), tensor: vec![0.0; 5], domain: None })).unwrap();
+    tx_in.send(Ok(Prepared { meta: meta(21), model: ModelId::new(7), tensor: vec![0.0; 60], domain: None })).unwrap();
     drop(tx_in);
 
     infer::run(sessions, &cfg, rx_in, tx_out);
@@ -323,10 +325,87 @@ fn stage_flushes_partial_batch_on_timeout() {
     let (tx_out, rx_out) = bounded::<Msg<Scored>>(8);
     std::thread::scope(|s| {
         s.spawn(move || infer::run(sessions, &cfg, rx_in, tx_out));
-        tx_in.send(Ok(Prepared { meta: meta(1), model: ModelId::new(0), tensor: tensor(3 * H * W, 1) })).unwrap();
+        tx_in
+            .send(Ok(Prepared { meta: meta(1), model: ModelId::new(0), tensor: tensor(3 * H * W, 1), domain: None }))
+            .unwrap();
         // The input stays open: only the timeout can release this batch of one.
         let got = rx_out.recv_timeout(std::time::Duration::from_secs(10)).expect("flushed by timeout");
         assert!(got.is_ok());
         drop(tx_in);
     });
+}
+
+/// channel-means behind the fixture gate red-gate (p = sigmoid(40 (mean R
+/// − mean B − 0.1)), inside from 0.5), at this file's input size.
+fn gated_channel_means() -> VerifiedModel {
+    let mut gate_card = card("red-gate", "image", Layout::NCHW, 3, "in_domain", &["reddish"]);
+    gate_card.thresholds.insert("reddish".into(), 0.5);
+    let gate = DomainGate {
+        model: verified(gate_card),
+        output: 0,
+        threshold: 0.5,
+        outside: "not recognised as a reddish image".into(),
+    };
+    VerifiedModel { domain: Some(Box::new(gate)), ..channel_means() }
+}
+
+/// A CHW tensor with every pixel (r, g, b).
+fn flat(r: f32, g: f32, b: f32) -> Vec<f32> {
+    [r, g, b].iter().flat_map(|&v| std::iter::repeat_n(v, H * W)).collect()
+}
+
+#[test]
+fn the_gate_asked_on_decode_workers_agrees_with_inference_and_is_not_asked_twice() {
+    let Some(rt) = runtime() else { return };
+    let model = gated_channel_means();
+    let models = Models::new(vec![model.clone()]).expect("models");
+    let gates = DecodeGates::open(&rt, &models, 2).expect("gates");
+    let (red, blue) = (flat(0.75, 0.25, 0.25), flat(0.25, 0.25, 0.75));
+    let expected = |t: &[f32]| {
+        let m = chw_means(t);
+        (1.0 / (1.0 + (-40.0 * (m[0] as f64 - m[2] as f64 - 0.1)).exp())) as f32
+    };
+    let prepared =
+        |n, tensor: &[f32], domain| Prepared { meta: meta(n), model: ModelId::new(0), tensor: tensor.to_vec(), domain };
+
+    // The decode side's answer is the gate's, on the worker's own session.
+    let mut asked_red = prepared(1, &red, None);
+    let mut asked_blue = prepared(2, &blue, None);
+    gates.ask(&mut asked_red);
+    gates.ask(&mut asked_blue);
+    let (r, b) = (asked_red.domain.expect("asked"), asked_blue.domain.expect("asked"));
+    assert!(r.inside && (r.score - expected(&red)).abs() <= TOLERANCE, "{r:?}");
+    assert!(!b.inside && (b.score - expected(&blue)).abs() <= TOLERANCE, "{b:?}");
+    // An ungated model is left unasked.
+    let mut ungated = Prepared { model: ModelId::new(1), ..prepared(3, &red, None) };
+    gates.ask(&mut ungated);
+    assert_eq!(ungated.domain, None);
+
+    let sessions = BTreeMap::from([(ModelId::new(0), rt.session(&model, 1).expect("session"))]);
+    let cfg = InferConfig { batch_size: 4, batch_timeout_ms: 5, ..InferConfig::default() };
+    let (tx_in, rx_in) = bounded::<Msg<Prepared>>(8);
+    let (tx_out, rx_out) = bounded::<Msg<Scored>>(8);
+    // Unasked: the infer worker asks the card's gate itself.
+    tx_in.send(Ok(prepared(10, &red, None))).unwrap();
+    tx_in.send(Ok(prepared(11, &blue, None))).unwrap();
+    // Asked on decode: trusted as it is, even against what the gate would say.
+    let said_outside = DomainCheck { score: 0.0, inside: false };
+    tx_in.send(Ok(prepared(12, &red, Some(said_outside)))).unwrap();
+    tx_in.send(Ok(asked_blue)).unwrap();
+    drop(tx_in);
+    infer::run(sessions, &cfg, rx_in, tx_out);
+    let mut got: BTreeMap<String, Scored> = BTreeMap::new();
+    for msg in rx_out.iter() {
+        let s = msg.expect("scored");
+        got.insert(s.meta.instance.source.locator(), s);
+    }
+    assert_eq!(got.len(), 4);
+    let red_scored = &got["/in/10.dcm"];
+    assert!(red_scored.domain.is_some_and(|d| d.inside), "{:?}", red_scored.domain);
+    assert_close(&red_scored.outputs, &chw_means(&red));
+    let blue_unasked = &got["/in/11.dcm"];
+    assert!(blue_unasked.outside_domain() && blue_unasked.outputs.is_empty());
+    assert_eq!(got["/in/12.dcm"].domain, Some(said_outside));
+    assert!(got["/in/12.dcm"].outputs.is_empty(), "an image the decode side found outside is never scored");
+    assert!(got["/in/2.dcm"].outside_domain() && got["/in/2.dcm"].outputs.is_empty());
 }

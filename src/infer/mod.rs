@@ -18,8 +18,11 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use serde::{Deserialize, Serialize};
 
+mod gates;
 mod occlusion;
 mod worker;
+
+pub use gates::DecodeGates;
 
 use crate::message::{ImageMeta, Msg, Prepared, RejectKind, Rejected, Scored, Stage};
 use crate::model::{ExplainWhen, ModelId};
@@ -207,8 +210,8 @@ mod tests {
         let queues = BTreeMap::from([(ModelId::new(0), queue_tx)]);
         let (tx_in, rx_in) = bounded(4);
         let (tx_out, rx_out) = bounded(4);
-        tx_in.send(Ok(Prepared { meta: meta(1), model: ModelId::new(0), tensor: vec![1.0] })).unwrap();
-        tx_in.send(Ok(Prepared { meta: meta(2), model: ModelId::new(3), tensor: vec![1.0] })).unwrap();
+        tx_in.send(Ok(Prepared { meta: meta(1), model: ModelId::new(0), tensor: vec![1.0], domain: None })).unwrap();
+        tx_in.send(Ok(Prepared { meta: meta(2), model: ModelId::new(3), tensor: vec![1.0], domain: None })).unwrap();
         tx_in.send(Err(reject(&meta(3), "upstream".into()))).unwrap();
         drop(tx_in);
         route(&rx_in, &queues, &tx_out);

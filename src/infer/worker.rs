@@ -8,9 +8,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::occlusion::Occlusion;
 use super::{reject, Batching};
-use crate::message::{Attention, Msg, Prepared, Scored};
+use crate::message::{Attention, DomainCheck, Msg, Prepared, Scored};
 use crate::model::ExplainWhen;
-use crate::runtime::ModelSession;
+use crate::runtime::{ModelSession, ScoreError};
 
 /// A batch being filled.
 struct Pending {
@@ -94,14 +94,15 @@ impl Worker {
         if good.is_empty() {
             return true;
         }
-        let tensors: Vec<&[f32]> = good.iter().map(|p| p.tensor.as_slice()).collect();
         let started = Instant::now();
         // The gate first: an image outside the model's domain is never scored.
-        let result = self.session.check_domain(&tensors).and_then(|domain| {
-            let inside: Vec<&[f32]> = match &domain {
-                Some(checks) => tensors.iter().zip(checks).filter(|(_, d)| d.inside).map(|(t, _)| *t).collect(),
-                None => tensors.clone(),
-            };
+        let result = self.check_domain(&good).and_then(|domain| {
+            let inside: Vec<&[f32]> = good
+                .iter()
+                .zip(&domain)
+                .filter(|(_, d)| d.is_none_or(|d| d.inside))
+                .map(|(p, _)| p.tensor.as_slice())
+                .collect();
             let scores = if inside.is_empty() { Vec::new() } else { self.session.score(&inside)? };
             Ok((domain, scores))
         });
@@ -110,8 +111,7 @@ impl Worker {
             Ok((domain, scores)) => {
                 let scored_at = chrono::Utc::now();
                 let mut scores = scores.into_iter();
-                for (i, p) in good.into_iter().enumerate() {
-                    let domain = domain.as_ref().and_then(|checks| checks.get(i).copied());
+                for (p, domain) in good.into_iter().zip(domain) {
                     let outputs =
                         if domain.is_some_and(|d| !d.inside) { Vec::new() } else { scores.next().unwrap_or_default() };
                     let attention = if outputs.is_empty() { None } else { self.explain(&p.tensor, &outputs) };
@@ -133,6 +133,24 @@ impl Worker {
             }
         }
         true
+    }
+
+    /// What the model's gate says of each item: the answer the decode
+    /// worker already found, else the gate is asked here (`None` for all
+    /// when the card names no gate).
+    fn check_domain(&mut self, items: &[Prepared]) -> Result<Vec<Option<DomainCheck>>, ScoreError> {
+        let mut domain: Vec<Option<DomainCheck>> = items.iter().map(|p| p.domain).collect();
+        let unasked: Vec<usize> = (0..items.len()).filter(|&i| domain[i].is_none()).collect();
+        if unasked.is_empty() || !self.session.has_gate() {
+            return Ok(domain);
+        }
+        let tensors: Vec<&[f32]> = unasked.iter().map(|&i| items[i].tensor.as_slice()).collect();
+        if let Some(checks) = self.session.check_domain(&tensors)? {
+            for (i, check) in unasked.into_iter().zip(checks) {
+                domain[i] = Some(check);
+            }
+        }
+        Ok(domain)
     }
 
     /// The occlusion map of one scored image, if the card asks for one and

@@ -88,6 +88,7 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
         decoder: &plan.decoder,
         pool: &plan.pool,
         sessions: std::mem::take(&mut plan.sessions),
+        gates: &plan.gates,
         infer: &cfg.infer,
         rules: &plan.rules,
         shard: cfg.shard,

@@ -12,6 +12,7 @@ use super::{outdir, report};
 use crate::config::Config;
 use crate::decode::Decoder;
 use crate::error::{Error, Result};
+use crate::infer::DecodeGates;
 use crate::message::{Rejected, SourceId};
 use crate::model::{self, ModelId, Models};
 use crate::privacy::PseudonymKey;
@@ -37,6 +38,8 @@ pub struct Plan<'c> {
     pub runtime: Runtime,
     /// One per model; handed to the infer stage by [`crate::pipeline::execute`].
     pub sessions: BTreeMap<ModelId, ModelSession>,
+    /// The models' domain gates, asked on the decode workers.
+    pub gates: DecodeGates,
     pub decoder: Decoder,
     pub pool: rayon::ThreadPool,
     pub decode_threads: usize,
@@ -137,14 +140,15 @@ impl<'c> Plan<'c> {
                     .iter()
                     .map(|(id, m)| Ok((id, runtime.session(m, infer_threads)?)))
                     .collect::<std::result::Result<BTreeMap<_, _>, crate::runtime::RuntimeError>>()?;
-                Ok((runtime, sessions))
+                let gates = DecodeGates::open(&runtime, &models, decode_threads)?;
+                Ok((runtime, sessions, gates))
             })();
             let remote =
                 remote.join().unwrap_or_else(|_| Err(Error::Config("planning the remote inputs failed".into())));
             (remote, sessions)
         });
         let remote = remote?;
-        let (runtime, sessions) = sessions?;
+        let (runtime, sessions, gates) = sessions?;
         let decoder =
             Decoder::new(&cfg.decode).with_model_inputs(models.ids().filter_map(|id| models.input_size(id)).collect());
         let pool = rayon::ThreadPoolBuilder::new()
@@ -198,6 +202,7 @@ impl<'c> Plan<'c> {
             rules,
             runtime,
             sessions,
+            gates,
             decoder,
             pool,
             decode_threads,

@@ -53,11 +53,33 @@ pub struct ModelSession {
     gate: Option<Box<GateSession>>,
 }
 
-/// A domain gate's session and how its output is read.
-struct GateSession {
+/// A domain gate's session and how its output is read: what a model's
+/// card names in `[domain]`, ready to say of each tensor whether the model
+/// may grade it.
+pub struct GateSession {
     session: ModelSession,
     output: usize,
     threshold: f32,
+}
+
+impl GateSession {
+    /// Scores each tensor (in the gated model's input form, which the
+    /// gate's card shares) against the gate's threshold.
+    ///
+    /// # Errors
+    /// As [`ModelSession::score`], for the gate.
+    pub fn check(&mut self, tensors: &[&[f32]]) -> Result<Vec<DomainCheck>, ScoreError> {
+        let (output, threshold) = (self.output, self.threshold);
+        let scores = self.session.score(tensors)?;
+        Ok(scores
+            .iter()
+            .map(|row| {
+                // The session checked one value per label, so the index exists.
+                let score = row.get(output).copied().unwrap_or(0.0);
+                DomainCheck { score, inside: score >= threshold }
+            })
+            .collect())
+    }
 }
 
 impl std::fmt::Debug for ModelSession {
@@ -104,19 +126,15 @@ impl ModelSession {
     /// # Errors
     /// As [`ModelSession::score`], for the gate.
     pub fn check_domain(&mut self, tensors: &[&[f32]]) -> Result<Option<Vec<DomainCheck>>, ScoreError> {
-        let Some(gate) = self.gate.as_mut() else { return Ok(None) };
-        let (output, threshold) = (gate.output, gate.threshold);
-        let scores = gate.session.score(tensors)?;
-        Ok(Some(
-            scores
-                .iter()
-                .map(|row| {
-                    // The session checked one value per label, so the index exists.
-                    let score = row.get(output).copied().unwrap_or(0.0);
-                    DomainCheck { score, inside: score >= threshold }
-                })
-                .collect(),
-        ))
+        match self.gate.as_mut() {
+            Some(gate) => gate.check(tensors).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the card names a domain gate.
+    pub fn has_gate(&self) -> bool {
+        self.gate.is_some()
     }
 
     /// The card the graph was checked against.
@@ -333,11 +351,23 @@ impl Runtime {
         );
         let item_shape = expected_in.map(|d| d as usize);
         let mut scorer = ModelSession::new(session, card, item_shape, fixed_batch, self.provider);
-        if let Some(gate) = &model.domain {
-            let session = self.session(&gate.model, intra_threads)?;
-            scorer.gate = Some(Box::new(GateSession { session, output: gate.output, threshold: gate.threshold }));
-        }
+        scorer.gate = self.gate_session(model, intra_threads)?.map(Box::new);
         Ok(scorer)
+    }
+
+    /// A session of the domain gate `model`'s card names, on its own;
+    /// `None` when the card names none.
+    ///
+    /// # Errors
+    /// As [`Runtime::session`], for the gate.
+    pub fn gate_session(
+        &self,
+        model: &VerifiedModel,
+        intra_threads: usize,
+    ) -> Result<Option<GateSession>, RuntimeError> {
+        let Some(gate) = &model.domain else { return Ok(None) };
+        let session = self.session(&gate.model, intra_threads)?;
+        Ok(Some(GateSession { session, output: gate.output, threshold: gate.threshold }))
     }
 }
 
