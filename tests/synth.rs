@@ -273,7 +273,7 @@ fn v2_is_deterministic_per_seed() {
     for (x, y) in fa.iter().zip(&fb) {
         assert!(std::fs::read(x).ok() == std::fs::read(y).ok(), "{}", x.display());
     }
-    for name in ["truth.csv", "truth_images.csv"] {
+    for name in ["truth.csv", "truth_images.csv", "truth_lesions.csv"] {
         assert_eq!(std::fs::read(a.path().join(name)).ok(), std::fs::read(b.path().join(name)).ok());
         assert_ne!(std::fs::read(a.path().join(name)).ok(), std::fs::read(c.path().join(name)).ok());
     }
@@ -300,6 +300,49 @@ fn csv_maps(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
             headers.iter().zip(row.iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect()
         })
         .collect()
+}
+
+/// The R grade one counted lesion gives alone (DESP); blots give R2 only
+/// four or more together, cotton-wool spots nothing.
+fn lesion_grade(kind: &str) -> u8 {
+    match kind {
+        "new_vessels" | "preretinal_haemorrhage" => 3,
+        "venous_beading" | "irma" => 2,
+        "microaneurysm" | "dot_haemorrhage" | "blot_haemorrhage" | "exudate" => 1,
+        "cotton_wool_spot" => 0,
+        other => panic!("unknown lesion kind {other}"),
+    }
+}
+
+#[test]
+fn v2_lesion_truth_explains_every_image_grade() {
+    let dir = v2_batch();
+    let images = csv_maps(&dir.join("truth_images.csv"));
+    let lesions = csv_maps(&dir.join("truth_lesions.csv"));
+    assert!(lesions.len() > 200, "{} lesion rows", lesions.len());
+    let mut checked = 0;
+    for image in &images {
+        let uid = &image["sop_instance_uid"];
+        let own: Vec<_> = lesions.iter().filter(|l| &l["sop_instance_uid"] == uid).collect();
+        let counted: Vec<_> = own.iter().filter(|l| l["counts"] == "true").collect();
+        // Counted means in the field and visible, and only in a gradable image.
+        assert!(counted.iter().all(|l| l["in_field"] == "true" && l["visible"] == "true"), "{uid}");
+        if image["gradable"] == "false" {
+            assert!(counted.is_empty(), "{uid}: an ungradable image counts no lesion");
+            continue;
+        }
+        let blots = counted.iter().filter(|l| l["kind"] == "blot_haemorrhage").count();
+        let mut r = counted.iter().map(|l| lesion_grade(&l["kind"])).max().unwrap_or(0);
+        if blots >= 4 {
+            r = r.max(2);
+        }
+        assert_eq!(format!("R{r}"), image["r_grade"], "{uid}: counted {counted:?}");
+        checked += 1;
+    }
+    assert!(checked > 100, "{checked} gradable images");
+    // Some lesions are drawn but do not count (outside the field or too faint).
+    assert!(lesions.iter().any(|l| l["in_field"] == "true" && l["visible"] == "false"));
+    assert!(lesions.iter().any(|l| l["in_field"] == "false"));
 }
 
 #[test]

@@ -234,7 +234,7 @@ fn prepare_out(cfg: &SynthConfig) -> Result<(), SynthError> {
         let path = e.path();
         if name.starts_with("study-") && path.is_dir() {
             std::fs::remove_dir_all(&path).map_err(io_err(&path))?;
-        } else if name == "truth.csv" || name == "truth_images.csv" {
+        } else if matches!(name.as_str(), "truth.csv" | "truth_images.csv" | "truth_lesions.csv") {
             std::fs::remove_file(&path).map_err(io_err(&path))?;
         }
     }
@@ -302,6 +302,7 @@ fn generate_eye(
             path: rel,
             defect: image.defect.map_or("", |d| d.code()),
             camera: None,
+            lesions: Vec::new(),
         });
     }
     Ok(eye_grade)
@@ -346,26 +347,45 @@ fn generate_eye_v2(
         let text = text.as_deref().map(|lines| (lines, cam.text_colour));
         let burnt = appearance::finish(scratch.planes_mut(), w, h, &look, &retina, &view, &mask, text).1;
         let rgb = scratch.planes();
+        let photo = visibility::Photo {
+            view: &view,
+            green: &rgb[1],
+            w: w as usize,
+            h: h as usize,
+            blur_var: visibility::Photo::box_var(look.blur, 2),
+            gamma: look.gamma,
+            fade: Some(vasculature::FADE_W0),
+            beading: anatomy.beading,
+            absorption: vasculature::ABSORPTION,
+        };
+        // Each lesion: in the lit field, and visible there (pure functions
+        // of the finished image: recording them changes nothing drawn).
+        let seen: Vec<(bool, bool)> = retina
+            .lesions
+            .iter()
+            .map(|l| {
+                let in_field = mask.sees(view.to_px(l.centre), 0.95);
+                (in_field, photo.visible(&retina, l, |x, y| scratch.vessels_at(x, y)))
+            })
+            .collect();
+        let counted = |l: &retina::Lesion| {
+            let i = retina.lesions.iter().position(|m| std::ptr::eq(m, l));
+            i.and_then(|i| seen.get(i)).is_some_and(|&(in_field, visible)| in_field && visible)
+        };
         let grade = match image.defect {
             Some(_) => Grade(None),
-            None => {
-                let photo = visibility::Photo {
-                    view: &view,
-                    green: &rgb[1],
-                    w: w as usize,
-                    h: h as usize,
-                    blur_var: visibility::Photo::box_var(look.blur, 2),
-                    gamma: look.gamma,
-                    fade: Some(vasculature::FADE_W0),
-                    beading: anatomy.beading,
-                    absorption: vasculature::ABSORPTION,
-                };
-                let counts = |l: &retina::Lesion| {
-                    mask.sees(view.to_px(l.centre), 0.95) && photo.visible(&retina, l, |x, y| scratch.vessels_at(x, y))
-                };
-                Grade(Some(retina.grade_of(counts, mask.sees(view.to_px(retina.fovea), 0.9))))
-            }
+            None => Grade(Some(retina.grade_of(counted, mask.sees(view.to_px(retina.fovea), 0.9)))),
         };
+        let lesions = retina
+            .lesions
+            .iter()
+            .zip(&seen)
+            .map(|(l, &(in_field, visible))| {
+                let [x, y] = view.to_px(l.centre);
+                let counts = grade.0.is_some() && in_field && visible;
+                truth::LesionTruth { kind: l.kind.code(), x, y, in_field, visible, counts, contrast: l.contrast }
+            })
+            .collect();
         let pixels = match cam.encoding {
             camera::Encoding::Jpeg => {
                 let planes = [&rgb[0][..], &rgb[1][..], &rgb[2][..]];
@@ -396,6 +416,7 @@ fn generate_eye_v2(
                 mask: mask.describe(burnt),
                 fundus: fundus.kind.code(),
             }),
+            lesions,
         });
     }
     Ok(eye_grade)

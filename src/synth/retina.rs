@@ -71,6 +71,23 @@ pub enum LesionKind {
     Irma,
 }
 
+impl LesionKind {
+    /// The name `truth_lesions.csv` gives it.
+    pub fn code(self) -> &'static str {
+        match self {
+            LesionKind::Microaneurysm => "microaneurysm",
+            LesionKind::DotHaemorrhage => "dot_haemorrhage",
+            LesionKind::BlotHaemorrhage => "blot_haemorrhage",
+            LesionKind::Exudate => "exudate",
+            LesionKind::Preretinal => "preretinal_haemorrhage",
+            LesionKind::NewVessels => "new_vessels",
+            LesionKind::Beading => "venous_beading",
+            LesionKind::CottonWool => "cotton_wool_spot",
+            LesionKind::Irma => "irma",
+        }
+    }
+}
+
 /// An ellipse: centre, semi-axes (DD) and rotation (radians).
 #[derive(Debug, Clone, Copy)]
 pub struct Blob {

@@ -17,6 +17,14 @@
 //! tigroid). v1 files keep today's columns byte for byte: a file without a
 //! `generator` column was made by v1.
 //!
+//! Generator v2 also writes `truth_lesions.csv` — one row per lesion per
+//! image, for studying what a model misses: `sop_instance_uid, kind`
+//! ([`super::retina::LesionKind::code`]), `x, y` (its centre in the image,
+//! pixels; it may lie outside), `in_field` (the centre is in the lit
+//! field), `visible` (a grader could see it there: [`super::visibility`]),
+//! `counts` (it counts towards the image's grade: in the field, visible,
+//! and the image gradable) and `contrast` (its drawn strength, 0–1).
+//!
 //! An image's grade is what that field shows (lesions outside its field of
 //! view do not count); an eye's grade is the worst of its gradable fields,
 //! and U when neither is gradable (the DESP rule). The study outcome is the
@@ -92,6 +100,21 @@ pub struct ImageTruth {
     pub defect: &'static str,
     /// The camera that took it (v2 only).
     pub camera: Option<CameraTruth>,
+    /// Every lesion of the eye as this image shows it (v2 only).
+    pub lesions: Vec<LesionTruth>,
+}
+
+/// One lesion in one v2 image, as `truth_lesions.csv` records it.
+#[derive(Debug, Clone)]
+pub struct LesionTruth {
+    pub kind: &'static str,
+    /// Centre in image pixels.
+    pub x: f32,
+    pub y: f32,
+    pub in_field: bool,
+    pub visible: bool,
+    pub counts: bool,
+    pub contrast: f32,
 }
 
 /// How a v2 image was taken, as `truth_images.csv` records it.
@@ -126,7 +149,7 @@ impl StudyTruth {
     }
 }
 
-/// Writes both truth files into `dir`, studies in index order.
+/// Writes the truth files into `dir`, studies in index order.
 ///
 /// # Errors
 /// When a file cannot be created or written.
@@ -186,7 +209,34 @@ pub fn write(dir: &Path, studies: &[StudyTruth], generator: GeneratorVersion) ->
     }
     eyes.flush().map_err(|e| csv_err("truth.csv")(e.into()))?;
     images.flush().map_err(|e| csv_err("truth_images.csv")(e.into()))?;
+    if v2 {
+        write_lesions(dir, studies)?;
+    }
     Ok(())
+}
+
+fn write_lesions(dir: &Path, studies: &[StudyTruth]) -> Result<(), SynthError> {
+    let name = "truth_lesions.csv";
+    let err = |source: csv::Error| SynthError::Truth { path: dir.join(name), source };
+    let mut out = csv::Writer::from_path(dir.join(name)).map_err(err)?;
+    out.write_record(["sop_instance_uid", "kind", "x", "y", "in_field", "visible", "counts", "contrast"])
+        .map_err(err)?;
+    for image in studies.iter().flat_map(|s| &s.images) {
+        for l in &image.lesions {
+            let row = [
+                image.sop_uid.clone(),
+                l.kind.to_string(),
+                format!("{:.1}", l.x),
+                format!("{:.1}", l.y),
+                l.in_field.to_string(),
+                l.visible.to_string(),
+                l.counts.to_string(),
+                format!("{:.3}", l.contrast),
+            ];
+            out.write_record(&row).map_err(err)?;
+        }
+    }
+    out.flush().map_err(|e| err(e.into()))
 }
 
 #[cfg(test)]
