@@ -127,6 +127,24 @@ fn stages(c: &mut Criterion) {
         })
     });
 
+    // For information (not in the machine limit): preprocess without the
+    // gate, and the gate alone on one tensor it has just seen (in cache).
+    let mut next = 0;
+    group.bench_function("preprocess_without_gate", |b| {
+        b.iter(|| {
+            let frame = &frames[next % frames.len()].frame;
+            next += 1;
+            (
+                nightscreen::thumbnail::make(frame).expect("thumbnail"),
+                pre.prepare(frame, ModelId::new(0)).expect("prepare"),
+            )
+        })
+    });
+    let tensor = pre.prepare(&frames[0].frame, ModelId::new(0)).expect("prepare");
+    if let Some(gate) = gate.as_mut() {
+        group.bench_function("gate_batch1", |b| b.iter(|| gate.check(&[tensor.as_slice()]).expect("gate")));
+    }
+
     let batch = fx.config.infer.batch_size;
     let tensors: Vec<Vec<f32>> =
         frames.iter().cycle().take(batch).map(|f| pre.prepare(&f.frame, ModelId::new(0)).expect("prepare")).collect();
