@@ -1,7 +1,8 @@
 //! Stage costs for `make bench`: decode, preprocess (thumbnail, model
 //! input and the model's domain gate on that input, one image at a time,
 //! as the pipeline's decode workers do) and inference of the shipped DR
-//! model, each on one thread, plus the whole pipeline on all cores. `tools/bench_report.py` turns the single-thread costs into the
+//! model, each on one thread, plus the whole pipeline on all cores.
+//! `tools/bench_report.py` turns the single-thread costs into the
 //! machine limit (cores ÷ core-seconds per image), so each bench here must
 //! do exactly one stage's work for one image (or one batch).
 //!
@@ -115,31 +116,23 @@ fn stages(c: &mut Criterion) {
     let pre = Preprocessor::new(&fx.models);
     let runtime = Runtime::load(Device::Cpu).expect("ONNX Runtime (make ort; ORT_DYLIB_PATH)");
     let mut gate = runtime.gate_session(&fx.model, 1).expect("gate session");
+    // Preprocess::apply's work on the next frame in turn: thumbnail and tensor.
     let mut next = 0;
+    let mut thumbnail_and_tensor = || {
+        let frame = &frames[next % frames.len()].frame;
+        next += 1;
+        (nightscreen::thumbnail::make(frame).expect("thumbnail"), pre.prepare(frame, ModelId::new(0)).expect("prepare"))
+    };
     group.bench_function("preprocess", |b| {
         b.iter(|| {
-            let frame = &frames[next % frames.len()].frame;
-            next += 1;
-            let thumbnail = nightscreen::thumbnail::make(frame).expect("thumbnail");
-            let tensor = pre.prepare(frame, ModelId::new(0)).expect("prepare");
+            let (thumbnail, tensor) = thumbnail_and_tensor();
             let domain = gate.as_mut().map(|g| g.check(&[tensor.as_slice()]).expect("gate"));
             (thumbnail, tensor, domain)
         })
     });
-
     // For information (not in the machine limit): preprocess without the
     // gate, and the gate alone on one tensor it has just seen (in cache).
-    let mut next = 0;
-    group.bench_function("preprocess_without_gate", |b| {
-        b.iter(|| {
-            let frame = &frames[next % frames.len()].frame;
-            next += 1;
-            (
-                nightscreen::thumbnail::make(frame).expect("thumbnail"),
-                pre.prepare(frame, ModelId::new(0)).expect("prepare"),
-            )
-        })
-    });
+    group.bench_function("preprocess_without_gate", |b| b.iter(&mut thumbnail_and_tensor));
     let tensor = pre.prepare(&frames[0].frame, ModelId::new(0)).expect("prepare");
     if let Some(gate) = gate.as_mut() {
         group.bench_function("gate_batch1", |b| b.iter(|| gate.check(&[tensor.as_slice()]).expect("gate")));

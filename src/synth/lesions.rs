@@ -186,17 +186,16 @@ impl Retina {
     /// passes its field-of-view mask, so lesions in a clipped or cropped
     /// part of the field do not count.
     pub fn grade_seen(&self, seen: impl Fn(P) -> bool, fovea_seen: bool) -> (u8, bool) {
-        self.grade_of(|l| seen(l.centre), fovea_seen)
+        self.grade_of(self.lesions.iter().filter(|l| seen(l.centre)), fovea_seen)
     }
 
-    /// The grade from the lesions `counts` accepts (generator v2: inside
-    /// the lit field and visible in the photograph).
-    pub fn grade_of(&self, counts: impl Fn(&Lesion) -> bool, fovea_seen: bool) -> (u8, bool) {
-        let seen = |l: &&Lesion| counts(l);
+    /// The grade from the lesions that count (generator v2: inside the
+    /// lit field and visible in the photograph), some of this retina's.
+    pub fn grade_of<'a>(&self, counted: impl IntoIterator<Item = &'a Lesion>, fovea_seen: bool) -> (u8, bool) {
         let mut r = 0;
         let mut blots = 0;
         let mut m1 = false;
-        for l in self.lesions.iter().filter(seen) {
+        for l in counted {
             let g = match l.kind {
                 LesionKind::NewVessels | LesionKind::Preretinal => 3,
                 LesionKind::Beading => 2,

@@ -368,13 +368,10 @@ fn generate_eye_v2(
                 (in_field, photo.visible(&retina, l, |x, y| scratch.vessels_at(x, y)))
             })
             .collect();
-        let counted = |l: &retina::Lesion| {
-            let i = retina.lesions.iter().position(|m| std::ptr::eq(m, l));
-            i.and_then(|i| seen.get(i)).is_some_and(|&(in_field, visible)| in_field && visible)
-        };
+        let counted = retina.lesions.iter().zip(&seen).filter(|(_, &(in_field, visible))| in_field && visible);
         let grade = match image.defect {
             Some(_) => Grade(None),
-            None => Grade(Some(retina.grade_of(counted, mask.sees(view.to_px(retina.fovea), 0.9)))),
+            None => Grade(Some(retina.grade_of(counted.map(|(l, _)| l), mask.sees(view.to_px(retina.fovea), 0.9)))),
         };
         let lesions = retina
             .lesions
