@@ -21,6 +21,7 @@
 //! | exposure | × e^(0.18 N), 0.65–1.5 | auto-exposure and flash level vary ±¼ stop: judgement |
 //! | colour cast (gain R, G, B) | 0.95–1.1, 0.92–1.15, 0.75–1.25 | white balance differs by vendor (Canon redder, Topcon greener): judgement; green raised from 0.85–1.1 and red from 0.92–1.08 because v2 came out redder (chromaticity g 0.26) and darker (R 134) than the real photographs (g 0.28, R 163; `tools/compare_fundus.py`) |
 //! | gamma | 0.85–1.15 | judgement |
+//! | under-exposure (the `dark` ungradable defect) | v1's × 0.1–0.2 (and its stronger noise), × 0.45: 0.045–0.09; its nerve-fibre sheen and flash reflex dimmed alike (× 0.07) | v1's range made ungradable photographs as bright as `sample_dark.png`, a real under-exposed disc field (in-field luminance ≈ 28 of 255) on which every vessel can be followed; at 0.045–0.09 the camera noise (2–3.5 levels before the scale) is as strong as the vessels' contrast |
 //! | light fall-off | 1 − f·ρ^p, f 0–0.25, p 2–4, on top of v1's vignette (1 − v·ρ³, v 0.45–0.6) scaled by 0.2–0.7 | real photographs keep a median 0.85 of the centre's luminance at 0.75–0.9 of the radius (10–90 %: 0.37–1.0); v2 before this kept 0.63 (`tools/compare_fundus.py`) |
 //! | flash reflex | 15 %: central, radius 0.08–0.2 R, +10–30 levels, bluish white | judgement (seen on Topcon images) |
 //! | lens dust | 50 %: 1–4 soft dark blobs, radius 1–5 % of R, 8–30 % darker | judgement |
@@ -34,6 +35,9 @@ use super::render::View;
 use super::retina::{dist, LesionKind, Retina, Texture};
 use super::rng::Rng;
 use super::study::Defect;
+
+/// Scale of v1's under-exposure for v2's `dark` defect (the table above).
+const DARK_DEFECT_EXPOSURE: f32 = 0.45;
 
 /// Fundus pigmentation types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,7 +196,10 @@ impl Look2 {
     pub fn draw(rng: &mut Rng, defect: Option<Defect>, view: &View, fundus: &Fundus) -> Self {
         let scale = view.radius / 560.0;
         let exposure = match defect {
-            Some(Defect::Dark) | Some(Defect::Bright) => 1.0,
+            // On top of the defect's own exposure (0.1–0.2): v2's dark
+            // photographs are 0.045–0.09, too dark to show the fundus.
+            Some(Defect::Dark) => DARK_DEFECT_EXPOSURE,
+            Some(Defect::Bright) => 1.0,
             _ => (0.18 * rng.normal()).exp().clamp(0.65, 1.5),
         };
         let cast = [rng.range(0.95, 1.1), rng.range(0.92, 1.15), rng.range(0.75, 1.25)];
@@ -212,15 +219,21 @@ impl Look2 {
             Some(Defect::Blur) if scale > 1.2 => (16.0 * (scale - 1.0)).round() as usize,
             _ => 0,
         };
+        // Sheen and flash reflex are light added after the exposure, so an
+        // under-exposed photograph gets them dimmed as much (nominally).
+        let added_light = match defect {
+            Some(Defect::Dark) => DARK_DEFECT_EXPOSURE * 0.15,
+            _ => 1.0,
+        };
         Look2 {
             gain: cast.map(|c| c * exposure),
             gamma,
             falloff,
             falloff_pow,
-            reflex,
+            reflex: reflex.map(|(r, level)| (r, level * added_light)),
             dust,
             blur,
-            sheen: fundus.sheen * rng.range(0.7, 1.0),
+            sheen: fundus.sheen * rng.range(0.7, 1.0) * added_light,
             choroid: fundus.choroid,
             vignette: rng.range(0.2, 0.7),
         }
