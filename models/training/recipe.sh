@@ -24,7 +24,7 @@
 # and wrapped photographs into WORK_DIR and starts from its weights (INIT,
 # default FROM/dr-screen.pt) with a new schedule (EPOCHS, LR, SEED).
 #
-# Knobs (environment): EPOCHS (16), LR (0.002), SEED (0), ZOOM_OUT (0.15), FROM, INIT, ARCH (drnet2-768), TRAIN_V2 (2000),
+# Knobs (environment): EPOCHS (16), LR (0.002), SEED (0), ZOOM_OUT (0.15), LOOK (0.5), FROM, INIT, ARCH (drnet2-768), TRAIN_V2 (2000),
 # TRAIN_V1 (500), VAL (300), TEST (500), TEST_V1 (500; 0 skips it),
 # CKPT_MINUTES (10), OUT (WORK_DIR/out), INSTALL (0), DROP_TRAIN_DICOM (0: 1
 # deletes the training batches' DICOM files once cached, ~17 GB at the
@@ -92,7 +92,7 @@ done
 # 3. Train (resumes from $W/dr-screen.pt.ckpt if a run was stopped).
 [ -f "$W/dr-screen.pt" ] || { step "train $ARCH, $EPOCHS epochs";
   (cd "$TR" && "$TP" train.py "${TRAIN_CACHES[@]}" --val "$W/cache/val-$SIZE" --out "$W/dr-screen.pt" \
-     --arch "$ARCH" --epochs "$EPOCHS" --lr "$LR" --seed "$SEED" --zoom-out "$ZOOM_OUT" ${INIT:+--init "$INIT"} \
+     --arch "$ARCH" --epochs "$EPOCHS" --lr "$LR" --seed "$SEED" --zoom-out "$ZOOM_OUT" --look "$LOOK" ${INIT:+--init "$INIT"} \
      --ckpt-minutes "$CKPT_MINUTES") 2>&1 | tee -a "$W/train.log"
   [ -f "$W/dr-screen.pt" ] || { echo "training stopped before the end; run again to resume"; exit 1; }; }
 

@@ -169,6 +169,8 @@ def main():
     ap.add_argument("--no-augment", action="store_true")
     ap.add_argument("--zoom-out", type=float, default=0.0,
                     help="share of training images shrunk into a larger dark frame (augment.py)")
+    ap.add_argument("--look", type=float, default=0.0,
+                    help="share of training images given another camera's look (augment.py)")
     ap.add_argument("--ckpt", help="checkpoint file (default OUT.ckpt)")
     ap.add_argument("--ckpt-minutes", type=float, default=10.0, help="also checkpoint within an epoch this often")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps in total (tests)")
@@ -199,6 +201,8 @@ def main():
                  "init": sha256_of(a.init) if a.init else None}
     if a.zoom_out:  # only when used, so that runs from before it resume
         signature["zoom_out"] = a.zoom_out
+    if a.look:
+        signature["look"] = a.look
     torch.manual_seed(a.seed)  # initial weights
     np.random.seed(a.seed)
     random.seed(a.seed)
@@ -246,7 +250,8 @@ def main():
         for s in range(start_step if epoch == start_epoch else 0, steps_per_epoch):
             idx = np.sort(perm[s * a.batch:(s + 1) * a.batch])
             gen = torch.Generator().manual_seed((a.seed * 1_000_003 + epoch) * 1_000_003 + s)
-            x = normalise(augment(tr.images(idx), gen, enabled=not a.no_augment, zoom_out=a.zoom_out))
+            x = normalise(augment(tr.images(idx), gen, enabled=not a.no_augment, zoom_out=a.zoom_out,
+                                        look=a.look))
             lr, lm, lg = losses(model.logits(x), r[idx], m[idx], g[idx], r_weight)
             loss = lr + lm + lg
             opt.zero_grad()
