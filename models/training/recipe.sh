@@ -25,7 +25,7 @@
 # default FROM/dr-screen.pt) with a new schedule (EPOCHS, LR, SEED).
 #
 # Knobs (environment): EPOCHS (16), LR (0.002), SEED (0), ZOOM_OUT (0.15), LOOK (0.5), FROM, INIT, ARCH (drnet2-768), TRAIN_V2 (2000),
-# TRAIN_V1 (500), VAL (300), TEST (500), TEST_V1 (500; 0 skips it),
+# STAGES (2; with INIT: the stages that made INIT, plus this one), TRAIN_V1 (500), VAL (300), TEST (500), TEST_V1 (500; 0 skips it),
 # CKPT_MINUTES (10), OUT (WORK_DIR/out), INSTALL (0), DROP_TRAIN_DICOM (0: 1
 # deletes the training batches' DICOM files once cached, ~17 GB at the
 # defaults), NS, TP, VP (programs). A changed generator needs a new WORK_DIR:
@@ -104,7 +104,8 @@ M=$OUT/models
      --check "$W/cache/val-$SIZE") && mv "$M/dr-screen.onnx.tmp" "$M/dr-screen.onnx"; }
 TRAINED_ON="\`nightscreen synth --generator v2\` (seed 1, $TRAIN_V2 studies)"
 [ "$TRAIN_V1" -gt 0 ] && TRAINED_ON="$TRAINED_ON and \`nightscreen synth\` v1 (seed 6, $TRAIN_V1 studies)"
-[ -z "$INIT" ] || TRAINED_ON="$TRAINED_ON, in two stages (a second schedule from an earlier run's weights)"
+STAGES=${STAGES:-2}   # how many schedules led to INIT's weights, plus this one
+[ -z "$INIT" ] || TRAINED_ON="$TRAINED_ON, in $STAGES stages (each a new schedule from the previous stage's weights)"
 CARD=(--onnx "$M/dr-screen.onnx" --out "$M/dr-screen.toml" --trained-on "$TRAINED_ON")
 SHA=$(sha256sum "$M/dr-screen.onnx" | cut -c1-12)
 # Everything scored with this exact model and domain gate (a new gate changes
