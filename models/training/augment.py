@@ -18,7 +18,7 @@ ungradable defects are far stronger: exposure x0.1-0.2 (v2: x0.045-0.09) or x3-4
 | colour | white balance gains R, G, B; exposure; gamma | 0.9-1.1, 0.88-1.12, 0.8-1.2; e^(0.15 N) clipped to 0.75-1.33; 0.85-1.18 |
 | mask | black level of the border (+noise); bars clipping top and bottom; bright marks (text-like) in a corner, outside the field | p 0.5, 0-0.05; p 0.25, 0-6 % each; p 0.3 |
 | framing (opt-in, `zoom_out`) | the whole frame shrunk into a larger dark frame, placed anywhere in it | p `zoom_out`, 0.55-0.9 of the frame |
-| look (opt-in, `look`) | inside the field: saturation; contrast about the field's mean; haze (blend towards a pale warm colour); under-exposure, never below an in-field luminance of 0.085, re-quantised to 8 bits | p `look`, then each p 0.5, 0.55-1.5; p 0.5, 0.7-1.4; p 0.3, 0.1-0.35; p 0.35, x0.25-0.7 |
+| look (opt-in, `look`) | inside the field: saturation; contrast about the field's mean; haze (blend towards a pale warm colour); under-exposure, never below an in-field luminance of 0.085, re-quantised to 8 bits | p `look`, then each p 0.5, 0.55-1.5; p 0.5, 0.7-1.4; p 0.3, `look_haze` (0.02-0.08; stage 4: 0.1-0.35); p 0.35, x0.25-0.7 |
 | sensor | Gaussian noise | sigma 0-0.015 |
 | compression | JPEG-like: 8 x 8 DCT quantisation of Y, Cb, Cr with the IJG tables | p 0.35, quality 55-95 |
 
@@ -166,11 +166,12 @@ def looks(x, p):
     return x + weight * (y - x)
 
 
-def augment(images_u8, gen, enabled=True, zoom_out=0.0, look=0.0):
+def augment(images_u8, gen, enabled=True, zoom_out=0.0, look=0.0, look_haze=(0.02, 0.08)):
     """uint8 [B, S, S, 3] (numpy or torch) -> augmented float [B, 3, S, S], pixels in 0..1.
 
     `zoom_out`: the share of images shrunk into a larger dark frame (0: none).
-    `look`: the share of images given another camera's look (0: none)."""
+    `look`: the share of images given another camera's look (0: none);
+    `look_haze`: the range of its haze (stage 4 used (0.1, 0.35))."""
     u8 = torch.from_numpy(np.ascontiguousarray(images_u8)).permute(0, 3, 1, 2)
     if not enabled:
         return u8.float().div_(255.0).contiguous()
@@ -204,7 +205,7 @@ def augment(images_u8, gen, enabled=True, zoom_out=0.0, look=0.0):
         lp = {"on": torch.rand(b, generator=gen) < look}
         lp["sat_on"], lp["sat"] = torch.rand(b, generator=gen) < 0.5, _u(gen, b, 0.55, 1.5)
         lp["con_on"], lp["con"] = torch.rand(b, generator=gen) < 0.5, _u(gen, b, 0.7, 1.4)
-        lp["haze_on"], lp["haze"] = torch.rand(b, generator=gen) < 0.3, _u(gen, b, 0.1, 0.35)
+        lp["haze_on"], lp["haze"] = torch.rand(b, generator=gen) < 0.3, _u(gen, b, *look_haze)
         lp["haze_colour"] = torch.stack([_u(gen, b, 0.95, 1.0), _u(gen, b, 0.8, 0.95), _u(gen, b, 0.75, 0.9)], 1)
         lp["dark_on"], lp["dark"] = torch.rand(b, generator=gen) < 0.35, _u(gen, b, 0.25, 0.7)
 

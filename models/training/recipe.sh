@@ -24,7 +24,7 @@
 # and wrapped photographs into WORK_DIR and starts from its weights (INIT,
 # default FROM/dr-screen.pt) with a new schedule (EPOCHS, LR, SEED).
 #
-# Knobs (environment): EPOCHS (16), LR (0.002), SEED (0), ZOOM_OUT (0.15), LOOK (0.5), FROM, INIT, ARCH (drnet2-768), TRAIN_V2 (2000),
+# Knobs (environment): EPOCHS (16), LR (0.002), SEED (0), ZOOM_OUT (0.15), LOOK (0.5), LOOK_HAZE (0.02,0.08), VERSION (the card's; card.py's default), FROM, INIT, ARCH (drnet2-768), TRAIN_V2 (2000),
 # STAGES (2; with INIT: the stages that made INIT, plus this one), TRAIN_V1 (500), VAL (300), TEST (500), TEST_V1 (500; 0 skips it),
 # CKPT_MINUTES (10), OUT (WORK_DIR/out), INSTALL (0), DROP_TRAIN_DICOM (0: 1
 # deletes the training batches' DICOM files once cached, ~17 GB at the
@@ -51,6 +51,8 @@ TR=$ROOT/models/training
 LR=${LR:-0.002}
 SEED=${SEED:-0}
 ZOOM_OUT=${ZOOM_OUT:-0.15}   # augment.py: share of frames shrunk into a wider dark frame (runs 1-2: 0)
+LOOK=${LOOK:-0.5}            # augment.py: share of frames given another camera's look (before stage 4: 0)
+LOOK_HAZE=${LOOK_HAZE:-0.02,0.08}  # augment.py: the look's haze range (stage 4: 0.1,0.35)
 FROM=${FROM:-}
 INIT=${INIT:-}
 if [ -n "$FROM" ]; then
@@ -92,7 +94,7 @@ done
 # 3. Train (resumes from $W/dr-screen.pt.ckpt if a run was stopped).
 [ -f "$W/dr-screen.pt" ] || { step "train $ARCH, $EPOCHS epochs";
   (cd "$TR" && "$TP" train.py "${TRAIN_CACHES[@]}" --val "$W/cache/val-$SIZE" --out "$W/dr-screen.pt" \
-     --arch "$ARCH" --epochs "$EPOCHS" --lr "$LR" --seed "$SEED" --zoom-out "$ZOOM_OUT" --look "$LOOK" ${INIT:+--init "$INIT"} \
+     --arch "$ARCH" --epochs "$EPOCHS" --lr "$LR" --seed "$SEED" --zoom-out "$ZOOM_OUT" --look "$LOOK" --look-haze "$LOOK_HAZE" ${INIT:+--init "$INIT"} \
      --ckpt-minutes "$CKPT_MINUTES") 2>&1 | tee -a "$W/train.log"
   [ -f "$W/dr-screen.pt" ] || { echo "training stopped before the end; run again to resume"; exit 1; }; }
 
@@ -106,7 +108,7 @@ TRAINED_ON="\`nightscreen synth --generator v2\` (seed 1, $TRAIN_V2 studies)"
 [ "$TRAIN_V1" -gt 0 ] && TRAINED_ON="$TRAINED_ON and \`nightscreen synth\` v1 (seed 6, $TRAIN_V1 studies)"
 STAGES=${STAGES:-2}   # how many schedules led to INIT's weights, plus this one
 [ -z "$INIT" ] || TRAINED_ON="$TRAINED_ON, in $STAGES stages (each a new schedule from the previous stage's weights)"
-CARD=(--onnx "$M/dr-screen.onnx" --out "$M/dr-screen.toml" --trained-on "$TRAINED_ON")
+CARD=(--onnx "$M/dr-screen.onnx" --out "$M/dr-screen.toml" --trained-on "$TRAINED_ON" ${VERSION:+--version "$VERSION"})
 SHA=$(sha256sum "$M/dr-screen.onnx" | cut -c1-12)
 # Everything scored with this exact model and domain gate (a new gate changes
 # which images are graded, so it gets its own thresholds, held-out and real runs).

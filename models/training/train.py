@@ -171,6 +171,7 @@ def main():
                     help="share of training images shrunk into a larger dark frame (augment.py)")
     ap.add_argument("--look", type=float, default=0.0,
                     help="share of training images given another camera's look (augment.py)")
+    ap.add_argument("--look-haze", default="0.02,0.08", help="LO,HI: the look's haze (stage 4: 0.1,0.35)")
     ap.add_argument("--ckpt", help="checkpoint file (default OUT.ckpt)")
     ap.add_argument("--ckpt-minutes", type=float, default=10.0, help="also checkpoint within an epoch this often")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps in total (tests)")
@@ -203,6 +204,8 @@ def main():
         signature["zoom_out"] = a.zoom_out
     if a.look:
         signature["look"] = a.look
+        if a.look_haze != "0.1,0.35":  # stage 4's, from before the knob
+            signature["look_haze"] = a.look_haze
     torch.manual_seed(a.seed)  # initial weights
     np.random.seed(a.seed)
     random.seed(a.seed)
@@ -251,7 +254,8 @@ def main():
             idx = np.sort(perm[s * a.batch:(s + 1) * a.batch])
             gen = torch.Generator().manual_seed((a.seed * 1_000_003 + epoch) * 1_000_003 + s)
             x = normalise(augment(tr.images(idx), gen, enabled=not a.no_augment, zoom_out=a.zoom_out,
-                                        look=a.look))
+                                        look=a.look,
+                                        look_haze=tuple(float(v) for v in a.look_haze.split(","))))
             lr, lm, lg = losses(model.logits(x), r[idx], m[idx], g[idx], r_weight)
             loss = lr + lm + lg
             opt.zero_grad()
