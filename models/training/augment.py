@@ -34,9 +34,11 @@ one whose vessels are all visible (`sample_dark.png`, in-field luminance
 ~0.11), stronger or weaker contrast and saturation. 2.0.0, trained without
 this step, called both of those photographs ungradable and called
 scikit-image's normal `retina.jpg` R3 once its saturation or contrast was
-raised by half. The haze stays below the generator's media opacity (0.45-0.65
-and blurred), the under-exposure above its dark defect (v2: ~0.03-0.05), so no
-label changes: what tells them apart is then blur and noise, as for a grader.
+raised by half. The haze stays below the generator's small pupil (haze
+0.1-0.25, darker towards the rim; stage 4's 0.1-0.35 overlapped it and
+cost ungradable eyes) and media opacity (0.45-0.65, blurred), the
+under-exposure above its dark defect (v2: ~0.03-0.05), so no label changes:
+what tells them apart is then blur, noise and the rim, as for a grader.
 Its parameters are drawn after all others and only when `look` > 0.
 
 Framing: some cameras and exports put a small field in a wide dark frame

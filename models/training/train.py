@@ -206,6 +206,7 @@ def main():
         signature["look"] = a.look
         if a.look_haze != "0.1,0.35":  # stage 4's, from before the knob
             signature["look_haze"] = a.look_haze
+    look_haze = tuple(float(v) for v in a.look_haze.split(","))
     torch.manual_seed(a.seed)  # initial weights
     np.random.seed(a.seed)
     random.seed(a.seed)
@@ -254,8 +255,7 @@ def main():
             idx = np.sort(perm[s * a.batch:(s + 1) * a.batch])
             gen = torch.Generator().manual_seed((a.seed * 1_000_003 + epoch) * 1_000_003 + s)
             x = normalise(augment(tr.images(idx), gen, enabled=not a.no_augment, zoom_out=a.zoom_out,
-                                        look=a.look,
-                                        look_haze=tuple(float(v) for v in a.look_haze.split(","))))
+                                  look=a.look, look_haze=look_haze))
             lr, lm, lg = losses(model.logits(x), r[idx], m[idx], g[idx], r_weight)
             loss = lr + lm + lg
             opt.zero_grad()

@@ -21,7 +21,7 @@
 //! | exposure | × e^(0.18 N), 0.65–1.5 | auto-exposure and flash level vary ±¼ stop: judgement |
 //! | colour cast (gain R, G, B) | 0.95–1.1, 0.92–1.15, 0.75–1.25 | white balance differs by vendor (Canon redder, Topcon greener): judgement; green raised from 0.85–1.1 and red from 0.92–1.08 because v2 came out redder (chromaticity g 0.26) and darker (R 134) than the real photographs (g 0.28, R 163; `tools/compare_fundus.py`) |
 //! | gamma | 0.85–1.15 | judgement |
-//! | under-exposure (the `dark` ungradable defect) | v1's × 0.1–0.2 (and its stronger noise), × 0.45: 0.045–0.09; its nerve-fibre sheen and flash reflex dimmed alike (× 0.07) | v1's range made ungradable photographs as bright as `sample_dark.png`, a real under-exposed disc field (in-field luminance ≈ 28 of 255) on which every vessel can be followed; at 0.045–0.09 the camera noise (2–3.5 levels before the scale) is as strong as the vessels' contrast |
+//! | under-exposure (the `dark` ungradable defect) | v1's × 0.1–0.2 (and its stronger noise), × 0.45: 0.045–0.09; its nerve-fibre sheen and flash reflex dimmed alike (× 0.07) | v1's range made ungradable photographs nearly as bright as `sample_dark.png` (in-field luminance up to ≈ 26 of 255 against its ≈ 28), a real under-exposed disc field on which every vessel can be followed; at 0.045–0.09 a photograph's field measures ≈ 11 of 255 (seed 2), where small lesions are a level or two deep |
 //! | light fall-off | 1 − f·ρ^p, f 0–0.25, p 2–4, on top of v1's vignette (1 − v·ρ³, v 0.45–0.6) scaled by 0.2–0.7 | real photographs keep a median 0.85 of the centre's luminance at 0.75–0.9 of the radius (10–90 %: 0.37–1.0); v2 before this kept 0.63 (`tools/compare_fundus.py`) |
 //! | flash reflex | 15 %: central, radius 0.08–0.2 R, +10–30 levels, bluish white | judgement (seen on Topcon images) |
 //! | lens dust | 50 %: 1–4 soft dark blobs, radius 1–5 % of R, 8–30 % darker | judgement |
@@ -197,7 +197,7 @@ impl Look2 {
         let scale = view.radius / 560.0;
         let exposure = match defect {
             // On top of the defect's own exposure (0.1–0.2): v2's dark
-            // photographs are 0.045–0.09, too dark to show the fundus.
+            // photographs are 0.045–0.09, too dark for small lesions.
             Some(Defect::Dark) => DARK_DEFECT_EXPOSURE,
             Some(Defect::Bright) => 1.0,
             _ => (0.18 * rng.normal()).exp().clamp(0.65, 1.5),
@@ -220,7 +220,8 @@ impl Look2 {
             _ => 0,
         };
         // Sheen and flash reflex are light added after the exposure, so an
-        // under-exposed photograph gets them dimmed as much (nominally).
+        // under-exposed photograph gets them dimmed as much (at the middle,
+        // 0.15, of the defect's own 0.1–0.2).
         let added_light = match defect {
             Some(Defect::Dark) => DARK_DEFECT_EXPOSURE * 0.15,
             _ => 1.0,
