@@ -204,4 +204,8 @@ pub struct SynthArgs {
     /// encodings, field masks, pigmentation, look; issue 16).
     #[arg(long, value_name = "V", default_value = "v1")]
     pub generator: nightscreen::synth::GeneratorVersion,
+    /// Each eye's R grade weights R0,R1,R2,R3 (normalised), for training
+    /// batches that need more of a grade; default 0.55,0.22,0.14,0.09.
+    #[arg(long, value_name = "W")]
+    pub grade_mix: Option<nightscreen::synth::GradeMix>,
 }

@@ -214,6 +214,7 @@ fn synth(args: SynthArgs) -> anyhow::Result<u8> {
     let mut cfg = nightscreen::synth::SynthConfig::new(args.studies, args.out, args.seed);
     cfg.overwrite = args.overwrite;
     cfg.generator = args.generator;
+    cfg.grade_mix = args.grade_mix.unwrap_or_default();
     let summary = nightscreen::synth::run(&cfg)?;
     let outcomes: Vec<String> = summary.outcomes.iter().map(|(o, n)| format!("{o} {n}")).collect();
     let grades: Vec<String> = summary.eye_grades.iter().map(|(g, n)| format!("{g} {n}")).collect();

@@ -51,6 +51,8 @@ pub mod truth;
 pub mod vasculature;
 pub mod visibility;
 
+pub use study::GradeMix;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -117,6 +119,8 @@ pub struct SynthConfig {
     /// Which generator. Default: v1. v2 draws its own image size per
     /// camera and ignores `width` and `height`.
     pub generator: GeneratorVersion,
+    /// Each eye's R grade weights. Default: the documented prevalence.
+    pub grade_mix: study::GradeMix,
 }
 
 impl SynthConfig {
@@ -129,6 +133,7 @@ impl SynthConfig {
             height: 1200,
             overwrite: false,
             generator: GeneratorVersion::V1,
+            grade_mix: study::GradeMix::default(),
         }
     }
 }
@@ -250,7 +255,7 @@ pub fn generate_study(
     index: usize,
     scratch: &mut render::Scratch,
 ) -> Result<StudyTruth, SynthError> {
-    let plan = StudyPlan::new(cfg.seed, index);
+    let plan = StudyPlan::with_mix(cfg.seed, index, &cfg.grade_mix);
     let study_dir = format!("study-{:06}", index + 1);
     let mut truth = StudyTruth {
         study_uid: plan.study_uid.clone(),

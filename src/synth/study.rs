@@ -18,6 +18,39 @@ use super::rng::Rng;
 
 /// Per-eye R grade weights: R0, R1, R2, R3.
 pub const R_WEIGHTS: [f32; 4] = [0.55, 0.22, 0.14, 0.09];
+/// Per-eye R grade weights (R0, R1, R2, R3), normalised to sum to 1: the
+/// default is [`R_WEIGHTS`]. A training batch may enrich a grade (e.g. a
+/// second-look model that needs many R3 eyes); evaluation batches keep the
+/// default, whose figures the card reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GradeMix([f32; 4]);
+
+impl Default for GradeMix {
+    fn default() -> Self {
+        Self(R_WEIGHTS)
+    }
+}
+
+impl std::str::FromStr for GradeMix {
+    type Err = String;
+
+    /// Four comma-separated non-negative weights, R0 to R3.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let w: Vec<f32> = s
+            .split(',')
+            .map(|v| v.trim().parse::<f32>().map_err(|e| format!("{v:?} is not a weight: {e}")))
+            .collect::<Result<_, _>>()?;
+        let [r0, r1, r2, r3] = w[..] else {
+            return Err(format!("expected four weights R0,R1,R2,R3, got {}", w.len()));
+        };
+        let sum = r0 + r1 + r2 + r3;
+        if w.iter().any(|v| !v.is_finite() || *v < 0.0) || sum <= 0.0 {
+            return Err("weights must be non-negative and not all zero".into());
+        }
+        Ok(Self([r0 / sum, r1 / sum, r2 / sum, r3 / sum]))
+    }
+}
+
 /// Probability of maculopathy in an eye with R1 or worse.
 pub const M1_GIVEN_DR: f32 = 0.20;
 /// Probability that the second eye copies the first eye's grades.
@@ -190,10 +223,10 @@ pub fn uid(rng: &mut Rng) -> String {
     format!("2.25.{}", rng.uuid())
 }
 
-fn draw_r(rng: &mut Rng) -> u8 {
+fn draw_r(rng: &mut Rng, mix: &GradeMix) -> u8 {
     let u = rng.f32();
     let mut acc = 0.0;
-    for (g, w) in R_WEIGHTS.iter().enumerate() {
+    for (g, w) in mix.0.iter().enumerate() {
         acc += w;
         if u < acc {
             return g as u8;
@@ -202,8 +235,8 @@ fn draw_r(rng: &mut Rng) -> u8 {
     3
 }
 
-fn draw_grades(rng: &mut Rng) -> (u8, bool) {
-    let r = draw_r(rng);
+fn draw_grades(rng: &mut Rng, mix: &GradeMix) -> (u8, bool) {
+    let r = draw_r(rng, mix);
     let m1 = r >= 1 && rng.chance(M1_GIVEN_DR);
     (r, m1)
 }
@@ -220,6 +253,11 @@ impl StudyPlan {
 
     /// Plans study `index` of the data set made with `seed`.
     pub fn new(seed: u64, index: usize) -> Self {
+        Self::with_mix(seed, index, &GradeMix::default())
+    }
+
+    /// As [`StudyPlan::new`], drawing each eye's R grade from `mix`.
+    pub fn with_mix(seed: u64, index: usize, mix: &GradeMix) -> Self {
         let root = Rng::new(seed).fork(index as u64);
         let mut rng = root.fork(1);
         let sex = if rng.chance(0.5) { "F" } else { "M" };
@@ -240,8 +278,8 @@ impl StudyPlan {
         };
         let study_uid = uid(&mut rng);
         let accession = format!("DES{:07}", rng.int(0, 9_999_999));
-        let first = draw_grades(&mut rng);
-        let second = if rng.chance(SAME_AS_OTHER_EYE) { first } else { draw_grades(&mut rng) };
+        let first = draw_grades(&mut rng, mix);
+        let second = if rng.chance(SAME_AS_OTHER_EYE) { first } else { draw_grades(&mut rng, mix) };
         let mut series_number = 0;
         let mut eye = |eye: Eye, (r, m1): (u8, bool), rng: &mut Rng| {
             let poor = rng.chance(POOR_EYE).then(|| if rng.chance(0.6) { Defect::SmallPupil } else { Defect::Opacity });
@@ -287,6 +325,20 @@ mod tests {
         assert_ne!(a.study_uid, StudyPlan::new(1, 6).study_uid);
         assert_ne!(a.study_uid, StudyPlan::new(2, 5).study_uid);
         assert!(a.study_uid.starts_with("2.25.") && a.study_uid.len() <= 64);
+    }
+
+    #[test]
+    fn a_grade_mix_enriches_and_is_checked() {
+        let mix: GradeMix = "0, 0, 1, 3".parse().unwrap();
+        let eyes: Vec<u8> = (0..500).flat_map(|i| StudyPlan::with_mix(9, i, &mix).eyes.map(|e| e.r)).collect();
+        assert!(eyes.iter().all(|&r| r >= 2));
+        let r3 = eyes.iter().filter(|&&r| r == 3).count() as f32 / eyes.len() as f32;
+        assert!((0.7..0.8).contains(&r3), "{r3}");
+        // The default mix is the documented one, so default batches keep their bytes.
+        assert_eq!(StudyPlan::with_mix(9, 3, &GradeMix::default()).study_uid, StudyPlan::new(9, 3).study_uid);
+        for bad in ["1,2,3", "1,2,3,x", "0,0,0,0", "1,-1,1,1"] {
+            assert!(bad.parse::<GradeMix>().is_err(), "{bad}");
+        }
     }
 
     #[test]
