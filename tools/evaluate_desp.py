@@ -14,8 +14,10 @@ Reports, per eye and per study:
   - R3 sensitivity; ungradable detection (truly ungradable eyes called U);
   - study band vs truth outcome agreement, and whether every truly urgent (R3)
     study stands above every truly disease-free study on the worklist.
-With --check-targets, exits 1 unless referable sensitivity >= 97 % with
-specificity >= 90 % (per eye) and ungradable detection >= 95 %.
+With --check-targets, prints each target as met or missed and exits 1 unless
+referable sensitivity >= 97 % with specificity >= 90 % (per eye), ungradable
+detection >= 95 %, every R3 study above every R0M0 study and no eye without
+a result (R3 specificity >= 90 % is printed, not enforced: not met yet).
 With --card, exits 1 unless every figure in the card's [evaluation] table
 equals the one computed here (to the 4 decimals the card prints): this is how
 `make evaluate` shows the card's held-out figures are reproduced.
@@ -155,14 +157,32 @@ def main():
         with open(args.json, "w") as f:
             f.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
     if args.check_targets:
-        ok = (report["referable_sensitivity_eye"] >= 0.97 and report["referable_specificity_eye"] >= 0.90
-              and report["ungradable_detected_eye"] >= 0.95 and ordered and eye["missing"] == 0)
-        if not ok:
-            print("evaluate_desp: targets NOT met", file=sys.stderr)
-            sys.exit(1)
-        print("evaluate_desp: targets met", file=sys.stderr)
+        check_targets(report, eye["missing"])
     if args.card:
         check_card(args.card, report)
+
+
+def check_targets(r, missing):
+    """Prints every issue-16 target as met or missed; exits 1 when one the
+    shipped model is held to is missed. R3 specificity (>= 90 % at >= 95 %
+    R3 sensitivity) is reported, not enforced: no model here meets it yet."""
+    held = [
+        ("referable sensitivity >= 97 %", r["referable_sensitivity_eye"] >= 0.97),
+        ("referable specificity >= 90 %", r["referable_specificity_eye"] >= 0.90),
+        ("ungradable detected >= 95 %", r["ungradable_detected_eye"] >= 0.95),
+        ("every R3 study above every R0M0 study", r["every_urgent_above_every_no_disease"]),
+        ("every eye has a result", missing == 0),
+    ]
+    reported = [("R3 specificity >= 90 % at R3 sensitivity >= 95 %",
+                 r["r3_sensitivity_eye"] >= 0.95 and r["r3_specificity_eye"] >= 0.90)]
+    for name, ok in held + reported:
+        print(f"evaluate_desp: {'met    ' if ok else 'MISSED '} {name}", file=sys.stderr)
+    if not all(ok for _, ok in held):
+        print("evaluate_desp: targets NOT met", file=sys.stderr)
+        sys.exit(1)
+    missed = [name for name, ok in reported if not ok]
+    print("evaluate_desp: enforced targets met" + (f"; still missed: {'; '.join(missed)}" if missed else ""),
+          file=sys.stderr)
 
 
 def print_summary(r):

@@ -1,9 +1,10 @@
 """R3 per eye, as DESP grades: how much of the R3 gap is new vessels alone.
 
-    .deps/venv/bin/python models/training/analysis/r3_by_eye.py RUN STUDIES KEY_FILE [GRADABLE_AT_LEAST]
+    .deps/venv/bin/python models/training/analysis/r3_by_eye.py RUN STUDIES KEY_FILE [CONFIG]
 
 RUN: a `nightscreen run` output over STUDIES, a generator-v2 batch with
-truth_lesions.csv; KEY_FILE the run's pseudonym key. An eye's score is the
+truth_lesions.csv; KEY_FILE the run's pseudonym key; CONFIG the run's
+configuration (default configs/desp.toml: its gradable_at_least). An eye's score is the
 highest p(r3) of its gradable images (the card's rule); an R3 eye is
 "new vessels only" when its counted lesions include new vessels and no
 pre-retinal haemorrhage. Prints the R3 operating point at 95 % sensitivity
@@ -19,37 +20,30 @@ more than ~10 % of the other eyes R3 (86 of 869 held out).
 """
 import collections
 import csv
-import glob
-import os
 import sys
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '../../../tools'))
-from pseudonym import pseudonym  # noqa: E402
+from common import DEFAULT_CONFIG, desp_thresholds, outputs_by_uid
 
 GRADES = ['R0', 'R1', 'R2', 'R3']
 
 
 def eyes_of(run, studies, key, gradable_at_least):
-    rows = pa.concat_tables([pq.read_table(f) for f in glob.glob(run + '/images/*.parquet')]).to_pylist()
-    by = {r['instance_pseudonym']: r for r in rows}
+    images = list(csv.DictReader(open(studies + '/truth_images.csv')))
+    outputs = outputs_by_uid(run, key, [im['sop_instance_uid'] for im in images])
     counted = collections.defaultdict(collections.Counter)
     for lesion in csv.DictReader(open(studies + '/truth_lesions.csv')):
         if lesion['counts'] == 'true':
             counted[lesion['sop_instance_uid']][lesion['kind']] += 1
     eyes = collections.defaultdict(lambda: {'p': [], 'grades': [], 'kinds': collections.Counter()})
-    for im in csv.DictReader(open(studies + '/truth_images.csv')):
+    for im in images:
         e = eyes[(im['study_uid'], im['eye'])]
         e['grades'].append(im['r_grade'])
         e['kinds'].update(counted[im['sop_instance_uid']])
-        row = by.get(pseudonym(key, 'instance', im['sop_instance_uid']))
-        if row and row['outputs']:
-            o = dict(zip(row['labels'], row['outputs']))
-            if o['gradable'] >= gradable_at_least:
-                e['p'].append(o['r3'])
+        o = outputs.get(im['sop_instance_uid'])
+        if o and o['gradable'] >= gradable_at_least:
+            e['p'].append(o['r3'])
     out = []
     for e in eyes.values():
         grades = [g for g in e['grades'] if g in GRADES]
@@ -67,7 +61,7 @@ def specificity_at(pos, neg, sensitivity=0.95):
 
 def main():
     run, studies, key_file = sys.argv[1:4]
-    gradable_at_least = float(sys.argv[4]) if len(sys.argv) > 4 else 0.2479
+    gradable_at_least = desp_thresholds(sys.argv[4] if len(sys.argv) > 4 else DEFAULT_CONFIG)['gradable']
     key = bytes.fromhex(open(key_file).read().strip())
     eyes = eyes_of(run, studies, key, gradable_at_least)
     neg = np.array([p for g, p, _ in eyes if g != 'R3'])

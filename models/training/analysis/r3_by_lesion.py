@@ -1,36 +1,32 @@
 """R3 against R2 per image: what lies behind the DR model's p(r3).
 
-    .deps/venv/bin/python models/training/analysis/r3_by_lesion.py RUN STUDIES KEY_FILE [R3_THRESHOLD]
+    .deps/venv/bin/python models/training/analysis/r3_by_lesion.py RUN STUDIES KEY_FILE [CONFIG]
 
 RUN: a `nightscreen run` output over STUDIES, a generator-v2 batch made by
 `nightscreen synth --generator v2` (which writes truth_lesions.csv); KEY_FILE
-the pseudonym key of that run. Prints, for R2 and R3 images, which counted
+the pseudonym key of that run; CONFIG the run's configuration (default
+configs/desp.toml: its gradable and r3 thresholds). Prints, for R2 and R3 images, which counted
 (or drawn but uncounted) lesion kinds go with p(r3) above or below the R3
 threshold, and the AUC of R3 against R2 by what makes an image R3 (new
 vessels, pre-retinal blood, both). Used for issue 16's R3 analysis
 (2026-12-07: new-vessel-only R3 images AUC 0.655, pre-retinal 0.998).
 """
-import csv, glob, os, sys, collections
-import numpy as np, pyarrow.parquet as pq, pyarrow as pa
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '../../../tools'))
-from pseudonym import pseudonym
+import csv, sys, collections
+import numpy as np
+from common import DEFAULT_CONFIG, desp_thresholds, outputs_by_uid
 run, studies, key_file = sys.argv[1:4]
 key = bytes.fromhex(open(key_file).read().strip())
-rows = pa.concat_tables([pq.read_table(f) for f in glob.glob(run + '/images/*.parquet')]).to_pylist()
-by = {r['instance_pseudonym']: r for r in rows}
 imgs = {r['sop_instance_uid']: r for r in csv.DictReader(open(studies + '/truth_images.csv'))}
+outputs = outputs_by_uid(run, key, list(imgs))
 les = collections.defaultdict(list)
 for l in csv.DictReader(open(studies + '/truth_lesions.csv')):
     les[l['sop_instance_uid']].append(l)
-def p3(uid):
-    r = by.get(pseudonym(key, 'instance', uid))
-    if not r or not r['outputs']: return None
-    return dict(zip(r['labels'], r['outputs']))
-T = float(sys.argv[4]) if len(sys.argv) > 4 else 0.2227
+thresholds = desp_thresholds(sys.argv[4] if len(sys.argv) > 4 else DEFAULT_CONFIG)
+T, G = thresholds['r3'], thresholds['gradable']
 data = []
 for uid, im in imgs.items():
-    o = p3(uid)
-    if o is None or im['gradable'] != 'true' or o['gradable'] < 0.2479: continue
+    o = outputs.get(uid)
+    if o is None or im['gradable'] != 'true' or o['gradable'] < G: continue
     L = les[uid]
     cnt = collections.Counter(l['kind'] for l in L if l['counts'] == 'true')
     drawn_not = collections.Counter(l['kind'] for l in L if l['counts'] != 'true')
@@ -46,7 +42,6 @@ for g in ['R2', 'R3']:
         print(f"  {f:24s} counted: above {share(hi, lambda d: d[2][f] > 0):.2f} below {share(lo, lambda d: d[2][f] > 0):.2f}"
               f" | drawn, not counted: above {share(hi, lambda d: d[3][f] > 0):.2f} below {share(lo, lambda d: d[3][f] > 0):.2f}"
               f" | in field, invisible: above {share(hi, lambda d: d[4][f] > 0):.2f} below {share(lo, lambda d: d[4][f] > 0):.2f}")
-    b = [d[2]['blot_haemorrhage'] for d in sub]
     print('  blots counted: mean above', np.mean([d[2]['blot_haemorrhage'] for d in sub if d[1] >= T]), 'below', np.mean([d[2]['blot_haemorrhage'] for d in sub if d[1] < T]))
 from sklearn.metrics import roc_auc_score
 sub = [d for d in data if d[0] in ('R2', 'R3')]
