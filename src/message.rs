@@ -379,6 +379,8 @@ pub struct Scored {
     pub domain: Option<DomainCheck>,
     /// Where the model looked, for images its card asks to explain.
     pub attention: Option<Attention>,
+    /// What the model's second look said, for images a programme picked.
+    pub second_look: Option<LookAnswer>,
     pub scored_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -387,6 +389,16 @@ impl Scored {
     pub fn outside_domain(&self) -> bool {
         self.domain.is_some_and(|d| !d.inside)
     }
+}
+
+/// What a model's second look said of one image.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LookAnswer {
+    /// The companion's probability of the finding its card names.
+    Scored(f32),
+    /// The look could not be made (the file went, the full decode or the
+    /// companion failed); the programme treats the finding as not ruled out.
+    Failed(String),
 }
 
 /// What a model's domain gate said of one image.

@@ -39,42 +39,31 @@ thread_local! {
     static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
 }
 
-/// Builds model inputs. Shared by reference across decode workers.
-pub struct Preprocessor {
-    specs: Vec<InputSpec>,
-    /// Per model and tensor channel: the tensor value of each byte, so
-    /// 8-bit frames are normalised by lookup.
-    byte_values: Vec<Vec<[f32; 256]>>,
+/// Builds one card's input tensors: its spec, and per tensor channel the
+/// value of each byte, so 8-bit frames are normalised by lookup.
+#[derive(Debug, Clone)]
+pub struct InputPreparer {
+    spec: InputSpec,
+    byte_values: Vec<[f32; 256]>,
 }
 
-impl Preprocessor {
-    pub fn new(models: &Models) -> Self {
-        let specs: Vec<InputSpec> = models.iter().map(|(_, m)| m.card.input.clone()).collect();
-        let byte_values = specs
-            .iter()
-            .map(|spec| {
-                (0..spec.channels as usize)
-                    .map(|c| {
-                        let (mean, inv_std) = normalisation(spec, c);
-                        std::array::from_fn(|b| (b as f32 / 255.0 * spec.scale - mean) * inv_std)
-                    })
-                    .collect()
+impl InputPreparer {
+    pub fn new(spec: &InputSpec) -> Self {
+        let byte_values = (0..spec.channels as usize)
+            .map(|c| {
+                let (mean, inv_std) = normalisation(spec, c);
+                std::array::from_fn(|b| (b as f32 / 255.0 * spec.scale - mean) * inv_std)
             })
             .collect();
-        Self { specs, byte_values }
+        Self { spec: spec.clone(), byte_values }
     }
 
-    /// The tensor for one model, without batch dimension, in the card's layout.
+    /// The tensor, without batch dimension, in the card's layout.
     ///
     /// # Errors
-    /// The model is not in the run, or the frame buffer is inconsistent or
-    /// cannot be resized.
-    pub fn prepare(&self, frame: &Frame, model: ModelId) -> Result<Vec<f32>, PreprocessError> {
-        let (spec, table) = self
-            .specs
-            .get(model.index())
-            .zip(self.byte_values.get(model.index()))
-            .ok_or(PreprocessError::UnknownModel(model))?;
+    /// The frame buffer is inconsistent or cannot be resized.
+    pub fn tensor(&self, frame: &Frame) -> Result<Vec<f32>, PreprocessError> {
+        let (spec, table) = (&self.spec, &self.byte_values);
         check_frame(frame)?;
         let same_size = frame.width == spec.width && frame.height == spec.height;
         match &frame.pixels {
@@ -108,6 +97,27 @@ impl Preprocessor {
                 }))
             }
         }
+    }
+}
+
+/// Builds every routed model's inputs. Shared by reference across decode workers.
+pub struct Preprocessor {
+    /// Indexed by [`ModelId::index`].
+    models: Vec<InputPreparer>,
+}
+
+impl Preprocessor {
+    pub fn new(models: &Models) -> Self {
+        Self { models: models.iter().map(|(_, m)| InputPreparer::new(&m.card.input)).collect() }
+    }
+
+    /// The tensor for one model, without batch dimension, in the card's layout.
+    ///
+    /// # Errors
+    /// The model is not in the run, or the frame buffer is inconsistent or
+    /// cannot be resized.
+    pub fn prepare(&self, frame: &Frame, model: ModelId) -> Result<Vec<f32>, PreprocessError> {
+        self.models.get(model.index()).ok_or(PreprocessError::UnknownModel(model))?.tensor(frame)
     }
 
     /// Turns one decoded frame (or an upstream rejection) into one message
@@ -261,11 +271,13 @@ mod tests {
                 evaluation: None,
                 explain: None,
                 domain: None,
+                second_look: None,
             },
             card_path: "t.toml".into(),
             onnx_path: "t.onnx".into(),
             route: Accepts::default(),
             domain: None,
+            second_look: None,
         }
     }
 

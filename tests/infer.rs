@@ -65,6 +65,7 @@ fn card(id: &str, input: &str, layout: Layout, channels: u8, output: &str, label
         evaluation: None,
         explain: None,
         domain: None,
+        second_look: None,
     }
 }
 
@@ -76,6 +77,7 @@ fn verified(card: ModelCard) -> VerifiedModel {
         card,
         route: Accepts::default(),
         domain: None,
+        second_look: None,
     }
 }
 

@@ -135,6 +135,24 @@ impl DecodeError {
 /// in a run; a test may put in its own.
 type CodecRegistry = fn(&TsKind) -> Result<&'static dyn FrameCodec, DecodeError>;
 
+/// Which frames [`Decoder::decode_frames`] decodes, and at what size.
+#[derive(Debug, Clone, Copy)]
+enum Pick {
+    /// Every frame, at the routed models' largest input.
+    All,
+    /// One frame, at no less than `at_least`.
+    One { frame: u32, at_least: (u32, u32) },
+}
+
+/// The text a codec's panic carried, when it had one.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 /// The decode stage's runtime value (limits only; codecs are stateless).
 #[derive(Debug, Clone)]
 pub struct Decoder {
@@ -190,23 +208,43 @@ impl Decoder {
                 rej
             }));
         };
-        let outcome =
-            catch_unwind(AssertUnwindSafe(|| self.decode_frames(inst, blob, &multi, &current, &mut on_frame)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            self.decode_frames(inst, blob, Pick::All, &multi, &current, &mut on_frame)
+        }));
         let (err, frame) = match outcome {
             Ok(Ok(())) => return,
             Ok(Err(e)) => (e, None),
-            Err(payload) => {
-                let msg = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                (DecodeError::Panicked(msg), multi.get().then(|| current.get()))
-            }
+            Err(payload) => (DecodeError::Panicked(panic_text(payload.as_ref())), multi.get().then(|| current.get())),
         };
         let mut rej = inst.reject(Stage::Decode, chain(&err));
         rej.frame = frame;
         emit(Err(rej));
+    }
+
+    /// Decodes frame `frame` of an instance again, at no less than
+    /// `at_least` (width, height) where reduced decoding applies: what a
+    /// second look at a larger input needs. Never panics on bad input.
+    ///
+    /// # Errors
+    /// The object or the frame cannot be decoded (a codec panic included).
+    pub fn decode_frame(
+        &self,
+        inst: &Arc<Instance>,
+        blob: &Blob,
+        frame: u32,
+        at_least: (u32, u32),
+    ) -> Result<DecodedImage, DecodeError> {
+        let (multi, current) = (std::cell::Cell::new(false), std::cell::Cell::new(frame));
+        let mut decoded = None;
+        let mut keep = |_: u32, r: Result<DecodedImage, DecodeError>| decoded = Some(r);
+        let pick = Pick::One { frame, at_least };
+        match catch_unwind(AssertUnwindSafe(|| self.decode_frames(inst, blob, pick, &multi, &current, &mut keep))) {
+            Ok(Ok(())) => {
+                decoded.unwrap_or_else(|| Err(DecodeError::Invalid(format!("frame {frame} was not decoded"))))
+            }
+            Ok(Err(e)) => Err(e),
+            Err(payload) => Err(DecodeError::Panicked(panic_text(payload.as_ref()))),
+        }
     }
 
     /// Opens the instance from `source` and decodes it ([`Decoder::decode_each`]);
@@ -229,6 +267,7 @@ impl Decoder {
         &self,
         inst: &Arc<Instance>,
         blob: &Blob,
+        pick: Pick,
         multi: &std::cell::Cell<bool>,
         current: &std::cell::Cell<u32>,
         on_frame: &mut dyn FnMut(u32, Result<DecodedImage, DecodeError>),
@@ -255,9 +294,17 @@ impl Decoder {
         multi.set(a.frames > 1);
         // Window and rescale may differ per frame only in enhanced objects.
         let per_frame_transform = obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).is_some();
-        let needed = self.needed_size(inst);
+        let (needed, frames) = match pick {
+            Pick::All => (self.needed_size(inst), 0..a.frames),
+            Pick::One { frame, at_least } if frame < a.frames => {
+                (self.cfg.reduce_jpeg.then_some(at_least), frame..frame + 1)
+            }
+            Pick::One { frame, .. } => {
+                return Err(DecodeError::Invalid(format!("no frame {frame} (the object has {})", a.frames)))
+            }
+        };
         let mut transform = None;
-        for i in 0..a.frames {
+        for i in frames {
             current.set(i);
             let result = source.frame(i, &a, needed).and_then(|stored| {
                 let m = match transform {

@@ -115,8 +115,9 @@ impl Worker {
                     let outputs =
                         if domain.is_some_and(|d| !d.inside) { Vec::new() } else { scores.next().unwrap_or_default() };
                     let attention = if outputs.is_empty() { None } else { self.explain(&p.tensor, &outputs) };
+                    let meta = Arc::clone(&p.meta);
                     let scored =
-                        Scored { meta: Arc::clone(&p.meta), model: p.model, outputs, domain, attention, scored_at };
+                        Scored { meta, model: p.model, outputs, domain, attention, second_look: None, scored_at };
                     if tx.send(Ok(scored)).is_err() {
                         return false;
                     }

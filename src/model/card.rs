@@ -50,6 +50,26 @@ pub struct ModelCard {
     /// How to recognise an image the model was made for, if the card says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<DomainSpec>,
+    /// A companion model that looks again, at its own (larger) input, at the
+    /// images a programme's rules pick, if the card names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_look: Option<SecondLookSpec>,
+}
+
+/// The card's `[second_look]` table: a companion model that scores an image
+/// again from its pixels, at its own input size, for a finding this model
+/// sees poorly at its own (new vessels, a few pixels wide, at 576 px). It
+/// costs a second decode and inference, so only the images a programme's
+/// rules pick are looked at; the programme decides what the answer means.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecondLookSpec {
+    /// Card id of the companion, in the same models folder.
+    pub model: String,
+    /// Its output label that is the probability of the finding.
+    pub label: String,
+    /// The finding in words for the worklist, e.g. "new vessels".
+    pub finding: String,
 }
 
 /// The card's `[domain]` table: a companion model (the gate) that scores
@@ -312,6 +332,14 @@ impl ModelCard {
             }
             if domain.outside.trim().is_empty() {
                 out.push("domain.outside must say in words what an image outside the domain is".into());
+            }
+        }
+        if let Some(look) = &self.second_look {
+            if look.model == self.id {
+                out.push("second_look.model must name another card, not this one".into());
+            }
+            if look.finding.trim().is_empty() {
+                out.push("second_look.finding must say in words what the second look is for".into());
             }
         }
         if self.sha256.len() != 64 || !self.sha256.chars().all(|ch| ch.is_ascii_hexdigit()) {

@@ -5,6 +5,7 @@
 pub mod card;
 mod domain;
 mod registry;
+mod second_look;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -14,9 +15,10 @@ use sha2::{Digest, Sha256};
 
 pub use card::{
     Accepts, Activation, CardError, ChannelOrder, DomainSpec, ExplainMethod, ExplainRule, ExplainSpec, ExplainWhen,
-    InputSpec, Layout, ModelCard,
+    InputSpec, Layout, ModelCard, SecondLookSpec,
 };
 pub use domain::DomainGate;
+pub use second_look::SecondLook;
 
 pub use registry::{ModelId, ModelStamp, Models};
 
@@ -32,6 +34,8 @@ pub struct VerifiedModel {
     pub route: Accepts,
     /// The card's domain gate, verified, when it names one.
     pub domain: Option<Box<DomainGate>>,
+    /// The model's second look, when its card names one.
+    pub second_look: Option<Box<SecondLook>>,
 }
 
 impl VerifiedModel {
@@ -65,6 +69,8 @@ pub enum ModelError {
     DigestMismatch { id: String, path: PathBuf, expected: String, actual: String },
     #[error("model {id}: domain gate {gate:?}: {problem}")]
     Domain { id: String, gate: String, problem: String },
+    #[error("model {id}: second look {look:?}: {problem}")]
+    SecondLook { id: String, look: String, problem: String },
     #[error("{count} models are configured; at most {max} are supported")]
     TooMany { count: usize, max: usize },
 }
@@ -123,8 +129,13 @@ pub fn verify(card: ModelCard, card_path: &Path, route: Accepts) -> Result<Verif
         Some(spec) => Some(Box::new(DomainGate::load(dir, &card, spec)?)),
         None => None,
     };
+    let second_look = match &card.second_look {
+        Some(spec) => Some(Box::new(SecondLook::load(dir, &card, spec)?)),
+        None => None,
+    };
     let mut model = verify_file(card, card_path, route)?;
     model.domain = domain;
+    model.second_look = second_look;
     Ok(model)
 }
 
@@ -140,7 +151,7 @@ fn verify_file(card: ModelCard, card_path: &Path, route: Accepts) -> Result<Veri
             actual,
         });
     }
-    Ok(VerifiedModel { card, card_path: card_path.to_path_buf(), onnx_path, route, domain: None })
+    Ok(VerifiedModel { card, card_path: card_path.to_path_buf(), onnx_path, route, domain: None, second_look: None })
 }
 
 /// Finds the card with this id in `dir` and verifies its model.

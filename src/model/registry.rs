@@ -47,18 +47,24 @@ pub struct ModelStamp {
     pub clinical_use: bool,
     /// The model's domain gate, when its card names one.
     pub domain: Option<Box<ModelStamp>>,
+    /// The model's second look, when its card names one.
+    pub second_look: Option<Box<ModelStamp>>,
 }
 
 impl ModelStamp {
     /// The model's line in a run's fingerprint: "id version sha256", then
-    /// "; domain id version sha256" for its gate, whose verdicts change
-    /// results as much as the model's own weights do.
+    /// "; domain id version sha256" for its gate and "; second look id
+    /// version sha256" for its second look, whose answers change results as
+    /// much as the model's own weights do.
     pub fn fingerprint_line(&self) -> String {
-        let line = format!("{} {} {}", self.id, self.version, self.sha256);
-        match &self.domain {
-            Some(gate) => format!("{line}; domain {}", gate.fingerprint_line()),
-            None => line,
+        let mut line = format!("{} {} {}", self.id, self.version, self.sha256);
+        if let Some(gate) = &self.domain {
+            line = format!("{line}; domain {}", gate.fingerprint_line());
         }
+        if let Some(look) = &self.second_look {
+            line = format!("{line}; second look {}", look.fingerprint_line());
+        }
+        line
     }
 }
 
@@ -72,6 +78,7 @@ impl VerifiedModel {
             labels: self.card.output.labels.clone(),
             clinical_use: self.card.clinical_use,
             domain: self.domain.as_ref().map(|gate| Box::new(gate.model.stamp())),
+            second_look: self.second_look.as_ref().map(|look| Box::new(look.model.stamp())),
         }
     }
 }
@@ -178,6 +185,7 @@ mod tests {
             onnx_path: "m.onnx".into(),
             route: Accepts::default(),
             domain: None,
+            second_look: None,
         }
     }
 

@@ -29,6 +29,9 @@ pub struct ModelRecord {
     /// The model's domain gate, when its card names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<Box<ModelRecord>>,
+    /// The model's second look, when its card names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_look: Option<Box<ModelRecord>>,
 }
 
 impl ModelRecord {
@@ -44,6 +47,7 @@ impl ModelRecord {
             card_path: model.card_path.display().to_string(),
             card: model.card.clone(),
             domain: model.domain.as_ref().map(|gate| Box::new(Self::of(&gate.model))),
+            second_look: model.second_look.as_ref().map(|look| Box::new(Self::of(&look.model))),
         }
     }
 
@@ -56,6 +60,7 @@ impl ModelRecord {
             labels: self.labels.clone(),
             clinical_use: self.card.clinical_use,
             domain: self.domain.as_ref().map(|gate| Box::new(gate.stamp())),
+            second_look: self.second_look.as_ref().map(|look| Box::new(look.stamp())),
         }
     }
 }

@@ -27,7 +27,7 @@ pub mod session;
 
 use locate::{library_version, version_from_build_info, version_from_file_name};
 pub use locate::{locate_library, locate_library_with, ort_dylib_path_env, search_dirs};
-pub use session::{activate, sigmoid, softmax, GateSession, ModelSession, ScoreError};
+pub use session::{activate, sigmoid, softmax, GateSession, LookSession, ModelSession, ScoreError};
 
 /// The ONNX Runtime minor version `ort`'s `api-31` feature needs.
 pub const MIN_ORT_MINOR: u32 = 31;

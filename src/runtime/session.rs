@@ -84,6 +84,26 @@ impl GateSession {
     }
 }
 
+/// A second look's session and which output is the finding: what a
+/// model's card names in `[second_look]`, scoring tensors prepared for the
+/// companion's own input.
+pub struct LookSession {
+    session: ModelSession,
+    output: usize,
+}
+
+impl LookSession {
+    /// The finding's probability for one tensor in the companion's input form.
+    ///
+    /// # Errors
+    /// As [`ModelSession::score`], for the companion.
+    pub fn look(&mut self, tensor: &[f32]) -> Result<f32, ScoreError> {
+        let scores = self.session.score(&[tensor])?;
+        // The session checked one value per label, so the index exists.
+        Ok(scores.first().and_then(|row| row.get(self.output)).copied().unwrap_or(0.0))
+    }
+}
+
 impl std::fmt::Debug for ModelSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ModelSession")
@@ -386,6 +406,21 @@ impl Runtime {
         let Some(gate) = &model.domain else { return Ok(None) };
         let session = self.session(&gate.model, intra_threads)?;
         Ok(Some(GateSession { session, output: gate.output, threshold: gate.threshold }))
+    }
+
+    /// A session of the second look `model`'s card names; `None` when the
+    /// card names none.
+    ///
+    /// # Errors
+    /// As [`Runtime::session`], for the companion.
+    pub fn look_session(
+        &self,
+        model: &VerifiedModel,
+        intra_threads: usize,
+    ) -> Result<Option<LookSession>, RuntimeError> {
+        let Some(look) = &model.second_look else { return Ok(None) };
+        let session = self.session(&look.model, intra_threads)?;
+        Ok(Some(LookSession { session, output: look.output }))
     }
 }
 

@@ -324,11 +324,13 @@ mod tests {
                 evaluation: None,
                 explain: None,
                 domain: None,
+                second_look: None,
             },
             card_path: PathBuf::new(),
             onnx_path: PathBuf::new(),
             route: Accepts::default(),
             domain: None,
+            second_look: None,
         }
     }
 
@@ -369,7 +371,8 @@ mod tests {
             stored: PixelStats::default(),
             thumbnail: None,
         });
-        Scored { meta, model: ModelId::new(0), outputs, domain: None, attention: None, scored_at: chrono::Utc::now() }
+        let scored_at = chrono::Utc::now();
+        Scored { meta, model: ModelId::new(0), outputs, domain: None, attention: None, second_look: None, scored_at }
     }
 
     #[test]

@@ -270,6 +270,7 @@ mod tests {
             labels: vec![],
             clinical_use: false,
             domain: None,
+            second_look: None,
         };
         let subject = DocumentSubject::of(study, &key()).expect("subject");
         let seed = DocumentSeed::new(subject.study_uid, &run, std::slice::from_ref(&model), shadow);

@@ -301,6 +301,7 @@ mod tests {
             labels: vec![],
             clinical_use: false,
             domain: None,
+            second_look: None,
         }];
         let cfg = SrConfig::default();
         let report = Report {

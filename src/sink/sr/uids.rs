@@ -104,6 +104,7 @@ mod tests {
             labels: vec![],
             clinical_use: false,
             domain: None,
+            second_look: None,
         }
     }
 
