@@ -95,6 +95,14 @@ pub fn report(models_dir: &Path, out: &mut impl Write) -> std::io::Result<bool> 
                         gate.model.card.id, gate.model.card.version, gate.threshold, gate.outside
                     )?;
                 }
+                if let Some(look) = &m.second_look {
+                    let input = &look.model.card.input;
+                    writeln!(
+                        out,
+                        "    second look: {} {} for {} at {}x{} (the programme's rules pick the images)",
+                        look.model.card.id, look.model.card.version, look.finding, input.width, input.height
+                    )?;
+                }
                 m
             }
             Err(ModelError::DigestMismatch { expected, actual, .. }) => {

@@ -1,7 +1,8 @@
 //! nightscreen: a batch screening pipeline for medical imaging.
 //!
 //! The data path is the architecture: **source → ingest → decode →
-//! preprocess → infer → triage → sinks**, one module per stage, joined by
+//! preprocess → infer → look → triage → sinks** (look: the second looks
+//! some model cards name), one module per stage, joined by
 //! typed messages ([`message`]) over bounded channels ([`pipeline`]), built,
 //! resumed and reported by [`run`], written by the outputs in [`sink`]. Each
 //! stage has a config section, a runtime value built from it, a pure
@@ -15,6 +16,7 @@ pub mod error;
 pub mod evaluate;
 pub mod infer;
 pub mod ingest;
+pub mod look;
 pub mod message;
 pub mod model;
 pub mod pipeline;

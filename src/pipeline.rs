@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use crate::infer::{self, DecodeGates, InferConfig};
 use crate::ingest;
+use crate::look::{self, Looks};
 use crate::message::{FileDone, Rejected};
 use crate::model::{ModelId, Models};
 use crate::preprocess::Preprocessor;
@@ -55,6 +56,8 @@ pub struct Stages<'p> {
     pub sessions: BTreeMap<ModelId, ModelSession>,
     /// Domain gates the decode workers ask before inference.
     pub gates: &'p DecodeGates,
+    /// Second looks, between inference and triage.
+    pub looks: &'p Looks,
     pub infer: &'p InferConfig,
     pub rules: &'p RuleSet,
     pub shard: Option<Shard>,
@@ -81,6 +84,7 @@ pub fn execute(
         pool,
         sessions,
         gates,
+        looks,
         infer: infer_cfg,
         rules,
         shard,
@@ -91,6 +95,7 @@ pub fn execute(
     // of the run, when decode is done and the workers infer what is queued.
     let (tx_prepared, rx_prepared) = bounded(cap.max(2 * infer_cfg.batch_size));
     let (tx_scored, rx_scored) = bounded(cap);
+    let (tx_looked, rx_looked) = bounded(cap);
     let (tx_found, rx_found) = bounded(cap);
     // Decode's per-file counts overtake the rows (no inference on the way);
     // the sinks read both, so this only needs room for a burst.
@@ -125,7 +130,8 @@ pub fn execute(
         let decode = s.spawn(move || decode::run(decoder, source, pool, rx_ingest, &emit, &on_file_done));
         let explain = rules.explain_when();
         let infer = s.spawn(move || infer::run_explaining(sessions, infer_cfg, &explain, rx_prepared, tx_scored));
-        let triage = s.spawn(move || triage::run(rules, rx_scored, tx_found));
+        let look = s.spawn(move || look::run(looks, source, decoder, pool, rx_scored, tx_looked));
+        let triage = s.spawn(move || triage::run(rules, rx_looked, tx_found));
         // On a write failure this returns, dropping the receivers, which
         // stops every stage.
         let sunk = sink::run(rx_found, rx_done, book, sinks);
@@ -133,7 +139,8 @@ pub fn execute(
         // the scope); the first stage's panic says more than what it did to
         // the sinks' input.
         let mut panicked = None;
-        for (stage, handle) in [("ingest", ingest), ("decode", decode), ("infer", infer), ("triage", triage)] {
+        let stages = [("ingest", ingest), ("decode", decode), ("infer", infer), ("look", look), ("triage", triage)];
+        for (stage, handle) in stages {
             if let Err(panic) = handle.join() {
                 panicked.get_or_insert(Error::Stage { stage, message: panic_message(panic.as_ref()) });
             }

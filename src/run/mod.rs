@@ -89,6 +89,7 @@ pub fn run(cfg: &Config, progress: &Progress) -> Result<RunSummary> {
         pool: &plan.pool,
         sessions: std::mem::take(&mut plan.sessions),
         gates: &plan.gates,
+        looks: &plan.looks,
         infer: &cfg.infer,
         rules: &plan.rules,
         shard: cfg.shard,

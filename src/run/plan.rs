@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::decode::Decoder;
 use crate::error::{Error, Result};
 use crate::infer::DecodeGates;
+use crate::look::Looks;
 use crate::message::{Rejected, SourceId};
 use crate::model::{self, ModelId, Models};
 use crate::privacy::PseudonymKey;
@@ -40,6 +41,8 @@ pub struct Plan<'c> {
     pub sessions: BTreeMap<ModelId, ModelSession>,
     /// The models' domain gates, asked on the decode workers.
     pub gates: DecodeGates,
+    /// The second looks the programme asks for, run on the decode pool.
+    pub looks: Looks,
     pub decoder: Decoder,
     pub pool: rayon::ThreadPool,
     pub decode_threads: usize,
@@ -141,14 +144,15 @@ impl<'c> Plan<'c> {
                     .map(|(id, m)| Ok((id, runtime.session(m, infer_threads)?)))
                     .collect::<std::result::Result<BTreeMap<_, _>, crate::runtime::RuntimeError>>()?;
                 let gates = DecodeGates::open(&runtime, &models, decode_threads)?;
-                Ok((runtime, sessions, gates))
+                let looks = Looks::open(&runtime, &models, &rules.look_when(), decode_threads)?;
+                Ok((runtime, sessions, gates, looks))
             })();
             let remote =
                 remote.join().unwrap_or_else(|_| Err(Error::Config("planning the remote inputs failed".into())));
             (remote, sessions)
         });
         let remote = remote?;
-        let (runtime, sessions, gates) = sessions?;
+        let (runtime, sessions, gates, looks) = sessions?;
         let decoder =
             Decoder::new(&cfg.decode).with_model_inputs(models.ids().filter_map(|id| models.input_size(id)).collect());
         let pool = rayon::ThreadPoolBuilder::new()
@@ -203,6 +207,7 @@ impl<'c> Plan<'c> {
             runtime,
             sessions,
             gates,
+            looks,
             decoder,
             pool,
             decode_threads,

@@ -17,7 +17,7 @@ use arrow_array::{
 };
 
 use crate::error::{Error, Result};
-use crate::message::{Header, Rejected};
+use crate::message::{Header, LookAnswer, Rejected};
 use crate::privacy::{Kind, PseudonymKey};
 use crate::triage::desp::EyeOutcome;
 use crate::triage::{Bands, Finding, StudyResult};
@@ -153,6 +153,7 @@ pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], ban
         .collect();
     let grades: Vec<Option<String>> = rows.iter().map(|f| f.grade.map(|g| g.grade.to_string())).collect();
     let gates: Vec<Option<&ModelStamp>> = stamps.iter().map(|m| m.domain.as_deref()).collect();
+    let looks: Vec<Option<&ModelStamp>> = stamps.iter().map(|m| m.second_look.as_deref()).collect();
     let files: Vec<String> = rows.iter().map(|f| run.key.file_pseudonym(&f.scored.meta.instance.source)).collect();
     let mut columns = vec![("run_id", repeat(&run.run_id, n))];
     columns.extend(pseudonyms(&run.key, heads.iter().map(|h| Some(h.as_ref()))));
@@ -206,6 +207,29 @@ pub fn images_batch(rows: &[Finding], run: &RunStamp, models: &[ModelStamp], ban
         ("domain_model_id", opt_strings(gates.iter().map(|g| g.map(|g| g.id.as_str())))),
         ("domain_model_version", opt_strings(gates.iter().map(|g| g.map(|g| g.version.as_str())))),
         ("domain_model_sha256", opt_strings(gates.iter().map(|g| g.map(|g| g.sha256.as_str())))),
+        // The second look's answer, for images the programme picked; its
+        // identity wherever the card names one.
+        (
+            "second_look_score",
+            Arc::new(Float32Array::from(
+                rows.iter()
+                    .map(|f| match f.scored.second_look {
+                        Some(LookAnswer::Scored(p)) => Some(p),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "second_look_error",
+            opt_strings(rows.iter().map(|f| match &f.scored.second_look {
+                Some(LookAnswer::Failed(why)) => Some(why.as_str()),
+                _ => None,
+            })),
+        ),
+        ("second_look_model_id", opt_strings(looks.iter().map(|g| g.map(|g| g.id.as_str())))),
+        ("second_look_model_version", opt_strings(looks.iter().map(|g| g.map(|g| g.version.as_str())))),
+        ("second_look_model_sha256", opt_strings(looks.iter().map(|g| g.map(|g| g.sha256.as_str())))),
         (
             "scored_at",
             Arc::new(

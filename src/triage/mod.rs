@@ -226,14 +226,28 @@ impl RuleSet {
                     .ok_or_else(|| fail("triage.desp.model is not in this run's [[models]]".into()))?;
                 let outputs = desp::Outputs::find(&card.output.labels)
                     .map_err(|label| fail(format!("DESP grading needs output label {label:?}")))?;
-                let outside = models.get(model).and_then(|m| m.domain.as_ref()).map(|g| g.outside.clone());
-                Programme::Desp(DespGrader::new(
-                    model,
-                    outputs,
-                    cfg.desp.clone(),
-                    &bands,
-                    outside.unwrap_or_else(|| NOT_RECOGNISED.to_string()),
-                ))
+                let verified = models.get(model);
+                let outside = verified.and_then(|m| m.domain.as_ref()).map(|g| g.outside.clone());
+                let look = verified.and_then(|m| m.second_look.as_ref());
+                if let Some(rule) = cfg.desp.r3_second_look {
+                    if look.is_none() {
+                        return Err(fail(
+                            "triage.desp.r3_second_look is set, but the DR model's card names no [second_look]".into(),
+                        ));
+                    }
+                    let probability = |v: f32| (0.0..=1.0).contains(&v);
+                    if !probability(rule.from) || !probability(rule.at_least) || rule.from > cfg.desp.r3_at_least {
+                        return Err(fail(format!(
+                            "triage.desp.r3_second_look needs 0 <= from <= r3_at_least ({}) and at_least in 0..1, got {rule:?}",
+                            cfg.desp.r3_at_least
+                        )));
+                    }
+                }
+                let words = desp::CardWords {
+                    outside: outside.unwrap_or_else(|| NOT_RECOGNISED.to_string()),
+                    finding: look.map_or_else(|| "the second look's finding".to_string(), |l| l.finding.clone()),
+                };
+                Programme::Desp(DespGrader::new(model, outputs, cfg.desp.clone(), &bands, words))
             }
         };
         Ok(Self {
@@ -288,6 +302,25 @@ impl RuleSet {
                     only_if: Some(rule(&["gradable"], c.gradable_at_least)),
                 },
             );
+        }
+        out
+    }
+
+    /// Which images get a second look, by model: DESP's band of p(r3) on a
+    /// gradable image, when `[triage.desp.r3_second_look]` is set.
+    pub fn look_when(&self) -> std::collections::BTreeMap<ModelId, crate::look::LookWhen> {
+        let mut out = std::collections::BTreeMap::new();
+        if let Programme::Desp(grader) = &self.programme {
+            let c = &grader.config;
+            if let Some(rule) = c.r3_second_look {
+                let when = crate::look::LookWhen {
+                    label: grader.outputs.r[3],
+                    from: rule.from,
+                    below: c.r3_at_least,
+                    only_if: Some((grader.outputs.gradable, c.gradable_at_least)),
+                };
+                out.insert(grader.model, when);
+            }
         }
         out
     }

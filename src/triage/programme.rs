@@ -61,7 +61,9 @@ impl Programme {
     pub fn grade(&self, scored: &crate::message::Scored) -> Option<ImageGrade> {
         match self {
             Self::Rules => None,
-            Self::Desp(grader) => grader.grade(scored.model, &scored.outputs, scored.outside_domain()),
+            Self::Desp(grader) => {
+                grader.grade(scored.model, &scored.outputs, scored.outside_domain(), scored.second_look.as_ref())
+            }
         }
     }
 

@@ -9,13 +9,16 @@
 
 mod grade;
 mod grader;
+mod look;
 
 use serde::{Deserialize, Serialize};
 
 pub use grade::{Grade, NotAGrade, RGrade};
-pub use grader::{DespGrader, StudyGrade};
+pub use grader::{CardWords, DespGrader, StudyGrade};
+pub use look::{Looked, R3SecondLook};
 
 use crate::dicom::laterality::{FundusField, Laterality};
+use crate::message::LookAnswer;
 
 /// The `[triage.desp]` table: which model grades, and its operating point.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -36,6 +39,10 @@ pub struct DespConfig {
     /// A non-referable image this close below a referral threshold is
     /// flagged "model unsure" and goes to REVIEW rather than NO_DISEASE.
     pub unsure_margin: f32,
+    /// The band of p(r3) below `r3_at_least` that the DR card's second
+    /// look decides; none: p(r3) alone decides.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r3_second_look: Option<R3SecondLook>,
 }
 
 impl Default for DespConfig {
@@ -48,6 +55,7 @@ impl Default for DespConfig {
             m1_at_least: 0.5,
             any_dr_at_least: 0.5,
             unsure_margin: 0.15,
+            r3_second_look: None,
         }
     }
 }
@@ -133,6 +141,9 @@ pub struct ImageGrade {
     pub p_referable: f32,
     pub p_m1: f32,
     pub p_any_dr: f32,
+    /// What the second look said, when p(r3) fell in its band.
+    #[serde(default)]
+    pub looked: Option<Looked>,
 }
 
 impl ImageGrade {
@@ -147,20 +158,42 @@ impl ImageGrade {
     }
 
     fn without_probabilities(grade: Grade) -> Self {
-        Self { grade, unsure: false, p_gradable: 0.0, p_r3: 0.0, p_referable: 0.0, p_m1: 0.0, p_any_dr: 0.0 }
+        Self {
+            grade,
+            unsure: false,
+            p_gradable: 0.0,
+            p_r3: 0.0,
+            p_referable: 0.0,
+            p_m1: 0.0,
+            p_any_dr: 0.0,
+            looked: None,
+        }
     }
 }
 
 impl DespConfig {
     /// Grades one image from the model's outputs.
     pub fn grade(&self, idx: &Outputs, out: &[f32]) -> ImageGrade {
+        self.grade_looked(idx, out, None)
+    }
+
+    /// Grades one image from the model's outputs and what its second look
+    /// said, if it was asked.
+    pub fn grade_looked(&self, idx: &Outputs, out: &[f32], look: Option<&LookAnswer>) -> ImageGrade {
         let p = |i: usize| out.get(i).copied().unwrap_or(0.0);
         let (p1, p2, p3) = (p(idx.r[1]), p(idx.r[2]), p(idx.r[3]));
         let p_referable = p2 + p3;
         let p_any_dr = p1 + p2 + p3;
         let p_m1 = p(idx.m1);
         let p_gradable = p(idx.gradable);
-        let r = if p3 >= self.r3_at_least {
+        let (looked, r3_by_look) = match self.r3_second_look {
+            Some(rule) if rule.in_band(p3, self.r3_at_least) => {
+                let (looked, r3) = rule.decide(look);
+                (Some(looked), r3)
+            }
+            _ => (None, false),
+        };
+        let r = if p3 >= self.r3_at_least || r3_by_look {
             RGrade::R3
         } else if p_referable >= self.referable_at_least {
             RGrade::R2
@@ -177,7 +210,7 @@ impl DespConfig {
                 || near(p_m1, self.m1_at_least)
                 || near(p3, self.r3_at_least));
         let grade = if p_gradable >= self.gradable_at_least { Grade::Graded { r, m1 } } else { Grade::Ungradable };
-        ImageGrade { grade, unsure, p_gradable, p_r3: p3, p_referable, p_m1, p_any_dr }
+        ImageGrade { grade, unsure, p_gradable, p_r3: p3, p_referable, p_m1, p_any_dr, looked }
     }
 }
 
@@ -321,8 +354,9 @@ pub fn grade_eyes(fields: &[Field]) -> Vec<EyeAssessment> {
 
 /// A study's DESP outcome: its band (one of [`BANDS`]), risk within the
 /// band, reason. `outside` says in words what an image outside the DR
-/// model's domain is (its card's `[domain] outside`).
-fn study_outcome(eyes: &[EyeAssessment], outside: &str) -> (Outcome, f32, String) {
+/// model's domain is (its card's `[domain] outside`), `finding` what its
+/// second look looks for (`[second_look] finding`).
+fn study_outcome(eyes: &[EyeAssessment], outside: &str, finding: &str) -> (Outcome, f32, String) {
     let risk = |e: &EyeAssessment, outcome: Outcome| {
         let g = &e.decisive.grade;
         match outcome {
@@ -347,7 +381,15 @@ fn study_outcome(eyes: &[EyeAssessment], outside: &str) -> (Outcome, f32, String
     let g = &worst.decisive.grade;
     let m1 = worst.grade.maculopathy();
     let what = match outcome {
-        Outcome::Urgent => format!("R3 suspected, p={:.2}", g.p_r3),
+        Outcome::Urgent => match g.looked {
+            Some(Looked::Scored(p)) => {
+                format!("R3 suspected: {finding} on a second look, p={p:.2} (p(r3)={:.2})", g.p_r3)
+            }
+            Some(Looked::NoAnswer) => {
+                format!("R3 not ruled out: p(r3)={:.2} and the second look for {finding} gave no answer", g.p_r3)
+            }
+            None => format!("R3 suspected, p={:.2}", g.p_r3),
+        },
         Outcome::Routine if m1 && worst.r() < 2 => format!("M1 suspected, p={:.2}", g.p_m1),
         Outcome::Routine if m1 => format!("R2 and M1 suspected, p={:.2}", g.p_referable.max(g.p_m1)),
         Outcome::Routine => format!("R2 suspected, p={:.2}", g.p_referable),
@@ -392,8 +434,58 @@ mod tests {
     use super::*;
     use crate::triage::band::Bands;
 
+    fn words() -> CardWords {
+        CardWords { outside: "not a fundus".into(), finding: "new vessels".into() }
+    }
+
     fn idx() -> Outputs {
         Outputs::find(&["r0", "r1", "r2", "r3", "m1", "gradable"].map(String::from)).expect("labels")
+    }
+
+    #[test]
+    fn a_second_look_decides_r3_only_in_its_band() {
+        let c = DespConfig {
+            r3_at_least: 0.5,
+            referable_at_least: 0.5,
+            r3_second_look: Some(R3SecondLook { from: 0.05, at_least: 0.4 }),
+            ..Default::default()
+        };
+        let r2 = [0.1, 0.1, 0.6, 0.2, 0.0, 0.9];
+        let grade = |p: &[f32; 6], look: Option<LookAnswer>| c.grade_looked(&idx(), p, look.as_ref());
+        let seen = grade(&r2, Some(LookAnswer::Scored(0.7)));
+        assert_eq!((seen.grade.to_string().as_str(), seen.looked), ("R3M0", Some(Looked::Scored(0.7))));
+        assert_eq!(grade(&r2, Some(LookAnswer::Scored(0.1))).grade.to_string(), "R2M0");
+        // No answer never rules the finding out.
+        assert_eq!(grade(&r2, Some(LookAnswer::Failed("gone".into()))).grade.to_string(), "R3M0");
+        assert_eq!(grade(&r2, None).looked, Some(Looked::NoAnswer));
+        // Outside the band the look is neither needed nor recorded.
+        let sure = grade(&[0.0, 0.0, 0.3, 0.7, 0.0, 0.9], Some(LookAnswer::Scored(0.0)));
+        assert_eq!((sure.grade.to_string().as_str(), sure.looked), ("R3M0", None));
+        let low = grade(&[0.1, 0.1, 0.78, 0.02, 0.0, 0.9], Some(LookAnswer::Scored(0.9)));
+        assert_eq!((low.grade.to_string().as_str(), low.looked), ("R2M0", None));
+        // Without the rule a look changes nothing.
+        let plain = DespConfig { r3_second_look: None, ..c };
+        assert_eq!(plain.grade_looked(&idx(), &r2, Some(&LookAnswer::Scored(0.9))).grade.to_string(), "R2M0");
+    }
+
+    #[test]
+    fn the_reason_says_when_a_second_look_made_the_eye_r3() {
+        let c = DespConfig { r3_second_look: Some(R3SecondLook { from: 0.05, at_least: 0.4 }), ..Default::default() };
+        let at = |look: Option<LookAnswer>, eye| Field {
+            eye,
+            field: FundusField::Disc,
+            grade: c.grade_looked(&idx(), &[0.1, 0.1, 0.6, 0.2, 0.0, 0.9], look.as_ref()),
+        };
+        let eyes = grade_eyes(&[at(Some(LookAnswer::Scored(0.83)), Laterality::Right)]);
+        let (outcome, _, reason) = study_outcome(&eyes, "not a fundus", "new vessels");
+        assert_eq!(outcome, Outcome::Urgent);
+        assert!(reason.starts_with("R3 suspected: new vessels on a second look, p=0.83 (p(r3)=0.20)"), "{reason}");
+        let eyes = grade_eyes(&[at(None, Laterality::Left)]);
+        let (_, _, reason) = study_outcome(&eyes, "not a fundus", "new vessels");
+        assert!(
+            reason.starts_with("R3 not ruled out: p(r3)=0.20 and the second look for new vessels gave no answer"),
+            "{reason}"
+        );
     }
 
     fn field(eye: Laterality, name: FundusField, probs: [f32; 6]) -> Field {
@@ -448,7 +540,7 @@ mod tests {
             field(Left, Disc, [0.0, 0.0, 0.09, 0.91, 0.0, 0.95]),
             field(Right, Macula, [0.9, 0.05, 0.03, 0.02, 0.1, 0.9]),
         ]);
-        let (outcome, score, reason) = study_outcome(&eyes, "not a fundus photograph");
+        let (outcome, score, reason) = study_outcome(&eyes, "not a fundus photograph", "new vessels");
         assert_eq!(outcome.name(), "URGENT");
         assert!((score - 0.91).abs() < 1e-6);
         assert_eq!(reason, "R3 suspected, p=0.91, left eye, disc field; other eye R0M0");
@@ -456,12 +548,12 @@ mod tests {
             field(Left, Macula, [0.0, 0.0, 0.1, 0.9, 0.0, 0.1]),
             field(Right, Macula, [0.9, 0.05, 0.03, 0.02, 0.1, 0.9]),
         ]);
-        assert_eq!(study_outcome(&eyes, "not a fundus photograph").0.name(), "UNGRADABLE");
+        assert_eq!(study_outcome(&eyes, "not a fundus photograph", "new vessels").0.name(), "UNGRADABLE");
         let eyes = grade_eyes(&[
             field(Left, Macula, [0.95, 0.02, 0.02, 0.01, 0.1, 0.9]),
             field(Right, Macula, [0.9, 0.05, 0.03, 0.02, 0.1, 0.9]),
         ]);
-        let (outcome, _, reason) = study_outcome(&eyes, "not a fundus photograph");
+        let (outcome, _, reason) = study_outcome(&eyes, "not a fundus photograph", "new vessels");
         assert_eq!(outcome.name(), "NO_DISEASE");
         assert!(reason.starts_with("R0M0 in both eyes"), "{reason}");
     }
@@ -470,10 +562,9 @@ mod tests {
     fn the_grader_places_a_study_in_the_configured_band_and_reports_each_eye() {
         // The DESP bands in another order than BANDS: the band is looked up, not assumed.
         let bands = Bands::new(["NO_DISEASE", "REVIEW", "UNGRADABLE", "ROUTINE", "URGENT"].map(String::from).to_vec());
-        let grader =
-            DespGrader::new(crate::model::ModelId::new(0), idx(), DespConfig::default(), &bands, "not a fundus".into());
+        let grader = DespGrader::new(crate::model::ModelId::new(0), idx(), DespConfig::default(), &bands, words());
         assert!(
-            grader.grade(crate::model::ModelId::new(1), &[0.0; 6], false).is_none(),
+            grader.grade(crate::model::ModelId::new(1), &[0.0; 6], false, None).is_none(),
             "another model's image is not graded"
         );
         let fields = [
@@ -512,7 +603,7 @@ mod tests {
     fn a_study_outside_the_domain_is_reviewed_with_the_cards_words_never_graded() {
         let words = "not recognised as a fundus photograph";
         let (outcome, score, reason) =
-            study_outcome(&grade_eyes(&[outside(Right, Macula), outside(Left, Macula)]), words);
+            study_outcome(&grade_eyes(&[outside(Right, Macula), outside(Left, Macula)]), words, "new vessels");
         assert_eq!((outcome.name(), score), ("REVIEW", 0.0));
         assert_eq!(
             reason,
@@ -521,13 +612,13 @@ mod tests {
         );
         // An eye with no disease does not hide the other eye's problem ...
         let eyes = grade_eyes(&[outside(Right, Macula), field(Left, Macula, [0.95, 0.02, 0.02, 0.01, 0.1, 0.9])]);
-        let (outcome, _, reason) = study_outcome(&eyes, words);
+        let (outcome, _, reason) = study_outcome(&eyes, words, "new vessels");
         assert_eq!(outcome.name(), "REVIEW");
         assert!(reason.starts_with("outside the model's domain — not recognised"), "{reason}");
         assert!(reason.ends_with("other eye R0M0"), "{reason}");
         // ... and a referable eye still decides the study.
         let eyes = grade_eyes(&[outside(Right, Macula), field(Left, Disc, [0.0, 0.0, 0.09, 0.91, 0.0, 0.95])]);
-        let (outcome, _, reason) = study_outcome(&eyes, words);
+        let (outcome, _, reason) = study_outcome(&eyes, words, "new vessels");
         assert_eq!(outcome.name(), "URGENT");
         assert!(
             reason
@@ -536,7 +627,7 @@ mod tests {
         );
         // Ungradable (quality) outranks outside (domain), and says so in its own words.
         let eyes = grade_eyes(&[outside(Right, Macula), field(Left, Macula, [0.0, 0.0, 0.1, 0.9, 0.0, 0.1])]);
-        let (outcome, _, reason) = study_outcome(&eyes, words);
+        let (outcome, _, reason) = study_outcome(&eyes, words, "new vessels");
         assert_eq!(outcome.name(), "UNGRADABLE");
         assert!(reason.starts_with("ungradable: no gradable field"), "{reason}");
     }
@@ -544,12 +635,11 @@ mod tests {
     #[test]
     fn the_grader_never_grades_an_image_outside_the_domain_and_places_its_study() {
         let bands = Bands::new(BANDS.map(String::from).to_vec());
-        let grader =
-            DespGrader::new(crate::model::ModelId::new(0), idx(), DespConfig::default(), &bands, "not a fundus".into());
+        let grader = DespGrader::new(crate::model::ModelId::new(0), idx(), DespConfig::default(), &bands, words());
         let sure_r3 = [0.0, 0.0, 0.0, 1.0, 1.0, 1.0];
-        let graded = grader.grade(crate::model::ModelId::new(0), &sure_r3, false).expect("DR model");
+        let graded = grader.grade(crate::model::ModelId::new(0), &sure_r3, false, None).expect("DR model");
         assert_eq!(graded.grade.to_string(), "R3M1");
-        let outside = grader.grade(crate::model::ModelId::new(0), &sure_r3, true).expect("DR model");
+        let outside = grader.grade(crate::model::ModelId::new(0), &sure_r3, true, None).expect("DR model");
         assert_eq!(outside, ImageGrade::outside_domain());
         let study = grader.study(&[Field { eye: Right, field: Macula, grade: outside }]);
         let (band, _, reason) = study.placed.expect("placed by the programme, not the generic rules");
