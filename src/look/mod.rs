@@ -194,4 +194,60 @@ mod tests {
         let always = LookWhen { only_if: None, ..when };
         assert!(always.holds(&[0.2, 0.0]));
     }
+
+    fn scored(path: &std::path::Path, outputs: Vec<f32>) -> Scored {
+        use crate::message::{Header, ImageMeta, Instance, PixelStats, SourceId};
+        let instance = Arc::new(Instance {
+            source: SourceId::File(path.to_path_buf()),
+            name: String::new(),
+            header: Arc::new(Header::default()),
+            models: vec![ModelId::new(0)],
+        });
+        let meta = Arc::new(ImageMeta {
+            instance,
+            frame_index: 0,
+            width: 8,
+            height: 8,
+            stored: PixelStats::default(),
+            thumbnail: None,
+        });
+        let scored_at = chrono::Utc::now();
+        Scored { meta, model: ModelId::new(0), outputs, domain: None, attention: None, second_look: None, scored_at }
+    }
+
+    #[test]
+    fn a_look_that_cannot_be_made_is_an_answer_that_says_why_and_others_pass_untouched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let garbage = dir.path().join("not-dicom.dcm");
+        std::fs::write(&garbage, b"no preamble, no DICM").expect("write");
+        let spec: crate::model::InputSpec = toml::from_str(
+            "name = \"image\"\nlayout = \"NCHW\"\nchannels = 3\nheight = 64\nwidth = 64\nscale = 1.0\nmean = []\nstd = []\nchannel_order = \"RGB\"\n",
+        )
+        .expect("spec");
+        let when = LookWhen { label: 0, from: 0.1, below: 0.5, only_if: None };
+        // No sessions: both looks fail before a model would be asked.
+        let look = ModelLook { when, preparer: InputPreparer::new(&spec), size: (64, 64), sessions: Vec::new() };
+        let looks = Looks { models: [(ModelId::new(0), look)].into_iter().collect() };
+        let source = crate::source::FileSystem::new(&Default::default(), &[dir.path().to_path_buf()]);
+        let decoder = Decoder::new(&Default::default());
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
+        let (tx_in, rx_in) = crossbeam_channel::bounded(8);
+        let (tx_out, rx_out) = crossbeam_channel::unbounded();
+        tx_in.send(Ok(scored(&dir.path().join("gone.dcm"), vec![0.2]))).expect("send");
+        tx_in.send(Ok(scored(&garbage, vec![0.3]))).expect("send");
+        tx_in.send(Ok(scored(&garbage, vec![0.9]))).expect("send");
+        drop(tx_in);
+        run(&looks, &source, &decoder, &pool, rx_in, tx_out);
+        let mut answers: Vec<(f32, Option<LookAnswer>)> =
+            rx_out.iter().map(|m| m.expect("scored")).map(|s| (s.outputs[0], s.second_look)).collect();
+        answers.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let why = |a: &Option<LookAnswer>| match a {
+            Some(LookAnswer::Failed(why)) => why.clone(),
+            other => panic!("expected a failed look, got {other:?}"),
+        };
+        assert_eq!(answers.len(), 3);
+        assert!(why(&answers[0].1).starts_with("the file could not be opened again"), "{:?}", answers[0]);
+        assert!(why(&answers[1].1).starts_with("the full decode failed"), "{:?}", answers[1]);
+        assert_eq!(answers[2].1, None, "above the band: not looked at");
+    }
 }
