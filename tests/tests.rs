@@ -22,6 +22,7 @@ mod photos;
 mod pipeline;
 mod privacy;
 mod resume;
+mod second_look;
 mod shard;
 mod sr;
 mod synth;
