@@ -124,9 +124,11 @@ impl<'r> StudyBook<'r> {
         }
         self.rules.programme().record_image(&mut acc.evidence, header, f.grade);
         if let Some((band, value, why)) = best_here {
+            // Ties go to the first description in text order, not to the
+            // first to arrive: files finish decoding in no fixed order.
             let better = match &acc.best {
                 None => true,
-                Some((b, v, _)) => band < *b || (band == *b && value > *v),
+                Some((b, v, w)) => band < *b || (band == *b && (value > *v || (value == *v && why < *w))),
             };
             if better {
                 acc.best = Some((band, value, why));
