@@ -36,6 +36,17 @@ const VOLATILE: &[&str] = &["run_id", "scored_at", "recorded_at"];
 const ADDED_BY_THE_GATE: &[&str] =
     &["in_domain", "domain_score", "domain_model_id", "domain_model_version", "domain_model_sha256"];
 
+/// Columns the second look (issue 16, R3) added, kept out of the pinned
+/// files like the gate's: what a look decides shows in the pinned grades and
+/// bands, and `second_look.rs` checks the columns themselves.
+const ADDED_BY_THE_SECOND_LOOK: &[&str] = &[
+    "second_look_score",
+    "second_look_error",
+    "second_look_model_id",
+    "second_look_model_version",
+    "second_look_model_sha256",
+];
+
 /// How far a float may move between runs (batch composition).
 const FLOAT_TOLERANCE: f64 = 2e-5;
 
@@ -87,6 +98,9 @@ fn table_rows(out: &Path, table: &str, root: &Path) -> Vec<Value> {
                         let col = batch.column(c).as_boolean();
                         assert!(col.is_null(i) || col.value(i), "{table} row {n}: ruled out by a domain gate");
                     }
+                    continue;
+                }
+                if ADDED_BY_THE_SECOND_LOOK.contains(&name) {
                     continue;
                 }
                 let value = if name == "file_pseudonym" {

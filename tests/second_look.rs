@@ -13,9 +13,17 @@ use std::path::{Path, PathBuf};
 
 use crate::util::{self, f32s, read_table, strings};
 
-/// A models folder holding the shipped DR card (and its gate), with a
-/// `[second_look]` naming `look`, the fixture channel-means under that id
-/// at 256 × 256.
+/// A shipped card's text without its `[second_look]` table.
+fn card_without_look(card: &str) -> String {
+    let Some(start) = card.find("\n[second_look]\n") else { return card.to_string() };
+    let rest = &card[start + 1..];
+    let end = rest[1..].find("\n[").map_or(card.len(), |i| start + 1 + i + 2);
+    format!("{}\n{}", &card[..start], &card[end..])
+}
+
+/// A models folder holding the shipped DR card (and its gate), with its
+/// `[second_look]` naming `look` instead: the fixture channel-means under
+/// that id at 256 × 256.
 fn models_with_look(dir: &Path) -> PathBuf {
     let models = dir.join("models");
     std::fs::create_dir_all(&models).expect("mkdir");
@@ -23,8 +31,8 @@ fn models_with_look(dir: &Path) -> PathBuf {
     for file in ["dr-screen.onnx", "fundus-gate.toml", "fundus-gate.onnx", "channel-means.onnx"] {
         std::fs::copy(root.join(file), models.join(file)).expect("copy model");
     }
-    let card = std::fs::read_to_string(root.join("dr-screen.toml")).expect("DR card");
-    assert!(!card.contains("[second_look]"), "the shipped card names its own look: rewrite this test's models");
+    let card = card_without_look(&std::fs::read_to_string(root.join("dr-screen.toml")).expect("DR card"));
+    assert!(!card.contains("[second_look]") && card.contains("[explain]"), "{card}");
     let card = format!("{card}\n[second_look]\nmodel = \"look\"\nlabel = \"red_mean\"\nfinding = \"redness\"\n");
     std::fs::write(models.join("dr-screen.toml"), card).expect("write DR card");
     let look = std::fs::read_to_string(root.join("channel-means.toml")).expect("fixture card");
@@ -36,9 +44,18 @@ fn models_with_look(dir: &Path) -> PathBuf {
     models
 }
 
-/// The shipped DESP config on `models`, with `extra` appended.
+/// The shipped DESP config on `models`, without its own
+/// `[triage.desp.r3_second_look]` and with `extra` appended.
 fn config(dir: &Path, models: &Path, extra: &str) -> PathBuf {
     let text = std::fs::read_to_string(util::root().join("configs/desp.toml")).expect("config");
+    let text = match text.find("\n[triage.desp.r3_second_look]\n") {
+        Some(start) => {
+            let rest = &text[start + 1..];
+            let end = rest[1..].find("\n[").map_or(text.len(), |i| start + 1 + i + 2);
+            format!("{}\n{}", &text[..start], &text[end..])
+        }
+        None => text,
+    };
     let text = text.replace("models_dir = \"../models\"", &format!("models_dir = {:?}", models.display().to_string()));
     let path = dir.join("desp.toml");
     std::fs::write(&path, format!("{text}\n{extra}")).expect("write config");
@@ -120,7 +137,14 @@ fn a_look_rule_without_a_look_on_the_card_stops_the_run_before_anything_is_writt
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in");
     util::synth_studies(&input, 1, 3);
-    let models = util::root().join("models");
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).expect("mkdir");
+    let root = util::root().join("models");
+    for file in ["dr-screen.onnx", "fundus-gate.toml", "fundus-gate.onnx"] {
+        std::fs::copy(root.join(file), models.join(file)).expect("copy model");
+    }
+    let card = card_without_look(&std::fs::read_to_string(root.join("dr-screen.toml")).expect("DR card"));
+    std::fs::write(models.join("dr-screen.toml"), card).expect("write DR card");
     let cfg = config(dir.path(), &models, "[triage.desp.r3_second_look]\nfrom = 0.05\nat_least = 0.5\n");
     let out = dir.path().join("out");
     let done = util::run_with_config(&cfg, &input, &out, &[]);
