@@ -93,6 +93,16 @@ pub enum Error {
 /// Result alias for fatal errors.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The text a panic was raised with ("unknown panic" when it carried none):
+/// a caught panic becomes an error row or a stage error, never a crash.
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 /// An error with all its sources, "outer: inner: root" — for reject rows
 /// and reports, which are data rather than `{:#}`-formatted output.
 pub fn chain(err: &dyn std::error::Error) -> String {
@@ -104,4 +114,19 @@ pub fn chain(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use super::panic_text;
+
+    #[test]
+    fn a_panic_message_is_kept_whatever_its_type() {
+        let text = std::panic::catch_unwind(|| panic!("boom {}", 1)).err().map(|p| panic_text(p.as_ref()));
+        assert_eq!(text.as_deref(), Some("boom 1"));
+        let literal = std::panic::catch_unwind(|| panic!("static")).err().map(|p| panic_text(p.as_ref()));
+        assert_eq!(literal.as_deref(), Some("static"));
+        let other = std::panic::catch_unwind(|| std::panic::panic_any(7u8)).err().map(|p| panic_text(p.as_ref()));
+        assert_eq!(other.as_deref(), Some("unknown panic"));
+    }
 }

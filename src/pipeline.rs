@@ -142,7 +142,7 @@ pub fn execute(
         let stages = [("ingest", ingest), ("decode", decode), ("infer", infer), ("look", look), ("triage", triage)];
         for (stage, handle) in stages {
             if let Err(panic) = handle.join() {
-                panicked.get_or_insert(Error::Stage { stage, message: panic_message(panic.as_ref()) });
+                panicked.get_or_insert(Error::Stage { stage, message: crate::error::panic_text(panic.as_ref()) });
             }
         }
         match panicked {
@@ -150,28 +150,4 @@ pub fn execute(
             None => sunk,
         }
     })
-}
-
-/// The text a panic was raised with, when it had one.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_panic_message_is_kept_whatever_its_type() {
-        let text = std::panic::catch_unwind(|| panic!("boom {}", 1)).err().map(|p| panic_message(p.as_ref()));
-        assert_eq!(text.as_deref(), Some("boom 1"));
-        let literal = std::panic::catch_unwind(|| panic!("static")).err().map(|p| panic_message(p.as_ref()));
-        assert_eq!(literal.as_deref(), Some("static"));
-        let other = std::panic::catch_unwind(|| std::panic::panic_any(7u8)).err().map(|p| panic_message(p.as_ref()));
-        assert_eq!(other.as_deref(), Some("(no message)"));
-    }
 }

@@ -33,6 +33,13 @@ fn models_without_gate(dir: &Path, name: &str, host: &str) -> PathBuf {
     let card = std::fs::read_to_string(root.join(format!("{host}.toml"))).expect("host card");
     let card = card_without_domain(&card);
     assert!(!card.contains("[domain]"), "{card}");
+    // The host's second look, if its card names one, comes along unchanged.
+    if let Some(look) = card.split("\n[second_look]\n").nth(1) {
+        let id = look.lines().find_map(|l| l.strip_prefix("model = ")).expect("second_look.model").trim_matches('"');
+        for ext in ["toml", "onnx"] {
+            std::fs::copy(root.join(format!("{id}.{ext}")), models.join(format!("{id}.{ext}"))).expect("copy look");
+        }
+    }
     std::fs::write(models.join(format!("{host}.toml")), card).expect("write card");
     std::fs::copy(root.join(format!("{host}.onnx")), models.join(format!("{host}.onnx"))).expect("copy model");
     models

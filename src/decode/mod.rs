@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dicom::attrs::AttrError;
 use crate::dicom::ts::TsKind;
-use crate::error::chain;
+use crate::error::{chain, panic_text};
 use crate::message::{DecodedImage, FileDone, ImageMeta, Instance, Msg, Stage};
 use crate::source::{self, Blob};
 
@@ -142,15 +142,6 @@ enum Pick {
     All,
     /// One frame, at no less than `at_least`.
     One { frame: u32, at_least: (u32, u32) },
-}
-
-/// The text a codec's panic carried, when it had one.
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// The decode stage's runtime value (limits only; codecs are stateless).

@@ -236,11 +236,7 @@ fn load_shared() -> Result<Arc<Loaded>, RuntimeError> {
     // `ort` has `expect`s on some failure paths (e.g. a library that
     // exports no API); a panic must still become an error, not a crash.
     let result = std::panic::catch_unwind(|| init(&path)).unwrap_or_else(|panic| {
-        let reason = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "unknown panic".into());
+        let reason = crate::error::panic_text(panic.as_ref());
         Err(RuntimeError::Load { path: path.clone(), reason: format!("ort panicked: {reason}") })
     });
     let mut loaded = result?;
