@@ -20,14 +20,16 @@ def desp_thresholds(config=DEFAULT_CONFIG):
     return {m.group(1): float(m.group(2)) for m in re.finditer(r'(?m)^(\w+)_at_least\s*=\s*([0-9.eE+-]+)', text)}
 
 
-def outputs_by_uid(run, key, uids):
-    """{uid: {label: p}} for each uid the run scored (its images/ table names
-    instances by keyed pseudonyms only)."""
+def rows_by_uid(run, key, uids):
+    """{uid: images/ row} for each uid the run has a row for (its images/
+    table names instances by keyed pseudonyms only)."""
     rows = pa.concat_tables([pq.read_table(f) for f in glob.glob(run + '/images/*.parquet')]).to_pylist()
     by = {r['instance_pseudonym']: r for r in rows}
-    out = {}
-    for uid in uids:
-        row = by.get(pseudonym(key, 'instance', uid))
-        if row and row['outputs']:
-            out[uid] = dict(zip(row['labels'], row['outputs']))
-    return out
+    found = ((uid, by.get(pseudonym(key, 'instance', uid))) for uid in uids)
+    return {uid: row for uid, row in found if row}
+
+
+def outputs_by_uid(run, key, uids):
+    """{uid: {label: p}} for each uid the run scored."""
+    return {uid: dict(zip(row['labels'], row['outputs']))
+            for uid, row in rows_by_uid(run, key, uids).items() if row['outputs']}

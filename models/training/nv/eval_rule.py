@@ -79,19 +79,13 @@ def nv_scores(b, uids, frames, ckpt):
 def nv_scores_of_run(b, run, key_file):
     """The second look's scores as a nightscreen run wrote them
     (`second_look_score`), so the rule is chosen on the binary's own decode."""
-    import glob
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../tools"))
-    from pseudonym import pseudonym  # noqa: E402
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../analysis"))
+    from common import rows_by_uid  # noqa: E402  (pyarrow: the analysts' venv)
     key = bytes.fromhex(open(key_file).read().strip())
-    rows = pa.concat_tables([pq.read_table(f) for f in glob.glob(run + "/images/*.parquet")]).to_pylist()
-    by = {r["instance_pseudonym"]: r for r in rows}
     nv = np.zeros(len(b.p))
-    for uid, i in b.uid_index.items():
-        row = by.get(pseudonym(key, "instance", uid))
-        if row and row.get("second_look_score") is not None:
-            nv[i] = row["second_look_score"]
+    for uid, row in rows_by_uid(run, key, list(b.uid_index)).items():
+        if row.get("second_look_score") is not None:
+            nv[b.uid_index[uid]] = row["second_look_score"]
     return nv
 
 
@@ -143,7 +137,6 @@ def main():
     today = judge(b, nv, t, {"r3_sure": t["r3"], "r3_look": 2.0, "nv": 2.0})
     print(f"today (r3 >= {t['r3']}): R3 sensitivity {today[0]:.3f}, specificity {today[1]:.3f}")
     if a.choose:
-        p3 = b.p[:, 3]
         grid = np.unique(np.concatenate([np.geomspace(SCORED_FROM, 0.99, 40), [t["r3"]]]))
         # p(nv) on a logit grid: new-vessel scores crowd near 1.
         nvg = 1 / (1 + np.exp(-np.linspace(-4.6, 9.2, 70)))
@@ -167,7 +160,6 @@ def main():
         json.dump(rule, open(a.choose, "w"), indent=1)
         print(f"chosen {rule}: R3 sensitivity {best[2][0]:.3f}, specificity {best[2][1]:.3f}, "
               f"second look on {best[2][2]:.1%} of images")
-        del p3
     else:
         rule = json.load(open(a.apply))
         sens, spec, looked = judge(b, nv, t, rule)
