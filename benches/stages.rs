@@ -21,7 +21,7 @@ use nightscreen::config::Overrides;
 use nightscreen::decode::Decoder;
 use nightscreen::message::{DecodedImage, Instance, SourceId};
 use nightscreen::model::{self, ModelId, Models, VerifiedModel};
-use nightscreen::preprocess::Preprocessor;
+use nightscreen::preprocess::{InputPreparer, Preprocessor};
 use nightscreen::progress::{Mode, Progress};
 use nightscreen::runtime::{Device, Runtime};
 use nightscreen::source::{Blob, FileSystem, Source};
@@ -145,6 +145,33 @@ fn stages(c: &mut Criterion) {
     let refs: Vec<&[f32]> = tensors.iter().map(Vec::as_slice).collect();
     group.throughput(Throughput::Elements(batch as u64));
     group.bench_function(format!("infer_batch{batch}"), |b| b.iter(|| session.score(&refs).expect("score")));
+
+    // The second look (not in the machine limit: it sees only the images
+    // the programme's rule picks): the frame decoded again at the
+    // companion's size, its input made, and the companion asked; each part
+    // alone for information.
+    if let Some(mut look) = runtime.look_session(&fx.model, 1).expect("look session") {
+        let companion = &fx.model.second_look.as_ref().expect("a look session comes from a card's look").model;
+        let size = (companion.card.input.width, companion.card.input.height);
+        let preparer = InputPreparer::new(&companion.card.input);
+        group.throughput(Throughput::Elements(1));
+        let mut next = 0;
+        let mut decode_again = || {
+            let inst = &fx.instances[next % fx.instances.len()];
+            next += 1;
+            decoder.decode_frame(inst, &blob(inst), 0, size).expect("decode again")
+        };
+        group.bench_function("look", |b| {
+            pool.install(|| {
+                b.iter(|| look.look(&preparer.tensor(&decode_again().frame).expect("look input")).expect("look"))
+            })
+        });
+        group.bench_function("look_decode", |b| pool.install(|| b.iter(&mut decode_again)));
+        let frame = decode_again().frame;
+        group.bench_function("look_prepare", |b| b.iter(|| preparer.tensor(&frame).expect("look input")));
+        let tensor = preparer.tensor(&frame).expect("look input");
+        group.bench_function("look_model", |b| b.iter(|| look.look(&tensor).expect("look")));
+    }
     group.finish();
 
     let mut group = c.benchmark_group("pipeline");

@@ -353,7 +353,14 @@ pub struct ImageMeta {
 pub struct DecodedImage {
     pub meta: Arc<ImageMeta>,
     pub frame: Frame,
+    pub bytes: KeptBytes,
 }
+
+/// The instance's bytes, kept from decode for a later stage that decodes
+/// a frame again (a second look, at a larger size), so that a fetched
+/// instance is not fetched twice; `None` when no stage will. Dropped by the
+/// look stage, so it never waits in the study book.
+pub type KeptBytes = Option<Arc<crate::source::Blob>>;
 
 /// A frame turned into one model's input tensor (without batch dimension).
 /// The pixels are dropped here, so only tensors wait in the infer queue.
@@ -365,6 +372,7 @@ pub struct Prepared {
     /// What the model's domain gate said, when it was asked before
     /// inference (on the decode worker); the infer stage asks otherwise.
     pub domain: Option<DomainCheck>,
+    pub bytes: KeptBytes,
 }
 
 /// One model's output for one frame.
@@ -382,6 +390,7 @@ pub struct Scored {
     /// What the model's second look said, for images a programme picked.
     pub second_look: Option<LookAnswer>,
     pub scored_at: chrono::DateTime<chrono::Utc>,
+    pub bytes: KeptBytes,
 }
 
 impl Scored {

@@ -130,7 +130,7 @@ pub fn execute(
         let decode = s.spawn(move || decode::run(decoder, source, pool, rx_ingest, &emit, &on_file_done));
         let explain = rules.explain_when();
         let infer = s.spawn(move || infer::run_explaining(sessions, infer_cfg, &explain, rx_prepared, tx_scored));
-        let look = s.spawn(move || look::run(looks, source, decoder, pool, rx_scored, tx_looked));
+        let look = s.spawn(move || look::run(looks, source, decoder, rx_scored, tx_looked));
         let triage = s.spawn(move || triage::run(rules, rx_looked, tx_found));
         // On a write failure this returns, dropping the receivers, which
         // stops every stage.

@@ -140,7 +140,13 @@ impl Preprocessor {
         for &model in &image.meta.instance.models {
             let out = self
                 .prepare(&image.frame, model)
-                .map(|tensor| Prepared { meta: Arc::clone(&image.meta), model, tensor, domain: None })
+                .map(|tensor| Prepared {
+                    meta: Arc::clone(&image.meta),
+                    model,
+                    tensor,
+                    domain: None,
+                    bytes: image.bytes.clone(),
+                })
                 .map_err(|e| {
                     let mut r = image.meta.instance.reject(Stage::Preprocess, e);
                     r.frame = Some(image.meta.frame_index);

@@ -269,14 +269,18 @@ fn stage_batches_two_models_and_passes_rejects() {
     for n in 0..5 {
         let t = tensor(3 * H * W, n);
         expected.insert(format!("/in/{n}.dcm"), chw_means(&t));
-        tx_in.send(Ok(Prepared { meta: meta(n), model: ModelId::new(0), tensor: t, domain: None })).unwrap();
+        tx_in
+            .send(Ok(Prepared { meta: meta(n), model: ModelId::new(0), tensor: t, domain: None, bytes: None }))
+            .unwrap();
     }
     for n in 10..13 {
         let t = tensor(H * W, n);
         let mean = (t.iter().map(|&v| v as f64).sum::<f64>() / t.len() as f64) as f32;
         let max = t.iter().copied().fold(f32::MIN, f32::max);
         expected.insert(format!("/in/{n}.dcm"), vec![mean, max]);
-        tx_in.send(Ok(Prepared { meta: meta(n), model: ModelId::new(1), tensor: t, domain: None })).unwrap();
+        tx_in
+            .send(Ok(Prepared { meta: meta(n), model: ModelId::new(1), tensor: t, domain: None, bytes: None }))
+            .unwrap();
     }
     // Upstream reject passes through; a wrong-sized tensor fails alone.
     tx_in
@@ -289,8 +293,12 @@ fn stage_batches_two_models_and_passes_rejects() {
             frame: None,
         }))
         .unwrap();
-    tx_in.send(Ok(Prepared { meta: meta(20), model: ModelId::new(0), tensor: vec![0.0; 5], domain: None })).unwrap();
-    tx_in.send(Ok(Prepared { meta: meta(21), model: ModelId::new(7), tensor: vec![0.0; 60], domain: None })).unwrap();
+    tx_in
+        .send(Ok(Prepared { meta: meta(20), model: ModelId::new(0), tensor: vec![0.0; 5], domain: None, bytes: None }))
+        .unwrap();
+    tx_in
+        .send(Ok(Prepared { meta: meta(21), model: ModelId::new(7), tensor: vec![0.0; 60], domain: None, bytes: None }))
+        .unwrap();
     drop(tx_in);
 
     infer::run(sessions, &cfg, rx_in, tx_out);
@@ -328,7 +336,13 @@ fn stage_flushes_partial_batch_on_timeout() {
     std::thread::scope(|s| {
         s.spawn(move || infer::run(sessions, &cfg, rx_in, tx_out));
         tx_in
-            .send(Ok(Prepared { meta: meta(1), model: ModelId::new(0), tensor: tensor(3 * H * W, 1), domain: None }))
+            .send(Ok(Prepared {
+                meta: meta(1),
+                model: ModelId::new(0),
+                tensor: tensor(3 * H * W, 1),
+                domain: None,
+                bytes: None,
+            }))
             .unwrap();
         // The input stays open: only the timeout can release this batch of one.
         let got = rx_out.recv_timeout(std::time::Duration::from_secs(10)).expect("flushed by timeout");
@@ -367,8 +381,13 @@ fn the_gate_asked_on_decode_workers_agrees_with_inference_and_is_not_asked_twice
         let m = chw_means(t);
         (1.0 / (1.0 + (-40.0 * (m[0] as f64 - m[2] as f64 - 0.1)).exp())) as f32
     };
-    let prepared =
-        |n, tensor: &[f32], domain| Prepared { meta: meta(n), model: ModelId::new(0), tensor: tensor.to_vec(), domain };
+    let prepared = |n, tensor: &[f32], domain| Prepared {
+        meta: meta(n),
+        model: ModelId::new(0),
+        tensor: tensor.to_vec(),
+        domain,
+        bytes: None,
+    };
 
     // The decode side's answer is the gate's, on the worker's own session.
     let mut asked_red = prepared(1, &red, None);

@@ -34,6 +34,7 @@ use crate::dicom::attrs::AttrError;
 use crate::dicom::ts::TsKind;
 use crate::error::{chain, panic_text};
 use crate::message::{DecodedImage, FileDone, ImageMeta, Instance, Msg, Stage};
+use crate::model::ModelId;
 use crate::source::{self, Blob};
 
 use attrs::PixelAttrs;
@@ -150,12 +151,15 @@ pub struct Decoder {
     cfg: DecodeConfig,
     /// Input width × height of each model, indexed by [`crate::model::ModelId::index`].
     model_inputs: Vec<(u32, u32)>,
+    /// Models whose images a later stage decodes again: their instances'
+    /// bytes ride on the messages ([`crate::message::KeptBytes`]).
+    keep_bytes_for: Vec<ModelId>,
     codecs: CodecRegistry,
 }
 
 impl Decoder {
     pub fn new(cfg: &DecodeConfig) -> Self {
-        Self { cfg: cfg.clone(), model_inputs: Vec::new(), codecs: codec::codec_for }
+        Self { cfg: cfg.clone(), model_inputs: Vec::new(), keep_bytes_for: Vec::new(), codecs: codec::codec_for }
     }
 
     /// Tells the decoder each model's input size (indexed by model id), so that
@@ -163,6 +167,13 @@ impl Decoder {
     /// model needs. Without it every frame is decoded in full.
     pub fn with_model_inputs(mut self, sizes: Vec<(u32, u32)>) -> Self {
         self.model_inputs = sizes;
+        self
+    }
+
+    /// Keeps the bytes of instances routed to any of `models` on their
+    /// decoded frames, for a stage that decodes them again (a second look).
+    pub fn keeping_bytes_for(mut self, models: Vec<ModelId>) -> Self {
+        self.keep_bytes_for = models;
         self
     }
 
@@ -247,6 +258,15 @@ impl Decoder {
         mut emit: impl FnMut(Msg<DecodedImage>),
     ) {
         match source.open(&inst.source) {
+            Ok(blob) if inst.models.iter().any(|m| self.keep_bytes_for.contains(m)) => {
+                let blob = Arc::new(blob);
+                self.decode_each(inst, &blob, |mut msg| {
+                    if let Ok(image) = &mut msg {
+                        image.bytes = Some(Arc::clone(&blob));
+                    }
+                    emit(msg);
+                });
+            }
             Ok(blob) => self.decode_each(inst, &blob, emit),
             Err(e) => emit(Err(inst.reject(Stage::Decode, chain(&DecodeError::from(e))))),
         }
@@ -319,7 +339,7 @@ impl Decoder {
                     stored: stats,
                     thumbnail: None,
                 };
-                Ok(DecodedImage { meta: Arc::new(meta), frame })
+                Ok(DecodedImage { meta: Arc::new(meta), frame, bytes: None })
             });
             match result {
                 Err(e) if a.frames == 1 || (i == 0 && !e.is_per_frame()) => return Err(e),
@@ -469,6 +489,23 @@ mod tests {
         let image = out[1].as_ref().expect("the next instance decodes");
         assert_eq!((image.meta.width, image.meta.height), (2, 2));
         assert_eq!(image.meta.stored.max, 7.0);
+    }
+
+    #[test]
+    fn an_instance_keeps_its_bytes_on_its_frames_only_for_the_models_that_decode_again() {
+        let file = image_file(2);
+        let source = crate::source::FileSystem::new(&Default::default(), &[]);
+        let routed_to =
+            |model: u16| Arc::new(Instance { models: vec![ModelId::new(model)], ..(*instance(&file)).clone() });
+        let decoder = Decoder::new(&DecodeConfig::default()).keeping_bytes_for(vec![ModelId::new(1)]);
+        let kept = |inst: Arc<Instance>| {
+            let mut out = Vec::new();
+            decoder.open_and_decode(&source, &inst, |m| out.push(m));
+            out.into_iter().map(|m| m.expect("decodes").bytes.map(|b| b.len())).collect::<Vec<_>>()
+        };
+        let size = std::fs::metadata(file.path()).expect("metadata").len();
+        assert_eq!(kept(routed_to(1)), vec![Some(size)], "the looked-at model's frames carry the bytes");
+        assert_eq!(kept(routed_to(0)), vec![None], "nothing will decode the others again");
     }
 
     #[test]

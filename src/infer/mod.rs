@@ -210,8 +210,12 @@ mod tests {
         let queues = BTreeMap::from([(ModelId::new(0), queue_tx)]);
         let (tx_in, rx_in) = bounded(4);
         let (tx_out, rx_out) = bounded(4);
-        tx_in.send(Ok(Prepared { meta: meta(1), model: ModelId::new(0), tensor: vec![1.0], domain: None })).unwrap();
-        tx_in.send(Ok(Prepared { meta: meta(2), model: ModelId::new(3), tensor: vec![1.0], domain: None })).unwrap();
+        tx_in
+            .send(Ok(Prepared { meta: meta(1), model: ModelId::new(0), tensor: vec![1.0], domain: None, bytes: None }))
+            .unwrap();
+        tx_in
+            .send(Ok(Prepared { meta: meta(2), model: ModelId::new(3), tensor: vec![1.0], domain: None, bytes: None }))
+            .unwrap();
         tx_in.send(Err(reject(&meta(3), "upstream".into()))).unwrap();
         drop(tx_in);
         route(&rx_in, &queues, &tx_out);

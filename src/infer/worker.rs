@@ -115,9 +115,17 @@ impl Worker {
                     let outputs =
                         if domain.is_some_and(|d| !d.inside) { Vec::new() } else { scores.next().unwrap_or_default() };
                     let attention = if outputs.is_empty() { None } else { self.explain(&p.tensor, &outputs) };
-                    let meta = Arc::clone(&p.meta);
-                    let scored =
-                        Scored { meta, model: p.model, outputs, domain, attention, second_look: None, scored_at };
+                    let (meta, bytes) = (Arc::clone(&p.meta), p.bytes);
+                    let scored = Scored {
+                        meta,
+                        model: p.model,
+                        outputs,
+                        domain,
+                        attention,
+                        second_look: None,
+                        scored_at,
+                        bytes,
+                    };
                     if tx.send(Ok(scored)).is_err() {
                         return false;
                     }

@@ -3,22 +3,22 @@
 //! [`Scored`] in, [`Scored`] out. When a programme's rule picks an image of
 //! a model whose card names a `[second_look]` (DESP: p(r3) in the band
 //! where the DR model cannot tell new vessels from R2 at its own size), the
-//! instance is opened again from its source, that frame decoded at the
-//! companion's input size (the first decode stopped at what the host model
-//! needed), prepared for the companion and scored; the answer rides on the
-//! message. Everything else passes straight through.
+//! frame is decoded again at the companion's input size (the first decode
+//! stopped at what the host model needed), from the bytes decode kept (or
+//! the source, opened again), prepared for the companion and scored; the
+//! answer rides on the message. Everything else passes straight through.
 //!
-//! Looks run on the decode pool, so they share its cores instead of adding
-//! threads. The stage's own thread never waits for a look: it hands each one
-//! to the pool and goes on draining inference, so a pool busy decoding can
-//! never wait on it in turn (decode → infer → look → decode would otherwise
-//! be a cycle of full queues).
+//! Looks run on the stage's own workers, one per decode worker, through a
+//! queue that holds one look per worker: past that a look waits for a
+//! worker, so the stages upstream slow down with it and nothing piles up. (On the decode pool
+//! they would wait behind every decode until the input ran out, since the
+//! decode workers never return to the pool while instances remain.)
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::decode::Decoder;
 use crate::error::chain;
@@ -61,26 +61,14 @@ struct ModelLook {
 }
 
 impl ModelLook {
-    /// Decodes the image again at the companion's size and scores it.
-    fn answer(&self, source: &dyn Source, decoder: &Decoder, scored: &Scored) -> LookAnswer {
-        let meta = &scored.meta;
-        let tensor = source
-            .open(&meta.instance.source)
-            .map_err(|e| format!("the file could not be opened again: {}", chain(&e)))
-            .and_then(|blob| {
-                decoder
-                    .decode_frame(&meta.instance, &blob, meta.frame_index, self.size)
-                    .map_err(|e| format!("the full decode failed: {}", chain(&e)))
-            })
-            .and_then(|image| {
-                self.preparer.tensor(&image.frame).map_err(|e| format!("its input could not be made: {}", chain(&e)))
-            });
-        let tensor = match tensor {
+    /// Decodes the image again at the companion's size and scores it with
+    /// worker `worker`'s session.
+    fn answer(&self, worker: usize, source: &dyn Source, decoder: &Decoder, scored: &Scored) -> LookAnswer {
+        let tensor = match self.tensor(source, decoder, scored) {
             Ok(tensor) => tensor,
             Err(reason) => return LookAnswer::Failed(reason),
         };
-        let slot = rayon::current_thread_index().unwrap_or(0) % self.sessions.len().max(1);
-        let Some(session) = self.sessions.get(slot) else {
+        let Some(session) = self.sessions.get(worker) else {
             return LookAnswer::Failed("no session for the second look".into());
         };
         // A poisoned lock only means another image's call panicked; the
@@ -90,6 +78,24 @@ impl ModelLook {
             Ok(p) => LookAnswer::Scored(p),
             Err(e) => LookAnswer::Failed(format!("the second look's model failed: {}", chain(&e))),
         }
+    }
+
+    fn tensor(&self, source: &dyn Source, decoder: &Decoder, scored: &Scored) -> Result<Vec<f32>, String> {
+        let meta = &scored.meta;
+        let reopened;
+        let blob = match scored.bytes.as_deref() {
+            Some(kept) => kept,
+            None => {
+                reopened = source
+                    .open(&meta.instance.source)
+                    .map_err(|e| format!("the file could not be opened again: {}", chain(&e)))?;
+                &reopened
+            }
+        };
+        let image = decoder
+            .decode_frame(&meta.instance, blob, meta.frame_index, self.size)
+            .map_err(|e| format!("the full decode failed: {}", chain(&e)))?;
+        self.preparer.tensor(&image.frame).map_err(|e| format!("its input could not be made: {}", chain(&e)))
     }
 }
 
@@ -134,6 +140,16 @@ impl Looks {
         Self::default()
     }
 
+    /// The models that have a second look: decode keeps their bytes.
+    pub fn models(&self) -> Vec<ModelId> {
+        self.models.keys().copied().collect()
+    }
+
+    /// How many looks run at once: every model has a session per worker.
+    fn workers(&self) -> usize {
+        self.models.values().map(|look| look.sessions.len()).min().unwrap_or(0)
+    }
+
     fn wanted(&self, scored: &Scored) -> Option<&ModelLook> {
         let look = self.models.get(&scored.model)?;
         (!scored.outputs.is_empty() && look.when.holds(&scored.outputs)).then_some(look)
@@ -141,45 +157,49 @@ impl Looks {
 }
 
 /// Runs the look stage until `rx` ends or downstream stops; returns once
-/// every look it started has been sent on.
-pub fn run(
-    looks: &Looks,
-    source: &dyn Source,
-    decoder: &Decoder,
-    pool: &rayon::ThreadPool,
-    rx: Receiver<Msg<Scored>>,
-    tx: Sender<Msg<Scored>>,
-) {
-    let hung_up = Arc::new(AtomicBool::new(false));
-    pool.in_place_scope(|scope| {
-        for msg in rx {
-            if hung_up.load(Ordering::Relaxed) {
-                break;
-            }
-            let wanted = msg.as_ref().ok().and_then(|scored| looks.wanted(scored));
-            let (look, mut scored) = match (wanted, msg) {
-                (Some(look), Ok(scored)) => (look, scored),
-                (_, msg) => {
-                    if tx.send(msg).is_err() {
+/// every look it started has been sent on (or downstream has gone).
+pub fn run(looks: &Looks, source: &dyn Source, decoder: &Decoder, rx: Receiver<Msg<Scored>>, tx: Sender<Msg<Scored>>) {
+    let workers = looks.workers().max(1);
+    let (jobs, queued) = bounded::<(&ModelLook, Scored)>(workers);
+    let hung_up = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for worker in 0..workers {
+            let (queued, tx, hung_up) = (queued.clone(), tx.clone(), &hung_up);
+            scope.spawn(move || {
+                for (look, mut scored) in queued {
+                    if hung_up.load(Ordering::Relaxed) {
                         break;
                     }
-                    continue;
-                }
-            };
-            let (tx, hung_up) = (tx.clone(), Arc::clone(&hung_up));
-            scope.spawn(move |_| {
-                scored.second_look = Some(look.answer(source, decoder, &scored));
-                if tx.send(Ok(scored)).is_err() {
-                    hung_up.store(true, Ordering::Relaxed);
+                    scored.second_look = Some(look.answer(worker, source, decoder, &scored));
+                    scored.bytes = None;
+                    if tx.send(Ok(scored)).is_err() {
+                        hung_up.store(true, Ordering::Relaxed);
+                    }
                 }
             });
         }
+        drop(queued);
+        for msg in rx {
+            let sent = match msg {
+                Ok(scored) => match looks.wanted(&scored) {
+                    Some(look) => jobs.send((look, scored)).is_ok(),
+                    None => tx.send(Ok(Scored { bytes: None, ..scored })).is_ok(),
+                },
+                Err(rejected) => tx.send(Err(rejected)).is_ok(),
+            };
+            if !sent || hung_up.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+        drop(jobs);
     });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::Blob;
+    use std::sync::Arc;
 
     #[test]
     fn a_look_is_asked_only_inside_its_band_and_where_the_condition_holds() {
@@ -212,7 +232,16 @@ mod tests {
             thumbnail: None,
         });
         let scored_at = chrono::Utc::now();
-        Scored { meta, model: ModelId::new(0), outputs, domain: None, attention: None, second_look: None, scored_at }
+        Scored {
+            meta,
+            model: ModelId::new(0),
+            outputs,
+            domain: None,
+            attention: None,
+            second_look: None,
+            scored_at,
+            bytes: None,
+        }
     }
 
     #[test]
@@ -230,24 +259,30 @@ mod tests {
         let looks = Looks { models: [(ModelId::new(0), look)].into_iter().collect() };
         let source = crate::source::FileSystem::new(&Default::default(), &[dir.path().to_path_buf()]);
         let decoder = Decoder::new(&Default::default());
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
         let (tx_in, rx_in) = crossbeam_channel::bounded(8);
         let (tx_out, rx_out) = crossbeam_channel::unbounded();
         tx_in.send(Ok(scored(&dir.path().join("gone.dcm"), vec![0.2]))).expect("send");
         tx_in.send(Ok(scored(&garbage, vec![0.3]))).expect("send");
         tx_in.send(Ok(scored(&garbage, vec![0.9]))).expect("send");
+        // Bytes kept from decode are read instead of the source (which has
+        // no such file): the look fails at the decode, not the opening.
+        let kept = Blob::bytes(b"no preamble, no DICM".to_vec());
+        let gone_but_kept = Scored { bytes: Some(Arc::new(kept)), ..scored(&dir.path().join("gone.dcm"), vec![0.4]) };
+        tx_in.send(Ok(gone_but_kept)).expect("send");
         drop(tx_in);
-        run(&looks, &source, &decoder, &pool, rx_in, tx_out);
-        let mut answers: Vec<(f32, Option<LookAnswer>)> =
-            rx_out.iter().map(|m| m.expect("scored")).map(|s| (s.outputs[0], s.second_look)).collect();
+        run(&looks, &source, &decoder, rx_in, tx_out);
+        let answers =
+            rx_out.iter().map(|m| m.expect("scored")).inspect(|s| assert!(s.bytes.is_none(), "bytes dropped here"));
+        let mut answers: Vec<(f32, Option<LookAnswer>)> = answers.map(|s| (s.outputs[0], s.second_look)).collect();
         answers.sort_by(|a, b| a.0.total_cmp(&b.0));
         let why = |a: &Option<LookAnswer>| match a {
             Some(LookAnswer::Failed(why)) => why.clone(),
             other => panic!("expected a failed look, got {other:?}"),
         };
-        assert_eq!(answers.len(), 3);
+        assert_eq!(answers.len(), 4);
         assert!(why(&answers[0].1).starts_with("the file could not be opened again"), "{:?}", answers[0]);
         assert!(why(&answers[1].1).starts_with("the full decode failed"), "{:?}", answers[1]);
-        assert_eq!(answers[2].1, None, "above the band: not looked at");
+        assert!(why(&answers[2].1).starts_with("the full decode failed"), "kept bytes: {:?}", answers[2]);
+        assert_eq!(answers[3].1, None, "above the band: not looked at");
     }
 }

@@ -153,8 +153,9 @@ impl<'c> Plan<'c> {
         });
         let remote = remote?;
         let (runtime, sessions, gates, looks) = sessions?;
-        let decoder =
-            Decoder::new(&cfg.decode).with_model_inputs(models.ids().filter_map(|id| models.input_size(id)).collect());
+        let decoder = Decoder::new(&cfg.decode)
+            .with_model_inputs(models.ids().filter_map(|id| models.input_size(id)).collect())
+            .keeping_bytes_for(looks.models());
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(decode_threads)
             .thread_name(|i| format!("decode-{i}"))

@@ -374,7 +374,16 @@ mod tests {
             thumbnail: None,
         });
         let scored_at = chrono::Utc::now();
-        Scored { meta, model: ModelId::new(0), outputs, domain: None, attention: None, second_look: None, scored_at }
+        Scored {
+            meta,
+            model: ModelId::new(0),
+            outputs,
+            domain: None,
+            attention: None,
+            second_look: None,
+            scored_at,
+            bytes: None,
+        }
     }
 
     #[test]
