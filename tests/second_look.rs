@@ -127,6 +127,8 @@ fn the_images_in_the_band_are_looked_at_again_and_the_answer_decides_r3() {
         serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).expect("run.json")).expect("json");
     let dr = report["models"].as_array().expect("models").iter().find(|m| m["id"] == "dr-screen").expect("DR");
     assert_eq!(dr["second_look"]["id"], "look");
+    assert_eq!(report["counts"]["second_looks"], looked, "run.json counts the looks");
+    assert_eq!(report["counts"]["second_looks_failed"], 0);
 }
 
 #[test]

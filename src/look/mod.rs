@@ -166,11 +166,23 @@ pub fn run(looks: &Looks, source: &dyn Source, decoder: &Decoder, rx: Receiver<M
         for worker in 0..workers {
             let (queued, tx, hung_up) = (queued.clone(), tx.clone(), &hung_up);
             scope.spawn(move || {
+                // The JPEG decoder spreads a frame over the current rayon
+                // pool: the global one (a thread per core) on a plain
+                // thread, so each worker brings its own pool of one.
+                let pool =
+                    rayon::ThreadPoolBuilder::new().num_threads(1).thread_name(move |_| format!("look-{worker}"));
+                let pool =
+                    pool.build().inspect_err(|e| log::warn!("second look {worker}: no pool of its own: {e}")).ok();
                 for (look, mut scored) in queued {
                     if hung_up.load(Ordering::Relaxed) {
                         break;
                     }
-                    scored.second_look = Some(look.answer(worker, source, decoder, &scored));
+                    let answer = || look.answer(worker, source, decoder, &scored);
+                    let answer = match &pool {
+                        Some(pool) => pool.install(answer),
+                        None => answer(),
+                    };
+                    scored.second_look = Some(answer);
                     scored.bytes = None;
                     if tx.send(Ok(scored)).is_err() {
                         hung_up.store(true, Ordering::Relaxed);

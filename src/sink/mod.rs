@@ -41,7 +41,7 @@ pub use tables::{ModelStamp, RunStamp, Table};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::message::{count_key, FileDone, Msg, RejectKind};
+use crate::message::{count_key, FileDone, LookAnswer, Msg, RejectKind};
 use crate::run::checkpoint::{file_key, Checkpoint};
 use crate::run::ledger::{CompleteFile, Ledger};
 use crate::run::shard::Shard;
@@ -81,6 +81,12 @@ pub struct Counts {
     pub frames_scored: u64,
     /// Files with at least one scored frame.
     pub files_scored: u64,
+    /// Image rows a second look answered, and those it could not look at
+    /// (the programme then treats the finding as not ruled out).
+    #[serde(default)]
+    pub second_looks: u64,
+    #[serde(default)]
+    pub second_looks_failed: u64,
     pub errors: u64,
     pub errors_by_stage: BTreeMap<String, u64>,
     pub skipped: u64,
@@ -96,6 +102,8 @@ impl Counts {
         self.image_rows += other.image_rows;
         self.frames_scored += other.frames_scored;
         self.files_scored += other.files_scored;
+        self.second_looks += other.second_looks;
+        self.second_looks_failed += other.second_looks_failed;
         self.errors += other.errors;
         self.skipped += other.skipped;
         for (stage, n) in &other.errors_by_stage {
@@ -370,6 +378,11 @@ impl Sinks {
             match row {
                 Ok(finding) => {
                     counts.image_rows += 1;
+                    match finding.scored.second_look {
+                        Some(LookAnswer::Scored(_)) => counts.second_looks += 1,
+                        Some(LookAnswer::Failed(_)) => counts.second_looks_failed += 1,
+                        None => {}
+                    }
                     let meta = &finding.scored.meta;
                     let source = meta.instance.source.key_bytes();
                     self.frames.insert(count_key(&[source, &meta.frame_index.to_be_bytes()]));
