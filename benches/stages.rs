@@ -1,7 +1,8 @@
 //! Stage costs for `make bench`: decode, preprocess (thumbnail, model
 //! input and the model's domain gate on that input, one image at a time,
-//! as the pipeline's decode workers do) and inference of the shipped DR
-//! model, each on one thread, plus the whole pipeline on all cores.
+//! as the pipeline's decode workers do), inference of the shipped DR
+//! model and its second look, each on one thread, plus the whole pipeline
+//! on all cores.
 //! `tools/bench_report.py` turns the single-thread costs into the
 //! machine limit (cores ÷ core-seconds per image), so each bench here must
 //! do exactly one stage's work for one image (or one batch).
@@ -146,10 +147,10 @@ fn stages(c: &mut Criterion) {
     group.throughput(Throughput::Elements(batch as u64));
     group.bench_function(format!("infer_batch{batch}"), |b| b.iter(|| session.score(&refs).expect("score")));
 
-    // The second look (not in the machine limit: it sees only the images
-    // the programme's rule picks): the frame decoded again at the
-    // companion's size, its input made, and the companion asked; each part
-    // alone for information.
+    // The second look, on every image here (the machine limit weighs it by
+    // the share of images the run looked at again): the frame decoded again
+    // at the companion's size, its input made, and the companion asked;
+    // each part alone for information.
     if let Some(mut look) = runtime.look_session(&fx.model, 1).expect("look session") {
         let companion = &fx.model.second_look.as_ref().expect("a look session comes from a card's look").model;
         let size = (companion.card.input.width, companion.card.input.height);

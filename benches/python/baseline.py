@@ -4,7 +4,7 @@ write it with the usual libraries, to compare nightscreen against.
 
     baseline.py --model models/dr-screen.onnx --card models/dr-screen.toml \
         --input DIR --out OUTDIR [--workers N] [--batch-size 8] \
-        [--decode pixel_array|draft]
+        [--decode pixel_array|draft] [--same-work configs/desp.toml]
 
 Walks DIR for *.dcm files, decodes each frame with pydicom (+ pylibjpeg /
 Pillow), preprocesses it as the model card's [input] section says (the whole
@@ -24,6 +24,15 @@ Decode modes:
                covering the model input in both axes (1600x1200 -> 800x600 for
                384x384), then resized as above. Other transfer syntaxes fall
                back to pixel_array.
+
+--same-work CONFIG also does what nightscreen does beyond the DR model with
+that config: the card's domain gate ([domain]) on the DR model's own tensor
+(an image below its threshold is not scored), and the card's second look
+([second_look]) on each image the config's [triage.desp.r3_second_look]
+picks (gradable, p(r3) from `from` up to r3_at_least): the full frame (kept
+from pixel_array; decoded again by pixel_array in draft mode) stretched to
+the companion's input and scored. Its answer is the `second_look_score`
+column.
 
 The last line on stdout is one JSON object:
   {"images", "seconds", "images_per_second", "workers", "decode", ...}
@@ -106,6 +115,8 @@ SCHEMA = pa.schema(
         ("scored_at", pa.timestamp("us", tz="UTC")),
         ("software_version", pa.string()),
         ("config_sha256", pa.string()),
+        ("in_domain", pa.bool_()),
+        ("second_look_score", pa.float32()),
     ]
 )
 
@@ -124,18 +135,21 @@ class Skip(Exception):
 _W = {}
 
 
-def init_worker(model_path, spec, accepts, decode_mode, batch_size):
+def session(model_path):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(model_path, sess_options=opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model_path, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def input_of(spec):
+    """What to_tensor needs of a card's [input]."""
     channels = int(spec["channels"])
     mean = np.asarray(spec.get("mean", [0.0] * channels), dtype=np.float32)
     std = np.asarray(spec.get("std", [1.0] * channels), dtype=np.float32)
-    _W.update(
-        sess=sess,
+    return dict(
         input_name=spec["name"],
         width=int(spec["width"]),
         height=int(spec["height"]),
@@ -145,10 +159,14 @@ def init_worker(model_path, spec, accepts, decode_mode, batch_size):
         std=std,
         nchw=spec.get("layout", "NCHW").upper() == "NCHW",
         bgr=spec.get("channel_order", "RGB").upper() == "BGR",
-        accepts=accepts,
-        decode=decode_mode,
-        batch_size=batch_size,
     )
+
+
+def init_worker(model_path, spec, accepts, decode_mode, batch_size, extra):
+    _W.update(input_of(spec), sess=session(model_path), accepts=accepts, decode=decode_mode, batch_size=batch_size)
+    gate, look = extra.get("gate"), extra.get("look")
+    _W["gate"] = gate and dict(sess=session(gate["model"]), threshold=gate["threshold"], output=gate["output"])
+    _W["look"] = look and dict(input_of(look["spec"]), sess=session(look["model"]), **look["band"])
 
 
 # --------------------------------------------------------------------------
@@ -311,9 +329,10 @@ def decode_draft(ds, size):
 # --------------------------------------------------------------------------
 
 
-def to_tensor(frame):
-    """HxWxC uint8 (or PIL image) -> (model tensor without batch dim, stats)."""
-    w = _W
+def to_tensor(frame, w=None):
+    """HxWxC uint8 (or PIL image) -> (model tensor without batch dim, stats),
+    for the DR model or, given its input_of(), another."""
+    w = w or _W
     # Statistics of the decoded samples (pydicom's pixel_array values; for
     # draft decoding those of the reduced frame, as nightscreen records them).
     if isinstance(frame, Image.Image):
@@ -350,28 +369,48 @@ def to_tensor(frame):
 def process_chunk(paths):
     """Decodes, preprocesses and scores a chunk of files in this worker.
 
-    Returns (rows, errors, skipped): rows are dicts of per-image values;
+    Returns (rows, errors, skipped): rows are tuples of per-image values;
     errors / skipped are (path, reason) pairs.
     """
     w = _W
     size = (w["width"], w["height"])
-    pending = []  # (header, frame index, tensor, stats)
+    pending = []  # (header, frame index, tensor, stats, full frame or None)
     rows, errors, skipped = [], [], []
+
+    def look_at(hdr, i, frame):
+        """The second look's p(finding): the full frame (decoded again in
+        draft mode) stretched to the companion's input."""
+        if frame is None:
+            frame = dict(decode_pixel_array(pydicom.dcmread(hdr["path"])))[i]
+        tensor, _ = to_tensor(frame, w["look"])
+        look = w["look"]
+        return float(look["sess"].run(None, {look["input_name"]: tensor[np.newaxis]})[0][0, look["output"]])
 
     def flush():
         if not pending:
             return
         batch = np.stack([p[2] for p in pending])
         try:
-            probs = w["sess"].run(None, {w["input_name"]: batch})[0]
+            inside = np.ones(len(pending), dtype=bool)
+            if w["gate"]:
+                gate = w["gate"]
+                inside = gate["sess"].run(None, {w["input_name"]: batch})[0][:, gate["output"]] >= gate["threshold"]
+            probs = iter(w["sess"].run(None, {w["input_name"]: batch[inside]})[0] if inside.any() else [])
+            scored = []
+            for (hdr, i, _, stats, frame), ok in zip(pending, inside):
+                out = next(probs).astype(np.float32).tolist() if ok else []
+                look = w["look"]
+                wanted = (look and out and out[look["gradable_at"]] >= look["gradable"]
+                          and look["from"] <= out[look["r3"]] < look["below"])
+                scored.append((hdr, i, stats, out, bool(ok) if w["gate"] else None,
+                               look_at(hdr, i, frame) if wanted else None))
         except Exception as e:  # a batch that cannot be scored: report each image
             for hdr, *_ in pending:
                 errors.append((hdr["path"], f"inference failed: {e}"))
             pending.clear()
             return
         scored_at = dt.datetime.now(dt.timezone.utc)
-        for (hdr, i, _, stats), out in zip(pending, probs):
-            rows.append((hdr, i, stats, out.astype(np.float32).tolist(), scored_at))
+        rows.extend((hdr, i, stats, out, scored_at, inside, look) for hdr, i, stats, out, inside, look in scored)
         pending.clear()
 
     for path in paths:
@@ -380,7 +419,9 @@ def process_chunk(paths):
             check_accepted(ds, w["accepts"])
             hdr = header_of(ds, path)
             frames = decode_draft(ds, size) if w["decode"] == "draft" else decode_pixel_array(ds)
-            tensors = [(hdr, i, *to_tensor(f)) for i, f in frames]
+            # The full frame waits with its tensor for the second look.
+            keep = w["look"] and w["decode"] != "draft"
+            tensors = [(hdr, i, *to_tensor(f), f if keep else None) for i, f in frames]
         except Skip as e:
             skipped.append((path, str(e)))
             continue
@@ -439,7 +480,7 @@ class TableWriter:
         s = self.stamp
         labels = s["labels"]
         cols = {name: [] for name in SCHEMA.names}
-        for hdr, frame, stats, outputs, scored_at in self.buf:
+        for hdr, frame, stats, outputs, scored_at, inside, look in self.buf:
             for k in ("patient_pseudonym", "study_pseudonym", "series_pseudonym", "instance_pseudonym", "file_pseudonym", "sop_class_uid",
                       "modality", "photometric", "transfer_syntax", "laterality", "field",
                       "study_datetime", "width", "height"):
@@ -453,6 +494,8 @@ class TableWriter:
             cols["top_label"].append(labels[top] if top is not None and top < len(labels) else None)
             cols["top_score"].append(outputs[top] if top is not None else None)
             cols["scored_at"].append(scored_at)
+            cols["in_domain"].append(inside)
+            cols["second_look_score"].append(look)
         n = len(self.buf)
         for k in ("run_id", "model_id", "model_version", "model_sha256", "software_version", "config_sha256"):
             cols[k] = [s[k]] * n
@@ -469,6 +512,30 @@ class TableWriter:
         self.writer.close()
 
 
+def same_work(config_path, card, models_dir):
+    """The gate and second look the DR card names, and the band of images
+    the DESP config looks at again."""
+    with open(config_path, "rb") as f:
+        desp = tomllib.load(f)["triage"]["desp"]
+    cards = lambda name: tomllib.loads(open(os.path.join(models_dir, f"{name}.toml")).read())
+    extra = {}
+    labels = card["output"]["labels"]
+    if "domain" in card:
+        spec = card["domain"]
+        gate = cards(spec["model"])
+        extra["gate"] = {"model": os.path.join(models_dir, gate["file"]),
+                         "output": gate["output"]["labels"].index(spec["label"]),
+                         "threshold": float(spec.get("at_least", gate["thresholds"][spec["label"]]))}
+    if "second_look" in card and "r3_second_look" in desp:
+        spec = card["second_look"]
+        look = cards(spec["model"])
+        band = {"from": desp["r3_second_look"]["from"], "below": desp["r3_at_least"],
+                "gradable": desp["gradable_at_least"], "r3": labels.index("r3"), "gradable_at": labels.index("gradable"),
+                "output": look["output"]["labels"].index(spec["label"])}
+        extra["look"] = {"model": os.path.join(models_dir, look["file"]), "spec": look["input"], "band": band}
+    return extra
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, help="ONNX file")
@@ -478,6 +545,7 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--decode", choices=("pixel_array", "draft"), default="pixel_array")
+    ap.add_argument("--same-work", metavar="CONFIG", help="also the card's domain gate and the config's second look")
     args = ap.parse_args(argv)
     if args.workers < 1 or args.batch_size < 1:
         ap.error("--workers and --batch-size must be at least 1")
@@ -513,7 +581,8 @@ def main(argv=None):
     # Chunks of one batch of files: small enough that both workers always
     # have work (one decoding while the other runs the model), large enough
     # that each session.run sees a full batch.
-    init = (os.path.abspath(args.model), spec, card.get("accepts", {}), args.decode, args.batch_size)
+    extra = same_work(args.same_work, card, os.path.dirname(os.path.abspath(args.card))) if args.same_work else {}
+    init = (os.path.abspath(args.model), spec, card.get("accepts", {}), args.decode, args.batch_size, extra)
     with mp.Pool(args.workers, initializer=init_worker, initargs=init) as pool:
         for rows, errors, skipped in pool.imap_unordered(process_chunk, chunks(paths, args.batch_size)):
             writer.add(rows)

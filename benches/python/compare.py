@@ -15,6 +15,14 @@ output lengths differ, when the 99th percentile of the difference is over
 libraries and resize slightly differently), or when the top label differs
 on more than 0.5 % of the images. Exit 2 on unreadable input.
 
+When both tables have `second_look_score` (baseline.py --same-work), the
+second looks are compared too, for information (not judged): which images
+each side looked at again (they may differ where p(r3) sits on the band's
+edge) and the difference of the scores both made. dr-nv takes the largest
+of its cells over a 1152-px frame, so decoder and resize differences of a
+level or two move it more than the DR model (0.1 on a few images); the
+programme's threshold on it was chosen on nightscreen's own scores.
+
 The largest difference is reported but not judged: dr-screen 2.0.0 (576 px,
 fine lesions) moves by up to ~0.27 between r0 and r1 on a few borderline
 images for decode and resize differences of a level or two (1.0.0 stayed
@@ -33,6 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 COLUMNS = ["instance_pseudonym", "frame", "labels", "outputs", "top_label"]
+LOOK = "second_look_score"
 
 
 def read(paths, what):
@@ -40,6 +49,26 @@ def read(paths, what):
         raise FileNotFoundError(f"no Parquet files for {what}")
     tables = [pq.read_table(p, columns=COLUMNS) for p in paths]
     return pa.concat_tables(tables).to_pydict()
+
+
+def looks(paths):
+    """(instance_pseudonym, frame) -> second_look_score of the images looked
+    at again; None when the table has no such column."""
+    if not all(LOOK in pq.read_schema(p).names for p in paths):
+        return None
+    cols = pa.concat_tables([pq.read_table(p, columns=COLUMNS[:2] + [LOOK]) for p in paths]).to_pydict()
+    return {(u, f): v for u, f, v in zip(cols[COLUMNS[0]], cols[COLUMNS[1]], cols[LOOK]) if v is not None}
+
+
+def compare_looks(base, ns):
+    """Prints how the two sides' second looks agree."""
+    either, both = set(base) | set(ns), sorted(set(base) & set(ns))
+    differ = len(either) - len(both)
+    d = np.abs(np.asarray([base[k] - ns[k] for k in both], dtype=np.float64))
+    p99, median = (float(np.percentile(d, q)) if len(d) else 0.0 for q in (99, 50))
+    print(f"second looks (information): {len(both)} by both, {differ} by one side only (baseline only "
+          f"{len(set(base) - set(ns))}); |score difference| max {d.max() if len(d) else 0:.6f} median {median:.6f} "
+          f"p99 {p99:.6f}; baseline higher on {int(sum(base[k] > ns[k] for k in both))}")
 
 
 def keyed(cols, what):
@@ -70,6 +99,7 @@ def main(argv=None):
         base = keyed(read([base_path] if os.path.exists(base_path) else [], base_path), "baseline")
         ns_paths = sorted(glob.glob(os.path.join(args.nightscreen_out, "images", "*.parquet")))
         ns = keyed(read(ns_paths, os.path.join(args.nightscreen_out, "images")), "nightscreen")
+        base_looks, ns_looks = looks([base_path]), looks(ns_paths)
     except Exception as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -127,6 +157,8 @@ def main(argv=None):
     if top_differs > 0.005 * len(diffs):
         ok = False
         print(f"FAIL: top label differs on {top_differs} of {len(diffs)} images (more than 0.5 %)")
+    if base_looks is not None and ns_looks is not None:
+        compare_looks(base_looks, ns_looks)
     if args.json:
         figures["ok"] = ok
         print(json.dumps(figures))
