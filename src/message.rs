@@ -394,6 +394,25 @@ pub struct Scored {
 }
 
 impl Scored {
+    /// Model 0's outputs for frame 0 (8 × 8) of a file at `source` with
+    /// `header`, scored now: what stage tests feed each other.
+    #[cfg(test)]
+    pub(crate) fn for_test(source: SourceId, header: Header, outputs: Vec<f32>) -> Self {
+        use crate::model::ModelId;
+        let instance =
+            Arc::new(Instance { source, name: String::new(), header: Arc::new(header), models: vec![ModelId::new(0)] });
+        let meta = Arc::new(ImageMeta {
+            instance,
+            frame_index: 0,
+            width: 8,
+            height: 8,
+            stored: PixelStats::default(),
+            thumbnail: None,
+        });
+        let (model, scored_at) = (ModelId::new(0), chrono::Utc::now());
+        Self { meta, model, outputs, domain: None, attention: None, second_look: None, scored_at, bytes: None }
+    }
+
     /// Whether the model's gate found the image outside its domain.
     pub fn outside_domain(&self) -> bool {
         self.domain.is_some_and(|d| !d.inside)

@@ -115,10 +115,10 @@ SCHEMA = pa.schema(
         ("scored_at", pa.timestamp("us", tz="UTC")),
         ("software_version", pa.string()),
         ("config_sha256", pa.string()),
-        ("in_domain", pa.bool_()),
-        ("second_look_score", pa.float32()),
     ]
 )
+# With --same-work: the domain gate's verdict and the second look's score.
+SAME_WORK_COLUMNS = [("in_domain", pa.bool_()), ("second_look_score", pa.float32())]
 
 # JPEG transfer syntaxes Pillow can open directly (8-bit DCT processes).
 DRAFT_SYNTAXES = {JPEGBaseline8Bit, JPEGExtended12Bit}
@@ -462,9 +462,10 @@ def sha256_file(path):
 class TableWriter:
     """Rows -> Parquet row groups as they fill (bounded memory)."""
 
-    def __init__(self, path, stamp):
+    def __init__(self, path, stamp, same_work):
+        self.schema = pa.schema(list(SCHEMA) + (SAME_WORK_COLUMNS if same_work else []))
         # zstd and list children named "item", as nightscreen (arrow-rs) writes.
-        self.writer = pq.ParquetWriter(path, SCHEMA, compression="zstd", use_compliant_nested_type=False)
+        self.writer = pq.ParquetWriter(path, self.schema, compression="zstd", use_compliant_nested_type=False)
         self.stamp = stamp
         self.buf = []
         self.count = 0
@@ -479,7 +480,7 @@ class TableWriter:
             return
         s = self.stamp
         labels = s["labels"]
-        cols = {name: [] for name in SCHEMA.names}
+        cols = {name: [] for name in self.schema.names}
         for hdr, frame, stats, outputs, scored_at, inside, look in self.buf:
             for k in ("patient_pseudonym", "study_pseudonym", "series_pseudonym", "instance_pseudonym", "file_pseudonym", "sop_class_uid",
                       "modality", "photometric", "transfer_syntax", "laterality", "field",
@@ -494,15 +495,16 @@ class TableWriter:
             cols["top_label"].append(labels[top] if top is not None and top < len(labels) else None)
             cols["top_score"].append(outputs[top] if top is not None else None)
             cols["scored_at"].append(scored_at)
-            cols["in_domain"].append(inside)
-            cols["second_look_score"].append(look)
+            if "in_domain" in cols:
+                cols["in_domain"].append(inside)
+                cols["second_look_score"].append(look)
         n = len(self.buf)
         for k in ("run_id", "model_id", "model_version", "model_sha256", "software_version", "config_sha256"):
             cols[k] = [s[k]] * n
         cols["labels"] = [labels] * n
         cols["band"] = [None] * n
         cols["image_grade"] = [None] * n
-        table = pa.Table.from_pydict(cols, schema=SCHEMA)
+        table = pa.Table.from_pydict(cols, schema=self.schema)
         self.writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
         self.count += n
         self.buf = []
@@ -576,7 +578,7 @@ def main(argv=None):
     paths = find_dicoms(os.path.abspath(args.input))
     os.makedirs(args.out, exist_ok=True)
     out_path = os.path.join(args.out, "images.parquet")
-    writer = TableWriter(out_path + ".partial", stamp)
+    writer = TableWriter(out_path + ".partial", stamp, bool(args.same_work))
     n_err = n_skip = 0
     # Chunks of one batch of files: small enough that both workers always
     # have work (one decoding while the other runs the model), large enough

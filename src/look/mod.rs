@@ -228,32 +228,8 @@ mod tests {
     }
 
     fn scored(path: &std::path::Path, outputs: Vec<f32>) -> Scored {
-        use crate::message::{Header, ImageMeta, Instance, PixelStats, SourceId};
-        let instance = Arc::new(Instance {
-            source: SourceId::File(path.to_path_buf()),
-            name: String::new(),
-            header: Arc::new(Header::default()),
-            models: vec![ModelId::new(0)],
-        });
-        let meta = Arc::new(ImageMeta {
-            instance,
-            frame_index: 0,
-            width: 8,
-            height: 8,
-            stored: PixelStats::default(),
-            thumbnail: None,
-        });
-        let scored_at = chrono::Utc::now();
-        Scored {
-            meta,
-            model: ModelId::new(0),
-            outputs,
-            domain: None,
-            attention: None,
-            second_look: None,
-            scored_at,
-            bytes: None,
-        }
+        use crate::message::SourceId;
+        Scored::for_test(SourceId::File(path.to_path_buf()), Default::default(), outputs)
     }
 
     #[test]

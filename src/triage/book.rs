@@ -285,7 +285,6 @@ mod tests {
 
     use super::*;
     use crate::message::Scored;
-    use crate::message::{ImageMeta, Instance, PixelStats};
     use crate::model::card::{Accepts, Activation, InputSpec, Layout, ModelCard, OutputSpec};
     use crate::model::ChannelOrder;
     use crate::model::VerifiedModel;
@@ -359,31 +358,7 @@ mod tests {
             modality: "OP".into(),
             ..Header::default()
         };
-        let instance = Arc::new(Instance {
-            source: SourceId::File(format!("/{study}/{laterality}.dcm").into()),
-            name: String::new(),
-            header: Arc::new(header),
-            models: vec![ModelId::new(0)],
-        });
-        let meta = Arc::new(ImageMeta {
-            instance,
-            frame_index: 0,
-            width: 8,
-            height: 8,
-            stored: PixelStats::default(),
-            thumbnail: None,
-        });
-        let scored_at = chrono::Utc::now();
-        Scored {
-            meta,
-            model: ModelId::new(0),
-            outputs,
-            domain: None,
-            attention: None,
-            second_look: None,
-            scored_at,
-            bytes: None,
-        }
+        Scored::for_test(SourceId::File(format!("/{study}/{laterality}.dcm").into()), header, outputs)
     }
 
     #[test]
