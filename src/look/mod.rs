@@ -8,11 +8,13 @@
 //! the source, opened again), prepared for the companion and scored; the
 //! answer rides on the message. Everything else passes straight through.
 //!
-//! Looks run on the stage's own workers, one per decode worker, through a
+//! Looks run on the stage's own workers (one per session [`Looks::open`]
+//! was given: the plan gives half as many as decode workers), through a
 //! queue that holds one look per worker: past that a look waits for a
-//! worker, so the stages upstream slow down with it and nothing piles up. (On the decode pool
-//! they would wait behind every decode until the input ran out, since the
-//! decode workers never return to the pool while instances remain.)
+//! worker, so the stages upstream slow down with it and nothing piles up.
+//! (On the decode pool they would wait behind every decode until the input
+//! ran out, since the decode workers never return to the pool while
+//! instances remain.)
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
