@@ -290,8 +290,8 @@ impl<'c> Plan<'c> {
 /// Second-look workers beside `decode_threads` decode workers: half as
 /// many. A look sees a fifth of the images or so but is ~30 ms of
 /// memory-heavy work (a 1152² frame); one per decode worker oversubscribed
-/// the cores, and each look cost ~40 % more CPU (`make bench`, 2 cores: 42
-/// against 28 ms a look, the run 5 % slower).
+/// the cores, and each look cost ~40 % more CPU (`make bench`'s batch under
+/// `time`, 2 cores: 42 against 28 ms a look, the run 5 % slower).
 fn look_workers(decode_threads: usize) -> usize {
     decode_threads.div_ceil(2).max(1)
 }
